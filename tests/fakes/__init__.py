@@ -1,0 +1,1 @@
+"""Real aiohttp servers that stand in for external services in tests."""
