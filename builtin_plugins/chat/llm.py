@@ -1,0 +1,204 @@
+"""The configured providers, fallback between them, and the ``"llm"`` service other
+plugins (translate, memory) use for one-shot completions."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sdk import Identity, errors
+
+from .providers.base import Completion, LLMProvider, StreamEvent
+
+log = logging.getLogger("llmmultichat.chat")
+
+FALLBACK_ERRORS = (errors.BadGateway, errors.GatewayTimeout, errors.ServiceUnavailable)
+
+
+class BrokenProvider(LLMProvider):
+    """Stands in for a provider whose table names an unknown type or failed to build."""
+
+    type = "unknown"
+
+    def __init__(self, name: str, settings: dict[str, Any], reason: str) -> None:
+        super().__init__(name, settings)
+        self.reason = reason
+
+    def unavailable_reason(self) -> str | None:
+        return self.reason
+
+
+class ProviderRegistry:
+    def __init__(
+        self,
+        providers_config: dict[str, dict[str, Any]],
+        types: dict[str, type[LLMProvider]],
+        *,
+        timeout: float,
+        max_retries: int,
+        retry_backoff: float,
+        default_provider: str,
+    ) -> None:
+        self.default = default_provider
+        self.providers: dict[str, LLMProvider] = {}
+        for name, settings in providers_config.items():
+            kind = str(settings.get("type") or "")
+            cls = types.get(kind)
+            if cls is None:
+                known = ", ".join(sorted(types)) or "none"
+                self.providers[name] = BrokenProvider(
+                    name,
+                    settings,
+                    f"provider {name!r} has unknown type {kind!r} (known: {known})",
+                )
+                continue
+            try:
+                self.providers[name] = cls(
+                    name,
+                    settings,
+                    timeout=timeout,
+                    max_retries=max_retries,
+                    retry_backoff=retry_backoff,
+                    config_path=f"plugins.chat.providers.{name}",
+                )
+            except Exception as exc:
+                log.error("provider %r could not be built: %s", name, type(exc).__name__)
+                self.providers[name] = BrokenProvider(
+                    name, settings, f"provider {name!r} could not be built ({type(exc).__name__})"
+                )
+
+    def get(self, name: str | None) -> LLMProvider:
+        name = name or self.default
+        provider = self.providers.get(name)
+        if provider is None:
+            raise errors.ServiceUnavailable(
+                f"no provider named {name!r} in plugins.chat.providers", code="PROVIDER_UNAVAILABLE"
+            )
+        return provider
+
+    def unavailable(self) -> dict[str, str]:
+        out = {}
+        for name, provider in self.providers.items():
+            reason = provider.unavailable_reason()
+            if reason:
+                out[name] = reason
+        return out
+
+    def checks(self) -> dict[str, Any]:
+        return {name: p.health_check() for name, p in self.providers.items()}
+
+    async def start(self) -> None:
+        for provider in self.providers.values():
+            if provider.unavailable_reason() is None:
+                await provider.start()
+
+    async def close(self) -> None:
+        for provider in self.providers.values():
+            try:
+                await provider.close()
+            except Exception:  # pragma: no cover - best effort at shutdown
+                log.exception("closing provider %r", provider.name)
+
+    async def stream(
+        self,
+        chain: list[tuple[str, str | None]],
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[tuple[LLMProvider, str, StreamEvent]]:
+        """Stream from the first provider of ``chain`` (``[(provider, model or None)]``)
+        that answers; move on to the next only while nothing has been produced yet."""
+        last: errors.Problem | None = None
+        for name, model in chain:
+            try:
+                provider = self.get(name)
+                provider.check_available()
+            except errors.ServiceUnavailable as exc:
+                last = exc
+                continue
+            use_model = model or provider.model
+            produced = False
+            try:
+                async for event in provider.stream(
+                    messages,
+                    model=use_model,
+                    tools=tools if provider.supports_tools else None,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                ):
+                    if event.type in ("delta", "tool_call"):
+                        produced = True
+                    yield provider, use_model, event
+                return
+            except FALLBACK_ERRORS as exc:
+                if produced:
+                    raise
+                last = exc
+                if len(chain) > 1:
+                    log.warning("provider %r failed (%s); trying the next", name, exc.code)
+        assert last is not None
+        raise last
+
+    async def complete(
+        self,
+        chain: list[tuple[str, str | None]],
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> Completion:
+        last: errors.Problem | None = None
+        for name, model in chain:
+            try:
+                provider = self.get(name)
+                provider.check_available()
+                return await provider.complete(
+                    messages,
+                    model=model or provider.model,
+                    tools=tools if provider.supports_tools else None,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                )
+            except FALLBACK_ERRORS as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+
+class ChatLLMService:
+    """``sdk.services.LLMService``: one completion, published as ``"llm"``."""
+
+    def __init__(self, plugin: Any) -> None:
+        self._plugin = plugin
+
+    async def complete(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        provider: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        identity: Identity | None = None,
+    ) -> str:
+        registry: ProviderRegistry | None = self._plugin.providers
+        if registry is None:
+            raise errors.ServiceUnavailable(
+                "the chat plugin is not running", code="PROVIDER_UNAVAILABLE"
+            )
+        name = provider or registry.default
+        chain = [(name, None)]
+        result = await registry.complete(
+            chain, messages, max_tokens=max_tokens, temperature=temperature
+        )
+        await self._plugin.publish_usage(
+            identity,
+            result.usage,
+            provider=result.provider or name,
+            model=result.model,
+            character=None,
+        )
+        return result.content
