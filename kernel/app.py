@@ -1,0 +1,318 @@
+"""The kernel: builds the aiohttp application from the configuration and the plugins.
+
+``Kernel.build()`` discovers, orders, validates and initializes the plugins and mounts
+their routes; starting and stopping happen in the app's ``cleanup_ctx`` (start in
+dependency order, stop in reverse, only what started). ``init_app`` is the factory that
+``llmmultichat serve`` runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from sdk.cli import CliCommand
+from sdk.errors import ServiceUnavailable
+from sdk.plugin import Plugin, PluginContext, PluginState
+from sdk.routes import Route
+from sdk.services import Services
+from sdk.tools import Tool
+
+from .bus import MemoryBus, PluginBus, make_bus
+from .config import ConfigError, LoadedConfig, is_validator_schema_valid, validate_plugin_config
+from .database import DuckDatabase
+from .http import ClientIP, RouteHandler, request_middleware
+from .openapi import build_openapi
+from .plugins import Hooks, PluginRecord, StartupError, dependents_of, discover, start_order
+from .routes import KernelRoutes, static_routes
+from .tools import ToolRegistry
+
+log = logging.getLogger("llmmultichat.kernel")
+DB_FILE = "llmmultichat.duckdb"
+
+
+class Kernel:
+    def __init__(
+        self, config: LoadedConfig, *, extra_plugins: dict[str, type[Plugin]] | None = None
+    ) -> None:
+        self.config = config
+        self.kernel_config = config.kernel
+        self.extra_plugins = extra_plugins or {}
+        self.data_dir = Path(self.kernel_config["data_dir"]).resolve()
+        self.max_body_bytes: int = self.kernel_config["max_body_bytes"]
+        self.client_ip = ClientIP(self.kernel_config["trusted_proxies"])
+        self.records: dict[str, PluginRecord] = {}
+        self.order: list[str] = []
+        self.hooks = Hooks(self.records)
+        self.tools = ToolRegistry(self.records)
+        self.services = Services()
+        self.bus: MemoryBus = make_bus(self.kernel_config["bus"])
+        self.database = DuckDatabase(self.data_dir / DB_FILE)
+        self.routes: list[Route] = []
+        self.cli_commands: list[CliCommand] = []
+        self.websockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self._openapi: dict[str, Any] | None = None
+
+    # -- assembly ---------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Discover, order, validate configs and initialize; raises StartupError or
+        ConfigError for what must stop the server."""
+        enabled = self.config.enabled
+        self.records.update(discover(enabled, self.extra_plugins))
+        for name in self.config.required:
+            self.records[name].required = True
+        self.order = start_order({n: r for n, r in self.records.items()})
+        problems: list[str] = []
+        for name in self.order:
+            rec = self.records[name]
+            if rec.cls is None:
+                continue
+            schema_problems = is_validator_schema_valid(rec.cls.config_schema)
+            if schema_problems:
+                rec.fail("validate", f"the plugin's config schema is invalid: {schema_problems[0]}")
+                continue
+            try:
+                rec.config = validate_plugin_config(
+                    name, self.config.plugin_table(name), rec.cls.config_schema
+                )
+            except ConfigError as exc:
+                problems += exc.problems
+        extra_tables = [
+            k
+            for k, v in self.config.raw["plugins"].items()
+            if isinstance(v, dict) and k not in self.records
+        ]
+        for key in extra_tables:
+            log.warning("[plugins.%s] configures a plugin that is not enabled", key)
+        if problems:
+            raise ConfigError(problems, self.config.source)
+        await self.database.open()
+        for name in self.order:
+            await self._initialize(self.records[name])
+        self._check_required()
+        await self._collect()
+
+    def _context(self, rec: PluginRecord) -> PluginContext:
+        return PluginContext(
+            name=rec.name,
+            config=rec.config,
+            kernel_config=self.kernel_config,
+            data_dir=self.data_dir,
+            logger=logging.getLogger(f"llmmultichat.plugin.{rec.name}"),
+            bus=PluginBus(self.bus, rec.name),
+            hooks=self.hooks,
+            tools=self.tools,
+            services=_PluginServices(self.services, rec.name),
+            database=self.database,
+        )
+
+    def _blocked_by(self, rec: PluginRecord, ok_states: set[PluginState]) -> str | None:
+        for dep in rec.requires:
+            if self.records[dep].state not in ok_states:
+                return dep
+        return None
+
+    async def _initialize(self, rec: PluginRecord) -> None:
+        if rec.cls is None or rec.state is PluginState.ERROR:
+            return
+        dep = self._blocked_by(rec, {PluginState.INITIALIZED})
+        if dep is not None:
+            rec.fail("initialize", f"required plugin {dep!r} failed")
+            return
+        try:
+            rec.instance = rec.cls(self._context(rec))
+            self.hooks.register(rec.name, rec.instance)
+            await rec.instance.initialize()
+            rec.state = PluginState.INITIALIZED
+        except Exception as exc:
+            rec.fail("initialize", exc)
+
+    def _check_required(self) -> None:
+        for name in self.config.required:
+            rec = self.records[name]
+            if rec.state is PluginState.ERROR:
+                raise StartupError(f"required plugin {name!r} failed: {rec.error}")
+
+    async def _collect(self) -> None:
+        """Routes, tools and CLI commands of every initialized plugin."""
+        init = [PluginState.INITIALIZED]
+        kernel_routes = KernelRoutes(self).routes()
+        seen: dict[str, str] = {r.key: "kernel" for r in kernel_routes}
+        self.routes = list(kernel_routes)
+        problems = []
+        for name in self.order:
+            rec = self.records[name]
+            if rec.state is not PluginState.INITIALIZED:
+                continue
+            hooks = dict(self.hooks.implementations("register_routes", states=init))
+            try:
+                fn = hooks.get(name)
+                routes: list[Route] = (await _maybe(fn())) if fn else []
+                for route in routes or []:
+                    route.plugin = name
+                    if not route.operation_id:
+                        route.operation_id = f"{name}.{route.handler.__name__}"
+                    if route.key in seen:
+                        problems.append(
+                            f"duplicate route {route.key}: declared by {seen[route.key]!r} and {name!r}"
+                        )
+                    seen[route.key] = name
+                    rec.routes.append(route)
+                    self.routes.append(route)
+                fn = dict(self.hooks.implementations("register_tools", states=init)).get(name)
+                tools: list[Tool] = (await _maybe(fn())) if fn else []
+                for tool in tools or []:
+                    self.tools.add(name, tool)
+                    rec.tools.append(tool)
+                fn = dict(self.hooks.implementations("register_cli_commands", states=init)).get(
+                    name
+                )
+                commands: list[CliCommand] = (await _maybe(fn())) if fn else []
+                for cmd in commands or []:
+                    cmd.plugin = name
+                    self.cli_commands.append(cmd)
+            except Exception as exc:
+                rec.fail("register", exc)
+        if problems:
+            raise StartupError("; ".join(problems))
+
+    def build_app(self) -> web.Application:
+        app = web.Application(middlewares=[request_middleware], client_max_size=self.max_body_bytes)
+        app[KERNEL_KEY] = self
+        for route in self.routes:
+            app.router.add_route(route.method, route.path, RouteHandler(self, route))
+        static_routes(app)
+        app.cleanup_ctx.append(self._lifespan)
+        app.on_shutdown.append(self._on_shutdown)
+        if self.kernel_config["cors_origins"]:
+            app.on_response_prepare.append(self._cors)
+        return app
+
+    def openapi(self) -> dict[str, Any]:
+        if self._openapi is None:
+            self._openapi = build_openapi(self.routes, self.tools.all())
+        return self._openapi
+
+    # -- running ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.bus.start()
+        for name in self.order:
+            rec = self.records[name]
+            if rec.state is not PluginState.INITIALIZED or rec.instance is None:
+                continue
+            dep = self._blocked_by(rec, {PluginState.RUNNING})
+            if dep is not None:
+                rec.fail("start", f"required plugin {dep!r} is not running")
+                continue
+            try:
+                await rec.instance.start()
+                rec.state = PluginState.RUNNING
+                self.services.set_running(name, True)
+            except Exception as exc:
+                rec.fail("start", exc)
+        failed = [
+            n for n in self.config.required if self.records[n].state is not PluginState.RUNNING
+        ]
+        if failed:
+            await self.stop()
+            raise StartupError(
+                "; ".join(f"required plugin {n!r} failed: {self.records[n].error}" for n in failed)
+            )
+        for name in self.order:
+            rec = self.records[name]
+            if rec.state is PluginState.ERROR:
+                for dep in dependents_of(name, self.records):
+                    log.warning("plugin %r is not running because %r failed", dep, name)
+
+    async def stop(self) -> None:
+        for name in reversed(self.order):
+            rec = self.records[name]
+            if rec.state is not PluginState.RUNNING or rec.instance is None:
+                continue
+            self.services.set_running(name, False)
+            try:
+                await rec.instance.stop()
+                rec.state = PluginState.STOPPED
+            except Exception as exc:
+                rec.fail("stop", exc)
+        await self.bus.stop()
+
+    async def close(self) -> None:
+        """Release what ``load`` opened (the database), once everything is stopped."""
+        await self.database.close()
+
+    async def _lifespan(self, app: web.Application) -> AsyncIterator[None]:
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
+        yield
+        await self.stop()
+        await self.close()
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        """Before in-flight requests drain: let plugins close long-lived connections."""
+        for name in reversed(self.order):
+            rec = self.records[name]
+            if rec.state is PluginState.RUNNING and rec.instance is not None:
+                try:
+                    await rec.instance.drain()
+                except Exception:
+                    log.exception("drain of plugin %r failed", name)
+
+    async def _cors(self, request: web.Request, response: web.StreamResponse) -> None:
+        origin = request.headers.get("Origin")
+        allowed = self.kernel_config["cors_origins"]
+        if origin and ("*" in allowed or origin in allowed):
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+            response.headers["Access-Control-Expose-Headers"] = (
+                "X-Request-ID, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After"
+            )
+
+
+KERNEL_KEY: web.AppKey[Kernel] = web.AppKey("kernel", Kernel)
+
+
+class _PluginServices(Services):
+    """The service registry as one plugin sees it: what it provides carries its name."""
+
+    def __init__(self, shared: Services, plugin: str) -> None:
+        self._shared = shared
+        self._plugin = plugin
+
+    def provide(self, name: str, obj: Any, *, plugin: str = "") -> None:
+        self._shared.provide(name, obj, plugin=plugin or self._plugin)
+
+    def get(self, name: str) -> Any:
+        return self._shared.get(name)
+
+    def set_running(self, plugin: str, running: bool) -> None:
+        raise ServiceUnavailable("only the kernel changes plugin states")
+
+
+async def _maybe(value: Any) -> Any:
+    if asyncio.iscoroutine(value):
+        return await value
+    return value
+
+
+async def build_kernel(
+    config: LoadedConfig, *, extra_plugins: dict[str, type[Plugin]] | None = None
+) -> tuple[Kernel, web.Application]:
+    kernel = Kernel(config, extra_plugins=extra_plugins)
+    try:
+        await kernel.load()
+    except BaseException:
+        await kernel.database.close()
+        raise
+    return kernel, kernel.build_app()

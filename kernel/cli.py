@@ -1,0 +1,264 @@
+"""``llmmultichat``: serve, plugins, config check, openapi, plugin new, and the
+subcommands plugins contribute (``users create-admin`` from the auth plugin)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from typing import Any
+
+from aiohttp import web
+
+from sdk.cli import CliCommand
+from sdk.plugin import PluginState
+
+from .app import Kernel, build_kernel
+from .config import ConfigError, LoadedConfig, find_config_path, load_config
+from .plugins import StartupError, installed_plugins
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config", metavar="PATH", help="plugins.toml (else $LLMMC_CONFIG, else ./plugins.toml)"
+    )
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"llmmultichat: {message}", file=sys.stderr)
+    return code
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _fail(str(exc), 2)
+    _setup_logging(config.kernel["log_level"])
+    if args.host:
+        config.kernel["host"] = args.host
+    if args.port is not None:
+        config.kernel["port"] = args.port
+    holder: dict[str, Kernel] = {}
+
+    async def factory() -> web.Application:
+        kernel, app = await build_kernel(config)
+        holder["kernel"] = kernel
+        return app
+
+    try:
+        web.run_app(
+            factory(),
+            host=config.kernel["host"],
+            port=config.kernel["port"],
+            shutdown_timeout=float(config.kernel["shutdown_timeout_seconds"]),
+            access_log=None,
+            print=lambda msg: print(msg, flush=True),
+        )
+    except ConfigError as exc:
+        return _fail(str(exc), 2)
+    except StartupError as exc:
+        return _fail(f"cannot start: {exc}")
+    except OSError as exc:
+        return _fail(f"cannot listen on {config.kernel['host']}:{config.kernel['port']}: {exc}")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    enabled: list[str] = []
+    try:
+        enabled = load_config(args.config).enabled
+    except ConfigError as exc:
+        print(f"(configuration not usable: {exc.problems[0]})", file=sys.stderr)
+    rows = installed_plugins()
+    width = max([len(r[0]) for r in rows] + [4])
+    print(f"{'NAME':<{width}}  {'ENABLED':<7}  DISTRIBUTION  ENTRY POINT")
+    for name, value, dist in rows:
+        print(f"{name:<{width}}  {'yes' if name in enabled else 'no':<7}  {dist}  {value}")
+    missing = [n for n in enabled if n not in {r[0] for r in rows}]
+    for name in missing:
+        print(f"{name:<{width}}  {'yes':<7}  NOT INSTALLED")
+    return 1 if missing else 0
+
+
+async def _load(config: LoadedConfig) -> Kernel:
+    kernel = Kernel(config)
+    try:
+        await kernel.load()
+    except BaseException:
+        await kernel.close()
+        raise
+    return kernel
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    path = find_config_path(args.config)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _fail(str(exc), 2)
+
+    async def check() -> Kernel:
+        config.kernel["data_dir"] = _scratch_dir()  # validate without touching the real store
+        return await _load(config)
+
+    try:
+        kernel = asyncio.run(check())
+    except ConfigError as exc:
+        return _fail(str(exc), 2)
+    except StartupError as exc:
+        return _fail(f"cannot start: {exc}")
+    asyncio.run(kernel.close())
+    errors = [r for r in kernel.records.values() if r.state is PluginState.ERROR]
+    for rec in kernel.records.values():
+        mark = "ok" if rec.state is not PluginState.ERROR else f"ERROR: {rec.error}"
+        print(f"{rec.name}: {mark}")
+    print(f"{path}: {'valid' if not errors else 'valid, but some plugins cannot load'}")
+    return 1 if errors else 0
+
+
+def _scratch_dir() -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="llmmc-check-")
+
+
+def cmd_openapi(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+        config.kernel["data_dir"] = _scratch_dir()
+        kernel = asyncio.run(_load(config))
+    except (ConfigError, StartupError) as exc:
+        return _fail(str(exc), 2)
+    asyncio.run(kernel.close())
+    json.dump(kernel.openapi(), sys.stdout, indent=2)
+    print()
+    return 0
+
+
+def cmd_plugin_new(args: argparse.Namespace) -> int:
+    from .scaffold import create_plugin
+
+    try:
+        path = create_plugin(args.name, args.directory)
+    except (ValueError, FileExistsError) as exc:
+        return _fail(str(exc), 2)
+    print(f"created {path}\n  install it:  pip install -e {path}\n  test it:     pytest {path}")
+    return 0
+
+
+def _run_plugin_command(command: CliCommand, args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _fail(str(exc), 2)
+
+    async def run() -> int:
+        kernel = await _load(config)
+        try:
+            await kernel.start()
+            rec = kernel.records[command.plugin]
+            if rec.state is not PluginState.RUNNING:
+                return _fail(f"plugin {command.plugin!r} is not running: {rec.error}")
+            return await command.run(rec.instance, args)
+        finally:
+            await kernel.stop()
+            await kernel.close()
+
+    try:
+        return asyncio.run(run())
+    except (ConfigError, StartupError) as exc:
+        return _fail(str(exc), 2)
+
+
+def _plugin_commands(argv: list[str]) -> list[CliCommand]:
+    """Commands contributed by enabled plugins (loaded only when the first word is not
+    a kernel command, so ``serve`` never loads plugins twice)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, _ = pre.parse_known_args(argv)
+    try:
+        config = load_config(known.config)
+        kernel = Kernel(config)
+
+        async def collect() -> list[CliCommand]:
+            try:
+                await kernel.load()
+            finally:
+                await kernel.close()
+            return kernel.cli_commands
+
+        return asyncio.run(collect())
+    except (ConfigError, StartupError, Exception):
+        return []
+
+
+KERNEL_COMMANDS = {"serve", "plugins", "config", "openapi", "plugin", "-h", "--help"}
+
+
+def build_parser(commands: list[CliCommand]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmmultichat", description="LlmMultiChat server")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the server")
+    _add_config(p)
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("plugins", help="list discovered plugins and whether they are enabled")
+    _add_config(p)
+    p.set_defaults(func=cmd_plugins)
+
+    cfg = sub.add_parser("config", help="configuration").add_subparsers(dest="sub", required=True)
+    p = cfg.add_parser("check", help="validate plugins.toml without starting")
+    _add_config(p)
+    p.set_defaults(func=cmd_config_check)
+
+    p = sub.add_parser("openapi", help="print the OpenAPI document")
+    _add_config(p)
+    p.set_defaults(func=cmd_openapi)
+
+    plug = sub.add_parser("plugin", help="plugin tools").add_subparsers(dest="sub", required=True)
+    p = plug.add_parser("new", help="write a ready-to-install plugin package")
+    p.add_argument("name")
+    p.add_argument("--directory", default=".", help="where to create it (default: here)")
+    p.set_defaults(func=cmd_plugin_new)
+
+    groups: dict[str, Any] = {}
+    for command in commands:
+        words = command.name.split()
+        if len(words) == 1:
+            p = sub.add_parser(words[0], help=command.help)
+        else:
+            if words[0] not in groups:
+                groups[words[0]] = sub.add_parser(words[0]).add_subparsers(
+                    dest="sub", required=True
+                )
+            p = groups[words[0]].add_parser(" ".join(words[1:]), help=command.help)
+        _add_config(p)
+        for flags, kwargs in command.arguments:
+            p.add_argument(*flags, **kwargs)
+        p.set_defaults(func=lambda a, c=command: _run_plugin_command(c, a))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = [] if (not argv or argv[0] in KERNEL_COMMANDS) else _plugin_commands(argv)
+    args = build_parser(commands).parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

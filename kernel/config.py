@@ -1,0 +1,287 @@
+"""Reading ``plugins.toml``: where it is, ``${VAR}`` interpolation, defaults, validation.
+
+Every error names where it is (``plugins.auth.bcrypt_rounds``) and what was expected, and
+all of them are reported at once, so a deployer fixes the file in one pass.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+ENV_CONFIG = "LLMMC_CONFIG"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+KERNEL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "host": {"type": "string", "default": "127.0.0.1"},
+        "port": {"type": "integer", "minimum": 0, "maximum": 65535, "default": 8000},
+        "data_dir": {"type": "string", "minLength": 1, "default": "data"},
+        "max_body_bytes": {"type": "integer", "minimum": 1024, "default": 1048576},
+        "trusted_proxies": {
+            "type": "array",
+            "items": {"type": "string", "pattern": r"^[0-9a-fA-F:.]+(/\d{1,3})?$"},
+            "default": [],
+        },
+        "cors_origins": {"type": "array", "items": {"type": "string"}, "default": []},
+        "shutdown_timeout_seconds": {"type": "number", "minimum": 0, "default": 30},
+        "log_level": {
+            "enum": ["DEBUG", "INFO", "WARNING", "ERROR"],
+            "default": "INFO",
+        },
+        "bus": {
+            "type": "object",
+            "additionalProperties": False,
+            "default": {},
+            "properties": {
+                "backend": {"enum": ["memory", "redis"], "default": "memory"},
+                "redis_url": {
+                    "type": "string",
+                    "pattern": "^rediss?://",
+                    "default": "redis://127.0.0.1:6379/0",
+                },
+                "channel_prefix": {"type": "string", "default": "llmmc:events:"},
+            },
+        },
+    },
+}
+
+PLUGINS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "enabled": {
+            "type": "array",
+            "items": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
+            "uniqueItems": True,
+            "default": [],
+        },
+        "required": {
+            "type": "array",
+            "items": {"type": "string"},
+            "uniqueItems": True,
+            "default": [],
+        },
+    },
+}
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``problems`` lists every reason."""
+
+    def __init__(self, problems: list[str], source: str = "") -> None:
+        self.problems = problems
+        self.source = source
+        where = f" in {source}" if source else ""
+        super().__init__(f"invalid configuration{where}:\n  - " + "\n  - ".join(problems))
+
+
+@dataclass
+class LoadedConfig:
+    raw: dict[str, Any]
+    source: str
+
+    @property
+    def kernel(self) -> dict[str, Any]:
+        kernel: dict[str, Any] = self.raw["kernel"]
+        return kernel
+
+    @property
+    def enabled(self) -> list[str]:
+        enabled: list[str] = self.raw["plugins"]["enabled"]
+        return enabled
+
+    @property
+    def required(self) -> list[str]:
+        required: list[str] = self.raw["plugins"]["required"]
+        return required
+
+    def plugin_table(self, name: str) -> dict[str, Any]:
+        table = self.raw["plugins"].get(name, {})
+        return dict(table) if isinstance(table, dict) else table
+
+
+def find_config_path(explicit: str | None = None) -> Path:
+    """``--config PATH``, else ``$LLMMC_CONFIG``, else ``./plugins.toml``."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        return Path(env)
+    return Path("plugins.toml")
+
+
+def interpolate(value: Any, env: Mapping[str, str] | None = None, path: str = "") -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of a parsed TOML tree."""
+    environ = os.environ if env is None else env
+    if isinstance(value, str):
+
+        def repl(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in environ and (environ[name] != "" or default is None):
+                return environ[name]
+            if default is not None:
+                return default
+            raise ConfigError([f"{path}: environment variable {name} is not set"])
+
+        return _VAR.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: interpolate(v, environ, f"{path}.{k}" if path else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, environ, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def load_config(path: str | Path | None = None, *, text: str | None = None) -> LoadedConfig:
+    """Parse, interpolate and validate the kernel's and plugin list's tables.
+
+    Plugin tables are validated later against each plugin's own schema
+    (:func:`validate_plugin_config`), once the plugin's class is known.
+    """
+    source = "<string>"
+    if text is None:
+        p = find_config_path(str(path) if path else None)
+        source = str(p)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError([f"configuration file {p} does not exist"], source) from None
+        except OSError as exc:
+            raise ConfigError([f"cannot read {p}: {exc}"], source) from None
+    try:
+        parsed = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"not valid TOML: {exc}"], source) from None
+    try:
+        return from_dict(parsed, source)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, source) from None
+
+
+def from_dict(parsed: dict[str, Any], source: str = "<dict>") -> LoadedConfig:
+    raw = interpolate(copy.deepcopy(parsed))
+    unknown = sorted(set(raw) - {"kernel", "plugins"})
+    problems = [
+        f"{key}: unknown top-level table (expected [kernel] or [plugins])" for key in unknown
+    ]
+    raw.setdefault("kernel", {})
+    raw.setdefault("plugins", {})
+    problems += validate(raw["kernel"], KERNEL_SCHEMA, "kernel")
+    problems += validate(raw["plugins"], PLUGINS_SCHEMA, "plugins")
+    if not problems:
+        missing = [n for n in raw["plugins"]["required"] if n not in raw["plugins"]["enabled"]]
+        problems += [
+            f"plugins.required: {n!r} is required but not in plugins.enabled" for n in missing
+        ]
+    if problems:
+        raise ConfigError(problems, source)
+    return LoadedConfig(raw=raw, source=source)
+
+
+def _with_defaults(validator_class: Any) -> Any:
+    """A validator that fills in ``default`` values while it validates (jsonschema FAQ)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator: Any, properties: Any, instance: Any, schema: Any) -> Iterator[Any]:
+        if isinstance(instance, dict):
+            for prop, subschema in properties.items():
+                if isinstance(subschema, dict) and "default" in subschema:
+                    instance.setdefault(prop, copy.deepcopy(subschema["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})  # type: ignore[no-untyped-call]
+
+
+_DefaultingValidator = _with_defaults(Draft202012Validator)
+
+
+def error_path(error: ValidationError, prefix: str = "") -> str:
+    parts = [prefix] if prefix else []
+    for part in error.absolute_path:
+        if isinstance(part, int):
+            if parts:
+                parts[-1] += f"[{part}]"
+            else:
+                parts.append(f"[{part}]")
+        else:
+            parts.append(str(part))
+    return ".".join(parts) if parts else "(root)"
+
+
+def describe(error: ValidationError) -> str:
+    """A message that says what was expected, in a deployer's words."""
+    if error.validator == "additionalProperties":
+        return f"unknown key ({error.message})"
+    if error.validator == "enum":
+        return f"expected one of {error.validator_value}, got {error.instance!r}"
+    if error.validator == "type":
+        return f"expected {error.validator_value}, got {type(error.instance).__name__} {error.instance!r}"
+    if error.validator == "pattern":
+        return f"{error.instance!r} does not match the expected form {error.validator_value!r}"
+    return error.message
+
+
+def validate(instance: Any, schema: dict[str, Any], prefix: str) -> list[str]:
+    """Validate (filling defaults in ``instance``) and return readable problems."""
+    validator = _DefaultingValidator(schema)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    return [f"{error_path(e, prefix)}: {describe(e)}" for e in errors]
+
+
+def validate_plugin_config(name: str, table: Any, schema: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``[plugins.<name>]`` against the plugin's schema; return it with defaults."""
+    config = copy.deepcopy(table) if table is not None else {}
+    if not isinstance(config, dict):
+        raise ConfigError([f"plugins.{name}: expected a table, got {type(config).__name__}"])
+    problems = validate(config, schema, f"plugins.{name}")
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+_SECRET_NAME = re.compile(
+    r"(secret|password|passwd|api_key|apikey|token|private_key|credential)", re.I
+)
+REDACTED = "***"
+
+
+def redact(value: Any, schema: dict[str, Any] | None = None, key: str = "") -> Any:
+    """A copy of a config tree with secrets replaced: keys named like secrets, and keys
+    whose schema says ``"x-secret": true``. Empty secrets stay empty, so a deployer can
+    see that one is missing."""
+    schema = schema or {}
+    if isinstance(value, dict):
+        props = schema.get("properties", {}) if isinstance(schema, dict) else {}
+        extra = schema.get("additionalProperties", {}) if isinstance(schema, dict) else {}
+        out = {}
+        for k, v in value.items():
+            sub = props.get(k, extra if isinstance(extra, dict) else {})
+            out[k] = redact(v, sub, k)
+        return out
+    if isinstance(value, list):
+        items = schema.get("items", {}) if isinstance(schema, dict) else {}
+        return [redact(v, items if isinstance(items, dict) else {}, key) for v in value]
+    secret = bool(schema.get("x-secret")) if isinstance(schema, dict) else False
+    if (secret or _SECRET_NAME.search(key)) and isinstance(value, str) and value:
+        return REDACTED
+    return value
+
+
+def is_validator_schema_valid(schema: dict[str, Any]) -> list[str]:
+    """Problems with a plugin's own schema (a plugin author's bug, reported at load)."""
+    try:
+        Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        return [exc.message]
+    return []

@@ -1,0 +1,244 @@
+"""What every request goes through: X-Request-ID, Problem Details for every error, and
+the per-route pipeline (plugin state, authentication, permissions, ``before_request``
+hooks, body limits and JSON Schema validation)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from jsonschema import Draft202012Validator
+
+from sdk.errors import (
+    PROBLEM_CONTENT_TYPE,
+    BadRequest,
+    Forbidden,
+    PayloadTooLarge,
+    Problem,
+    ServiceUnavailable,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+    problem_for_status,
+)
+from sdk.identity import Identity
+from sdk.plugin import PluginState
+from sdk.routes import Request, Response, Route
+
+if TYPE_CHECKING:
+    from .app import Kernel
+
+log = logging.getLogger("llmmultichat.http")
+REQUEST_ID = "X-Request-ID"
+REQUEST_ID_KEY = web.AppKey("request_id_header", str)
+_dumps = json.dumps
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def problem_response(problem: Problem, request: web.Request | None = None) -> web.Response:
+    body = problem.to_dict(instance=request.path if request is not None else None)
+    resp = web.Response(text=_dumps(body), status=problem.status, content_type=PROBLEM_CONTENT_TYPE)
+    for k, v in problem.headers.items():
+        resp.headers[k] = v
+    return resp
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    if status == 204:
+        return web.Response(status=204, headers=headers)
+    return web.Response(
+        text=_dumps(body, default=str),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def schema_errors(validator: Draft202012Validator, instance: Any) -> list[dict[str, str]]:
+    errors = []
+    for err in sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path)):
+        path = "/" + "/".join(str(p) for p in err.absolute_path)
+        errors.append({"path": path, "message": err.message})
+    return errors
+
+
+@web.middleware
+async def request_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """X-Request-ID on every answer, and every error as Problem Details."""
+    rid = request.headers.get(REQUEST_ID, "")
+    if not rid or len(rid) > 200 or not rid.isprintable():
+        rid = uuid.uuid4().hex
+    request["request_id"] = rid
+    try:
+        response = await handler(request)
+    except Problem as problem:
+        response = problem_response(problem, request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        http_problem = problem_for_status(
+            exc.status,
+            exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason,
+        )
+        for k, v in exc.headers.items():
+            if k.lower() in ("allow", "www-authenticate", "retry-after"):
+                http_problem.headers[k] = v
+        response = problem_response(http_problem, request)
+    except Exception:
+        log.exception("unhandled error on %s %s (request %s)", request.method, request.path, rid)
+        response = problem_response(
+            Problem("An unexpected error occurred; it has been logged.", code="INTERNAL_ERROR"),
+            request,
+        )
+    if not response.prepared:
+        response.headers[REQUEST_ID] = rid
+    return response
+
+
+class ClientIP:
+    """The client's address; ``X-Forwarded-For`` is believed only from trusted proxies."""
+
+    def __init__(self, trusted: list[str]) -> None:
+        self.networks = [ipaddress.ip_network(c, strict=False) for c in trusted]
+
+    def _trusted(self, addr: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.networks)
+
+    def __call__(self, request: web.Request) -> str:
+        peer = request.remote or ""
+        if not self.networks or not self._trusted(peer):
+            return peer
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+        # walk from the nearest hop back; the first address we do not trust is the client
+        for hop in reversed(hops):
+            if not self._trusted(hop):
+                return hop
+        return hops[0] if hops else peer
+
+
+class RouteHandler:
+    """The kernel's wrapper around one plugin route."""
+
+    def __init__(self, kernel: Kernel, route: Route) -> None:
+        self.kernel = kernel
+        self.route = route
+        self.validator = (
+            Draft202012Validator(route.request_schema) if route.request_schema is not None else None
+        )
+        limit = kernel.max_body_bytes
+        self.max_body = min(limit, route.max_body_bytes) if route.max_body_bytes else limit
+        self.record = kernel.records.get(route.plugin)
+
+    async def __call__(self, raw: web.Request) -> web.StreamResponse:
+        route = self.route
+        kernel = self.kernel
+        if self.record is not None and self.record.state is not PluginState.RUNNING:
+            raise ServiceUnavailable(
+                f"plugin {route.plugin!r} is {self.record.state.value}"
+                + (f": {self.record.error}" if self.record.error else ""),
+                code="PLUGIN_UNAVAILABLE",
+            )
+        identity = await self.identify(raw)
+        if route.auth != "public":
+            if identity is None:
+                raise Unauthorized("Authentication required", code="AUTH_REQUIRED")
+            if route.auth == "admin" and not identity.is_admin:
+                raise Forbidden("This route is for administrators", code="ADMIN_REQUIRED")
+            if kernel.hooks.has("permission_allowed"):
+                answers = await kernel.hooks.call(
+                    "permission_allowed",
+                    identity=identity,
+                    action=route.operation_id or route.key,
+                    resource=dict(raw.match_info),
+                )
+                if any(a is False for a in answers):
+                    raise Forbidden("Not allowed", code="FORBIDDEN")
+        body = await self.read_body(raw) if raw.method in _BODY_METHODS else None
+        request = Request(
+            raw,
+            identity=identity,
+            body=body,
+            route=route,
+            client_ip=kernel.client_ip(raw),
+            request_id=raw.get("request_id", ""),
+        )
+        extra_headers: dict[str, str] = {}
+        if route.rate_limit is not None and kernel.hooks.has("before_request"):
+            for headers in await kernel.hooks.call("before_request", request=request):
+                extra_headers.update(headers)
+        result = await route.handler(request)
+        if isinstance(result, web.StreamResponse):
+            response = result
+        elif isinstance(result, Response):
+            response = json_response(result.body, result.status, result.headers or None)
+        else:
+            response = json_response(result, route.status)
+        if extra_headers and not response.prepared:
+            response.headers.update(extra_headers)
+        return response
+
+    async def identify(self, raw: web.Request) -> Identity | None:
+        hooks = self.kernel.hooks
+        if self.route.auth == "public" and "Authorization" not in raw.headers:
+            return None
+        if not hooks.has("authenticate"):
+            return None
+        try:
+            identity: Identity | None = await hooks.first("authenticate", request=raw)
+        except Unauthorized:
+            if self.route.auth == "public":
+                return None  # a public route serves anyone; a bad token gets no identity
+            raise
+        return identity
+
+    async def read_body(self, raw: web.Request) -> Any:
+        length = raw.content_length
+        if length is not None and length > self.max_body:
+            raise PayloadTooLarge(f"The body is {length} bytes; the limit is {self.max_body}.")
+        if not raw.body_exists:
+            if self.validator is not None:
+                errors = schema_errors(self.validator, None)
+                raise ValidationFailed("A JSON body is required.", errors=errors or None)
+            return None
+        ctype = raw.content_type
+        if ctype != "application/json" and not ctype.endswith("+json"):
+            if self.validator is None and not ctype:
+                return None
+            raise UnsupportedMediaType(f"Send application/json, not {ctype or 'no content type'}.")
+        data = bytearray()
+        async for chunk in raw.content.iter_chunked(65536):
+            data.extend(chunk)
+            if len(data) > self.max_body:
+                raise PayloadTooLarge(f"The body is over the limit of {self.max_body} bytes.")
+        if not data:
+            if self.validator is not None:
+                raise ValidationFailed(
+                    "A JSON body is required.", errors=schema_errors(self.validator, None)
+                )
+            return None
+        try:
+            body = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"The body is not valid JSON: {exc}", code="MALFORMED_JSON") from None
+        if self.validator is not None:
+            errors = schema_errors(self.validator, body)
+            if errors:
+                raise ValidationFailed(
+                    "The body does not match the schema: " + errors[0]["message"][:200],
+                    errors=errors,
+                )
+        return body

@@ -1,0 +1,338 @@
+"""The kernel's own routes: index, health, ping, OpenAPI and its viewers, the plugin
+registry and the tool execute route. Declared as sdk Routes like any plugin's."""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from sdk.errors import NotFound
+from sdk.plugin import Health, PluginState
+from sdk.routes import Request, Response, Route
+from sdk.tools import ToolCall
+
+from . import __version__
+from .config import redact
+
+if TYPE_CHECKING:
+    from .app import Kernel
+
+STATIC = Path(__file__).parent / "static"
+HEALTH_TIMEOUT = 2.0
+
+PLUGIN_SUMMARY: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "version", "state", "status", "error"],
+    "properties": {
+        "name": {"type": "string"},
+        "version": {"type": "string"},
+        "description": {"type": "string"},
+        "state": {"enum": [s.value for s in PluginState]},
+        "status": {"enum": ["ok", "degraded", "unavailable"]},
+        "detail": {"type": "string"},
+        "error": {"type": "string"},
+        "required": {"type": "boolean"},
+        "requires": {"type": "array", "items": {"type": "string"}},
+        "distribution": {"type": "string"},
+    },
+}
+
+
+def swagger_dir() -> Path | None:
+    try:
+        import swagger_ui_bundle
+    except ImportError:
+        return None
+    base = Path(swagger_ui_bundle.__file__).parent / "vendor"
+    found = sorted(glob.glob(str(base / "swagger-ui-*")))
+    return Path(found[-1]) if found else None
+
+
+DOCS_HTML = """<!doctype html>
+<html><head><meta charset="utf-8"><title>LlmMultiChat API</title>
+<link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/static/swagger-ui-bundle.js"></script>
+<script>window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui"});</script>
+</body></html>"""
+
+REDOC_HTML = """<!doctype html>
+<html><head><meta charset="utf-8"><title>LlmMultiChat API</title></head>
+<body><redoc spec-url="/openapi.json"></redoc>
+<script src="/redoc/static/redoc.standalone.js"></script></body></html>"""
+
+
+class KernelRoutes:
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+
+    def routes(self) -> list[Route]:
+        r = [
+            Route(
+                "GET",
+                "/",
+                self.index,
+                auth="public",
+                rate_limit=None,
+                summary="Name, version and links",
+                response_schema={"type": "object", "required": ["name", "version"]},
+            ),
+            Route(
+                "GET",
+                "/ping",
+                self.ping,
+                auth="public",
+                rate_limit=None,
+                summary="Liveness",
+                response_schema={
+                    "type": "object",
+                    "required": ["pong"],
+                    "properties": {"pong": {"const": True}},
+                },
+            ),
+            Route(
+                "GET",
+                "/health",
+                self.health,
+                auth="public",
+                rate_limit=None,
+                summary="Overall status and each plugin's state (200 healthy/degraded, 503 unhealthy)",
+                response_schema=HEALTH_SCHEMA,
+                responses={503: "Unhealthy: a required plugin is not running"},
+            ),
+            Route(
+                "GET",
+                "/openapi.json",
+                self.openapi,
+                auth="public",
+                rate_limit=None,
+                summary="This document",
+                response_schema={"type": "object"},
+            ),
+            Route(
+                "GET",
+                "/docs",
+                self.docs,
+                auth="public",
+                rate_limit=None,
+                summary="Swagger UI",
+                response_content_type="text/html",
+                response_schema={"type": "string"},
+            ),
+            Route(
+                "GET",
+                "/redoc",
+                self.redoc,
+                auth="public",
+                rate_limit=None,
+                summary="ReDoc",
+                response_content_type="text/html",
+                response_schema={"type": "string"},
+            ),
+            Route(
+                "GET",
+                "/api/v1/plugins",
+                self.list_plugins,
+                auth="public",
+                summary="Enabled plugins and their states",
+                response_schema={
+                    "type": "object",
+                    "required": ["plugins"],
+                    "properties": {"plugins": {"type": "array", "items": PLUGIN_SUMMARY}},
+                },
+            ),
+            Route(
+                "GET",
+                "/api/v1/plugins/{name}",
+                self.get_plugin,
+                auth="public",
+                summary="One plugin: version, state, error, routes, tools, config with secrets redacted",
+                response_schema=PLUGIN_DETAIL,
+            ),
+            Route(
+                "POST",
+                "/api/v1/plugins/{name}/execute",
+                self.execute,
+                auth="user",
+                summary="Run one of a plugin's tools",
+                request_schema=EXECUTE_SCHEMA,
+                response_schema={"type": "object", "required": ["plugin", "tool", "result"]},
+                responses={502: "Upstream failed", 504: "Upstream timed out"},
+            ),
+        ]
+        for route in r:
+            route.plugin = "kernel"
+            route.tags = ["kernel"]
+        return r
+
+    async def index(self, req: Request) -> Any:
+        return {
+            "name": "LlmMultiChat",
+            "version": __version__,
+            "links": {
+                "health": "/health",
+                "openapi": "/openapi.json",
+                "docs": "/docs",
+                "redoc": "/redoc",
+                "plugins": "/api/v1/plugins",
+            },
+        }
+
+    async def ping(self, req: Request) -> Any:
+        return {"pong": True}
+
+    async def _health_of(self, name: str) -> Health:
+        rec = self.kernel.records[name]
+        if rec.state is not PluginState.RUNNING or rec.instance is None:
+            return Health("unavailable", rec.error or rec.state.value)
+        try:
+            return await asyncio.wait_for(rec.instance.health(), HEALTH_TIMEOUT)
+        except TimeoutError:
+            return Health("degraded", "health check timed out")
+        except Exception as exc:
+            return Health("degraded", f"health check failed: {exc!r}")
+
+    async def health(self, req: Request) -> Response:
+        names = list(self.kernel.records)
+        reports = await asyncio.gather(*(self._health_of(n) for n in names))
+        plugins = {}
+        status = "healthy"
+        for name, h in zip(names, reports, strict=True):
+            rec = self.kernel.records[name]
+            plugins[name] = {
+                "state": rec.state.value,
+                "status": h.status,
+                "detail": h.detail,
+                "required": rec.required,
+                **({"checks": h.checks} if h.checks else {}),
+            }
+            if rec.required and rec.state is not PluginState.RUNNING:
+                status = "unhealthy"
+            elif status == "healthy" and (h.status != "ok"):
+                status = "degraded"
+        bus = self.kernel.bus.health()
+        if status == "healthy" and bus.get("status") != "ok":
+            status = "degraded"
+        body = {"status": status, "version": __version__, "bus": bus, "plugins": plugins}
+        return Response(body, status=503 if status == "unhealthy" else 200)
+
+    async def openapi(self, req: Request) -> Any:
+        return self.kernel.openapi()
+
+    async def docs(self, req: Request) -> web.StreamResponse:
+        return web.Response(text=DOCS_HTML, content_type="text/html")
+
+    async def redoc(self, req: Request) -> web.StreamResponse:
+        return web.Response(text=REDOC_HTML, content_type="text/html")
+
+    async def _summary(self, name: str) -> dict[str, Any]:
+        rec = self.kernel.records[name]
+        h = await self._health_of(name)
+        return {
+            "name": name,
+            "version": rec.version,
+            "description": rec.cls.description if rec.cls else "",
+            "state": rec.state.value,
+            "status": h.status,
+            "detail": h.detail,
+            "error": rec.error,
+            "required": rec.required,
+            "requires": list(rec.requires),
+            "distribution": rec.distribution,
+        }
+
+    async def list_plugins(self, req: Request) -> Any:
+        return {"plugins": [await self._summary(n) for n in self.kernel.records]}
+
+    async def get_plugin(self, req: Request) -> Any:
+        name = req.match_info["name"]
+        rec = self.kernel.records.get(name)
+        if rec is None:
+            raise NotFound(f"No plugin named {name!r} is enabled.", code="PLUGIN_NOT_FOUND")
+        body = await self._summary(name)
+        schema = rec.cls.config_schema if rec.cls else {}
+        body["config"] = redact(rec.config, schema)
+        body["routes"] = [{"method": r.method, "path": r.path, "auth": r.auth} for r in rec.routes]
+        body["tools"] = [
+            {
+                "name": t.name,
+                "description": t.description,
+                "parameters": t.parameters,
+                "result": t.result,
+            }
+            for t in self.kernel.tools.of_plugin(name)
+        ]
+        if req.identity is not None and req.identity.is_admin and rec.traceback:
+            body["traceback"] = rec.traceback
+        return body
+
+    async def execute(self, req: Request) -> Any:
+        name = req.match_info["name"]
+        rec = self.kernel.records.get(name)
+        if rec is None:
+            raise NotFound(f"No plugin named {name!r} is enabled.", code="PLUGIN_NOT_FOUND")
+        tool_name = req.body["tool"]
+        tool = next((t for t in self.kernel.tools.of_plugin(name) if t.name == tool_name), None)
+        if tool is None:
+            raise NotFound(f"Plugin {name!r} has no tool {tool_name!r}.", code="TOOL_NOT_FOUND")
+        result = await self.kernel.tools.call(
+            tool_name,
+            req.body.get("params", {}),
+            ToolCall(identity=req.identity, request_id=req.request_id, origin="api"),
+        )
+        return {"plugin": name, "tool": tool_name, "result": result}
+
+
+EXECUTE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["tool"],
+    "additionalProperties": False,
+    "properties": {
+        "tool": {"type": "string", "minLength": 1, "maxLength": 100},
+        "params": {"type": "object", "default": {}},
+    },
+}
+
+HEALTH_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["status", "plugins"],
+    "properties": {
+        "status": {"enum": ["healthy", "degraded", "unhealthy"]},
+        "version": {"type": "string"},
+        "bus": {"type": "object"},
+        "plugins": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["state", "status"],
+                "properties": {
+                    "state": {"type": "string"},
+                    "status": {"enum": ["ok", "degraded", "unavailable"]},
+                },
+            },
+        },
+    },
+}
+
+PLUGIN_DETAIL: dict[str, Any] = {
+    **PLUGIN_SUMMARY,
+    "required": [*PLUGIN_SUMMARY["required"], "config", "routes", "tools"],
+    "properties": {
+        **PLUGIN_SUMMARY["properties"],
+        "config": {"type": "object"},
+        "routes": {"type": "array", "items": {"type": "object"}},
+        "tools": {"type": "array", "items": {"type": "object"}},
+        "traceback": {"type": "string"},
+    },
+}
+
+
+def static_routes(app: web.Application) -> None:
+    sw = swagger_dir()
+    if sw is not None:
+        app.router.add_static("/docs/static", sw)
+    app.router.add_static("/redoc/static", STATIC / "redoc")

@@ -1,0 +1,47 @@
+"""The LlmMultiChat SDK: everything a plugin author imports.
+
+from sdk import Plugin, Route, Tool, hookimpl, errors
+"""
+
+from . import errors, events, services
+from .cli import CliCommand
+from .database import Database
+from .errors import Problem
+from .events import Event, EventBus
+from .hooks import HookCaller, hookimpl, hookspec
+from .identity import Identity
+from .plugin import Health, Plugin, PluginContext, PluginState
+from .routes import Request, Response, Route
+from .services import LLMService, RateLimiter, Services
+from .tools import Tool, ToolCall, ToolRegistry
+
+ENTRY_POINT_GROUP = "llmmultichat.plugins"
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "CliCommand",
+    "Database",
+    "Event",
+    "EventBus",
+    "Health",
+    "HookCaller",
+    "Identity",
+    "LLMService",
+    "Plugin",
+    "PluginContext",
+    "PluginState",
+    "Problem",
+    "RateLimiter",
+    "Request",
+    "Response",
+    "Route",
+    "Services",
+    "Tool",
+    "ToolCall",
+    "ToolRegistry",
+    "errors",
+    "events",
+    "hookimpl",
+    "hookspec",
+    "services",
+]

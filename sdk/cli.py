@@ -1,0 +1,24 @@
+"""Command-line subcommands contributed by plugins (``register_cli_commands``)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class CliCommand:
+    """``llmmultichat <name...>``: e.g. ``name="users create-admin"``.
+
+    ``arguments`` are ``(flags, kwargs)`` pairs for ``argparse.add_argument``. ``run`` gets
+    the plugin (initialized with its validated config, and started) and the parsed
+    arguments, and returns the process exit code.
+    """
+
+    name: str
+    help: str
+    run: Callable[[Any, argparse.Namespace], Awaitable[int]]
+    arguments: list[tuple[tuple[str, ...], dict[str, Any]]] = field(default_factory=list)
+    plugin: str = ""

@@ -1,0 +1,64 @@
+"""Events on the kernel's bus.
+
+Topics are dotted names (``chat.message.created``). Subscribers may use an exact topic,
+a prefix wildcard (``chat.*``) or ``*``. Each subscriber runs isolated: one that raises
+is logged with its plugin's name and the others still receive the event.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+# Topics the builtin plugins publish; third parties may publish their own.
+USER_DELETED = "user.deleted"  # {user_id}
+LLM_USAGE = "llm.usage"  # {user_id, prompt_tokens, completion_tokens, provider, model, character}
+CHAT_MESSAGE_CREATED = (
+    "chat.message.created"  # {user_id, session_id, message_id, role, character, content}
+)
+SESSION_DELETED = "chat.session.deleted"  # {user_id, session_id}
+PLUGIN_STATE_CHANGED = "kernel.plugin.state"  # {plugin, state, error}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    topic: str
+    data: dict[str, Any]
+    source: str = ""
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    timestamp: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "data": self.data,
+            "source": self.source,
+            "id": self.id,
+            "timestamp": self.timestamp,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Event:
+        return cls(
+            topic=str(raw["topic"]),
+            data=dict(raw.get("data") or {}),
+            source=str(raw.get("source", "")),
+            id=str(raw.get("id") or uuid.uuid4().hex),
+            timestamp=float(raw.get("timestamp") or time.time()),
+        )
+
+
+EventHandler = Callable[[Event], Awaitable[None]]
+
+
+class EventBus(Protocol):
+    """What a plugin sees of the bus (``self.context.bus``)."""
+
+    async def publish(self, topic: str, data: dict[str, Any]) -> None:
+        """Deliver to every subscriber, on this process and (Redis backend) on every other."""
+
+    def subscribe(self, topic: str, handler: EventHandler) -> Callable[[], None]:
+        """Call ``handler`` for each matching event; returns a function that unsubscribes."""

@@ -1,0 +1,79 @@
+"""Hook specifications: how plugins contribute to the server and take part in decisions.
+
+Implement a hook by defining a method of the same name on your Plugin class, decorated
+with ``@hookimpl``. Any implementation may be ``async``. The kernel calls every
+implementation itself, one plugin at a time, so a plugin whose hook raises is blamed by
+name and does not take the others down. The full contract of each hook is in
+``docs/hooks.md``; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pluggy
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from .identity import Identity
+    from .routes import Request, Route
+    from .tools import Tool
+
+PROJECT = "llmmultichat"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+class HookSpecs:
+    @hookspec
+    def register_routes(self) -> list[Route]:
+        """Return the HTTP routes this plugin serves."""
+
+    @hookspec
+    def register_tools(self) -> list[Tool]:
+        """Return the tools this plugin offers to characters and to the execute route."""
+
+    @hookspec
+    def register_llm_providers(self) -> dict[str, Any]:
+        """Return LLM provider classes by their ``type`` name (e.g. ``{"openai": OpenAIProvider}``)."""
+
+    @hookspec
+    def register_characters(self) -> list[dict[str, Any]]:
+        """Return extra chat characters, each a dict shaped like a ``[plugins.chat.characters.*]`` table plus ``id``."""
+
+    @hookspec
+    def register_cli_commands(self) -> list[Any]:
+        """Return :class:`sdk.cli.CliCommand` objects that become ``llmmultichat`` subcommands."""
+
+    @hookspec
+    def authenticate(self, request: web.Request) -> Identity | None:
+        """Return the caller's Identity from the request's credentials, None if not yours; raise InvalidCredentials for a bad one."""
+
+    @hookspec
+    def permission_allowed(self, identity: Identity, action: str, resource: Any) -> bool | None:
+        """Return False to deny ``action`` on ``resource`` to ``identity``, True to allow, None to abstain; any False wins."""
+
+    @hookspec
+    def before_request(self, request: Request) -> dict[str, str] | None:
+        """Inspect an authenticated request before its handler runs; raise a Problem to refuse, or return headers for the response."""
+
+    @hookspec
+    def memory_context(
+        self, identity: Identity, session_id: str | None, query: str, max_tokens: int
+    ) -> list[dict[str, Any]] | None:
+        """Return memories relevant to ``query`` (each ``{tier, content, score, memory_id}``), within ``max_tokens``, for the prompt."""
+
+    @hookspec
+    def summarize_text(self, identity: Identity | None, text: str, max_words: int) -> str | None:
+        """Return a summary of ``text`` in at most ``max_words`` words, or None to let another plugin answer."""
+
+
+class HookCaller(Protocol):
+    """How a plugin calls hooks of every plugin (``self.context.hooks``)."""
+
+    async def call(self, name: str, **kwargs: Any) -> list[Any]:
+        """Call every running plugin's implementation, await each, return the non-None results."""
+
+    async def first(self, name: str, **kwargs: Any) -> Any:
+        """Call implementations until one returns something other than None; return it (or None)."""

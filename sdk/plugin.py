@@ -1,0 +1,101 @@
+"""The Plugin base class every plugin subclasses, and what the kernel hands it."""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+if TYPE_CHECKING:
+    from .database import Database
+    from .events import EventBus
+    from .hooks import HookCaller
+    from .services import Services
+    from .tools import ToolRegistry
+
+
+class PluginState(enum.StrEnum):
+    UNINITIALIZED = "UNINITIALIZED"
+    INITIALIZED = "INITIALIZED"
+    RUNNING = "RUNNING"
+    STOPPED = "STOPPED"
+    ERROR = "ERROR"
+
+
+HealthStatus = Literal["ok", "degraded", "unavailable"]
+
+
+@dataclass(slots=True)
+class Health:
+    """What a plugin says of itself in ``/health`` and ``/api/v1/plugins``.
+
+    ``degraded``: serving, but part of it is off (a provider without its key, Redis away);
+    ``unavailable``: running but unable to serve. ``checks`` names the parts.
+    """
+
+    status: HealthStatus = "ok"
+    detail: str = ""
+    checks: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PluginContext:
+    """Everything the kernel offers a plugin. Plugins never import the kernel."""
+
+    name: str
+    config: dict[str, Any]
+    kernel_config: dict[str, Any]
+    data_dir: Path
+    logger: logging.Logger
+    bus: EventBus
+    hooks: HookCaller
+    tools: ToolRegistry
+    services: Services
+    database: Database
+
+
+class Plugin:
+    """Subclass this, set the class attributes, and declare an entry point in the group
+    ``llmmultichat.plugins`` (``name = "package.module:MyPlugin"``).
+
+    Lifecycle: ``initialize`` (open stores, publish services; no network needed),
+    ``start`` (connect, start background tasks; the server is about to accept requests),
+    ``stop`` (release everything ``start`` took). Nothing may happen at import time.
+    Hooks are methods decorated with ``@hookimpl``.
+    """
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "0.1.0"
+    description: ClassVar[str] = ""
+    # Plugins that must be RUNNING before this one starts; if one fails, this one is not started.
+    requires: ClassVar[tuple[str, ...]] = ()
+    # Plugins this one works with when they are enabled: ordered before it, but not needed.
+    optional: ClassVar[tuple[str, ...]] = ()
+    # JSON Schema of this plugin's ``[plugins.<name>]`` table. ``default`` values are filled
+    # in; keys marked ``"x-secret": true`` (and any named like a password, key or secret)
+    # are redacted wherever the config is shown.
+    config_schema: ClassVar[dict[str, Any]] = {"type": "object"}
+
+    def __init__(self, context: PluginContext) -> None:
+        self.context = context
+        self.config = context.config
+        self.log = context.logger
+
+    async def initialize(self) -> None:
+        """Prepare: create tables, publish services. Called once, before routes are mounted."""
+
+    async def start(self) -> None:
+        """Begin serving: connect to services, start background tasks."""
+
+    async def drain(self) -> None:
+        """The server is shutting down: close long-lived connections (WebSockets, SSE
+        streams) so in-flight requests can finish. Called before ``stop``."""
+
+    async def stop(self) -> None:
+        """Release what start took. Called in reverse start order, after in-flight requests."""
+
+    async def health(self) -> Health:
+        """Report this plugin's health; the default says it is fine."""
+        return Health()

@@ -1,0 +1,120 @@
+"""Declaring HTTP routes.
+
+A plugin returns :class:`Route` objects from its ``register_routes`` hook. The kernel
+mounts them, authenticates, checks permissions and rate limits, validates the JSON body
+against ``request_schema`` (400/415/422 as Problem Details) and documents everything in
+``/openapi.json`` from these same declarations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from .identity import Identity
+
+AuthLevel = Literal["public", "user", "admin"]
+JSONSchema = dict[str, Any]
+
+
+class Request:
+    """What a handler receives: the aiohttp request plus what the kernel learned about it."""
+
+    __slots__ = ("body", "client_ip", "identity", "raw", "request_id", "route")
+
+    def __init__(
+        self,
+        raw: web.Request,
+        *,
+        identity: Identity | None,
+        body: Any,
+        route: Route,
+        client_ip: str,
+        request_id: str,
+    ) -> None:
+        self.raw = raw
+        self.identity = identity
+        self.body = body  # parsed and validated JSON body, or None
+        self.route = route
+        self.client_ip = client_ip
+        self.request_id = request_id
+
+    @property
+    def match_info(self) -> Mapping[str, str]:
+        return self.raw.match_info
+
+    @property
+    def query(self) -> Mapping[str, str]:
+        return self.raw.query
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self.raw.headers
+
+    def require_identity(self) -> Identity:
+        """The caller's identity; routes with auth 'user'/'admin' always have one."""
+        if self.identity is None:
+            from .errors import Unauthorized
+
+            raise Unauthorized("Authentication required", code="AUTH_REQUIRED")
+        return self.identity
+
+
+@dataclass(slots=True)
+class Response:
+    """Return this from a handler to choose the status or headers of a JSON answer."""
+
+    body: Any = None
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[Request], Awaitable[Any]]
+
+
+@dataclass(slots=True)
+class Route:
+    """One HTTP route a plugin serves.
+
+    A handler returns a JSON-serialisable value (sent with ``status``), a
+    :class:`Response`, or any aiohttp ``StreamResponse``/``WebSocketResponse`` it
+    prepared itself (SSE, WebSocket).
+    """
+
+    method: str
+    path: str
+    handler: Handler
+    auth: AuthLevel = "user"
+    # Rate-limit class: "default" uses the per-route or default limit of the ratelimit
+    # plugin; None exempts the route (health checks, docs, WebSocket upgrades that count
+    # their messages themselves). "chat" routes are also subject to token quotas.
+    rate_limit: str | None = "default"
+    request_schema: JSONSchema | None = None
+    response_schema: JSONSchema | None = None
+    query_schema: JSONSchema | None = None  # object schema of query parameters (documentation)
+    status: int = 200
+    summary: str = ""
+    description: str = ""
+    tags: list[str] = field(default_factory=list)
+    operation_id: str = ""
+    # Extra documented responses: {status: description}; Problem responses are added
+    # automatically from auth level, request schema and rate limit.
+    responses: dict[int, str] = field(default_factory=dict)
+    # Content type of a successful answer (e.g. "text/event-stream" for SSE).
+    response_content_type: str = "application/json"
+    # Upper bound for this route's body, when lower than the kernel's max_body_bytes.
+    max_body_bytes: int | None = None
+    # Set by the kernel: the plugin that declared the route.
+    plugin: str = ""
+
+    def __post_init__(self) -> None:
+        self.method = self.method.upper()
+
+    @property
+    def key(self) -> str:
+        """``"POST /api/v1/chat"``: how config (rate limits) names a route."""
+        return f"{self.method} {self.path}"

@@ -1,0 +1,174 @@
+"""Testing plugins in a real host, in a few lines (a pytest plugin, ``pytest11``).
+
+    async def test_my_route(llmmc):
+        client = await llmmc({"plugins": {"enabled": ["myplugin"], "myplugin": {...}}})
+        r = await client.get("/hello", headers=client.auth_headers("u1"))
+        assert r.status == 200
+
+``llmmc`` starts the real kernel, with plugins found through entry points exactly as in
+production (plus any classes passed in ``plugins=``), on a random loopback port, with a
+fresh ``data_dir``; it is all stopped when the test ends. When the config does not
+enable ``auth``, :class:`TestAuthPlugin` is enabled so that ``client.auth_headers()``
+gives working identities without the accounts plugin.
+
+This module is the one place the SDK reaches into the kernel: it is the host, started
+for tests. Plugins themselves never import the kernel.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from .errors import InvalidCredentials
+from .hooks import hookimpl
+from .identity import Identity
+from .plugin import Plugin
+
+TEST_TOKEN_PREFIX = "test:"
+
+
+class TestAuthPlugin(Plugin):
+    """Accepts ``Authorization: Bearer test:<user_id>`` (``test:<user_id>:admin`` for an
+    admin). For tests only: never enable it in a real deployment."""
+
+    __test__ = False  # not a pytest test class
+    name = "testauth"
+    version = "0.1.0"
+    description = "Test identities from 'Bearer test:<user_id>[:admin]' (tests only)"
+    config_schema = {"type": "object"}
+
+    @hookimpl
+    def authenticate(self, request: web.Request) -> Identity | None:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.startswith(TEST_TOKEN_PREFIX):
+            if token:
+                raise InvalidCredentials("Unknown test token")
+            return None
+        parts = token[len(TEST_TOKEN_PREFIX) :].split(":")
+        if not parts[0]:
+            raise InvalidCredentials("Empty test user id")
+        roles = ("user", "admin") if "admin" in parts[1:] else ("user",)
+        return Identity(user_id=parts[0], roles=roles, username=parts[0], scheme="test")
+
+
+def auth_headers(user_id: str, admin: bool = False) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TEST_TOKEN_PREFIX}{user_id}{':admin' if admin else ''}"}
+
+
+class KernelClient:
+    """HTTP client bound to one running kernel. Responses come back already read."""
+
+    def __init__(self, kernel: Any, runner: web.AppRunner, base_url: str) -> None:
+        self.kernel = kernel
+        self.runner = runner
+        self.base_url = base_url
+        self.session = aiohttp.ClientSession()
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    @staticmethod
+    def auth_headers(user_id: str, admin: bool = False) -> dict[str, str]:
+        return auth_headers(user_id, admin)
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        async with self.session.request(method, self.url(path), **kwargs) as resp:
+            await resp.read()
+            return resp
+
+    async def get(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.request("GET", path, **kwargs)
+
+    async def post(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.request("POST", path, **kwargs)
+
+    async def put(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.request("PUT", path, **kwargs)
+
+    async def patch(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.request("PATCH", path, **kwargs)
+
+    async def delete(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.request("DELETE", path, **kwargs)
+
+    def stream(self, method: str, path: str, **kwargs: Any) -> Any:
+        """An unread response context (``async with client.stream(...) as r``), for SSE."""
+        return self.session.request(method, self.url(path), **kwargs)
+
+    def ws_connect(self, path: str, **kwargs: Any) -> Any:
+        ws_url = "ws" + self.url(path)[len("http") :]
+        return self.session.ws_connect(ws_url, **kwargs)
+
+    def plugin_state(self, name: str) -> str:
+        return str(self.kernel.records[name].state.value)
+
+    async def close(self) -> None:
+        await self.session.close()
+        await self.runner.cleanup()
+
+
+def test_config(config: dict[str, Any] | None, data_dir: Path) -> dict[str, Any]:
+    """The config dict ``start_kernel`` uses: a random port, a fresh data_dir, and the
+    test identities when the auth plugin is not enabled."""
+    cfg = copy.deepcopy(config or {})
+    kernel = cfg.setdefault("kernel", {})
+    kernel.setdefault("host", "127.0.0.1")
+    kernel["port"] = 0
+    kernel.setdefault("data_dir", str(data_dir))
+    plugins = cfg.setdefault("plugins", {})
+    enabled = plugins.setdefault("enabled", [])
+    plugins.setdefault("required", [])
+    if "auth" not in enabled and "testauth" not in enabled:
+        enabled.insert(0, "testauth")
+    return cfg
+
+
+async def start_kernel(
+    config: dict[str, Any] | None = None,
+    *,
+    plugins: dict[str, type[Plugin]] | None = None,
+    data_dir: Path | None = None,
+) -> KernelClient:
+    """Start a real kernel on 127.0.0.1 (random port) and return a client for it."""
+    from kernel.app import build_kernel  # the host; see the module docstring
+    from kernel.config import from_dict
+
+    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="llmmc-test-"))
+    extra: dict[str, type[Plugin]] = {"testauth": TestAuthPlugin, **(plugins or {})}
+    loaded = from_dict(test_config(config, data_dir), "<test config>")
+    kernel, app = await build_kernel(loaded, extra_plugins=extra)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return KernelClient(kernel, runner, f"http://127.0.0.1:{port}")
+
+
+@pytest.fixture
+async def llmmc(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[KernelClient]]]:
+    """Factory fixture: ``client = await llmmc(config, plugins={...})``."""
+    clients: list[KernelClient] = []
+    counter = 0
+
+    async def factory(
+        config: dict[str, Any] | None = None, *, plugins: dict[str, type[Plugin]] | None = None
+    ) -> KernelClient:
+        nonlocal counter
+        counter += 1
+        client = await start_kernel(config, plugins=plugins, data_dir=tmp_path / f"kernel{counter}")
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in reversed(clients):
+        await client.close()
