@@ -1,0 +1,1 @@
+"""Accounts, JWT access tokens, rotating refresh tokens, API keys and roles."""

@@ -1,0 +1,185 @@
+"""Which access tokens were revoked before they expired.
+
+Access tokens are never looked up in the database; instead two kinds of records are kept
+for one access-token lifetime (after that every token they name has expired anyway):
+- ``user``: the user's tokens issued before ``after`` are refused, except those of the
+  login family ``keep`` (change-password keeps the caller's own login; deletion keeps none);
+- ``family``: every token of that login (logout, refresh-token reuse).
+
+Records live in this process (loaded from and saved to DuckDB, so they survive a restart)
+and, when Redis is configured, also in Redis so that every instance refuses the token at
+once. Each check of an access token is then one MGET round trip. While Redis is
+unreachable the process keeps serving with its own records and pushes pending records to
+Redis when it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from .store import AuthStore
+
+USER, FAMILY = "user", "family"
+
+
+class RevocationStore:
+    def __init__(
+        self,
+        store: AuthStore,
+        ttl_seconds: int,
+        logger: logging.Logger,
+        redis_url: str = "",
+        prefix: str = "llmmc:auth:",
+        timeout: float = 0.5,
+    ) -> None:
+        self.store = store
+        self.ttl = ttl_seconds + 60  # covers clock skew between instances
+        self.log = logger
+        self.redis_url = redis_url
+        self.prefix = prefix
+        self.timeout = timeout
+        self._users: dict[str, tuple[float, str, float]] = {}  # user_id -> (after, keep, expires)
+        self._families: dict[str, float] = {}  # family_id -> expires
+        self._redis: Any = None
+        self._pending: list[tuple[str, str, float, str]] = []
+        self._redis_ok = True
+        self._redis_error = ""
+        self._retry_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        now = time.time()
+        for kind, subject, after, keep, expires in await self.store.live_revocations(now):
+            if kind == USER:
+                self._users[subject] = (after, keep, expires)
+            else:
+                self._families[subject] = expires
+        if self.redis_url:
+            import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+
+            self._redis = aioredis.from_url(
+                self.redis_url,
+                socket_timeout=self.timeout,
+                socket_connect_timeout=self.timeout,
+                retry=Retry(NoBackoff(), 1),
+                decode_responses=True,
+            )
+            self._retry_task = asyncio.create_task(self._retry_loop())
+
+    async def stop(self) -> None:
+        if self._retry_task is not None:
+            self._retry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry_task
+            self._retry_task = None
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    def status(self) -> tuple[bool, str]:
+        if self._redis is None:
+            return True, "in-process revocation list"
+        if self._redis_ok:
+            return True, "revocations shared through Redis"
+        return False, f"Redis unreachable ({self._redis_error}); revocations of this instance only"
+
+    # -- writing ----------------------------------------------------------------------------
+
+    async def revoke_user(self, user_id: str, after: float, keep_family: str = "") -> None:
+        await self._record(USER, user_id, after, keep_family)
+
+    async def revoke_family(self, family_id: str) -> None:
+        await self._record(FAMILY, family_id, 0.0, "")
+
+    async def _record(self, kind: str, subject: str, after: float, keep: str) -> None:
+        expires = time.time() + self.ttl
+        if kind == USER:
+            self._users[subject] = (after, keep, expires)
+        else:
+            self._families[subject] = expires
+        await self.store.save_revocation(kind, subject, after, keep, expires)
+        if self._redis is not None:
+            self._pending.append((kind, subject, after, keep))
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for kind, subject, after, keep in pending:
+                    value = f"{after!r}|{keep}" if kind == USER else "1"
+                    pipe.set(self._key(kind, subject), value, ex=self.ttl)
+                await pipe.execute()
+        except Exception as exc:
+            self._pending = pending + self._pending
+            self._mark_down(exc)
+        else:
+            self._redis_ok = True
+
+    async def _retry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if self._pending:
+                await self._flush()
+
+    def _mark_down(self, exc: BaseException) -> None:
+        if self._redis_ok:
+            self.log.warning("revocation store: Redis unreachable: %s", exc)
+        self._redis_ok = False
+        self._redis_error = f"{type(exc).__name__}: {exc}"
+
+    def _key(self, kind: str, subject: str) -> str:
+        return f"{self.prefix}{'u' if kind == USER else 'f'}:{subject}"
+
+    # -- checking ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _user_refuses(record: tuple[float, str] | None, iat: float, family: str) -> bool:
+        if record is None:
+            return False
+        after, keep = record
+        return iat < after and not (keep and keep == family)
+
+    async def is_revoked(self, user_id: str, family_id: str, iat: float) -> bool:
+        now = time.time()
+        local = self._users.get(user_id)
+        if local is not None and local[2] < now:
+            del self._users[user_id]
+            local = None
+        if self._user_refuses(local[:2] if local else None, iat, family_id):
+            return True
+        fam_expires = self._families.get(family_id)
+        if fam_expires is not None:
+            if fam_expires >= now:
+                return True
+            del self._families[family_id]
+        if self._redis is None:
+            return False
+        try:
+            user_value, fam_value = await self._redis.mget(
+                self._key(USER, user_id), self._key(FAMILY, family_id)
+            )
+        except Exception as exc:
+            # Keep serving with this instance's own records (documented in docs/auth.md).
+            self._mark_down(exc)
+            return False
+        if not self._redis_ok:
+            self._redis_ok = True
+            self.log.info("revocation store: Redis is back")
+        if fam_value is not None:
+            return True
+        if user_value is not None:
+            after_text, _, keep = str(user_value).partition("|")
+            try:
+                after = float(after_text)
+            except ValueError:
+                return False
+            return self._user_refuses((after, keep), iat, family_id)
+        return False

@@ -1,0 +1,294 @@
+"""Every SQL statement of the auth plugin. Times are UNIX seconds (DOUBLE), roles a
+comma-separated list; emails and usernames are unique case-insensitively (``*_norm``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sdk import Database
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS auth_users (
+        user_id VARCHAR PRIMARY KEY,
+        username VARCHAR NOT NULL,
+        username_norm VARCHAR NOT NULL UNIQUE,
+        email VARCHAR NOT NULL,
+        email_norm VARCHAR NOT NULL UNIQUE,
+        password_hash VARCHAR NOT NULL,
+        roles VARCHAR NOT NULL,
+        created_at DOUBLE NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS auth_refresh_tokens (
+        token_hash VARCHAR PRIMARY KEY,
+        family_id VARCHAR NOT NULL,
+        user_id VARCHAR NOT NULL,
+        issued_at DOUBLE NOT NULL,
+        expires_at DOUBLE NOT NULL,
+        spent_at DOUBLE,
+        revoked BOOLEAN NOT NULL DEFAULT FALSE
+    )""",
+    "CREATE INDEX IF NOT EXISTS auth_refresh_family ON auth_refresh_tokens (family_id)",
+    "CREATE INDEX IF NOT EXISTS auth_refresh_user ON auth_refresh_tokens (user_id)",
+    """CREATE TABLE IF NOT EXISTS auth_api_keys (
+        key_id VARCHAR PRIMARY KEY,
+        user_id VARCHAR NOT NULL,
+        name VARCHAR NOT NULL,
+        key_hash VARCHAR NOT NULL UNIQUE,
+        created_at DOUBLE NOT NULL,
+        expires_at DOUBLE
+    )""",
+    "CREATE INDEX IF NOT EXISTS auth_api_keys_user ON auth_api_keys (user_id)",
+    # Revocations of access tokens (which are never looked up in the database): kind 'user'
+    # (tokens of subject issued before `after`, except family `keep`) or 'family'.
+    """CREATE TABLE IF NOT EXISTS auth_revocations (
+        kind VARCHAR NOT NULL,
+        subject VARCHAR NOT NULL,
+        after DOUBLE NOT NULL,
+        keep VARCHAR NOT NULL,
+        expires_at DOUBLE NOT NULL,
+        PRIMARY KEY (kind, subject)
+    )""",
+]
+
+_USER_COLUMNS = "user_id, username, email, roles, created_at, password_hash"
+
+
+class DuplicateUser(Exception):
+    def __init__(self, field: str) -> None:
+        super().__init__(field)
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    user_id: str
+    username: str
+    email: str
+    roles: tuple[str, ...]
+    created_at: float
+    password_hash: str
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> UserRow:
+        roles = tuple(r for r in str(row[3]).split(",") if r)
+        return cls(str(row[0]), str(row[1]), str(row[2]), roles, float(row[4]), str(row[5]))
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshRow:
+    token_hash: str
+    family_id: str
+    user_id: str
+    expires_at: float
+    spent_at: float | None
+    revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRow:
+    key_id: str
+    user_id: str
+    name: str
+    created_at: float
+    expires_at: float | None
+
+
+def _is_constraint_error(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    return "constraint" in text or "duplicate key" in text
+
+
+class AuthStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create_schema(self) -> None:
+        for statement in SCHEMA:
+            await self.db.execute(statement)
+
+    # -- users ----------------------------------------------------------------------------
+
+    async def insert_user(
+        self,
+        user_id: str,
+        username: str,
+        email: str,
+        password_hash: str,
+        roles: tuple[str, ...],
+        created_at: float,
+    ) -> None:
+        taken = await self.db.fetchone(
+            "SELECT email_norm = ?, username_norm = ? FROM auth_users "
+            "WHERE email_norm = ? OR username_norm = ? LIMIT 1",
+            [email.lower(), username.lower(), email.lower(), username.lower()],
+        )
+        if taken is not None:
+            raise DuplicateUser("email" if taken[0] else "username")
+        try:
+            await self.db.execute(
+                "INSERT INTO auth_users (user_id, username, username_norm, email, email_norm, "
+                "password_hash, roles, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    user_id,
+                    username,
+                    username.lower(),
+                    email,
+                    email.lower(),
+                    password_hash,
+                    ",".join(roles),
+                    created_at,
+                ],
+            )
+        except Exception as exc:  # a concurrent registration won the race
+            if _is_constraint_error(exc):
+                raise DuplicateUser("email or username") from exc
+            raise
+
+    async def user_by_id(self, user_id: str) -> UserRow | None:
+        row = await self.db.fetchone(
+            f"SELECT {_USER_COLUMNS} FROM auth_users WHERE user_id = ?", [user_id]
+        )
+        return UserRow.from_row(row) if row else None
+
+    async def user_by_email(self, email: str) -> UserRow | None:
+        row = await self.db.fetchone(
+            f"SELECT {_USER_COLUMNS} FROM auth_users WHERE email_norm = ?", [email.lower()]
+        )
+        return UserRow.from_row(row) if row else None
+
+    async def set_password(self, user_id: str, password_hash: str) -> None:
+        await self.db.execute(
+            "UPDATE auth_users SET password_hash = ? WHERE user_id = ?", [password_hash, user_id]
+        )
+
+    async def set_roles(self, user_id: str, roles: tuple[str, ...]) -> None:
+        await self.db.execute(
+            "UPDATE auth_users SET roles = ? WHERE user_id = ?", [",".join(roles), user_id]
+        )
+
+    async def delete_user(self, user_id: str) -> bool:
+        def tx(cur: Any) -> bool:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                cur.execute("DELETE FROM auth_api_keys WHERE user_id = ?", [user_id])
+                cur.execute("DELETE FROM auth_refresh_tokens WHERE user_id = ?", [user_id])
+                gone = cur.execute(
+                    "DELETE FROM auth_users WHERE user_id = ? RETURNING user_id", [user_id]
+                ).fetchall()
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            return bool(gone)
+
+        return await self.db.run(tx)
+
+    # -- refresh tokens -------------------------------------------------------------------
+
+    async def insert_refresh(
+        self, token_hash: str, family_id: str, user_id: str, issued_at: float, expires_at: float
+    ) -> None:
+        await self.db.execute(
+            "INSERT INTO auth_refresh_tokens (token_hash, family_id, user_id, issued_at, "
+            "expires_at) VALUES (?, ?, ?, ?, ?)",
+            [token_hash, family_id, user_id, issued_at, expires_at],
+        )
+
+    async def refresh_by_hash(self, token_hash: str) -> RefreshRow | None:
+        row = await self.db.fetchone(
+            "SELECT token_hash, family_id, user_id, expires_at, spent_at, revoked "
+            "FROM auth_refresh_tokens WHERE token_hash = ?",
+            [token_hash],
+        )
+        if row is None:
+            return None
+        return RefreshRow(row[0], row[1], row[2], float(row[3]), row[4], bool(row[5]))
+
+    async def spend_refresh(self, token_hash: str, now: float) -> bool:
+        """Mark a live refresh token spent; False if it was already spent or revoked."""
+        rows = await self.db.fetchall(
+            "UPDATE auth_refresh_tokens SET spent_at = ? "
+            "WHERE token_hash = ? AND spent_at IS NULL AND NOT revoked RETURNING token_hash",
+            [now, token_hash],
+        )
+        return bool(rows)
+
+    async def revoke_family(self, family_id: str) -> None:
+        await self.db.execute(
+            "UPDATE auth_refresh_tokens SET revoked = TRUE WHERE family_id = ? AND NOT revoked",
+            [family_id],
+        )
+
+    async def revoke_user_families(self, user_id: str, keep_family: str) -> None:
+        await self.db.execute(
+            "UPDATE auth_refresh_tokens SET revoked = TRUE "
+            "WHERE user_id = ? AND family_id <> ? AND NOT revoked",
+            [user_id, keep_family],
+        )
+
+    async def purge_refresh(self, now: float) -> None:
+        await self.db.execute("DELETE FROM auth_refresh_tokens WHERE expires_at < ?", [now])
+
+    # -- API keys -------------------------------------------------------------------------
+
+    async def insert_api_key(
+        self,
+        key_id: str,
+        user_id: str,
+        name: str,
+        key_hash: str,
+        created_at: float,
+        expires_at: float | None,
+    ) -> None:
+        await self.db.execute(
+            "INSERT INTO auth_api_keys (key_id, user_id, name, key_hash, created_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [key_id, user_id, name, key_hash, created_at, expires_at],
+        )
+
+    async def api_key_owner(self, key_hash: str) -> tuple[ApiKeyRow, UserRow] | None:
+        row = await self.db.fetchone(
+            "SELECT k.key_id, k.user_id, k.name, k.created_at, k.expires_at, "
+            f"{', '.join('u.' + c.strip() for c in _USER_COLUMNS.split(','))} "
+            "FROM auth_api_keys k JOIN auth_users u ON u.user_id = k.user_id "
+            "WHERE k.key_hash = ?",
+            [key_hash],
+        )
+        if row is None:
+            return None
+        key = ApiKeyRow(row[0], row[1], row[2], float(row[3]), row[4])
+        return key, UserRow.from_row(row[5:])
+
+    async def api_keys_of(self, user_id: str) -> list[ApiKeyRow]:
+        rows = await self.db.fetchall(
+            "SELECT key_id, user_id, name, created_at, expires_at FROM auth_api_keys "
+            "WHERE user_id = ? ORDER BY created_at, key_id",
+            [user_id],
+        )
+        return [ApiKeyRow(r[0], r[1], r[2], float(r[3]), r[4]) for r in rows]
+
+    async def delete_api_key(self, user_id: str, key_id: str) -> bool:
+        rows = await self.db.fetchall(
+            "DELETE FROM auth_api_keys WHERE key_id = ? AND user_id = ? RETURNING key_id",
+            [key_id, user_id],
+        )
+        return bool(rows)
+
+    # -- revocations ----------------------------------------------------------------------
+
+    async def save_revocation(
+        self, kind: str, subject: str, after: float, keep: str, expires_at: float
+    ) -> None:
+        await self.db.execute(
+            "INSERT OR REPLACE INTO auth_revocations (kind, subject, after, keep, expires_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [kind, subject, after, keep, expires_at],
+        )
+
+    async def live_revocations(self, now: float) -> list[tuple[str, str, float, str, float]]:
+        await self.db.execute("DELETE FROM auth_revocations WHERE expires_at < ?", [now])
+        rows = await self.db.fetchall(
+            "SELECT kind, subject, after, keep, expires_at FROM auth_revocations"
+        )
+        return [(r[0], r[1], float(r[2]), r[3], float(r[4])) for r in rows]

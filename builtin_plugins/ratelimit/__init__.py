@@ -1,0 +1,1 @@
+"""Request limits per route and daily LLM token quotas (in-process or shared through Redis)."""

@@ -1,0 +1,240 @@
+"""Where counters live: this process (``memory``) or Redis (``redis``, shared by every instance).
+
+Both backends answer the same three questions:
+- ``hit``: count one request against a GCRA limit, after checking the caller's daily token
+  quota when one applies (for Redis: one Lua script, one round trip);
+- ``add_usage``: add LLM tokens to a user's count for a UTC day (idempotent per event id
+  on Redis, where every instance receives the same bus event);
+- ``usage``: tokens used by a user on a UTC day.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .limits import Decision, Limit, gcra
+
+# Day counters are kept a little longer than a day so a request around midnight still sees them.
+QUOTA_TTL_SECONDS = 2 * 86400
+
+
+class BackendUnavailable(Exception):
+    """The shared store cannot be reached; the plugin applies ``on_backend_error``."""
+
+
+@dataclass(frozen=True, slots=True)
+class HitResult:
+    decision: Decision | None  # None when the quota refused the request before counting it
+    quota_used: int = 0
+
+
+class Backend(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def hit(self, key: str, limit: Limit, quota_key: str, quota_limit: int) -> HitResult: ...
+    async def add_usage(self, quota_key: str, tokens: int, event_id: str) -> int: ...
+    async def usage(self, quota_key: str) -> int: ...
+    async def probe(self) -> None: ...
+    def status(self) -> tuple[bool, str]: ...
+
+
+class MemoryBackend:
+    """Counters in this process: exact for one server, reset by a restart."""
+
+    SWEEP_EVERY = 4096
+
+    def __init__(self) -> None:
+        self._tat: dict[str, float] = {}
+        self._quota: dict[str, int] = {}
+        self._hits = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        self._tat.clear()
+
+    def _sweep(self, now: float) -> None:
+        # Drop limits whose every slot is back (tat in the past): bounded memory under many clients.
+        self._tat = {k: v for k, v in self._tat.items() if v > now}
+
+    async def hit(self, key: str, limit: Limit, quota_key: str, quota_limit: int) -> HitResult:
+        used = 0
+        if quota_key and quota_limit > 0:
+            used = self._quota.get(quota_key, 0)
+            if used >= quota_limit:
+                return HitResult(None, used)
+        now = time.monotonic()
+        self._hits += 1
+        if self._hits % self.SWEEP_EVERY == 0:
+            self._sweep(now)
+        decision, new_tat = gcra(self._tat.get(key), now, limit)
+        if new_tat is not None:
+            self._tat[key] = new_tat
+        return HitResult(decision, used)
+
+    async def add_usage(self, quota_key: str, tokens: int, event_id: str) -> int:
+        # The in-memory bus delivers an event once to this process; keys of past days are
+        # dropped as new days start.
+        day = quota_key.rsplit(":", 1)[-1]
+        if any(not k.endswith(day) for k in self._quota):
+            self._quota = {k: v for k, v in self._quota.items() if k.endswith(day)}
+        total = self._quota.get(quota_key, 0) + tokens
+        self._quota[quota_key] = total
+        return total
+
+    async def usage(self, quota_key: str) -> int:
+        return self._quota.get(quota_key, 0)
+
+    async def probe(self) -> None:
+        return None
+
+    def status(self) -> tuple[bool, str]:
+        return True, "in-process counters"
+
+
+# KEYS[1] limit key, KEYS[2] quota key; ARGV period_ms, count, quota_limit (0: no quota check).
+# Returns {status, remaining, reset_ms, retry_after_ms, quota_used}; status 1 allowed,
+# 0 limited, 2 quota spent. Time comes from the Redis server, so every instance agrees.
+GCRA_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local period = tonumber(ARGV[1])
+local count = tonumber(ARGV[2])
+local quota = tonumber(ARGV[3])
+local used = 0
+if quota > 0 then
+  used = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if used >= quota then
+    return {2, 0, 0, 0, used}
+  end
+end
+local interval = period / count
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - period
+if allow_at > now then
+  return {0, 0, math.ceil(tat - now), math.ceil(allow_at - now), used}
+end
+redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now))
+local remaining = math.floor((period - (new_tat - now)) / interval + 0.000001)
+return {1, remaining, math.ceil(new_tat - now), 0, used}
+"""
+
+# KEYS[1] quota key, KEYS[2] event marker; ARGV tokens, ttl seconds. Counts each event once
+# even though the Redis bus hands it to every instance.
+USAGE_LUA = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
+  local v = redis.call('INCRBY', KEYS[1], ARGV[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  return v
+end
+return -1
+"""
+
+
+class RedisBackend:
+    """Counters in Redis: one limit for all instances. While Redis is unreachable every call
+    raises :class:`BackendUnavailable` at once (no waiting on each request) and Redis is
+    tried again every ``retry_seconds``."""
+
+    def __init__(self, url: str, prefix: str, timeout: float, retry_seconds: float) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.timeout = timeout
+        self.retry_seconds = retry_seconds
+        self._redis: Any = None
+        self._gcra: Any = None
+        self._usage: Any = None
+        self._down_until = 0.0
+        self._last_error = ""
+
+    async def start(self) -> None:
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        self._redis = aioredis.from_url(
+            self.url,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+            # One immediate retry: a connection left stale by a Redis restart is replaced
+            # transparently; a Redis that is really gone fails fast.
+            retry=Retry(NoBackoff(), 1),
+            decode_responses=True,
+        )
+        self._gcra = self._redis.register_script(GCRA_LUA)
+        self._usage = self._redis.register_script(USAGE_LUA)
+        try:
+            await self._call(self._redis.ping())
+        except BackendUnavailable:
+            pass  # reported by health(); requests follow on_backend_error until it is back
+
+    async def stop(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    async def _call(self, awaitable: Any) -> Any:
+        import redis.exceptions
+
+        try:
+            result = await awaitable
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+            self._down_until = time.monotonic() + self.retry_seconds
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            raise BackendUnavailable(self._last_error) from exc
+        self._down_until = 0.0
+        return result
+
+    def _check_up(self) -> None:
+        if self._redis is None:
+            raise BackendUnavailable("not started")
+        if self._down_until and time.monotonic() < self._down_until:
+            raise BackendUnavailable(self._last_error)
+
+    async def hit(self, key: str, limit: Limit, quota_key: str, quota_limit: int) -> HitResult:
+        self._check_up()
+        keys = [self.prefix + key, self.prefix + (quota_key or "q:none")]
+        args = [int(limit.period * 1000), limit.count, quota_limit if quota_key else 0]
+        status, remaining, reset_ms, retry_ms, used = await self._call(
+            self._gcra(keys=keys, args=args)
+        )
+        if int(status) == 2:
+            return HitResult(None, int(used))
+        decision = Decision(
+            allowed=int(status) == 1,
+            limit=limit.count,
+            remaining=int(remaining),
+            reset=int(reset_ms) / 1000,
+            retry_after=int(retry_ms) / 1000,
+        )
+        return HitResult(decision, int(used))
+
+    async def add_usage(self, quota_key: str, tokens: int, event_id: str) -> int:
+        self._check_up()
+        keys = [self.prefix + quota_key, self.prefix + "evt:" + event_id]
+        return int(await self._call(self._usage(keys=keys, args=[tokens, QUOTA_TTL_SECONDS])))
+
+    async def usage(self, quota_key: str) -> int:
+        self._check_up()
+        value = await self._call(self._redis.get(self.prefix + quota_key))
+        return int(value or 0)
+
+    async def probe(self) -> None:
+        """Ping Redis when it was last seen down, so health recovers without traffic."""
+        if self._redis is not None and self._down_until and time.monotonic() >= self._down_until:
+            try:
+                await self._call(self._redis.ping())
+            except BackendUnavailable:
+                pass
+
+    def status(self) -> tuple[bool, str]:
+        if self._redis is None:
+            return False, "not started"
+        if self._down_until:
+            return False, f"Redis unreachable: {self._last_error}"
+        return True, "Redis reachable"

@@ -1,0 +1,138 @@
+"""The ratelimit plugin: per-route request limits and daily LLM token quotas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sdk import Event, Health, Plugin, Request, events, hookimpl, services
+
+from .backends import Backend, MemoryBackend, RedisBackend
+from .limiter import Limiter
+from .limits import LIMIT_PATTERN
+
+LIMIT_SCHEMA = {
+    "type": "string",
+    "pattern": LIMIT_PATTERN,
+    "description": "requests per period, e.g. '10/minute', '5/second', '1000/day', '30/5 minutes'",
+}
+
+
+class RateLimitPlugin(Plugin):
+    name = "ratelimit"
+    version = "0.1.0"
+    description = (
+        "Request limits per route (in-process or shared through Redis) and daily LLM token quotas."
+    )
+    config_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "backend": {"enum": ["memory", "redis"], "default": "memory"},
+            "redis_url": {"type": "string", "default": "redis://127.0.0.1:6379/0"},
+            "key_prefix": {
+                "type": "string",
+                "default": "llmmc:ratelimit:",
+                "description": "prefix of every Redis key this plugin writes",
+            },
+            "redis_timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "default": 0.5},
+            "backend_retry_seconds": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "default": 1.0,
+                "description": "after a Redis failure, how long to follow on_backend_error before trying Redis again",
+            },
+            "default": {**LIMIT_SCHEMA, "default": "200/minute"},
+            "on_backend_error": {"enum": ["open", "closed"], "default": "open"},
+            "routes": {
+                "type": "object",
+                "description": "limits by route key ('METHOD /path', as declared by the plugin)",
+                "additionalProperties": LIMIT_SCHEMA,
+                "default": {
+                    "POST /api/v1/auth/register": "5/minute",
+                    "POST /api/v1/auth/login": "10/minute",
+                    "POST /api/v1/chat": "100/minute",
+                    "POST /api/v1/chat/stream": "50/minute",
+                },
+            },
+            "quotas": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "tokens_per_day": {
+                        "type": "object",
+                        "description": "LLM tokens per user per UTC day, by role; 0 = unlimited",
+                        "additionalProperties": {"type": "integer", "minimum": 0},
+                        "default": {"user": 200000, "admin": 0},
+                    }
+                },
+                "default": {"tokens_per_day": {"user": 200000, "admin": 0}},
+            },
+        },
+    }
+
+    limiter: Limiter
+    _unsubscribe: Any = None
+
+    async def initialize(self) -> None:
+        cfg = self.config
+        backend: Backend
+        if cfg["backend"] == "redis":
+            backend = RedisBackend(
+                cfg["redis_url"],
+                cfg["key_prefix"],
+                timeout=float(cfg["redis_timeout_seconds"]),
+                retry_seconds=float(cfg["backend_retry_seconds"]),
+            )
+        else:
+            backend = MemoryBackend()
+        quotas = cfg.get("quotas") or {}
+        self.limiter = Limiter(
+            backend,
+            default=cfg["default"],
+            routes=cfg.get("routes") or {},
+            tokens_per_day=quotas.get("tokens_per_day", {"user": 200000, "admin": 0}),
+            on_backend_error=cfg["on_backend_error"],
+            logger=self.log,
+        )
+        self.context.services.provide(services.RATELIMIT, self.limiter, plugin=self.name)
+        self.context.services.provide(services.QUOTA, self.limiter, plugin=self.name)
+
+    async def start(self) -> None:
+        await self.limiter.backend.start()
+        self._unsubscribe = self.context.bus.subscribe(events.LLM_USAGE, self._on_usage)
+
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        await self.limiter.backend.stop()
+
+    async def _on_usage(self, event: Event) -> None:
+        data = event.data
+        tokens = 0
+        for field in ("prompt_tokens", "completion_tokens"):
+            value = data.get(field)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                tokens += value
+        await self.limiter.record_usage(
+            str(data.get("user_id") or ""), tokens, event.id, event.timestamp
+        )
+
+    async def health(self) -> Health:
+        backend = self.limiter.backend
+        await backend.probe()
+        ok, detail = backend.status()
+        checks = {"backend": self.config["backend"], "reachable": ok}
+        if ok:
+            return Health("ok", detail, checks)
+        policy = "allowing requests" if self.limiter.fail_open else "refusing requests with 503"
+        return Health("degraded", f"{detail}; {policy}", checks)
+
+    @hookimpl
+    async def before_request(self, request: Request) -> dict[str, str] | None:
+        route = request.route
+        if route.rate_limit is None:
+            return None
+        return await self.limiter.check(
+            route.key, request.identity, request.client_ip, quota=route.rate_limit == "chat"
+        )
