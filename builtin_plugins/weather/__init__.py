@@ -1,0 +1,1 @@
+"""The weather tool: current weather for a city from Open-Meteo or OpenWeatherMap."""
