@@ -1,0 +1,117 @@
+"""The ``memory_context`` hook: what the chat plugin puts in the prompt.
+
+For one user, session and new message, within ``max_tokens`` (estimated at four
+characters a token, plus a few for the line around each item):
+1. the session's summary (``mid_term``), which covers turns older than the chat history;
+2. the memories of every tier most similar to the message, ranked (search), leaving out
+   the current session's recent turns and summary (the chat history and item 1 already
+   carry them);
+3. one hop along the associative links of those hits (``tier: "associative"``, with
+   ``via`` naming the hit they hang from and a score of 0.8 × the hit's).
+Items that do not fit the budget are skipped, not cut, so a smaller item further down
+may still fit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sdk import Identity
+
+from .tiers import TIERS, MemoryService
+
+ITEM_OVERHEAD_TOKENS = 6
+
+
+def estimate_tokens(text: str) -> int:
+    return len(text) // 4 + 1
+
+
+async def memory_context(
+    service: MemoryService,
+    identity: Identity,
+    session_id: str | None,
+    query: str,
+    max_tokens: int,
+) -> list[dict[str, Any]]:
+    user_id = identity.user_id
+    budget = max(0, int(max_tokens))
+    items: list[dict[str, Any]] = []
+    seen: set[str] = set()
+
+    def offer(item: dict[str, Any]) -> None:
+        nonlocal budget
+        if item["memory_id"] in seen:
+            return
+        cost = estimate_tokens(item["content"]) + ITEM_OVERHEAD_TOKENS
+        if cost > budget:
+            return
+        budget -= cost
+        seen.add(item["memory_id"])
+        items.append(item)
+
+    if budget <= ITEM_OVERHEAD_TOKENS:
+        return []
+    if session_id:
+        summary = await service.session_summary(user_id, session_id)
+        if summary is not None:
+            offer(
+                {
+                    "memory_id": summary.memory_id,
+                    "tier": "mid_term",
+                    "content": summary.content,
+                    "score": 1.0,
+                    "session_id": session_id,
+                }
+            )
+    query = (query or "").strip()
+    if not query:
+        return items
+    config = service.config
+    hits = await service.search(
+        user_id,
+        query[:4000],
+        top_k=int(config["context_top_k"]),
+        tiers=list(TIERS),
+        min_score=float(config["context_min_score"]),
+        exclude_session_tiers=(session_id, ["short_term", "mid_term"]) if session_id else None,
+    )
+    for hit in hits:
+        offer(
+            {
+                "memory_id": hit.memory_id,
+                "tier": hit.tier,
+                "content": hit.content,
+                "score": round(float(hit.score or 0.0), 4),
+                "session_id": hit.session_id,
+            }
+        )
+    related = await service.store.related(user_id, [h.memory_id for h in hits])
+    wanted: dict[str, tuple[str, float]] = {}
+    for hit in hits:
+        for other, _kind, weight in related.get(hit.memory_id, []):
+            if other in seen or other in wanted:
+                continue
+            wanted[other] = (hit.memory_id, 0.8 * float(hit.score or 0.0) * min(1.0, weight + 0.3))
+    if wanted:
+        linked = await service.store.get_many(user_id, list(wanted))
+        linked = [
+            m
+            for m in linked
+            if not (session_id and m.session_id == session_id and m.tier == "short_term")
+        ]
+        linked.sort(key=lambda m: wanted[m.memory_id][1], reverse=True)
+        for m in linked[: int(config["context_top_k"])]:
+            via, score = wanted[m.memory_id]
+            offer(
+                {
+                    "memory_id": m.memory_id,
+                    "tier": "associative",
+                    "content": m.content,
+                    "score": round(score, 4),
+                    "session_id": m.session_id,
+                    "via": via,
+                    "source_tier": m.tier,
+                }
+            )
+    return items

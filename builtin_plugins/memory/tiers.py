@@ -1,0 +1,668 @@
+"""The five tiers and what happens to each: the memory service the routes, the event
+handlers and the context hook share.
+
+- ``short_term``: each chat turn (user and character), kept per session, the newest
+  ``short_term_turns`` only; mirrored in Redis when configured.
+- ``mid_term``: one summary per session, rewritten every ``summary_every_turns`` turns
+  from the previous summary plus the new turns; mirrored in Redis with a TTL.
+- ``long_term``: facts about the user; a fact with the key of an existing fact (or a
+  near-identical text) updates that fact instead of adding another one.
+- ``associative``: links between memories (links.py); also notes a client posts with
+  ``metadata.related`` naming the memories they associate.
+- ``knowledge``: documents, split into overlapping chunks that are embedded one by one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+import weakref
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from sdk import Identity, errors
+
+from . import links as links_mod
+from .cache import SessionCache
+from .embedders.base import Embedder
+from .extract import Fact, build_llm_messages, extract_rules, parse_llm_facts
+from .store import Memory, MemoryStore, new_id, utcnow
+from .summary import summarize
+
+TIERS = ("short_term", "mid_term", "long_term", "associative", "knowledge")
+
+
+def chunk_text(text: str, size: int, overlap: int) -> list[str]:
+    """Split a document into chunks of about ``size`` characters, cut at paragraph or
+    sentence ends where possible, each overlapping the previous by ``overlap``."""
+    text = text.strip()
+    if len(text) <= size:
+        return [text] if text else []
+    pieces = [p for p in re.split(r"(?<=[.!?。])\s+|\n{2,}", text) if p.strip()]
+    chunks: list[str] = []
+    current = ""
+    for piece in pieces:
+        while len(piece) > size:  # a very long sentence: hard cut
+            head, piece = piece[:size], piece[size - overlap :]
+            if current:
+                chunks.append(current)
+                current = ""
+            chunks.append(head)
+        if current and len(current) + 1 + len(piece) > size:
+            chunks.append(current)
+            tail = current[-overlap:] if overlap else ""
+            # start the overlap at a word boundary
+            tail = tail[tail.find(" ") + 1 :] if " " in tail else tail
+            current = (tail + " " + piece).strip()
+        else:
+            current = (current + " " + piece).strip()
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _norm_text(text: str) -> str:
+    return re.sub(r"\W+", " ", text.lower()).strip()
+
+
+class MemoryService:
+    def __init__(
+        self,
+        *,
+        store: MemoryStore,
+        embedder: Embedder,
+        cache: SessionCache | None,
+        config: dict[str, Any],
+        context: Any,
+        log: logging.Logger,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.cache = cache
+        self.config = config
+        self.context = context
+        self.log = log
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self.extraction_errors = 0
+
+    # -- helpers ----------------------------------------------------------------------
+    def lock(self, user_id: str) -> asyncio.Lock:
+        lock = self._locks.get(user_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[user_id] = lock
+        return lock
+
+    @property
+    def model(self) -> str:
+        return self.embedder.model_id
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        try:
+            return await self.embedder.embed(texts)
+        except errors.Problem:
+            raise
+        except Exception as exc:
+            self.log.exception("embedding failed")
+            raise errors.ServiceUnavailable(
+                f"the {self.embedder.name} embedder failed: {exc.__class__.__name__}",
+                code="EMBEDDER_UNAVAILABLE",
+            ) from exc
+
+    def _new(
+        self,
+        user_id: str,
+        tier: str,
+        content: str,
+        *,
+        session_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        importance: float = 0.5,
+        fact_key: str | None = None,
+        parent_id: str | None = None,
+        source_message_id: str | None = None,
+        searchable: bool = True,
+    ) -> Memory:
+        now = utcnow()
+        return Memory(
+            memory_id=new_id(),
+            user_id=user_id,
+            tier=tier,
+            session_id=session_id,
+            content=content,
+            metadata=dict(metadata or {}),
+            importance=float(importance),
+            fact_key=fact_key,
+            parent_id=parent_id,
+            source_message_id=source_message_id,
+            searchable=searchable,
+            created_at=now,
+            updated_at=now,
+        )
+
+    async def with_related(
+        self, user_id: str, memories: list[Memory]
+    ) -> list[tuple[Memory, list[str]]]:
+        related = await self.store.related(user_id, [m.memory_id for m in memories])
+        return [(m, links_mod.related_ids(related, m.memory_id)) for m in memories]
+
+    # -- create -------------------------------------------------------------------------
+    async def add(
+        self,
+        user_id: str,
+        content: str,
+        *,
+        tier: str = "long_term",
+        session_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        importance: float = 0.5,
+    ) -> Memory:
+        metadata = dict(metadata or {})
+        if tier == "knowledge":
+            return await self._add_document(user_id, content, session_id, metadata, importance)
+        explicit: list[str] = []
+        if tier == "associative":
+            wanted = metadata.get("related") or []
+            if not isinstance(wanted, list) or not all(isinstance(x, str) for x in wanted):
+                raise errors.ValidationFailed(
+                    "metadata.related must be a list of memory ids",
+                    errors=[{"path": "/metadata/related", "message": "expected a list of strings"}],
+                )
+            found = {m.memory_id for m in await self.store.get_many(user_id, wanted)}
+            missing = [x for x in wanted if x not in found]
+            if missing:
+                raise errors.NotFound(f"memory {missing[0]} not found", code="MEMORY_NOT_FOUND")
+            explicit = list(dict.fromkeys(wanted))
+        async with self.lock(user_id):
+            memory = self._new(
+                user_id,
+                tier,
+                content,
+                session_id=session_id,
+                metadata=metadata,
+                importance=importance,
+            )
+            vector = (await self.embed([content]))[0]
+            await self.store.insert([memory], vector.reshape(1, -1), self.model)
+            if explicit:
+                await self.store.add_links(
+                    user_id, [(memory.memory_id, other, "explicit", 1.0) for other in explicit]
+                )
+            await self._link(memory, vector)
+            if tier == "short_term" and session_id:
+                await self._trim_short_term(user_id, session_id)
+        return memory
+
+    async def _add_document(
+        self,
+        user_id: str,
+        content: str,
+        session_id: str | None,
+        metadata: dict[str, Any],
+        importance: float,
+    ) -> Memory:
+        size = int(self.config["knowledge_chunk_chars"])
+        chunks = chunk_text(content, size, int(self.config["knowledge_chunk_overlap"]))
+        async with self.lock(user_id):
+            if len(chunks) <= 1:
+                doc = self._new(
+                    user_id,
+                    "knowledge",
+                    content,
+                    session_id=session_id,
+                    metadata={**metadata, "chunks": 1},
+                    importance=importance,
+                )
+                vectors = await self.embed([content])
+                await self.store.insert([doc], vectors, self.model)
+                await self._link(doc, vectors[0])
+                return doc
+            doc = self._new(
+                user_id,
+                "knowledge",
+                content,
+                session_id=session_id,
+                metadata={**metadata, "chunks": len(chunks)},
+                importance=importance,
+                searchable=False,
+            )
+            parts = [
+                self._new(
+                    user_id,
+                    "knowledge",
+                    chunk,
+                    session_id=session_id,
+                    metadata={
+                        **{k: v for k, v in metadata.items() if k in ("title", "source")},
+                        "document_id": doc.memory_id,
+                        "chunk": i,
+                        "chunks": len(chunks),
+                    },
+                    importance=importance,
+                    parent_id=doc.memory_id,
+                )
+                for i, chunk in enumerate(chunks)
+            ]
+            vectors = await self.embed(chunks)
+            await self.store.insert([doc, *parts], vectors, self.model)
+            for part, vector in zip(parts, vectors, strict=True):
+                await self._link(part, vector)
+            return doc
+
+    async def _link(self, memory: Memory, vector: np.ndarray | None) -> None:
+        try:
+            await links_mod.link_new(
+                self.store,
+                memory,
+                vector,
+                self.model,
+                threshold=float(self.config["link_threshold"]),
+            )
+        except Exception:
+            # Links widen context; a failure here must not lose the memory itself.
+            self.log.exception("linking memory %s failed", memory.memory_id)
+
+    # -- read ---------------------------------------------------------------------------
+    async def search(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        top_k: int = 5,
+        session_id: str | None = None,
+        tiers: list[str] | None = None,
+        min_score: float | None = None,
+        exclude_session_tiers: tuple[str, list[str]] | None = None,
+    ) -> list[Memory]:
+        vector = (await self.embed([query]))[0]
+        return await self.search_vector(
+            user_id,
+            vector,
+            top_k=top_k,
+            session_id=session_id,
+            tiers=tiers,
+            min_score=min_score,
+            exclude_session_tiers=exclude_session_tiers,
+        )
+
+    async def search_vector(
+        self,
+        user_id: str,
+        vector: np.ndarray,
+        *,
+        top_k: int = 5,
+        session_id: str | None = None,
+        tiers: list[str] | None = None,
+        min_score: float | None = None,
+        exclude_session_tiers: tuple[str, list[str]] | None = None,
+    ) -> list[Memory]:
+        candidates = await self.store.search(
+            user_id,
+            vector,
+            self.model,
+            limit=max(top_k * 4, 20),
+            tiers=tiers,
+            session_id=session_id,
+            min_score=min_score,
+            exclude_session_tiers=exclude_session_tiers,
+        )
+        return rank(candidates, top_k)
+
+    # -- short and mid term: the chat turns -------------------------------------------
+    async def record_turn(self, data: dict[str, Any]) -> None:
+        """Handle one ``chat.message.created`` event."""
+        user_id = str(data.get("user_id") or "")
+        session_id = str(data.get("session_id") or "")
+        content = str(data.get("content") or "").strip()
+        if not user_id or not session_id or not content:
+            return
+        role = str(data.get("role") or "user")
+        message_id = str(data.get("message_id") or "") or None
+        character = data.get("character")
+        identity = Identity(user_id=user_id, roles=("user",), scheme="event")
+        async with self.lock(user_id):
+            turn = self._new(
+                user_id,
+                "short_term",
+                content[: int(self.config["max_content_chars"])],
+                session_id=session_id,
+                metadata={"role": role, "character": character, "message_id": message_id},
+                importance=0.3,
+                source_message_id=message_id,
+            )
+            vector = (await self.embed([turn.content]))[0]
+            await self.store.insert([turn], vector.reshape(1, -1), self.model)
+            if self.cache is not None:
+                await self.cache.push_turn(
+                    user_id, session_id, turn_dict(turn), int(self.config["short_term_turns"])
+                )
+            await self._trim_short_term(user_id, session_id)
+            if role == "user" and self.config["auto_extract"]:
+                try:
+                    await self._extract_and_store(identity, content, session_id, message_id)
+                except Exception:
+                    self.extraction_errors += 1
+                    self.log.exception("fact extraction failed")
+            try:
+                await self._maybe_summarize(identity, session_id)
+            except Exception:
+                self.log.exception("session summary failed")
+
+    async def _trim_short_term(self, user_id: str, session_id: str) -> None:
+        keep = int(self.config["short_term_turns"])
+        turns = await self.store.list_session(user_id, session_id, "short_term")
+        if len(turns) > keep:
+            await self.store.delete_ids(user_id, [t.memory_id for t in turns[: len(turns) - keep]])
+
+    async def recent_turns(self, user_id: str, session_id: str) -> tuple[list[dict[str, Any]], str]:
+        """The session's recent turns and where they came from (``redis`` or ``store``)."""
+        if self.cache is not None:
+            cached = await self.cache.turns(user_id, session_id)
+            if cached is not None:
+                return cached, "redis"
+        turns = await self.store.recent(
+            user_id, session_id, "short_term", int(self.config["short_term_turns"])
+        )
+        out = [turn_dict(t) for t in turns]
+        if self.cache is not None and out:
+            await self.cache.set_turns(user_id, session_id, out)
+        return out, "store"
+
+    async def session_summary(self, user_id: str, session_id: str) -> Memory | None:
+        if self.cache is not None:
+            cached = await self.cache.summary(user_id, session_id)
+            if cached is not None and cached.get("memory_id"):
+                return Memory(
+                    memory_id=cached["memory_id"],
+                    user_id=user_id,
+                    tier="mid_term",
+                    session_id=session_id,
+                    content=cached["content"],
+                    metadata=cached.get("metadata") or {},
+                    importance=float(cached.get("importance", 0.6)),
+                    fact_key=None,
+                    parent_id=None,
+                    source_message_id=None,
+                    searchable=True,
+                    created_at=datetime.fromisoformat(cached["created_at"]),
+                    updated_at=datetime.fromisoformat(cached["updated_at"]),
+                )
+        found = await self.store.recent(user_id, session_id, "mid_term", 1)
+        return found[0] if found else None
+
+    async def _maybe_summarize(self, identity: Identity, session_id: str) -> None:
+        user_id = identity.user_id
+        every = max(
+            1, min(int(self.config["summary_every_turns"]), int(self.config["short_term_turns"]))
+        )
+        existing = await self.store.recent(user_id, session_id, "mid_term", 1)
+        summary = existing[0] if existing else None
+        turns = await self.store.list_session(user_id, session_id, "short_term")
+        since = summary.metadata.get("last_turn_at") if summary else None
+        new_turns = [t for t in turns if since is None or t.created_at.isoformat() > since]
+        if len(new_turns) < every:
+            return
+        lines = [f"{turn_speaker(t)}: {t.content}" for t in new_turns]
+        text = "\n".join(lines)
+        if summary is not None:
+            text = f"Summary so far: {summary.content}\n\nNew turns:\n{text}"
+        max_words = int(self.config["summary_max_words"])
+        content, method = await summarize(self.context, identity, text, max_words, self.log)
+        if not content:
+            return
+        total = int(summary.metadata.get("turns", 0)) if summary else 0
+        metadata = {
+            "turns": total + len(new_turns),
+            "last_turn_at": new_turns[-1].created_at.isoformat(),
+            "method": method,
+        }
+        vector = (await self.embed([content]))[0]
+        if summary is None:
+            summary = self._new(
+                user_id,
+                "mid_term",
+                content,
+                session_id=session_id,
+                metadata=metadata,
+                importance=0.6,
+            )
+            await self.store.insert([summary], vector.reshape(1, -1), self.model)
+            await self._link(summary, vector)
+        else:
+            summary = replace(summary, content=content, metadata=metadata, updated_at=utcnow())
+            await self.store.update_content(summary, vector, self.model)
+        if self.cache is not None:
+            await self.cache.set_summary(
+                user_id,
+                session_id,
+                {
+                    "memory_id": summary.memory_id,
+                    "content": summary.content,
+                    "metadata": summary.metadata,
+                    "importance": summary.importance,
+                    "created_at": summary.created_at.isoformat(),
+                    "updated_at": summary.updated_at.isoformat(),
+                },
+            )
+
+    # -- long term: facts ---------------------------------------------------------------
+    async def extract_facts(self, identity: Identity, text: str) -> tuple[list[Fact], str]:
+        mode = self.config["extractor"]
+        llm = self.context.services.get("llm") if mode in ("auto", "llm") else None
+        if llm is not None:
+            known = await self.store.search(
+                identity.user_id,
+                (await self.embed([text]))[0],
+                self.model,
+                limit=10,
+                tiers=["long_term"],
+            )
+            messages = build_llm_messages(text, [(m.fact_key or "", m.content) for m in known])
+            try:
+                answer = await llm.complete(
+                    messages, max_tokens=400, temperature=0.0, identity=identity
+                )
+                facts = parse_llm_facts(answer)
+                if facts is not None:
+                    return facts, "llm"
+                self.log.info("LLM fact extraction answer was not JSON; using the rules")
+            except Exception as exc:
+                self.log.warning("LLM fact extraction failed (%s); using the rules", exc)
+        return extract_rules(text), "rules"
+
+    async def _extract_and_store(
+        self, identity: Identity, text: str, session_id: str | None, message_id: str | None
+    ) -> list[Memory]:
+        facts, method = await self.extract_facts(identity, text)
+        stored = []
+        for fact in facts:
+            stored.append(
+                await self.remember_fact(
+                    identity.user_id,
+                    fact,
+                    session_id=session_id,
+                    message_id=message_id,
+                    method=method,
+                )
+            )
+        return stored
+
+    async def remember_fact(
+        self,
+        user_id: str,
+        fact: Fact,
+        *,
+        session_id: str | None = None,
+        message_id: str | None = None,
+        method: str = "rules",
+    ) -> Memory:
+        """Store a fact; a fact with the same key, or a near-identical one, is updated in
+        place (a repeat refreshes it, a contradiction replaces its text). Never deletes."""
+        vector = (await self.embed([fact.text]))[0]
+        existing = await self.store.find_fact(user_id, fact.key)
+        if existing is None:
+            near = await self.store.search(
+                user_id,
+                vector,
+                self.model,
+                limit=1,
+                tiers=["long_term"],
+                min_score=float(self.config["dedupe_threshold"]),
+            )
+            existing = near[0] if near else None
+        if existing is not None:
+            now = utcnow()
+            meta = dict(existing.metadata)
+            if _norm_text(existing.content) == _norm_text(fact.text):
+                meta["confirmations"] = int(meta.get("confirmations", 0)) + 1
+                meta["last_confirmed_at"] = now.isoformat()
+                updated = replace(
+                    existing,
+                    metadata=meta,
+                    importance=min(1.0, max(existing.importance, fact.importance) + 0.05),
+                    updated_at=now,
+                )
+                await self.store.update_content(updated, None, self.model)
+                return updated
+            history = list(meta.get("previous") or [])
+            history.insert(0, {"content": existing.content, "until": now.isoformat()})
+            meta["previous"] = history[:5]
+            meta["source"] = method
+            if message_id:
+                meta["message_id"] = message_id
+            updated = replace(
+                existing,
+                content=fact.text,
+                metadata=meta,
+                importance=max(existing.importance, fact.importance),
+                fact_key=existing.fact_key or fact.key,
+                session_id=session_id or existing.session_id,
+                source_message_id=message_id or existing.source_message_id,
+                updated_at=now,
+            )
+            await self.store.update_content(updated, vector, self.model)
+            return updated
+        memory = self._new(
+            user_id,
+            "long_term",
+            fact.text,
+            session_id=session_id,
+            metadata={
+                "source": method,
+                "key": fact.key,
+                **({"message_id": message_id} if message_id else {}),
+            },
+            importance=fact.importance,
+            fact_key=fact.key,
+            source_message_id=message_id,
+        )
+        await self.store.insert([memory], vector.reshape(1, -1), self.model)
+        await self._link(memory, vector)
+        return memory
+
+    # -- delete -------------------------------------------------------------------------
+    async def delete(self, user_id: str, memory_id: str) -> bool:
+        async with self.lock(user_id):
+            memory = await self.store.get(user_id, memory_id)
+            if memory is None:
+                return False
+            await self.store.delete_ids(user_id, [memory_id])
+            if memory.session_id and memory.tier in ("short_term", "mid_term") and self.cache:
+                await self.cache.drop_session(user_id, memory.session_id)
+            return True
+
+    async def delete_session(self, user_id: str, session_id: str) -> int:
+        async with self.lock(user_id):
+            ids = [m for _, m in await self.store.ids_where(user_id=user_id, session_id=session_id)]
+            deleted = await self.store.delete_ids(user_id, ids)
+            if self.cache is not None:
+                await self.cache.drop_session(user_id, session_id)
+            return deleted
+
+    async def delete_user(self, user_id: str) -> int:
+        async with self.lock(user_id):
+            deleted = await self.store.delete_user(user_id)
+            if self.cache is not None:
+                await self.cache.drop_user(user_id)
+            return deleted
+
+    async def flush(
+        self, user_id: str | None, tier: str | None, older_than: datetime | None
+    ) -> tuple[int, int]:
+        """Admin flush: ``(memories deleted, links deleted)``."""
+        rows = await self.store.ids_where(user_id=user_id, tier=tier, older_than=older_than)
+        by_user: dict[str, list[str]] = {}
+        for uid, mid in rows:
+            by_user.setdefault(uid, []).append(mid)
+        deleted = 0
+        for uid, ids in by_user.items():
+            async with self.lock(uid):
+                deleted += await self.store.delete_ids(uid, ids)
+        links_deleted = 0
+        if tier == "associative":
+            links_deleted = await self.store.delete_links_where(
+                user_id=user_id, older_than=older_than
+            )
+        if self.cache is not None and (tier in (None, "short_term", "mid_term")):
+            if user_id is None:
+                await self.cache.drop_all()
+            else:
+                await self.cache.drop_user(user_id)
+        return deleted, links_deleted
+
+    # -- maintenance --------------------------------------------------------------------
+    async def reembed_missing(self, batch: int = 64) -> int:
+        """Embed memories that have no vector of the current model (after switching
+        embedders); runs in the background at start."""
+        dim = self.embedder.dim
+        if dim is None:
+            dim = int((await self.embed(["probe"])).shape[1])
+        total = 0
+        while True:
+            todo = await self.store.missing_vectors(self.model, dim, batch)
+            if not todo:
+                return total
+            vectors = await self.embed([m.content for m in todo])
+            await self.store.replace_vectors(todo, vectors, self.model)
+            total += len(todo)
+
+
+def rank(candidates: list[Memory], top_k: int) -> list[Memory]:
+    """Order by similarity, nudged by importance and recency.
+
+    ``rank = cosine + 0.1·(importance − 0.5) + 0.05·exp(−age_days / 30)``: a near tie in
+    meaning goes to the more important, then the more recent memory; a clearly better
+    match always wins. ``score`` stays the cosine similarity (what ``min_score`` filters).
+    """
+    now = utcnow()
+
+    def key(m: Memory) -> float:
+        age_days = max(0.0, (now - m.updated_at).total_seconds() / 86400)
+        return (m.score or 0.0) + 0.1 * (m.importance - 0.5) + 0.05 * math.exp(-age_days / 30)
+
+    return sorted(candidates, key=key, reverse=True)[:top_k]
+
+
+def turn_speaker(memory: Memory) -> str:
+    role = memory.metadata.get("role") or "user"
+    if role == "user":
+        return "User"
+    return str(memory.metadata.get("character") or role).capitalize()
+
+
+def turn_dict(memory: Memory) -> dict[str, Any]:
+    from .store import iso
+
+    return {
+        "memory_id": memory.memory_id,
+        "role": memory.metadata.get("role"),
+        "character": memory.metadata.get("character"),
+        "message_id": memory.source_message_id,
+        "content": memory.content,
+        "created_at": iso(memory.created_at),
+    }
