@@ -1,0 +1,444 @@
+"""The conversation graph (LangGraph):
+
+    route → memory → speak ⇄ tools → persist → (next speaker: speak) → END
+
+``route`` picks the speakers, ``memory`` asks the ``memory_context`` hook for context,
+``speak`` streams one character's reply from its provider chain (tokens go out through
+the turn's ``emit`` callback as they arrive), ``tools`` runs the function calls the
+model asked for and feeds results (or failures) back to ``speak``, and ``persist`` stores
+the reply (with its tool calls) and publishes the events. Later speakers see the earlier
+replies of the same turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph import END, START, StateGraph
+
+from sdk import Identity, ToolCall, errors
+
+from .characters import Character, normalize
+from .providers.base import ToolCallRequest, Usage
+from .store import Message, iso, new_id, now
+
+if TYPE_CHECKING:
+    from .plugin import ChatPlugin
+
+log = logging.getLogger("llmmultichat.chat")
+
+Emit = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+async def _no_emit(event: dict[str, Any]) -> None:
+    return None
+
+
+@dataclass(slots=True)
+class Turn:
+    """Everything one user message needs, handed to the graph's nodes through the config."""
+
+    identity: Identity
+    user_input: str
+    session_id: str | None = None  # None: not stored (the OpenAI-compatible door)
+    requested: str | None = None
+    emit: Emit = _no_emit
+    request_id: str = ""
+    history: list[Message] = field(default_factory=list)
+    recent: list[str] = field(default_factory=list)
+    # For the /v1 door: the client's own messages replace stored history and user input.
+    client_messages: list[dict[str, Any]] | None = None
+    user_message: Message | None = None
+    replies: list[dict[str, Any]] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    pending_store: list[Message] = field(default_factory=list)
+    memory: list[dict[str, Any]] = field(default_factory=list)
+    # the reply being spoken: its usage over tool rounds, and who served it
+    current_usage: Usage = field(default_factory=Usage)
+    current_provider: str = ""
+    current_model: str = ""
+
+
+class State(TypedDict, total=False):
+    speakers: list[str]
+    index: int
+    rounds: int
+    working: list[dict[str, Any]]  # this speaker's tool-call round trips so far
+    tool_calls: list[dict[str, Any]]  # calls asked for in the last speak
+    text: str  # this speaker's text so far (over tool rounds)
+
+
+class SpeakerGuard:
+    """Cuts a reply where the model starts writing another participant's lines
+    ("Claris: ...", "User: ...") and drops a leading "Lumina:" of its own name."""
+
+    def __init__(self, own: list[str], others: list[str]) -> None:
+        def alternation(names: list[str]) -> str:
+            names = sorted({normalize(n) for n in names if n.strip()}, key=len, reverse=True)
+            return "|".join(re.escape(n) for n in names)
+
+        self.own = re.compile(rf"^\s*[*_\[]*(?:{alternation(own)})[*_\]]*\s*[:：]\s*")
+        other_alt = alternation(others)
+        self.other = (
+            re.compile(rf"^\s*[*_\[]*(?:{other_alt})[*_\]]*\s*[:：]") if other_alt else None
+        )
+        self.hold = max([len(n) for n in own + others] + [4]) + 6
+        self.buf = ""
+        self.line_start = True
+        self.first_line = True
+        self.stopped = False
+
+    def feed(self, text: str) -> str:
+        if self.stopped:
+            return ""
+        self.buf += text
+        out: list[str] = []
+        while self.buf and not self.stopped:
+            if not self.line_start:
+                nl = self.buf.find("\n")
+                if nl < 0:
+                    out.append(self.buf)
+                    self.buf = ""
+                else:
+                    out.append(self.buf[: nl + 1])
+                    self.buf = self.buf[nl + 1 :]
+                    self.line_start = True
+                continue
+            probe = normalize(self.buf)
+            decided = (
+                "\n" in self.buf
+                or len(probe.strip()) >= self.hold
+                or bool(re.search("[:：]", probe))
+            )
+            if not decided:
+                break
+            if self.other is not None and self.other.match(probe):
+                self.stopped = True
+                self.buf = ""
+                break
+            if self.first_line:
+                m = self.own.match(probe)
+                if m and len(m.group(0)) <= len(self.buf):
+                    self.buf = self.buf[len(m.group(0)) :]
+            self.first_line = False
+            self.line_start = False
+        return "".join(out)
+
+    def flush(self) -> str:
+        if self.stopped or not self.buf:
+            return ""
+        probe = normalize(self.buf)
+        if self.line_start and self.other is not None and self.other.match(probe):
+            return ""
+        text = self.buf
+        if self.line_start and self.first_line:
+            m = self.own.match(probe)
+            if m:
+                text = text[len(m.group(0)) :]
+        self.buf = ""
+        return text
+
+
+def _tool_result_text(result: Any) -> str:
+    return json.dumps(result, ensure_ascii=False, default=str)[:16000]
+
+
+class ConversationGraph:
+    def __init__(self, plugin: ChatPlugin) -> None:
+        self.plugin = plugin
+        graph = StateGraph(State)
+        graph.add_node("route", self.route)
+        graph.add_node("memory", self.memory)
+        graph.add_node("speak", self.speak)
+        graph.add_node("tools", self.tools)
+        graph.add_node("persist", self.persist)
+        graph.add_edge(START, "route")
+        graph.add_conditional_edges("route", self._after_route, ["memory", END])
+        graph.add_edge("memory", "speak")
+        graph.add_conditional_edges("speak", self._after_speak, ["tools", "persist"])
+        graph.add_edge("tools", "speak")
+        graph.add_conditional_edges("persist", self._after_persist, ["speak", END])
+        self.compiled = graph.compile()
+
+    async def run(self, turn: Turn) -> Turn:
+        await self.compiled.ainvoke(
+            {"speakers": [], "index": 0, "rounds": 0, "working": [], "tool_calls": [], "text": ""},
+            config={"configurable": {"turn": turn}, "recursion_limit": 200},
+        )
+        return turn
+
+    # ---- edges ----------------------------------------------------------------------
+    @staticmethod
+    def _after_route(state: State) -> str:
+        return "memory" if state.get("speakers") else END
+
+    def _after_speak(self, state: State) -> str:
+        return "tools" if state.get("tool_calls") else "persist"
+
+    @staticmethod
+    def _after_persist(state: State) -> str:
+        return "speak" if state.get("index", 0) < len(state.get("speakers") or []) else END
+
+    # ---- nodes ----------------------------------------------------------------------
+    async def route(self, state: State, config: RunnableConfig) -> State:
+        turn: Turn = config["configurable"]["turn"]
+        plugin = self.plugin
+        speakers = plugin.router.choose(
+            turn.user_input, requested=turn.requested, recent=turn.recent
+        )
+        if not speakers:
+            raise errors.ServiceUnavailable("no character is configured", code="NO_CHARACTERS")
+        return {"speakers": speakers, "index": 0}
+
+    async def memory(self, state: State, config: RunnableConfig) -> State:
+        turn: Turn = config["configurable"]["turn"]
+        hooks = self.plugin.context.hooks
+        if self.plugin.memory_enabled and getattr(hooks, "has", lambda _n: True)("memory_context"):
+            try:
+                found = await hooks.call(
+                    "memory_context",
+                    identity=turn.identity,
+                    session_id=turn.session_id,
+                    query=turn.user_input,
+                    max_tokens=int(self.plugin.config.get("memory_max_tokens", 600)),
+                )
+            except Exception as exc:  # memory is an extra: chat goes on without it
+                log.warning("memory_context failed: %s", exc)
+                found = []
+            for items in found:
+                if isinstance(items, list):
+                    turn.memory.extend(i for i in items if isinstance(i, dict) and i.get("content"))
+        return {}
+
+    async def speak(self, state: State, config: RunnableConfig) -> State:
+        turn: Turn = config["configurable"]["turn"]
+        plugin = self.plugin
+        char = plugin.characters[state["speakers"][state["index"]]]
+        rounds = state.get("rounds", 0)
+        working = state.get("working") or []
+        text_so_far = state.get("text", "")
+        if rounds == 0:
+            await turn.emit({"type": "start", "character": char.id})
+        tools = plugin.tools_for(char) if rounds < plugin.max_tool_rounds else None
+        messages = self.prompt(turn, char) + working
+        guard = SpeakerGuard(
+            [char.name, char.id, *char.aliases],
+            [n for c in plugin.characters.values() if c.id != char.id for n in (c.name, *c.aliases)]
+            + ["User", "ユーザー"],
+        )
+        parts: list[str] = []
+        calls: list[ToolCallRequest] = []
+        usage: Usage | None = None
+        provider_name, model = "", ""
+        async for provider, used_model, event in plugin.providers.stream(
+            char.chain(plugin.default_provider),
+            messages,
+            tools=tools or None,
+            max_tokens=char.max_tokens,
+            temperature=char.temperature,
+        ):
+            provider_name, model = provider.name, used_model
+            if event.type == "delta":
+                piece = guard.feed(event.text)
+                if piece:
+                    parts.append(piece)
+                    await turn.emit({"type": "chunk", "character": char.id, "delta": piece})
+            elif event.type == "tool_call" and event.tool_call is not None:
+                calls.append(event.tool_call)
+            elif event.type == "usage" and event.usage is not None:
+                usage = event.usage
+        tail = guard.flush()
+        if tail:
+            parts.append(tail)
+            await turn.emit({"type": "chunk", "character": char.id, "delta": tail})
+        usage = usage or Usage()
+        turn.usage.add(usage)
+        turn.current_usage.add(usage)
+        await plugin.publish_usage(
+            turn.identity, usage, provider=provider_name, model=model, character=char.id
+        )
+        turn.current_provider, turn.current_model = provider_name, model
+        text = "".join(parts)
+        if calls and tools:
+            call_dicts = [c.to_openai() for c in calls]
+            assistant = {"role": "assistant", "content": text, "tool_calls": call_dicts}
+            if turn.session_id is not None:
+                turn.pending_store.append(
+                    Message(
+                        message_id=new_id("msg"),
+                        session_id=turn.session_id,
+                        role="assistant",
+                        content=text,
+                        character=char.id,
+                        tool_calls=call_dicts,
+                        provider=provider_name,
+                        model=model,
+                    )
+                )
+            return {
+                "working": [*working, assistant],
+                "tool_calls": call_dicts,
+                "rounds": rounds + 1,
+                "text": text_so_far + text,
+            }
+        return {"tool_calls": [], "text": text_so_far + text, "working": working}
+
+    async def tools(self, state: State, config: RunnableConfig) -> State:
+        turn: Turn = config["configurable"]["turn"]
+        plugin = self.plugin
+        char = plugin.characters[state["speakers"][state["index"]]]
+        calls = state.get("tool_calls") or []
+
+        async def run_one(call: dict[str, Any]) -> dict[str, Any]:
+            name = call["function"]["name"]
+            raw = call["function"].get("arguments") or "{}"
+            try:
+                params = json.loads(raw) if raw.strip() else {}
+                if not isinstance(params, dict):
+                    raise ValueError("arguments are not an object")
+            except ValueError:
+                return {
+                    "error": {"code": "BAD_ARGUMENTS", "detail": "arguments are not a JSON object"}
+                }
+            if plugin.context.tools.get(name) is None or not char.allows_tool(name):
+                return {"error": {"code": "UNKNOWN_TOOL", "detail": f"no tool named {name!r}"}}
+            try:
+                return await plugin.context.tools.call(
+                    name, params, ToolCall(turn.identity, request_id=turn.request_id, origin="llm")
+                )
+            except errors.Problem as exc:
+                return {"error": {"code": exc.code, "status": exc.status, "detail": exc.detail}}
+            except Exception as exc:
+                log.exception("tool %r failed", name)
+                return {"error": {"code": "TOOL_FAILED", "detail": type(exc).__name__}}
+
+        results = await asyncio.gather(*(run_one(c) for c in calls))
+        working = list(state.get("working") or [])
+        for call, result in zip(calls, results, strict=True):
+            content = _tool_result_text(result)
+            working.append({"role": "tool", "tool_call_id": call["id"], "content": content})
+            ok = not (isinstance(result, dict) and "error" in result and len(result) == 1)
+            await turn.emit(
+                {
+                    "type": "tool",
+                    "character": char.id,
+                    "name": call["function"]["name"],
+                    "arguments": call["function"].get("arguments") or "{}",
+                    "ok": ok,
+                }
+            )
+            if turn.session_id is not None:
+                turn.pending_store.append(
+                    Message(
+                        message_id=new_id("msg"),
+                        session_id=turn.session_id,
+                        role="tool",
+                        content=content,
+                        character=char.id,
+                        tool_call_id=call["id"],
+                        tool_name=call["function"]["name"],
+                    )
+                )
+        return {"working": working, "tool_calls": []}
+
+    async def persist(self, state: State, config: RunnableConfig) -> State:
+        turn: Turn = config["configurable"]["turn"]
+        plugin = self.plugin
+        char_id = state["speakers"][state["index"]]
+        text = state.get("text", "")
+        usage, turn.current_usage = turn.current_usage, Usage()
+        reply = Message(
+            message_id=new_id("msg"),
+            session_id=turn.session_id or "",
+            role="assistant",
+            content=text,
+            character=char_id,
+            usage=usage.to_dict(),
+            provider=turn.current_provider or None,
+            model=turn.current_model or None,
+            created_at=now(),
+        )
+        if turn.session_id is not None:
+            batch = []
+            if turn.user_message is not None:
+                batch.append(turn.user_message)
+            batch.extend(turn.pending_store)
+            batch.append(reply)
+            await plugin.store.add_messages(turn.identity.user_id, batch)
+            turn.pending_store = []
+            if turn.user_message is not None:
+                await plugin.publish_message(turn.identity, turn.user_message)
+                turn.user_message = None
+            await plugin.publish_message(turn.identity, reply)
+        public = {
+            "message_id": reply.message_id,
+            "character": char_id,
+            "content": text,
+            "created_at": iso(reply.created_at),
+            "usage": usage.to_dict(),
+        }
+        turn.replies.append(public)
+        await turn.emit(
+            {
+                "type": "end",
+                "character": char_id,
+                "message_id": reply.message_id,
+                "usage": usage.to_dict(),
+            }
+        )
+        return {
+            "index": state["index"] + 1,
+            "rounds": 0,
+            "working": [],
+            "tool_calls": [],
+            "text": "",
+        }
+
+    # ---- prompt ---------------------------------------------------------------------
+    def prompt(self, turn: Turn, char: Character) -> list[dict[str, Any]]:
+        plugin = self.plugin
+        others = [c for c in plugin.characters.values() if c.id != char.id]
+        system = [char.persona.strip() or f"You are {char.name}."]
+        rules = (
+            f"You are {char.name} in a group chat with the user"
+            + (f" and {', '.join(c.name for c in others)}" if others else "")
+            + f". Write only {char.name}'s own reply: never write lines for anyone else, "
+            f"and do not start with your name."
+        )
+        system.append(rules)
+        if turn.memory:
+            lines = "\n".join(f"- {m['content']}" for m in turn.memory)
+            system.append(f"What you remember about the user and this conversation:\n{lines}")
+        messages: list[dict[str, Any]] = [{"role": "system", "content": "\n\n".join(system)}]
+
+        def other_line(cid: str | None, content: str) -> dict[str, Any]:
+            name = plugin.characters[cid].name if cid in plugin.characters else (cid or "Someone")
+            return {"role": "user", "content": f"[{name} said]: {content}"}
+
+        if turn.client_messages is not None:
+            for m in turn.client_messages:
+                if m.get("role") == "system":
+                    messages[0]["content"] += "\n\n" + str(m.get("content") or "")
+                elif m.get("role") in ("user", "assistant") and m.get("content"):
+                    messages.append({"role": m["role"], "content": str(m["content"])})
+        else:
+            for m in turn.history:
+                if m.role == "user":
+                    messages.append({"role": "user", "content": m.content})
+                elif m.role == "assistant" and m.content and not m.tool_calls:
+                    if m.character == char.id:
+                        messages.append({"role": "assistant", "content": m.content})
+                    else:
+                        messages.append(other_line(m.character, m.content))
+            messages.append({"role": "user", "content": turn.user_input})
+        for reply in turn.replies:
+            if reply["character"] != char.id and reply["content"]:
+                messages.append(other_line(reply["character"], reply["content"]))
+        return messages

@@ -1,0 +1,275 @@
+"""An OpenAI-compatible door: ``POST /v1/chat/completions`` (plain and streaming) and
+``GET /v1/models``, so any OpenAI client library can talk to a character.
+
+The model id is ``character:<id>`` (a bare character id works too). The client's
+``messages`` are the conversation (OpenAI clients send the whole history each time), so
+nothing is stored in chat sessions; the character still gets the caller's memory context
+and tools, and the usage counts against the caller's quota. ``tools`` sent by the client
+are not used: the character calls the server's own tools and answers with their results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from sdk import Request, Route, errors
+
+from .graph import Turn
+from .routes import problem_of
+
+if TYPE_CHECKING:
+    from .plugin import ChatPlugin
+
+CREATED = 1735689600  # fixed "created" of the character models
+
+COMPLETIONS_REQUEST = {
+    "type": "object",
+    "required": ["model", "messages"],
+    "properties": {
+        "model": {"type": "string", "minLength": 1, "maxLength": 200},
+        "messages": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 1000,
+            "items": {
+                "type": "object",
+                "required": ["role"],
+                "properties": {
+                    "role": {"enum": ["system", "developer", "user", "assistant", "tool"]},
+                    "content": {
+                        "anyOf": [
+                            {"type": "string"},
+                            {"type": "null"},
+                            {"type": "array", "items": {"type": "object"}},
+                        ]
+                    },
+                },
+            },
+        },
+        "stream": {"type": "boolean"},
+        "stream_options": {"type": ["object", "null"]},
+        "max_tokens": {"type": ["integer", "null"], "minimum": 1},
+        "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2},
+    },
+}
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(p.get("text", ""))
+            for p in content
+            if isinstance(p, dict) and p.get("type") == "text"
+        )
+    return ""
+
+
+class OpenAIDoor:
+    def __init__(self, plugin: ChatPlugin) -> None:
+        self.plugin = plugin
+
+    def _character(self, model: str) -> str:
+        char_id = model.split(":", 1)[1] if model.startswith("character:") else model
+        if char_id not in self.plugin.characters:
+            raise errors.NotFound(
+                f"The model {model!r} does not exist; use one of GET /v1/models",
+                code="MODEL_NOT_FOUND",
+            )
+        return char_id
+
+    async def models(self, req: Request) -> Any:
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": f"character:{c.id}",
+                    "object": "model",
+                    "created": CREATED,
+                    "owned_by": "llmmultichat",
+                    "name": c.name,
+                    "description": c.description,
+                }
+                for c in self.plugin.characters.values()
+            ],
+        }
+
+    async def completions(self, req: Request) -> Any:
+        identity = req.require_identity()
+        body = req.body or {}
+        char_id = self._character(body["model"])
+        messages = [
+            {
+                "role": "system" if m["role"] == "developer" else m["role"],
+                "content": _text(m.get("content")),
+            }
+            for m in body["messages"]
+        ]
+        user_input = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        if not user_input.strip():
+            raise errors.ValidationFailed(
+                "messages need a user message with text",
+                errors=[{"path": "/messages", "message": "no user message with text"}],
+            )
+        total = sum(len(m["content"]) for m in messages)
+        if total > self.plugin.max_input_chars * 4:
+            raise errors.PayloadTooLarge("the conversation is too long")
+        if self.plugin.graph is None:
+            raise errors.ServiceUnavailable("the chat plugin is not running")
+        turn = Turn(
+            identity=identity,
+            user_input=user_input,
+            session_id=None,
+            requested=char_id,
+            request_id=req.request_id,
+            client_messages=messages,
+        )
+        completion_id = "chatcmpl-" + uuid.uuid4().hex
+        created = int(time.time())
+        model = f"character:{char_id}"
+        if body.get("stream"):
+            return await self._stream(req, turn, completion_id, created, model, body)
+        await asyncio.shield(self.plugin.launch(turn))
+        reply = turn.replies[0] if turn.replies else {"content": "", "usage": {}}
+        usage = reply.get("usage") or {}
+        return {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": reply["content"]},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": usage.get("prompt_tokens", 0),
+                "completion_tokens": usage.get("completion_tokens", 0),
+                "total_tokens": usage.get("total_tokens", 0),
+            },
+        }
+
+    async def _stream(
+        self,
+        req: Request,
+        turn: Turn,
+        completion_id: str,
+        created: int,
+        model: str,
+        body: dict[str, Any],
+    ) -> web.StreamResponse:
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        async def emit(event: dict[str, Any]) -> None:
+            if event.get("type") == "chunk":
+                queue.put_nowait(event)
+
+        turn.emit = emit
+        resp = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+                "X-Request-ID": req.request_id,
+            }
+        )
+        await resp.prepare(req.raw)
+        task = self.plugin.launch(turn)
+        task.add_done_callback(lambda _t: queue.put_nowait(None))
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        connected = True
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            out: dict[str, Any] = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            if include_usage:
+                out["usage"] = None
+            return out
+
+        async def send(data: dict[str, Any] | str) -> None:
+            nonlocal connected
+            if not connected:
+                return
+            payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+            try:
+                await resp.write(f"data: {payload}\n\n".encode())
+            except (ConnectionError, RuntimeError):
+                connected = False
+
+        await send(chunk({"role": "assistant", "content": ""}))
+        while (item := await queue.get()) is not None:
+            await send(chunk({"content": item["delta"]}))
+        exc = task.exception() if not task.cancelled() else None
+        if exc is not None:
+            problem = problem_of(exc)
+            await send(
+                {
+                    "error": {
+                        "message": problem.detail,
+                        "type": "upstream_error"
+                        if problem.status >= 500
+                        else "invalid_request_error",
+                        "code": problem.code,
+                    }
+                }
+            )
+        else:
+            await send(chunk({}, "stop"))
+            if include_usage:
+                usage = turn.usage.to_dict()
+                await send(
+                    {
+                        "id": completion_id,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "choices": [],
+                        "usage": usage,
+                    }
+                )
+        await send("[DONE]")
+        if connected:
+            try:
+                await resp.write_eof()
+            except (ConnectionError, RuntimeError):
+                pass
+        return resp
+
+
+def openai_routes(plugin: ChatPlugin) -> list[Route]:
+    door = OpenAIDoor(plugin)
+    return [
+        Route(
+            "GET",
+            "/v1/models",
+            door.models,
+            summary="Characters as OpenAI models (character:<id>)",
+            tags=["openai"],
+            operation_id="openai_models",
+        ),
+        Route(
+            "POST",
+            "/v1/chat/completions",
+            door.completions,
+            rate_limit="chat",
+            request_schema=COMPLETIONS_REQUEST,
+            summary="OpenAI-compatible chat completions with a character",
+            description=(__doc__ or "").strip(),
+            tags=["openai"],
+            operation_id="openai_chat_completions",
+            responses={404: "Unknown model", 502: "Upstream failed", 504: "Upstream timed out"},
+        ),
+    ]

@@ -1,0 +1,423 @@
+"""WebSocket ``/ws/chat``.
+
+Client → server: ``{"type": "auth", "token"}``, ``{"type": "chat", "message",
+"session_id"?, "character"?, "request_id"?, "token"?}``, ``{"type": "cancel",
+"request_id"}``, ``{"type": "ping"}``.
+
+Server → client: ``{"type": "auth_ok", "user_id"}``, ``{"type": "start", "request_id",
+"session_id", "character"}``, ``{"type": "chunk", "request_id", "character", "data"}``,
+``{"type": "complete", "request_id", "session_id", "message_id", "replies",
+"cancelled"}``, ``{"type": "pong"}``, ``{"type": "error", "code", "message",
+"request_id"?}``.
+
+Several requests may be in flight at once, told apart by ``request_id``. Each connection
+has one bounded send queue drained by one writer task: a reader too slow to take frames
+for ``send_timeout`` seconds is disconnected rather than letting memory grow. A reply in
+progress when the client leaves is still finished and stored; ``cancel`` stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from sdk import Identity, Request, Route, errors, services
+
+from .routes import problem_of
+
+if TYPE_CHECKING:
+    from .plugin import ChatPlugin
+
+log = logging.getLogger("llmmultichat.chat.ws")
+
+# Close codes: 1008 policy (authentication), 1001 going away (shutdown), 1013 try later (slow reader)
+CLOSE_POLICY = WSCloseCode.POLICY_VIOLATION
+CLOSE_AWAY = WSCloseCode.GOING_AWAY
+CLOSE_SLOW = WSCloseCode.TRY_AGAIN_LATER
+SEND_TIMEOUT = 10.0
+
+
+def error_code(problem: errors.Problem) -> str:
+    if problem.status in (401,):
+        return "INVALID_TOKEN" if problem.code == "INVALID_TOKEN" else "AUTH_REQUIRED"
+    if problem.status == 429:
+        return "RATE_LIMITED"
+    if problem.status in (502, 503, 504):
+        return "UPSTREAM_ERROR"
+    if 400 <= problem.status < 500:
+        return "BAD_MESSAGE"
+    return "WEBSOCKET_ERROR"
+
+
+class Connection:
+    def __init__(self, hub: WebSocketHub, req: Request, ws: web.WebSocketResponse) -> None:
+        self.hub = hub
+        self.plugin = hub.plugin
+        self.req = req
+        self.ws = ws
+        cfg = hub.settings
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=int(cfg["send_queue"]))
+        self.max_bytes = int(cfg["max_message_bytes"])
+        self.max_in_flight = int(cfg["max_in_flight"])
+        self.identity: Identity | None = None
+        self.tasks: dict[str, asyncio.Task[Any]] = {}
+        self.closed = False
+        self.messages_seen = 0
+        self.writer = asyncio.create_task(self._write())
+
+    # ---- sending --------------------------------------------------------------------
+    async def _write(self) -> None:
+        try:
+            while True:
+                frame = await self.queue.get()
+                if frame is None:
+                    return
+                await self.ws.send_str(frame)
+        except (ConnectionError, RuntimeError, asyncio.CancelledError):
+            self.closed = True
+
+    async def send(self, data: dict[str, Any]) -> None:
+        if self.closed or self.ws.closed:
+            return
+        frame = json.dumps(data, ensure_ascii=False)
+        try:
+            await asyncio.wait_for(self.queue.put(frame), timeout=self.hub.send_timeout)
+        except TimeoutError:
+            log.info("closing a WebSocket whose reader is too slow")
+            await self.close(CLOSE_SLOW, "reader too slow")
+
+    async def error(
+        self, code: str, message: str, request_id: str | None = None, **extra: Any
+    ) -> None:
+        frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+        if request_id is not None:
+            frame["request_id"] = request_id
+        frame.update(extra)
+        await self.send(frame)
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        # let frames already queued (e.g. the error explaining the close) go out first
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(None)
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+            await asyncio.wait_for(asyncio.shield(self.writer), timeout=1.0)
+        self.writer.cancel()
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=code, message=reason.encode()[:120])
+
+    # ---- receiving ------------------------------------------------------------------
+    async def authenticate(self, token: str | None) -> Identity | None:
+        raw = self.req.raw
+        if token is not None:
+            raw = raw.clone(headers={**raw.headers, "Authorization": f"Bearer {token}"})
+        elif "Authorization" not in raw.headers:
+            return None
+        identity: Identity | None = await self.plugin.context.hooks.first(
+            "authenticate", request=raw
+        )
+        if identity is None:
+            raise errors.InvalidCredentials("the token was not accepted")
+        return identity
+
+    async def run(self) -> None:
+        try:
+            try:
+                self.identity = await self.authenticate(None)
+            except errors.Unauthorized as exc:
+                await self.error("INVALID_TOKEN", exc.detail)
+            timeout = float(self.hub.settings["auth_timeout_seconds"])
+            while True:
+                try:
+                    msg = await (
+                        self.ws.receive()
+                        if self.identity is not None
+                        else self.ws.receive(timeout=timeout)
+                    )
+                except TimeoutError:
+                    await self.error("AUTH_REQUIRED", "authenticate first")
+                    await self.close(CLOSE_POLICY, "authentication required")
+                    return
+                if msg.type == WSMsgType.TEXT:
+                    await self.handle_text(msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    await self.error("BAD_MESSAGE", "send JSON text frames")
+                    if self.identity is None:
+                        await self.close(CLOSE_POLICY, "authentication required")
+                elif msg.type == WSMsgType.ERROR:
+                    # e.g. a frame over the hard size cap: aiohttp has closed the socket
+                    return
+                else:  # CLOSE, CLOSING, CLOSED
+                    return
+                if self.closed:
+                    return
+        finally:
+            if not self.closed:
+                self.closed = True
+                with contextlib.suppress(asyncio.QueueFull):
+                    self.queue.put_nowait(None)
+            # replies in progress are left to finish and be stored
+            self.writer.cancel()
+
+    async def handle_text(self, text: str) -> None:
+        self.messages_seen += 1
+        if len(text.encode("utf-8")) > self.max_bytes:
+            await self.error("BAD_MESSAGE", f"message larger than {self.max_bytes} bytes")
+            return await self._unauthenticated_close()
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+            await self.error("BAD_MESSAGE", "expected a JSON object with a 'type'")
+            return await self._unauthenticated_close()
+        kind = data["type"]
+        if kind == "ping":
+            await self.send({"type": "pong"})
+            return None
+        if kind == "auth":
+            token = data.get("token")
+            if not isinstance(token, str) or not token:
+                await self.error("BAD_MESSAGE", "'token' must be a non-empty string")
+                return await self._unauthenticated_close()
+            try:
+                self.identity = await self.authenticate(token)
+            except errors.Unauthorized as exc:
+                await self.error("INVALID_TOKEN", exc.detail)
+                return await self._unauthenticated_close()
+            await self.send({"type": "auth_ok", "user_id": self.identity.user_id})
+            return None
+        if kind == "chat":
+            return await self.handle_chat(data)
+        if kind == "cancel":
+            if self.identity is None:
+                return await self._unauthenticated_close(error=True)
+            rid = data.get("request_id")
+            task = self.tasks.get(rid) if isinstance(rid, str) else None
+            if task is None:
+                await self.error(
+                    "BAD_MESSAGE",
+                    "no request in flight with that request_id",
+                    rid if isinstance(rid, str) else None,
+                )
+                return None
+            task.cancel()
+            return None
+        await self.error("BAD_MESSAGE", f"unknown message type {kind[:40]!r}")
+        return await self._unauthenticated_close()
+
+    async def _unauthenticated_close(self, error: bool = False) -> None:
+        if self.identity is None:
+            if error:
+                await self.error("AUTH_REQUIRED", "authenticate first")
+            await self.close(CLOSE_POLICY, "authentication required")
+
+    async def handle_chat(self, data: dict[str, Any]) -> None:
+        rid = data.get("request_id")
+        if rid is not None and (not isinstance(rid, str) or not 0 < len(rid) <= 200):
+            await self.error("BAD_MESSAGE", "'request_id' must be a short string")
+            return await self._unauthenticated_close()
+        request_id = rid or uuid.uuid4().hex
+        token = data.get("token")
+        if token is not None:
+            if not isinstance(token, str) or not token:
+                await self.error("BAD_MESSAGE", "'token' must be a non-empty string", request_id)
+                return await self._unauthenticated_close()
+            try:
+                self.identity = await self.authenticate(token)
+            except errors.Unauthorized as exc:
+                await self.error("INVALID_TOKEN", exc.detail, request_id)
+                return await self._unauthenticated_close()
+        if self.identity is None:
+            await self.error("AUTH_REQUIRED", "authenticate first", request_id)
+            return await self._unauthenticated_close()
+        message = data.get("message")
+        session_id = data.get("session_id")
+        character = data.get("character")
+        if not isinstance(message, str) or not message.strip():
+            return await self.error(
+                "BAD_MESSAGE", "'message' must be a non-empty string", request_id
+            )
+        if session_id is not None and not isinstance(session_id, str):
+            return await self.error("BAD_MESSAGE", "'session_id' must be a string", request_id)
+        if character is not None and not isinstance(character, str):
+            return await self.error("BAD_MESSAGE", "'character' must be a string", request_id)
+        if request_id in self.tasks:
+            return await self.error(
+                "BAD_MESSAGE", "that request_id is already in flight", request_id
+            )
+        if len(self.tasks) >= self.max_in_flight:
+            return await self.error(
+                "RATE_LIMITED",
+                f"at most {self.max_in_flight} requests in flight per socket",
+                request_id,
+            )
+        limiter = self.plugin.context.services.get(services.RATELIMIT)
+        identity = self.identity
+        try:
+            if limiter is not None:
+                await limiter.check("POST /api/v1/chat", identity, self.req.client_ip, quota=True)
+            turn, _created = await self.plugin.prepare_turn(
+                identity,
+                message,
+                session_id=session_id,
+                character=character,
+                request_id=request_id,
+            )
+        except errors.Problem as exc:
+            extra = {"status": exc.status}
+            if exc.status == 429 and "Retry-After" in exc.headers:
+                extra["retry_after"] = int(exc.headers["Retry-After"])
+            return await self.error(error_code(exc), exc.detail, request_id, **extra)
+
+        async def emit(event: dict[str, Any]) -> None:
+            kind = event.get("type")
+            if kind == "chunk":
+                await self.send(
+                    {
+                        "type": "chunk",
+                        "request_id": request_id,
+                        "character": event["character"],
+                        "data": event["delta"],
+                    }
+                )
+            elif kind == "start":
+                await self.send(
+                    {
+                        "type": "start",
+                        "request_id": request_id,
+                        "session_id": turn.session_id,
+                        "character": event["character"],
+                    }
+                )
+
+        turn.emit = emit
+        task = self.plugin.launch(turn)
+        self.tasks[request_id] = task
+        task.add_done_callback(lambda t: asyncio.ensure_future(self._finished(request_id, turn, t)))
+        return None
+
+    async def _finished(self, request_id: str, turn: Any, task: asyncio.Task[Any]) -> None:
+        self.tasks.pop(request_id, None)
+        if task.cancelled():
+            await self.send(
+                {
+                    "type": "complete",
+                    "request_id": request_id,
+                    "session_id": turn.session_id,
+                    "message_id": turn.replies[0]["message_id"] if turn.replies else None,
+                    "replies": [
+                        {"message_id": r["message_id"], "character": r["character"]}
+                        for r in turn.replies
+                    ],
+                    "cancelled": True,
+                }
+            )
+            return
+        exc = task.exception()
+        if exc is not None:
+            problem = problem_of(exc)
+            await self.error(error_code(problem), problem.detail, request_id, status=problem.status)
+            return
+        await self.send(
+            {
+                "type": "complete",
+                "request_id": request_id,
+                "session_id": turn.session_id,
+                "message_id": turn.replies[0]["message_id"] if turn.replies else None,
+                "replies": [
+                    {
+                        "message_id": r["message_id"],
+                        "character": r["character"],
+                        "usage": r["usage"],
+                    }
+                    for r in turn.replies
+                ],
+                "cancelled": False,
+            }
+        )
+
+
+class WebSocketHub:
+    """Every open chat socket, so they can be closed on shutdown or user deletion."""
+
+    def __init__(self, plugin: ChatPlugin) -> None:
+        self.plugin = plugin
+        self.settings: dict[str, Any] = {
+            "max_message_bytes": 65536,
+            "heartbeat_seconds": 30,
+            "send_queue": 256,
+            "max_in_flight": 8,
+            "auth_timeout_seconds": 10,
+            **(plugin.config.get("websocket") or {}),
+        }
+        self.send_timeout = SEND_TIMEOUT
+        self.connections: set[Connection] = set()
+
+    async def handle(self, req: Request) -> web.WebSocketResponse:
+        if self.plugin.stopping:
+            raise errors.ServiceUnavailable("the server is shutting down", code="SHUTTING_DOWN")
+        ws = web.WebSocketResponse(
+            heartbeat=float(self.settings["heartbeat_seconds"]),
+            # hard cap: anything over the soft limit gets an error frame, up to 4x it
+            max_msg_size=int(self.settings["max_message_bytes"]) * 4,
+        )
+        if not ws.can_prepare(req.raw).ok:
+            raise errors.BadRequest(
+                "this route expects a WebSocket upgrade", code="WEBSOCKET_REQUIRED"
+            )
+        await ws.prepare(req.raw)
+        conn = Connection(self, req, ws)
+        self.connections.add(conn)
+        try:
+            await conn.run()
+        finally:
+            self.connections.discard(conn)
+            if not ws.closed:
+                with contextlib.suppress(Exception):
+                    await ws.close()
+        return ws
+
+    async def close_all(self) -> None:
+        conns = list(self.connections)
+        await asyncio.gather(
+            *(c.close(CLOSE_AWAY, "server shutting down") for c in conns), return_exceptions=True
+        )
+
+    async def close_user(self, user_id: str) -> None:
+        conns = [
+            c for c in self.connections if c.identity is not None and c.identity.user_id == user_id
+        ]
+        await asyncio.gather(
+            *(c.close(CLOSE_POLICY, "account deleted") for c in conns), return_exceptions=True
+        )
+
+
+def websocket_routes(plugin: ChatPlugin) -> list[Route]:
+    async def handler(req: Request) -> web.StreamResponse:
+        if plugin.websockets is None:
+            raise errors.ServiceUnavailable("the chat plugin is not running")
+        return await plugin.websockets.handle(req)
+
+    return [
+        Route(
+            "GET",
+            "/ws/chat",
+            handler,
+            auth="public",
+            rate_limit=None,
+            summary="Chat over a WebSocket",
+            description=(__doc__ or "").strip(),
+            tags=["chat"],
+            operation_id="chat_websocket",
+            responses={101: "Switching Protocols"},
+        )
+    ]

@@ -1,0 +1,76 @@
+"""Shared bits of the chat tests: a config pointing every character at a fake upstream,
+and an SSE reader."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+
+
+def chat_config(
+    url: str,
+    *,
+    enabled: tuple[str, ...] = ("chat",),
+    provider_type: str = "openai",
+    api_key: str | None = None,
+    characters: dict[str, dict[str, Any]] | None = None,
+    extra_plugins: dict[str, Any] | None = None,
+    **chat: Any,
+) -> dict[str, Any]:
+    provider: dict[str, Any] = {"type": provider_type, "base_url": url, "model": "fake-model"}
+    if api_key is not None:
+        provider["api_key"] = api_key
+    table: dict[str, Any] = {
+        "default_provider": "fake",
+        "retry_backoff_seconds": 0.01,
+        "max_retries": 1,
+        "request_timeout_seconds": 5,
+        "seed": 7,
+        "providers": {"fake": provider},
+        "characters": characters
+        or {
+            "lumina": {
+                "name": "Lumina",
+                "aliases": ["ルミナ", "るみな"],
+                "provider": "fake",
+                "persona": "You are Lumina, the host.",
+                "talkativeness": 0.0,
+            },
+            "claris": {
+                "name": "Claris",
+                "aliases": ["クラリス"],
+                "provider": "fake",
+                "persona": "You are Claris, who explains.",
+                "keywords": ["説明", "explain", "why"],
+                "talkativeness": 0.0,
+            },
+            "nox": {
+                "name": "Nox",
+                "aliases": ["ノクス"],
+                "provider": "fake",
+                "persona": "You are Nox, the sceptic.",
+                "keywords": ["調べて", "search", "news"],
+                "talkativeness": 0.0,
+            },
+        },
+    }
+    table.update(chat)
+    return {"plugins": {"enabled": list(enabled), "chat": table, **(extra_plugins or {})}}
+
+
+async def read_sse(resp: aiohttp.ClientResponse) -> list[tuple[str, dict[str, Any]]]:
+    events: list[tuple[str, dict[str, Any]]] = []
+    event, data = "", []
+    async for raw in resp.content:
+        line = raw.decode().rstrip("\r\n")
+        if not line:
+            if data:
+                events.append((event or "message", json.loads("\n".join(data))))
+            event, data = "", []
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+    return events
