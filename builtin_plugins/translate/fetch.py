@@ -1,0 +1,119 @@
+"""Outbound HTTP for the translation providers: one shared ClientSession, bounded bodies,
+strict JSON, and every transport failure turned into a Problem (502/504), never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+import jsonschema
+from yarl import URL
+
+from sdk import errors
+
+# Upstream answers larger than this are refused (the language list is the largest, a few KB).
+MAX_RESPONSE_BYTES = 1024 * 1024
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def parse_json(raw: bytes) -> Any:
+    """Strict JSON: no NaN/Infinity, and no stack overflow on absurd nesting.
+
+    Returns ``NOT_JSON`` when the bytes are not JSON at all.
+    """
+    try:
+        return json.loads(raw, parse_constant=_no_constants)
+    except (ValueError, RecursionError):
+        return NOT_JSON
+
+
+NOT_JSON: Any = object()
+
+
+async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The body, or None as soon as it grows past ``limit`` bytes."""
+    if resp.content_length is not None and resp.content_length > limit:
+        return None
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+class Upstream:
+    """One upstream service reached through the plugin's shared session."""
+
+    def __init__(self, session: aiohttp.ClientSession, service: str, timeout: float) -> None:
+        self.session = session
+        self.service = service
+        self.timeout = timeout
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """Send one request; return ``(status, parsed JSON or NOT_JSON)``."""
+        host = URL(url).host or url
+        try:
+            async with self.session.request(
+                method, url, params=params, json=json_body, headers=headers
+            ) as resp:
+                raw = await read_limited(resp, MAX_RESPONSE_BYTES)
+                status = resp.status
+        except TimeoutError as exc:
+            raise errors.GatewayTimeout(
+                f"{self.service} ({host}) did not answer within {self.timeout:g} seconds"
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise errors.BadGateway(
+                f"{self.service} ({host}) could not be reached: {type(exc).__name__}"
+            ) from exc
+        if raw is None:
+            raise errors.BadGateway(
+                f"{self.service} sent a response larger than {MAX_RESPONSE_BYTES} bytes"
+            )
+        return status, parse_json(raw)
+
+    def check(self, body: Any, schema: dict[str, Any], what: str) -> Any:
+        """Validate an upstream body before use: the wrong shape is the upstream's fault (502)."""
+        if body is NOT_JSON:
+            raise errors.BadGateway(f"{self.service} sent a {what} that is not JSON")
+        try:
+            jsonschema.validate(body, schema, cls=jsonschema.Draft202012Validator)
+        except jsonschema.ValidationError as exc:
+            where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+            raise errors.BadGateway(
+                f"{self.service} sent an unexpected {what} (at {where}: {exc.validator} check failed)"
+            ) from None
+        return body
+
+
+def error_message(body: Any, *keys: str) -> str:
+    """A short, printable message from an upstream error body, if it has one."""
+    if isinstance(body, dict):
+        for key in keys:
+            value = body.get(key)
+            if isinstance(value, str) and value.strip():
+                return " ".join(value.split())[:200]
+    return ""
+
+
+async def wait_closed(session: aiohttp.ClientSession) -> None:
+    await session.close()
+    # Let the connector's transports finish closing (aiohttp's documented workaround).
+    await asyncio.sleep(0)
