@@ -191,6 +191,7 @@ def extract_rules(text: str) -> list[Fact]:
     for sentence in _sentences(text[:4000]):
         if sentence.endswith("?"):
             continue  # a question states nothing
+        sentence = sentence.rstrip(".!;:,… ")
         for pattern, key_of, fact_of, importance in _RULES:
             m = pattern.search(sentence)
             if not m:

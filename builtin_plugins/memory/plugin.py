@@ -128,6 +128,8 @@ class MemoryPlugin(Plugin):
         self.store = MemoryStore(self.context.database)
         await self.store.create_schema()
         self.embedder = self._make_embedder()
+        if self.embedder.dim:
+            await self.store.ensure_dim(self.embedder.dim)
 
     def _make_embedder(self) -> Embedder:
         kind = self.setting("embedder")

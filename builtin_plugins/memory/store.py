@@ -20,6 +20,7 @@ serves point lookups.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -114,6 +115,7 @@ class MemoryStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._dims: set[int] = set()
+        self._ddl_lock = asyncio.Lock()
 
     # -- schema -----------------------------------------------------------------------
     async def create_schema(self) -> None:
@@ -172,7 +174,11 @@ class MemoryStore:
     async def ensure_dim(self, dim: int) -> None:
         if dim in self._dims:
             return
-        dim = int(dim)
+        async with self._ddl_lock:
+            if dim not in self._dims:
+                await self._create_dim(int(dim))
+
+    async def _create_dim(self, dim: int) -> None:
         await self.db.execute(
             f"""
             CREATE TABLE IF NOT EXISTS memory_vectors_{dim} (

@@ -190,9 +190,14 @@ class MemoryService:
             vector = (await self.embed([content]))[0]
             await self.store.insert([memory], vector.reshape(1, -1), self.model)
             if explicit:
-                await self.store.add_links(
-                    user_id, [(memory.memory_id, other, "explicit", 1.0) for other in explicit]
-                )
+                # The note links to each memory it names, and those memories to each other.
+                pairs = [(memory.memory_id, other, "explicit", 1.0) for other in explicit]
+                pairs += [
+                    (a, b, "explicit", 1.0)
+                    for i, a in enumerate(explicit)
+                    for b in explicit[i + 1 :]
+                ]
+                await self.store.add_links(user_id, pairs)
             await self._link(memory, vector)
             if tier == "short_term" and session_id:
                 await self._trim_short_term(user_id, session_id)

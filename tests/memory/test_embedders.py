@@ -1,0 +1,166 @@
+"""Each embedder behind the one interface; the openai one against the fake server."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import pytest
+
+from builtin_plugins.memory.embedders.hashing import HashingEmbedder
+from builtin_plugins.memory.embedders.local import LocalEmbedder, local_model_available
+from builtin_plugins.memory.embedders.openai import OpenAIEmbedder
+from sdk import errors
+from tests.fakes.openai_server import FakeOpenAI, fake_embedding
+
+from .conftest import BASE
+
+
+async def test_hashing_is_deterministic_normalised_and_batched() -> None:
+    emb = HashingEmbedder(dim=256)
+    try:
+        texts = [f"text number {i} about gardening" for i in range(300)] + [""]
+        a = await emb.embed(texts)
+        b = await asyncio.gather(*(emb.embed([t]) for t in texts[:50]))
+        assert a.shape == (301, 256) and a.dtype == np.float32
+        assert np.allclose(np.linalg.norm(a[:300], axis=1), 1.0, atol=1e-5)
+        assert np.allclose(a[:50], np.concatenate(b))
+        assert not a[300].any()  # an empty text is the zero vector, not NaN
+        near = float(a[0] @ (await emb.embed_one("text number 0 about the garden")))
+        far = float(a[0] @ (await emb.embed_one("quarterly tax filing deadline")))
+        assert near > far
+    finally:
+        await emb.close()
+
+
+async def test_openai_embedder_against_fake() -> None:
+    async with FakeOpenAI(api_key="sk-test") as fake:
+        emb = OpenAIEmbedder(fake.url, "text-embedding-3-small", "sk-test", timeout=5)
+        try:
+            emb.max_batch = 4
+            texts = [f"sentence {i}" for i in range(10)]
+            vectors = await emb.embed(texts)
+            assert vectors.shape == (10, 384)
+            assert np.allclose(
+                vectors[3], np.asarray(fake_embedding("sentence 3"), dtype=np.float32), atol=1e-6
+            )
+            assert [len(r["input"]) for r in fake.requests] == [4, 4, 2]
+            assert fake.requests[0]["model"] == "text-embedding-3-small"
+            assert fake.headers[0]["Authorization"] == "Bearer sk-test"
+            # Upstream failures become Problems (502), never a 500.
+            fake.fail_next(500)
+            with pytest.raises(errors.BadGateway):
+                await emb.embed(["x"])
+            # The batcher keeps working after a failure.
+            assert (await emb.embed(["y"])).shape == (1, 384)
+        finally:
+            await emb.close()
+        bad = OpenAIEmbedder(fake.url, "m", "wrong-key", timeout=5)
+        try:
+            with pytest.raises(errors.BadGateway):
+                await bad.embed(["x"])
+        finally:
+            await bad.close()
+        fake.delay = 2
+        slow = OpenAIEmbedder(fake.url, "m", "sk-test", timeout=0.3)
+        try:
+            with pytest.raises(errors.GatewayTimeout):
+                await slow.embed(["x"])
+        finally:
+            await slow.close()
+    gone = OpenAIEmbedder(f"http://127.0.0.1:{fake.port}/v1", "m", timeout=2)
+    try:
+        with pytest.raises(errors.BadGateway):
+            await gone.embed(["x"])
+    finally:
+        await gone.close()
+
+
+async def test_openai_embedder_through_the_plugin(llmmc: Any) -> None:
+    async with FakeOpenAI() as fake:
+        client = await llmmc(
+            {
+                "plugins": {
+                    "enabled": ["memory"],
+                    "memory": {
+                        "embedder": "openai",
+                        "base_url": fake.url,
+                        "model": "text-embedding-3-small",
+                    },
+                }
+            }
+        )
+        h = client.auth_headers("u1")
+        r = await client.post(BASE, json={"content": "the user plays the cello"}, headers=h)
+        assert r.status == 201
+        await client.post(BASE, json={"content": "tax forms are due in April"}, headers=h)
+        r = await client.post(f"{BASE}/search", json={"query": "cello player"}, headers=h)
+        results = (await r.json())["results"]
+        assert results[0]["content"] == "the user plays the cello"
+        stats = await (await client.get(f"{BASE}/stats", headers=h)).json()
+        assert (
+            stats["embedder"]["model"] == "openai:text-embedding-3-small"
+            and stats["embedder"]["dim"] == 384
+        )
+        assert any(r.get("input") == ["cello player"] for r in fake.requests)
+        # The upstream failing: 502 Problem, not 500.
+        fake.fail_next(503, times=3)
+        r = await client.post(f"{BASE}/search", json={"query": "cello"}, headers=h)
+        assert r.status == 502
+        assert (await r.json())["code"] == "EMBEDDING_UPSTREAM_ERROR"
+
+
+async def test_switching_embedder_reembeds_existing_memories(tmp_path: Any) -> None:
+    """Vectors of two models are never compared: after a switch, existing memories are
+    embedded again for the new model in the background."""
+    from sdk.testing import start_kernel
+
+    data = tmp_path / "shared"
+    first = await start_kernel(
+        {"plugins": {"enabled": ["memory"], "memory": {"embedder": "hashing", "hashing_dim": 512}}},
+        data_dir=data,
+    )
+    try:
+        r = await first.post(
+            BASE, json={"content": "the user plays the cello"}, headers=first.auth_headers("u")
+        )
+        assert r.status == 201
+    finally:
+        await first.close()
+    second = await start_kernel(
+        {"plugins": {"enabled": ["memory"], "memory": {"embedder": "hashing", "hashing_dim": 256}}},
+        data_dir=data,
+    )
+    try:
+        await second.kernel.records["memory"].instance.idle()
+        stats = await (await second.get(f"{BASE}/stats", headers=second.auth_headers("u"))).json()
+        assert stats["embedder"]["dim"] == 256 and stats["embedded"] == 1
+        r = await second.post(
+            f"{BASE}/search", json={"query": "cello"}, headers=second.auth_headers("u")
+        )
+        assert (await r.json())["results"][0]["content"] == "the user plays the cello"
+    finally:
+        await second.close()
+
+
+@pytest.mark.model
+async def test_local_embedder_minilm() -> None:
+    ok, why = local_model_available()
+    if not ok:
+        pytest.skip(f"local model not installed: {why}")
+    emb = LocalEmbedder()
+    try:
+        vectors = await emb.embed(
+            [
+                "The cat sits on the mat.",
+                "A kitten is resting on the rug.",
+                "Stock markets fell sharply today.",
+            ]
+        )
+        assert vectors.shape == (3, 384)
+        assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+        assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[2]) + 0.2
+        assert emb.model_dir is not None
+    finally:
+        await emb.close()
