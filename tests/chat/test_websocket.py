@@ -1,0 +1,174 @@
+"""WebSocket /ws/chat: the three ways to authenticate, multiplexing, cancel, ping/pong,
+bad messages, size limit, rate limiting, upstream errors and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from sdk.testing import start_kernel
+from tests.chat.helpers import chat_config
+from tests.fakes.openai_server import FakeOpenAI
+
+
+async def frames_until(ws, predicate, limit=10):
+    out = []
+    async with asyncio.timeout(limit):
+        while True:
+            frame = await ws.receive_json()
+            out.append(frame)
+            if predicate(frame):
+                return out
+
+
+def is_done(rid):
+    return lambda f: f.get("request_id") == rid and f["type"] in ("complete", "error")
+
+
+async def test_three_ways_to_authenticate_and_bad_tokens(llmmc):
+    async with FakeOpenAI() as fake:
+        client = await llmmc(chat_config(fake.url))
+        # 1. header on the upgrade
+        async with client.ws_connect("/ws/chat", headers=client.auth_headers("u1")) as ws:
+            await ws.send_json({"type": "chat", "message": "hi", "request_id": "a"})
+            frames = await frames_until(ws, is_done("a"))
+            assert frames[0] == {
+                "type": "start",
+                "request_id": "a",
+                "session_id": frames[-1]["session_id"],
+                "character": "lumina",
+            }
+            assert (
+                "".join(f["data"] for f in frames if f["type"] == "chunk") == "Hello! You said: hi"
+            )
+            assert frames[-1]["type"] == "complete" and frames[-1]["message_id"].startswith("msg_")
+        # 2. an auth message first
+        async with client.ws_connect("/ws/chat") as ws:
+            await ws.send_json({"type": "auth", "token": "test:u2"})
+            assert await ws.receive_json() == {"type": "auth_ok", "user_id": "u2"}
+            await ws.send_json({"type": "chat", "message": "hi", "request_id": "b"})
+            assert (await frames_until(ws, is_done("b")))[-1]["type"] == "complete"
+        # 3. a token field in the chat message
+        async with client.ws_connect("/ws/chat") as ws:
+            await ws.send_json(
+                {"type": "chat", "message": "hi", "request_id": "c", "token": "test:u3"}
+            )
+            assert (await frames_until(ws, is_done("c")))[-1]["type"] == "complete"
+        r = await client.get("/api/v1/chat/sessions", headers=client.auth_headers("u3"))
+        assert len((await r.json())["sessions"]) == 1
+        # no credentials: AUTH_REQUIRED, then the socket closes
+        async with client.ws_connect("/ws/chat") as ws:
+            await ws.send_json({"type": "chat", "message": "hi"})
+            frame = await ws.receive_json()
+            assert frame["type"] == "error" and frame["code"] == "AUTH_REQUIRED"
+            msg = await ws.receive()
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        # a bad token: INVALID_TOKEN, then closed
+        async with client.ws_connect("/ws/chat") as ws:
+            await ws.send_json({"type": "auth", "token": "garbage"})
+            frame = await ws.receive_json()
+            assert frame["code"] == "INVALID_TOKEN"
+            assert (await ws.receive()).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        # a bad header token is reported; the client may still authenticate by message
+        async with client.ws_connect("/ws/chat", headers={"Authorization": "Bearer nope"}) as ws:
+            assert (await ws.receive_json())["code"] == "INVALID_TOKEN"
+            await ws.send_json({"type": "auth", "token": "test:u4"})
+            assert (await ws.receive_json())["type"] == "auth_ok"
+
+
+async def test_bad_messages_get_error_frames_and_the_socket_stays_open(llmmc):
+    async with FakeOpenAI() as fake:
+        cfg = chat_config(fake.url, websocket={"max_message_bytes": 1024})
+        client = await llmmc(cfg)
+        async with client.ws_connect("/ws/chat", headers=client.auth_headers("u1")) as ws:
+            for bad in [
+                "not json",
+                "[1,2]",
+                '{"type": 5}',
+                '{"type": "dance"}',
+                '{"type": "chat"}',
+                '{"type": "chat", "message": "hi", "session_id": 3}',
+                '{"type": "cancel", "request_id": "nothing"}',
+                '{"type": "chat", "message": "' + "x" * 2000 + '"}',
+            ]:
+                await ws.send_str(bad)
+                frame = await ws.receive_json(timeout=5)
+                assert frame["type"] == "error" and frame["code"] == "BAD_MESSAGE", (bad, frame)
+            await ws.send_json(
+                {"type": "chat", "message": "hi", "character": "nobody", "request_id": "q"}
+            )
+            assert (await ws.receive_json(timeout=5))["code"] == "BAD_MESSAGE"
+            await ws.send_json({"type": "ping"})
+            assert await ws.receive_json(timeout=5) == {"type": "pong"}
+            await ws.send_json({"type": "chat", "message": "still here", "request_id": "ok"})
+            assert (await frames_until(ws, is_done("ok")))[-1]["type"] == "complete"
+
+
+async def test_multiplexed_requests_and_cancel(llmmc):
+    async with FakeOpenAI() as fake:
+        client = await llmmc(chat_config(fake.url))
+        h = client.auth_headers("u1")
+        async with client.ws_connect("/ws/chat", headers=h) as ws:
+            fake.queue(" ".join(f"slow{i}" for i in range(40)), chunk_delay=0.05)
+            fake.queue("quick answer")
+            await ws.send_json({"type": "chat", "message": "long one", "request_id": "slow"})
+            first = await ws.receive_json(timeout=5)
+            assert first["request_id"] == "slow"
+            await ws.send_json(
+                {"type": "chat", "message": "short one", "request_id": "fast", "character": "nox"}
+            )
+            frames = await frames_until(ws, is_done("fast"))
+            assert frames[-1]["type"] == "complete"
+            fast_text = "".join(
+                f["data"] for f in frames if f["type"] == "chunk" and f["request_id"] == "fast"
+            )
+            assert fast_text == "quick answer"
+            # the fast request finished while the slow one was still in flight
+            assert not any(f["request_id"] == "slow" and f["type"] == "complete" for f in frames)
+            await ws.send_json({"type": "cancel", "request_id": "slow"})
+            frames = await frames_until(ws, is_done("slow"))
+            assert frames[-1]["type"] == "complete" and frames[-1]["cancelled"] is True
+            sid = first["session_id"]
+            r = await client.get(f"/api/v1/chat/history/{sid}", headers=h)
+            assert (await r.json())["messages"] == []  # the cancelled reply was not stored
+            await ws.send_json({"type": "ping"})
+            assert (await ws.receive_json(timeout=5))["type"] == "pong"
+
+
+async def test_upstream_error_and_rate_limit_frames(llmmc):
+    async with FakeOpenAI() as fake:
+        cfg = chat_config(fake.url, enabled=("ratelimit", "chat"))
+        cfg["plugins"]["ratelimit"] = {"routes": {"POST /api/v1/chat": "2/minute"}}
+        client = await llmmc(cfg)
+        async with client.ws_connect("/ws/chat", headers=client.auth_headers("u1")) as ws:
+            fake.fail_next(500, times=2)
+            await ws.send_json({"type": "chat", "message": "hi", "request_id": "1"})
+            frames = await frames_until(ws, is_done("1"))
+            assert frames[-1]["type"] == "error" and frames[-1]["code"] == "UPSTREAM_ERROR"
+            await ws.send_json({"type": "chat", "message": "hi", "request_id": "2"})
+            assert (await frames_until(ws, is_done("2")))[-1]["type"] == "complete"
+            await ws.send_json({"type": "chat", "message": "hi", "request_id": "3"})
+            frame = (await frames_until(ws, is_done("3")))[-1]
+            assert frame["code"] == "RATE_LIMITED" and frame["retry_after"] >= 1
+            await ws.send_json({"type": "ping"})
+            assert (await ws.receive_json(timeout=5))["type"] == "pong"
+        assert len(fake.requests) == 3
+
+
+async def test_sockets_are_closed_cleanly_on_shutdown(tmp_path):
+    async with FakeOpenAI() as fake:
+        client = await start_kernel(chat_config(fake.url), data_dir=tmp_path)
+        try:
+            ws = await client.ws_connect("/ws/chat", headers=client.auth_headers("u1"))
+            await ws.send_json({"type": "ping"})
+            assert (await ws.receive_json(timeout=5))["type"] == "pong"
+            closing = asyncio.create_task(client.runner.cleanup())
+            msg = await ws.receive(timeout=10)
+            assert (
+                msg.type == aiohttp.WSMsgType.CLOSE and msg.data == aiohttp.WSCloseCode.GOING_AWAY
+            )
+            await ws.close()
+            await asyncio.wait_for(closing, 10)
+        finally:
+            await client.session.close()
