@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -147,6 +148,7 @@ class Kernel:
         seen: dict[str, str] = {r.key: "kernel" for r in kernel_routes}
         self.routes = list(kernel_routes)
         problems = []
+        op_ids: set[str] = set()
         for name in self.order:
             rec = self.records[name]
             if rec.state is not PluginState.INITIALIZED:
@@ -159,6 +161,9 @@ class Kernel:
                     route.plugin = name
                     if not route.operation_id:
                         route.operation_id = f"{name}.{route.handler.__name__}"
+                        if route.operation_id in op_ids:  # one handler behind several routes
+                            route.operation_id = f"{name}.{_slug(route)}"
+                    op_ids.add(route.operation_id)
                     if route.key in seen:
                         problems.append(
                             f"duplicate route {route.key}: declared by {seen[route.key]!r} and {name!r}"
@@ -187,7 +192,7 @@ class Kernel:
         app = web.Application(middlewares=[request_middleware], client_max_size=self.max_body_bytes)
         app[KERNEL_KEY] = self
         for route in self.routes:
-            app.router.add_route(route.method, route.path, RouteHandler(self, route))
+            app.router.add_route(route.method, route.path, RouteHandler(self, route).handle)
         static_routes(app)
         app.cleanup_ctx.append(self._lifespan)
         app.on_shutdown.append(self._on_shutdown)
@@ -298,6 +303,10 @@ class _PluginServices(Services):
 
     def set_running(self, plugin: str, running: bool) -> None:
         raise ServiceUnavailable("only the kernel changes plugin states")
+
+
+def _slug(route: Route) -> str:
+    return route.method.lower() + re.sub(r"[^a-zA-Z0-9]+", "_", route.path).rstrip("_")
 
 
 async def _maybe(value: Any) -> Any:

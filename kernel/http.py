@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("llmmultichat.http")
 REQUEST_ID = "X-Request-ID"
-REQUEST_ID_KEY = web.AppKey("request_id_header", str)
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
 _dumps = json.dumps
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -77,7 +77,7 @@ async def request_middleware(
     rid = request.headers.get(REQUEST_ID, "")
     if not rid or len(rid) > 200 or not rid.isprintable():
         rid = uuid.uuid4().hex
-    request["request_id"] = rid
+    request[REQUEST_ID_KEY] = rid
     try:
         response = await handler(request)
     except Problem as problem:
@@ -143,7 +143,7 @@ class RouteHandler:
         self.max_body = min(limit, route.max_body_bytes) if route.max_body_bytes else limit
         self.record = kernel.records.get(route.plugin)
 
-    async def __call__(self, raw: web.Request) -> web.StreamResponse:
+    async def handle(self, raw: web.Request) -> web.StreamResponse:
         route = self.route
         kernel = self.kernel
         if self.record is not None and self.record.state is not PluginState.RUNNING:
@@ -174,7 +174,7 @@ class RouteHandler:
             body=body,
             route=route,
             client_ip=kernel.client_ip(raw),
-            request_id=raw.get("request_id", ""),
+            request_id=raw.get(REQUEST_ID_KEY, ""),
         )
         extra_headers: dict[str, str] = {}
         if route.rate_limit is not None and kernel.hooks.has("before_request"):

@@ -116,7 +116,9 @@ class KernelClient:
         await self.runner.cleanup()
 
 
-def test_config(config: dict[str, Any] | None, data_dir: Path) -> dict[str, Any]:
+def test_config(
+    config: dict[str, Any] | None, data_dir: Path, test_auth: bool = True
+) -> dict[str, Any]:
     """The config dict ``start_kernel`` uses: a random port, a fresh data_dir, and the
     test identities when the auth plugin is not enabled."""
     cfg = copy.deepcopy(config or {})
@@ -127,7 +129,7 @@ def test_config(config: dict[str, Any] | None, data_dir: Path) -> dict[str, Any]
     plugins = cfg.setdefault("plugins", {})
     enabled = plugins.setdefault("enabled", [])
     plugins.setdefault("required", [])
-    if "auth" not in enabled and "testauth" not in enabled:
+    if test_auth and "auth" not in enabled and "testauth" not in enabled:
         enabled.insert(0, "testauth")
     return cfg
 
@@ -137,6 +139,7 @@ async def start_kernel(
     *,
     plugins: dict[str, type[Plugin]] | None = None,
     data_dir: Path | None = None,
+    test_auth: bool = True,
 ) -> KernelClient:
     """Start a real kernel on 127.0.0.1 (random port) and return a client for it."""
     from kernel.app import build_kernel  # the host; see the module docstring
@@ -144,7 +147,7 @@ async def start_kernel(
 
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="llmmc-test-"))
     extra: dict[str, type[Plugin]] = {"testauth": TestAuthPlugin, **(plugins or {})}
-    loaded = from_dict(test_config(config, data_dir), "<test config>")
+    loaded = from_dict(test_config(config, data_dir, test_auth), "<test config>")
     kernel, app = await build_kernel(loaded, extra_plugins=extra)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -156,16 +159,24 @@ async def start_kernel(
 
 @pytest.fixture
 async def llmmc(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[KernelClient]]]:
-    """Factory fixture: ``client = await llmmc(config, plugins={...})``."""
+    """Factory fixture: ``client = await llmmc(config, plugins={...})``.
+
+    ``test_auth=False`` leaves out the test identities (to see how routes behave with no
+    authenticating plugin at all)."""
     clients: list[KernelClient] = []
     counter = 0
 
     async def factory(
-        config: dict[str, Any] | None = None, *, plugins: dict[str, type[Plugin]] | None = None
+        config: dict[str, Any] | None = None,
+        *,
+        plugins: dict[str, type[Plugin]] | None = None,
+        test_auth: bool = True,
     ) -> KernelClient:
         nonlocal counter
         counter += 1
-        client = await start_kernel(config, plugins=plugins, data_dir=tmp_path / f"kernel{counter}")
+        client = await start_kernel(
+            config, plugins=plugins, data_dir=tmp_path / f"kernel{counter}", test_auth=test_auth
+        )
         clients.append(client)
         return client
 

@@ -1,0 +1,159 @@
+"""Real ``llmmultichat serve`` processes for tests that need more than one server
+(Redis-shared bus, limits and revocation) or the real command line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent / "llmmultichat"
+
+
+def redis_available(host: str = "127.0.0.1", port: int = 6379) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(value)
+
+
+def toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else toml_value(key)
+
+
+def to_toml(config: dict[str, Any]) -> str:
+    """Enough TOML for test configs: nested tables, scalars, lists and inline tables."""
+    lines: list[str] = []
+
+    def table(prefix: str, d: dict[str, Any]) -> None:
+        scalars = {k: v for k, v in d.items() if not isinstance(v, dict)}
+        subs = {k: v for k, v in d.items() if isinstance(v, dict)}
+        if prefix:
+            lines.append(f"[{prefix}]")
+        for k, v in scalars.items():
+            lines.append(f"{toml_key(k)} = {toml_value(v)}")
+        for k, v in subs.items():
+            table(f"{prefix}.{toml_key(k)}" if prefix else toml_key(k), v)
+
+    table("", config)
+    return "\n".join(lines) + "\n"
+
+
+class ServerProcess:
+    """``llmmultichat serve`` in a subprocess, on a free port."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        workdir: Path,
+        *,
+        env: dict[str, str] | None = None,
+        name: str = "server",
+    ) -> None:
+        self.port = free_port()
+        config = {**config, "kernel": {**config.get("kernel", {}), "port": self.port}}
+        config["kernel"].setdefault("data_dir", str(workdir / f"{name}-data"))
+        config["kernel"].setdefault("shutdown_timeout_seconds", 5)
+        self.config_path = workdir / f"{name}.toml"
+        self.config_path.write_text(to_toml(config))
+        self.log_path = workdir / f"{name}.log"
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait: bool = True, timeout: float = 60) -> ServerProcess:
+        log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [str(BIN), "serve", "--config", str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=str(self.config_path.parent),
+        )
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise TimeoutError(f"server did not start:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.terminate()
+        try:
+            return self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def request(
+        self, method: str, path: str, **kwargs: Any
+    ) -> tuple[int, Any, dict[str, str]]:
+        async with aiohttp.ClientSession() as s, s.request(method, self.url + path, **kwargs) as r:
+            try:
+                body: Any = await r.json(content_type=None)
+            except ValueError:
+                body = await r.text()
+            return r.status, body, dict(r.headers)
+
+
+async def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = await predicate()
+        if result:
+            return result
+        await asyncio.sleep(interval)
+    return await predicate()
