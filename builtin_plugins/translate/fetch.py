@@ -1,5 +1,7 @@
 """Outbound HTTP for the translation providers: one shared ClientSession, bounded bodies,
 strict JSON, and every transport failure turned into a Problem (502/504), never a 500.
+Redirects are not followed (an API has no reason to send one, and following it could
+carry a key elsewhere): a 3xx is an upstream error.
 """
 
 from __future__ import annotations
@@ -71,7 +73,12 @@ class Upstream:
         host = URL(url).host or url
         try:
             async with self.session.request(
-                method, url, params=params, json=json_body, headers=headers
+                method,
+                url,
+                params=params,
+                json=json_body,
+                headers=headers,
+                allow_redirects=False,
             ) as resp:
                 raw = await read_limited(resp, MAX_RESPONSE_BYTES)
                 status = resp.status

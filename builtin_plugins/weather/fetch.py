@@ -1,5 +1,7 @@
 """Outbound HTTP for the weather providers: one shared ClientSession, bounded bodies,
 strict JSON, and every transport failure turned into a Problem (502/504), never a 500.
+Redirects are not followed (an API has no reason to send one, and following it could
+carry a key elsewhere): a 3xx is an upstream error.
 """
 
 from __future__ import annotations
@@ -64,7 +66,9 @@ class Upstream:
         """GET ``url``; return ``(status, parsed JSON or NOT_JSON)``."""
         host = URL(url).host or url
         try:
-            async with self.session.get(url, params=params, headers=headers) as resp:
+            async with self.session.get(
+                url, params=params, headers=headers, allow_redirects=False
+            ) as resp:
                 raw = await read_limited(resp, MAX_RESPONSE_BYTES)
                 status = resp.status
         except TimeoutError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.fakes.deepl import FakeDeepL
 from tests.fakes.upstream import MODES
 from tests.translate.helpers import config, result, run
 
@@ -118,3 +119,13 @@ async def test_slow_upstream_is_504(llmmc, deepl):
 async def test_default_endpoint_follows_the_key_kind(llmmc, key, url):
     client = await llmmc(config(provider="deepl", api_key=key))
     assert client.kernel.records["translate"].instance.base_url() == url
+
+
+async def test_redirects_are_not_followed_so_the_key_stays_home(llmmc, deepl):
+    async with FakeDeepL(api_key=None) as elsewhere:
+        client = await llmmc(dconfig(deepl))
+        deepl.fail_next(307, body="", headers={"Location": elsewhere.url + "/translate"})
+        r = await run(client, "detect_language", text="Hello")
+        assert r.status == 502
+        assert "307" in (await r.json())["detail"]
+        assert elsewhere.count() == 0
