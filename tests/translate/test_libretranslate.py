@@ -205,3 +205,23 @@ async def test_bad_params_are_422(llmmc, libre, tool, params):
     r = await run(client, tool, **params)
     assert r.status == 422
     assert libre.count() == 0
+
+
+async def test_results_match_the_declared_result_schemas(llmmc, libre):
+    import jsonschema
+
+    client = await llmmc(config(base_url=libre.url))
+    info = await (
+        await client.get("/api/v1/plugins/translate", headers=client.auth_headers("u1"))
+    ).json()
+    schemas = {t["name"]: t["result"] for t in info["tools"]}
+    jsonschema.validate(await result(client, "languages"), schemas["languages"])
+    for params in (
+        {"text": "Hello", "target_lang": "fr"},
+        {"text": "Hello", "target_lang": "fr", "source_lang": "en"},
+        {"text": "Hello", "target_lang": "en", "source_lang": "en"},
+    ):
+        jsonschema.validate(await result(client, "translate", **params), schemas["translate"])
+    jsonschema.validate(
+        await result(client, "detect_language", text="Hola"), schemas["detect_language"]
+    )

@@ -130,3 +130,18 @@ async def test_tool_is_listed_with_parameter_and_result_schemas(llmmc, open_mete
     assert tool["name"] == "weather"
     assert tool["parameters"]["required"] == ["city"]
     assert set(tool["result"]["required"]) == FIELDS
+
+
+async def test_results_match_the_declared_result_schema_and_openapi(llmmc, open_meteo):
+    import jsonschema
+
+    client = await llmmc(config(base_url=open_meteo.url, geocoding_url=open_meteo.url))
+    info = await (
+        await client.get("/api/v1/plugins/weather", headers=client.auth_headers("u1"))
+    ).json()
+    schema = info["tools"][0]["result"]
+    for city, units in (("Berlin", "metric"), ("New York", "imperial"), ("Manchester", None)):
+        result = (await (await weather(client, city, units)).json())["result"]
+        jsonschema.validate(result, schema)
+    spec = await (await client.get("/openapi.json")).json()
+    assert "observed_at" in str(spec) and "/api/v1/plugins/{name}/execute" in str(spec)

@@ -97,8 +97,8 @@ class GoogleTranslate:
     def _raise_for(self, status: int, body: Any) -> None:
         error = body.get("error") if isinstance(body, dict) else None
         error = error if isinstance(error, dict) else {}
-        message = error.get("message") if isinstance(error.get("message"), str) else ""
-        message = " ".join(message.split())[:200]
+        raw = error.get("message")
+        message = " ".join(raw.split())[:200] if isinstance(raw, str) else ""
         reasons = {
             e.get("reason")
             for e in error.get("errors") or []

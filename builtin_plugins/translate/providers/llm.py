@@ -31,7 +31,8 @@ class LLMTranslator:
         self.llm_provider = llm_provider or None
 
     def service(self) -> LLMService | None:
-        return self.context.services.get(services.LLM)
+        llm = self.context.services.get(services.LLM)
+        return llm if isinstance(llm, LLMService) else None
 
     def _require(self) -> LLMService:
         llm = self.service()
@@ -96,11 +97,11 @@ def parse_language(answer: str) -> str | None:
     (``"Japanese"``) in a model's answer."""
     for word in re.findall(r"[A-Za-z]+", answer):
         if word.lower() in LLM_LANGUAGES and (len(word) == 2 or word.islower()):
-            return word.lower()
+            return str(word).lower()
     names = {name.lower(): code for code, name in LLM_LANGUAGES.items()}
     for word in re.findall(r"[A-Za-z]+", answer):
         if word.lower() in names:
-            return names[word.lower()]
+            return str(names[word.lower()])
     return None
 
 

@@ -111,7 +111,7 @@ class OpenMeteo:
             ]
         if not results:
             raise city_not_found(city)
-        return results[0]
+        return dict(results[0])
 
     async def current(self, city: str, units: str) -> Observation:
         place = await self._geocode(city)
