@@ -175,15 +175,16 @@ class ConversationGraph:
         return turn
 
     # ---- edges ----------------------------------------------------------------------
+    # (async, so LangGraph runs them inline instead of in a thread)
     @staticmethod
-    def _after_route(state: State) -> str:
+    async def _after_route(state: State) -> str:
         return "memory" if state.get("speakers") else END
 
-    def _after_speak(self, state: State) -> str:
+    async def _after_speak(self, state: State) -> str:
         return "tools" if state.get("tool_calls") else "persist"
 
     @staticmethod
-    def _after_persist(state: State) -> str:
+    async def _after_persist(state: State) -> str:
         return "speak" if state.get("index", 0) < len(state.get("speakers") or []) else END
 
     # ---- nodes ----------------------------------------------------------------------

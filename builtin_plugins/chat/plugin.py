@@ -97,7 +97,9 @@ class ChatPlugin(Plugin):
 
     def __init__(self, context: Any) -> None:
         super().__init__(context)
-        self.store = ChatStore(context.database)
+        self.store = ChatStore(
+            context.database, window=max(1, int(self.config.get("history_turns", 12)) * 3)
+        )
         self.providers: ProviderRegistry | None = None
         self.characters: dict[str, Character] = {}
         self.router = Router({})
@@ -120,6 +122,7 @@ class ChatPlugin(Plugin):
         from .websocket import WebSocketHub
 
         self.stopping = False
+        self.store.start()
         self._types = await self._provider_types()
         self.providers = ProviderRegistry(
             dict(self.config.get("providers") or {}),
@@ -162,6 +165,7 @@ class ChatPlugin(Plugin):
             )
             for task in pending:
                 task.cancel()
+        await self.store.stop()
         if self.providers is not None:
             await self.providers.close()
 
@@ -342,12 +346,13 @@ class ChatPlugin(Plugin):
         created = False
         history: list[Message] = []
         if session_id:
-            session = await self.store.get_session(identity.user_id, session_id)
-            if session is None:
+            if not await self.store.owns(identity.user_id, session_id):
                 raise errors.NotFound("no such session", code="SESSION_NOT_FOUND")
             turns = int(self.config.get("history_turns", 12))
             if turns:
-                history = await self.store.history(identity.user_id, session_id, limit=turns * 3)
+                history = await self.store.recent_messages(
+                    identity.user_id, session_id, limit=turns * 3
+                )
         else:
             session = await self.store.create_session(identity.user_id, user_input[:80])
             session_id = session["session_id"]

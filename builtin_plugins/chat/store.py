@@ -6,15 +6,21 @@ not found.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import threading
 import time
 import uuid
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sdk import Database
+
+log = logging.getLogger("llmmultichat.chat.store")
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS chat_sessions (
@@ -146,8 +152,30 @@ _SESSION_COLS = "session_id, title, created_at, updated_at, last_character, mess
 
 
 class ChatStore:
-    def __init__(self, db: Database) -> None:
+    """Sessions and messages, with write-behind and two small caches.
+
+    DuckDB commits cost milliseconds, so new sessions and messages are queued and written
+    by one background writer, many turns per transaction (group commit). Every read of
+    the tables first waits until everything queued before it is committed, so a client
+    always reads its own writes. ``stop()`` drains the queue. Session owners and the last
+    messages of recently active sessions are cached, so a chat turn needs no database
+    read on its hot path.
+    """
+
+    def __init__(self, db: Database, *, window: int = 36, cache_sessions: int = 4096) -> None:
         self.db = db
+        self.window = max(1, window)
+        self.cache_sessions = cache_sessions
+        self._owners: OrderedDict[str, str] = OrderedDict()
+        self._recent: OrderedDict[str, deque[Message]] = OrderedDict()
+        self._pending: list[tuple[str, Any]] = []
+        self._batch_done: asyncio.Future[None] | None = None  # completes when _pending is written
+        self._writing: asyncio.Future[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self.write_errors = 0
+        # users erased while a reply of theirs may still be in flight: drop its writes
+        self._erased: OrderedDict[str, None] = OrderedDict()
 
     async def create_tables(self) -> None:
         def create(cur: Any) -> None:
@@ -156,15 +184,82 @@ class ChatStore:
 
         await self.db.run(create)
 
+    # ---- the writer -----------------------------------------------------------------
+    def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._writer = asyncio.create_task(self._write_loop())
+
+    async def stop(self) -> None:
+        await self.flush()
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+
+    def _enqueue(self, op: str, payload: Any) -> asyncio.Future[None]:
+        if self._batch_done is None:
+            self._batch_done = asyncio.get_running_loop().create_future()
+        self._pending.append((op, payload))
+        if self._wake is not None:
+            self._wake.set()
+        return self._batch_done
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is committed."""
+        if self._writer is None and self._pending:
+            await self._write_batch()  # not started (or stopped): write inline
+        for fut in (self._writing, self._batch_done):
+            if fut is not None:
+                await asyncio.shield(fut)
+
+    async def _write_loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                await self._write_batch()
+
+    async def _write_batch(self) -> None:
+        batch, self._pending = self._pending, []
+        done, self._batch_done = self._batch_done, None
+        self._writing = done
+        try:
+            await self.db.run(lambda cur: _write(cur, batch))
+        except Exception:
+            self.write_errors += 1
+            log.exception("chat store: writing %d queued operations failed", len(batch))
+        finally:
+            self._writing = None
+            if done is not None and not done.done():
+                done.set_result(None)
+
+    # ---- caches ---------------------------------------------------------------------
+    def _remember_owner(self, session_id: str, user_id: str) -> None:
+        self._owners[session_id] = user_id
+        self._owners.move_to_end(session_id)
+        while len(self._owners) > self.cache_sessions * 4:
+            self._owners.popitem(last=False)
+
+    def _remember_recent(self, session_id: str, messages: list[Message]) -> None:
+        self._recent[session_id] = deque(messages[-self.window :], maxlen=self.window)
+        self._recent.move_to_end(session_id)
+        while len(self._recent) > self.cache_sessions:
+            self._recent.popitem(last=False)
+
+    def _forget(self, session_id: str) -> None:
+        self._owners.pop(session_id, None)
+        self._recent.pop(session_id, None)
+
     # ---- sessions -------------------------------------------------------------------
     async def create_session(self, user_id: str, title: str = "") -> dict[str, Any]:
         sid = new_id("ses")
         ts = now()
-        await self.db.execute(
-            "INSERT INTO chat_sessions (session_id, user_id, title, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            [sid, user_id, title[:120], ts, ts],
-        )
+        if user_id not in self._erased:
+            self._enqueue("session", [sid, user_id, title[:120], ts, ts])
+        self._remember_owner(sid, user_id)
+        self._remember_recent(sid, [])
         return {
             "session_id": sid,
             "title": title[:120],
@@ -174,16 +269,26 @@ class ChatStore:
             "message_count": 0,
         }
 
+    async def owns(self, user_id: str, session_id: str) -> bool:
+        owner = self._owners.get(session_id)
+        if owner is not None:
+            return owner == user_id
+        return await self.get_session(user_id, session_id) is not None
+
     async def get_session(self, user_id: str, session_id: str) -> dict[str, Any] | None:
+        await self.flush()
         row = await self.db.fetchone(
             f"SELECT {_SESSION_COLS} FROM chat_sessions WHERE session_id = ? AND user_id = ?",
             [session_id, user_id],
         )
+        if row:
+            self._remember_owner(session_id, user_id)
         return _session(row) if row else None
 
     async def list_sessions(
         self, user_id: str, limit: int = 50, offset: int = 0
     ) -> list[dict[str, Any]]:
+        await self.flush()
         rows = await self.db.fetchall(
             f"SELECT {_SESSION_COLS} FROM chat_sessions WHERE user_id = ?"
             " ORDER BY updated_at DESC, session_id LIMIT ? OFFSET ?",
@@ -192,6 +297,8 @@ class ChatStore:
         return [_session(r) for r in rows]
 
     async def delete_session(self, user_id: str, session_id: str) -> bool:
+        await self.flush()
+
         def delete(cur: Any) -> bool:
             cur.execute("BEGIN TRANSACTION")
             try:
@@ -214,9 +321,19 @@ class ChatStore:
                 cur.execute("ROLLBACK")
                 raise
 
-        return await self.db.run(delete)
+        found = await self.db.run(delete)
+        if found:
+            self._forget(session_id)
+        return found
 
     async def delete_user(self, user_id: str) -> int:
+        self._erased[user_id] = None
+        while len(self._erased) > 10000:
+            self._erased.popitem(last=False)
+        await self.flush()
+        for sid in [s for s, owner in self._owners.items() if owner == user_id]:
+            self._forget(sid)
+
         def delete(cur: Any) -> int:
             cur.execute("BEGIN TRANSACTION")
             try:
@@ -235,60 +352,28 @@ class ChatStore:
 
     # ---- messages -------------------------------------------------------------------
     async def add_messages(self, user_id: str, messages: list[Message]) -> None:
-        """Store messages of one session and bump the session, in one transaction."""
-        if not messages:
+        """Queue messages of one session (written by the next group commit)."""
+        if not messages or user_id in self._erased:
             return
-        session_id = messages[0].session_id
-        rows = []
         for m in messages:
             m.seq = m.seq or next_seq()
             m.created_at = m.created_at or now()
-            rows.append(
-                [
-                    m.message_id,
-                    m.session_id,
-                    user_id,
-                    m.seq,
-                    m.role,
-                    m.character,
-                    m.content,
-                    json.dumps(m.tool_calls, ensure_ascii=False) if m.tool_calls else None,
-                    m.tool_call_id,
-                    m.tool_name,
-                    json.dumps(m.usage) if m.usage else None,
-                    m.provider,
-                    m.model,
-                    m.created_at,
-                ]
-            )
-        speakers = [m.character for m in messages if m.role == "assistant" and m.character]
-        last_character = speakers[-1] if speakers else None
-        first_user = next((m.content for m in messages if m.role == "user"), "")
-        ts = messages[-1].created_at
+        session_id = messages[0].session_id
+        self._enqueue("messages", (user_id, list(messages)))
+        recent = self._recent.get(session_id)
+        if recent is not None:
+            recent.extend(m for m in messages)
+            self._recent.move_to_end(session_id)
 
-        def write(cur: Any) -> None:
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                cur.executemany(
-                    f"INSERT INTO chat_messages (message_id, session_id, user_id, seq, role,"
-                    f" character, content, tool_calls, tool_call_id, tool_name, usage, provider,"
-                    f" model, created_at) VALUES ({', '.join('?' * 14)})",
-                    rows,
-                )
-                cur.execute(
-                    "UPDATE chat_sessions SET updated_at = ?,"
-                    " message_count = message_count + ?,"
-                    " last_character = coalesce(?, last_character),"
-                    " title = CASE WHEN title = '' THEN ? ELSE title END"
-                    " WHERE session_id = ? AND user_id = ?",
-                    [ts, len(rows), last_character, first_user[:80], session_id, user_id],
-                )
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-
-        await self.db.run(write)
+    async def recent_messages(self, user_id: str, session_id: str, limit: int) -> list[Message]:
+        """The last ``limit`` messages for the prompt (from the cache when warm)."""
+        recent = self._recent.get(session_id)
+        if recent is not None and limit <= self.window:
+            self._recent.move_to_end(session_id)
+            return list(recent)[-limit:] if limit else []
+        messages = await self.history(user_id, session_id, limit=max(limit, self.window))
+        self._remember_recent(session_id, messages)
+        return messages[-limit:] if limit else []
 
     async def history(
         self,
@@ -299,6 +384,7 @@ class ChatStore:
         before_seq: int | None = None,
     ) -> list[Message]:
         """The last ``limit`` messages (before ``before_seq``), oldest first."""
+        await self.flush()
         params: list[Any] = [session_id, user_id]
         where = "session_id = ? AND user_id = ?"
         if before_seq is not None:
@@ -312,17 +398,77 @@ class ChatStore:
         return [_message(r) for r in reversed(rows)]
 
     async def message_seq(self, user_id: str, session_id: str, message_id: str) -> int | None:
+        await self.flush()
         row = await self.db.fetchone(
             "SELECT seq FROM chat_messages WHERE message_id = ? AND session_id = ? AND user_id = ?",
             [message_id, session_id, user_id],
         )
         return int(row[0]) if row else None
 
-    async def recent_speakers(self, user_id: str, session_id: str, limit: int = 10) -> list[str]:
-        rows = await self.db.fetchall(
-            "SELECT character FROM chat_messages WHERE session_id = ? AND user_id = ?"
-            " AND role = 'assistant' AND character IS NOT NULL AND content <> ''"
-            " ORDER BY seq DESC LIMIT ?",
-            [session_id, user_id, limit],
-        )
-        return [r[0] for r in reversed(rows)]
+
+def _message_row(user_id: str, m: Message) -> list[Any]:
+    return [
+        m.message_id,
+        m.session_id,
+        user_id,
+        m.seq,
+        m.role,
+        m.character,
+        m.content,
+        json.dumps(m.tool_calls, ensure_ascii=False) if m.tool_calls else None,
+        m.tool_call_id,
+        m.tool_name,
+        json.dumps(m.usage) if m.usage else None,
+        m.provider,
+        m.model,
+        m.created_at,
+    ]
+
+
+def _write(cur: Any, batch: list[tuple[str, Any]]) -> None:
+    """One transaction for a batch of queued operations, in order."""
+    sessions = [payload for op, payload in batch if op == "session"]
+    rows: list[list[Any]] = []
+    bumps: dict[tuple[str, str], dict[str, Any]] = {}
+    for op, payload in batch:
+        if op != "messages":
+            continue
+        user_id, messages = payload
+        rows.extend(_message_row(user_id, m) for m in messages)
+        key = (messages[0].session_id, user_id)
+        bump = bumps.setdefault(key, {"count": 0, "last": None, "title": "", "ts": None})
+        bump["count"] += len(messages)
+        speakers = [m.character for m in messages if m.role == "assistant" and m.character]
+        if speakers:
+            bump["last"] = speakers[-1]
+        if not bump["title"]:
+            bump["title"] = next((m.content[:80] for m in messages if m.role == "user"), "")
+        bump["ts"] = messages[-1].created_at
+    cur.execute("BEGIN TRANSACTION")
+    try:
+        if sessions:
+            cur.executemany(
+                "INSERT INTO chat_sessions (session_id, user_id, title, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                sessions,
+            )
+        if rows:
+            cur.executemany(
+                "INSERT INTO chat_messages (message_id, session_id, user_id, seq, role,"
+                " character, content, tool_calls, tool_call_id, tool_name, usage, provider,"
+                f" model, created_at) VALUES ({', '.join('?' * 14)})",
+                rows,
+            )
+        for (session_id, user_id), bump in bumps.items():
+            cur.execute(
+                "UPDATE chat_sessions SET updated_at = ?,"
+                " message_count = message_count + ?,"
+                " last_character = coalesce(?, last_character),"
+                " title = CASE WHEN title = '' THEN ? ELSE title END"
+                " WHERE session_id = ? AND user_id = ?",
+                [bump["ts"], bump["count"], bump["last"], bump["title"], session_id, user_id],
+            )
+        cur.execute("COMMIT")
+    except BaseException:
+        cur.execute("ROLLBACK")
+        raise
