@@ -79,7 +79,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         enabled = load_config(args.config).enabled
     except ConfigError as exc:
         print(f"(configuration not usable: {exc.problems[0]})", file=sys.stderr)
-    rows = installed_plugins()
+    from importlib.metadata import version
+
+    rows = [(n, v, f"{d} {version(d)}" if d else "") for n, v, d in installed_plugins()]
     width = max([len(r[0]) for r in rows] + [4])
     print(f"{'NAME':<{width}}  {'ENABLED':<7}  DISTRIBUTION  ENTRY POINT")
     for name, value, dist in rows:

@@ -91,10 +91,10 @@ def discover(
             name_order=True,
             warn_on_missing_entrypoint=False,
         )
+        dists = {name: dist for name, _, dist in installed_plugins()}
         for ext in manager.extensions:
             records[ext.name].cls = ext.plugin
-            dist = getattr(ext.entry_point, "dist", None)
-            records[ext.name].distribution = getattr(dist, "name", "") or ""
+            records[ext.name].distribution = dists.get(ext.name, "")
     for name in names:
         rec = records[name]
         if name in extra:
@@ -120,7 +120,7 @@ def installed_plugins() -> list[tuple[str, str, str]]:
     out = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist = getattr(ep, "dist", None)
-        out.append((ep.name, ep.value, f"{dist.name} {dist.version}" if dist else ""))
+        out.append((ep.name, ep.value, dist.name if dist else ""))
     return sorted(out)
 
 

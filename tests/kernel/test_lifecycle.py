@@ -125,7 +125,7 @@ async def test_missing_requirement_is_a_startup_error(llmmc: Any) -> None:
 
 
 async def test_required_not_enabled_is_a_config_error(llmmc: Any) -> None:
-    with pytest.raises(ConfigError, match="'auth' is required but not in plugins.enabled"):
+    with pytest.raises(ConfigError, match=r"'auth' is required but not in plugins\.enabled"):
         await llmmc({"plugins": {"enabled": ["echoer"], "required": ["auth"]}}, plugins=SAMPLES)
 
 

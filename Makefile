@@ -1,0 +1,23 @@
+# The two commands of the quick start: `make serve` and `make test`.
+.PHONY: setup serve test lint pytest bench
+
+setup:
+	@bash scripts/setup.sh
+
+serve: setup
+	.venv/bin/llmmultichat serve
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy kernel sdk
+
+pytest: setup
+	@bash scripts/redis.sh
+	.venv/bin/pytest -q
+
+test: lint pytest
+
+bench: setup
+	@bash scripts/redis.sh
+	.venv/bin/python bench/kernel.py

@@ -1,0 +1,91 @@
+"""Third parties are first-class: the dice example (its own distribution, in examples/)
+is installed with pip, found through its entry point, configured from plugins.toml,
+serves a route and contributes a tool, with no change to the kernel. And the scaffold
+writes a plugin that installs, is discovered, and whose own test passes."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.serverproc import BIN, ROOT, ServerProcess
+
+PIP = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
+
+
+def pip_install(path: Path) -> None:
+    subprocess.run([*PIP, str(path)], check=True, timeout=300)
+
+
+def pip_uninstall(dist: str) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "uninstall", "--quiet", "-y", dist], check=False, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def dice_installed() -> Any:
+    pip_install(ROOT / "examples" / "llmmultichat-dice")
+    yield
+    pip_uninstall("llmmultichat-dice")
+
+
+def test_dice_is_discovered_configured_and_serves(dice_installed: Any, tmp_path: Path) -> None:
+    listing = subprocess.run([str(BIN), "plugins", "--config", str(ROOT / "plugins.toml")], capture_output=True, text=True, timeout=120)
+    line = next(x for x in listing.stdout.splitlines() if x.startswith("dice "))
+    assert "llmmultichat-dice 1.0.0" in line and "llmmc_dice.plugin:DicePlugin" in line
+
+    config = {"plugins": {"enabled": ["dice"], "dice": {"max_dice": 2, "default_sides": 4}}}
+
+    async def scenario(server: ServerProcess) -> None:
+        status, body, _ = await server.request("GET", "/api/v1/dice/roll?count=2")
+        assert status == 200 and body["sides"] == 4 and len(body["rolls"]) == 2
+        status, body, _ = await server.request("GET", "/api/v1/dice/roll?count=3")
+        assert status == 422  # max_dice from plugins.toml
+        status, body, _ = await server.request("GET", "/api/v1/plugins/dice")
+        assert body["distribution"] == "llmmultichat-dice" and body["config"]["max_dice"] == 2
+        assert [t["name"] for t in body["tools"]] == ["roll_dice"]
+        status, doc, _ = await server.request("GET", "/openapi.json")
+        assert "/api/v1/dice/roll" in doc["paths"] and "/api/v1/plugins/dice/execute" in doc["paths"]
+
+    with ServerProcess(config, tmp_path) as server:
+        asyncio.run(scenario(server))
+
+
+async def test_dice_tool_runs_through_execute(dice_installed: Any, llmmc: Any) -> None:
+    client = await llmmc({"plugins": {"enabled": ["dice"]}})
+    r = await client.post(
+        "/api/v1/plugins/dice/execute",
+        json={"tool": "roll_dice", "params": {"count": 3, "sides": 8}},
+        headers=client.auth_headers("u1"),
+    )
+    body = await r.json()
+    assert r.status == 200 and len(body["result"]["rolls"]) == 3
+    assert all(1 <= x <= 8 for x in body["result"]["rolls"])
+    assert client.kernel.tools.get("roll_dice") is not None  # offered to characters too
+
+
+def test_scaffolded_plugin_installs_is_discovered_and_its_test_passes(tmp_path: Path) -> None:
+    made = subprocess.run([str(BIN), "plugin", "new", "shout", "--directory", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    root = tmp_path / "llmmultichat-shout"
+    assert (root / "pyproject.toml").exists()
+    pip_install(root)
+    try:
+        listing = subprocess.run([str(BIN), "plugins"], capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
+        assert any(x.startswith("shout ") for x in listing.stdout.splitlines())
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root)],
+            capture_output=True, text=True, timeout=300, cwd=str(root),
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "3 passed" in result.stdout
+    finally:
+        pip_uninstall("llmmultichat-shout")
+    again = subprocess.run([str(BIN), "plugin", "new", "shout", "--directory", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    bad = subprocess.run([str(BIN), "plugin", "new", "Bad-Name", "--directory", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2
