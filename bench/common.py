@@ -46,10 +46,25 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def load(url: str, seconds: float = 5, concurrency: int = 32, headers: dict[str, str] | None = None,
-         method: str = "GET", body: Any = None) -> dict[str, Any]:
-    cmd = [sys.executable, str(HERE / "loadgen.py"), url, "--seconds", str(seconds),
-           "--concurrency", str(concurrency), "--method", method]
+def load(
+    url: str,
+    seconds: float = 5,
+    concurrency: int = 32,
+    headers: dict[str, str] | None = None,
+    method: str = "GET",
+    body: Any = None,
+) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        str(HERE / "loadgen.py"),
+        url,
+        "--seconds",
+        str(seconds),
+        "--concurrency",
+        str(concurrency),
+        "--method",
+        method,
+    ]
     for k, v in (headers or {}).items():
         cmd += ["--header", f"{k}: {v}"]
     if body is not None:
@@ -60,5 +75,7 @@ def load(url: str, seconds: float = 5, concurrency: int = 32, headers: dict[str,
 
 
 def row(label: str, r: dict[str, Any], extra: str = "") -> str:
-    return (f"{label:<34} {r['rps']:>9.0f} req/s   p50 {r['p50_ms']:>6.2f} ms   "
-            f"p99 {r['p99_ms']:>6.2f} ms   errors {r['errors']}  {extra}")
+    return (
+        f"{label:<34} {r['rps']:>9.0f} req/s   p50 {r['p50_ms']:>6.2f} ms   "
+        f"p99 {r['p99_ms']:>6.2f} ms   errors {r['errors']}  {extra}"
+    )

@@ -18,7 +18,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import free_port, load, row, rss_mb, start  # noqa: E402
+from common import free_port, load, row, rss_mb, start
 
 PAYLOAD = {"hello": "world", "n": 1}
 
@@ -51,10 +51,12 @@ def serve_kernel(port: int) -> None:
 
             return [Route("GET", "/bench/hello", hello, auth="public")]
 
-    config = from_dict({
-        "kernel": {"data_dir": tempfile.mkdtemp(prefix="llmmc-bench-")},
-        "plugins": {"enabled": ["bench"]},
-    })
+    config = from_dict(
+        {
+            "kernel": {"data_dir": tempfile.mkdtemp(prefix="llmmc-bench-")},
+            "plugins": {"enabled": ["bench"]},
+        }
+    )
 
     async def factory() -> web.Application:
         _, app = await build_kernel(config, extra_plugins={"bench": BenchPlugin})
@@ -86,12 +88,19 @@ def main() -> None:
             proc.terminate()
             proc.wait(30)
         time.sleep(0.5)
-    print(f"kernel benchmark: GET /bench/hello, {a.concurrency} connections, {a.seconds:.0f} s each, load from a separate process")
-    for kind, label in (("bare", "bare aiohttp (same handler)"), ("kernel", "LlmMultiChat kernel + plugin route")):
+    print(
+        f"kernel benchmark: GET /bench/hello, {a.concurrency} connections, {a.seconds:.0f} s each, load from a separate process"
+    )
+    for kind, label in (
+        ("bare", "bare aiohttp (same handler)"),
+        ("kernel", "LlmMultiChat kernel + plugin route"),
+    ):
         print(row(label, results[kind], f"server RSS {results[kind]['rss']:.0f} MB"))
     ratio = results["kernel"]["rps"] / results["bare"]["rps"]
     print(f"kernel/bare throughput ratio: {ratio:.1%} (target >= 80%)")
-    print(f"added latency at p50: {results['kernel']['p50_ms'] - results['bare']['p50_ms']:+.2f} ms")
+    print(
+        f"added latency at p50: {results['kernel']['p50_ms'] - results['bare']['p50_ms']:+.2f} ms"
+    )
 
 
 if __name__ == "__main__":

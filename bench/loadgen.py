@@ -21,7 +21,9 @@ def percentile(sorted_values: list[float], p: float) -> float:
     return sorted_values[k]
 
 
-async def run(url: str, seconds: float, concurrency: int, headers: dict[str, str], method: str, body: Any) -> dict[str, Any]:
+async def run(
+    url: str, seconds: float, concurrency: int, headers: dict[str, str], method: str, body: Any
+) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
     statuses: dict[int, int] = {}

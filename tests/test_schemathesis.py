@@ -73,7 +73,9 @@ def test_api_never_fails_and_keeps_its_schemas(live_server: LiveServer) -> None:
         operation = result.ok()
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(
+            max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), database=None
+        )
         def run(case: Any) -> None:
             case.headers = {**(case.headers or {}), **auth_headers("schemathesis-user")}
             response = case.call(base_url=live_server.url, timeout=30)

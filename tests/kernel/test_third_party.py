@@ -23,7 +23,9 @@ def pip_install(path: Path) -> None:
 
 
 def pip_uninstall(dist: str) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "uninstall", "--quiet", "-y", dist], check=False, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "uninstall", "--quiet", "-y", dist], check=False, timeout=120
+    )
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,12 @@ def dice_installed() -> Any:
 
 
 def test_dice_is_discovered_configured_and_serves(dice_installed: Any, tmp_path: Path) -> None:
-    listing = subprocess.run([str(BIN), "plugins", "--config", str(ROOT / "plugins.toml")], capture_output=True, text=True, timeout=120)
+    listing = subprocess.run(
+        [str(BIN), "plugins", "--config", str(ROOT / "plugins.toml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     line = next(x for x in listing.stdout.splitlines() if x.startswith("dice "))
     assert "llmmultichat-dice 1.0.0" in line and "llmmc_dice.plugin:DicePlugin" in line
 
@@ -49,7 +56,9 @@ def test_dice_is_discovered_configured_and_serves(dice_installed: Any, tmp_path:
         assert body["distribution"] == "llmmultichat-dice" and body["config"]["max_dice"] == 2
         assert [t["name"] for t in body["tools"]] == ["roll_dice"]
         status, doc, _ = await server.request("GET", "/openapi.json")
-        assert "/api/v1/dice/roll" in doc["paths"] and "/api/v1/plugins/dice/execute" in doc["paths"]
+        assert (
+            "/api/v1/dice/roll" in doc["paths"] and "/api/v1/plugins/dice/execute" in doc["paths"]
+        )
 
     with ServerProcess(config, tmp_path) as server:
         asyncio.run(scenario(server))
@@ -69,23 +78,43 @@ async def test_dice_tool_runs_through_execute(dice_installed: Any, llmmc: Any) -
 
 
 def test_scaffolded_plugin_installs_is_discovered_and_its_test_passes(tmp_path: Path) -> None:
-    made = subprocess.run([str(BIN), "plugin", "new", "shout", "--directory", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    made = subprocess.run(
+        [str(BIN), "plugin", "new", "shout", "--directory", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert made.returncode == 0, made.stderr
     root = tmp_path / "llmmultichat-shout"
     assert (root / "pyproject.toml").exists()
     pip_install(root)
     try:
-        listing = subprocess.run([str(BIN), "plugins"], capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
+        listing = subprocess.run(
+            [str(BIN), "plugins"], capture_output=True, text=True, timeout=120, cwd=str(tmp_path)
+        )
         assert any(x.startswith("shout ") for x in listing.stdout.splitlines())
         result = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root)],
-            capture_output=True, text=True, timeout=300, cwd=str(root),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=str(root),
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert "3 passed" in result.stdout
     finally:
         pip_uninstall("llmmultichat-shout")
-    again = subprocess.run([str(BIN), "plugin", "new", "shout", "--directory", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        [str(BIN), "plugin", "new", "shout", "--directory", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert again.returncode == 2 and "already exists" in again.stderr
-    bad = subprocess.run([str(BIN), "plugin", "new", "Bad-Name", "--directory", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [str(BIN), "plugin", "new", "Bad-Name", "--directory", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2
