@@ -112,16 +112,18 @@ if quota > 0 then
   end
 end
 local interval = period / count
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - period
-if allow_at > now then
-  return {0, 0, math.ceil(tat - now), math.ceil(allow_at - now), used}
+local tolerance = period - interval
+local backlog = tonumber(redis.call('GET', KEYS[1]) or '0') - now
+if backlog < 0 then backlog = 0 end
+-- a thousandth of an interval (at least 1 microsecond) of slack for float and '%.3f' rounding
+local slack = math.max(interval / 1000, 0.001)
+if backlog > tolerance + slack then
+  return {0, 0, math.ceil(backlog), math.ceil(backlog - tolerance), used}
 end
-redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now))
-local remaining = math.floor((period - (new_tat - now)) / interval + 0.000001)
-return {1, remaining, math.ceil(new_tat - now), 0, used}
+local used_ms = backlog + interval
+redis.call('SET', KEYS[1], string.format('%.3f', now + used_ms), 'PX', math.ceil(used_ms))
+local remaining = math.floor((period - used_ms) / interval + 0.001)
+return {1, remaining, math.ceil(used_ms), 0, used}
 """
 
 # KEYS[1] quota key, KEYS[2] event marker; ARGV tokens, ttl seconds. Counts each event once

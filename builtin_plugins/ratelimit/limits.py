@@ -74,10 +74,12 @@ def gcra(tat: float | None, now: float, limit: Limit) -> tuple[Decision, float |
     The same arithmetic runs in Lua for the Redis backend (redis_backend.py).
     """
     interval = limit.interval
-    tat = now if tat is None or tat < now else tat
-    new_tat = tat + interval
-    allow_at = new_tat - limit.period
-    if allow_at > now:
-        return Decision(False, limit.count, 0, tat - now, allow_at - now), None
-    remaining = math.floor((limit.period - (new_tat - now)) / interval + 1e-9)
-    return Decision(True, limit.count, remaining, new_tat - now, 0.0), new_tat
+    # Work relative to now, and allow a thousandth of an interval of float error: clock
+    # values are large, and (now + period) - period need not round back to now.
+    backlog = 0.0 if tat is None or tat < now else tat - now
+    tolerance = limit.period - interval
+    if backlog > tolerance + interval * 1e-3:
+        return Decision(False, limit.count, 0, backlog, backlog - tolerance), None
+    used = backlog + interval
+    remaining = math.floor((limit.period - used) / interval + 1e-3)
+    return Decision(True, limit.count, remaining, used, 0.0), now + used
