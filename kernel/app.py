@@ -197,6 +197,7 @@ class Kernel:
         app.cleanup_ctx.append(self._lifespan)
         app.on_shutdown.append(self._on_shutdown)
         if self.kernel_config["cors_origins"]:
+            app.router.add_route("OPTIONS", "/{tail:.*}", self._preflight)
             app.on_response_prepare.append(self._cors)
         return app
 
@@ -273,6 +274,17 @@ class Kernel:
                     await rec.instance.drain()
                 except Exception:
                     log.exception("drain of plugin %r failed", name)
+
+    async def _preflight(self, request: web.Request) -> web.Response:
+        """CORS preflight for any path; the origin check happens in ``_cors``."""
+        return web.Response(
+            status=204,
+            headers={
+                "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+                "Access-Control-Allow-Headers": "Authorization, Content-Type, X-Request-ID",
+                "Access-Control-Max-Age": "600",
+            },
+        )
 
     async def _cors(self, request: web.Request, response: web.StreamResponse) -> None:
         origin = request.headers.get("Origin")

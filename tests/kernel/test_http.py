@@ -255,3 +255,16 @@ async def test_plugin_config_is_shown_with_secrets_redacted(llmmc: Any) -> None:
     assert "sk-live-123" not in text and "4242" not in text
     cfg = (await r.json())["config"]
     assert cfg == {"api_key": "***", "pin": "***", "base_url": "http://x", "empty_key": ""}
+
+
+async def test_cors_only_for_configured_origins(llmmc: Any) -> None:
+    config = {**CONFIG, "kernel": {**CONFIG["kernel"], "cors_origins": ["https://app.example"]}}
+    client = await llmmc(config, plugins=PLUGINS)
+    r = await client.request("OPTIONS", "/api/v1/things", headers={"Origin": "https://app.example"})
+    assert r.status == 204
+    assert r.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert "Authorization" in r.headers["Access-Control-Allow-Headers"]
+    r = await client.get("/ping", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in r.headers
+    r = await client.get("/ping", headers={"Origin": "https://app.example"})
+    assert r.headers["Access-Control-Allow-Origin"] == "https://app.example"
