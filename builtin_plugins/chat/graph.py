@@ -160,7 +160,7 @@ class ConversationGraph:
         graph.add_node("tools", self.tools)
         graph.add_node("persist", self.persist)
         graph.add_edge(START, "route")
-        graph.add_conditional_edges("route", self._after_route, ["memory", END])
+        graph.add_conditional_edges("route", self._after_route, ["memory", "speak", END])
         graph.add_edge("memory", "speak")
         graph.add_conditional_edges("speak", self._after_speak, ["tools", "persist"])
         graph.add_edge("tools", "speak")
@@ -176,9 +176,17 @@ class ConversationGraph:
 
     # ---- edges ----------------------------------------------------------------------
     # (async, so LangGraph runs them inline instead of in a thread)
-    @staticmethod
-    async def _after_route(state: State) -> str:
-        return "memory" if state.get("speakers") else END
+    async def _after_route(self, state: State) -> str:
+        if not state.get("speakers"):
+            return END
+        return "memory" if self._memory_wanted() else "speak"
+
+    def _memory_wanted(self) -> bool:
+        """Ask for memory context only when enabled and some running plugin provides it."""
+        if not self.plugin.memory_enabled:
+            return False
+        has = getattr(self.plugin.context.hooks, "has", None)
+        return bool(has("memory_context")) if callable(has) else True
 
     async def _after_speak(self, state: State) -> str:
         return "tools" if state.get("tool_calls") else "persist"
@@ -200,22 +208,20 @@ class ConversationGraph:
 
     async def memory(self, state: State, config: RunnableConfig) -> State:
         turn: Turn = config["configurable"]["turn"]
-        hooks = self.plugin.context.hooks
-        if self.plugin.memory_enabled and getattr(hooks, "has", lambda _n: True)("memory_context"):
-            try:
-                found = await hooks.call(
-                    "memory_context",
-                    identity=turn.identity,
-                    session_id=turn.session_id,
-                    query=turn.user_input,
-                    max_tokens=int(self.plugin.config.get("memory_max_tokens", 600)),
-                )
-            except Exception as exc:  # memory is an extra: chat goes on without it
-                log.warning("memory_context failed: %s", exc)
-                found = []
-            for items in found:
-                if isinstance(items, list):
-                    turn.memory.extend(i for i in items if isinstance(i, dict) and i.get("content"))
+        try:
+            found = await self.plugin.context.hooks.call(
+                "memory_context",
+                identity=turn.identity,
+                session_id=turn.session_id,
+                query=turn.user_input,
+                max_tokens=int(self.plugin.config.get("memory_max_tokens", 600)),
+            )
+        except Exception as exc:  # memory is an extra: chat goes on without it
+            log.warning("memory_context failed: %s", exc)
+            found = []
+        for items in found:
+            if isinstance(items, list):
+                turn.memory.extend(i for i in items if isinstance(i, dict) and i.get("content"))
         return {}
 
     async def speak(self, state: State, config: RunnableConfig) -> State:
