@@ -86,6 +86,7 @@ class OpenAIDoor:
         return char_id
 
     async def models(self, req: Request) -> Any:
+        await self.plugin.ensure_contributions()
         return {
             "object": "list",
             "data": [
@@ -104,6 +105,7 @@ class OpenAIDoor:
     async def completions(self, req: Request) -> Any:
         identity = req.require_identity()
         body = req.body or {}
+        await self.plugin.ensure_contributions()
         char_id = self._character(body["model"])
         messages = [
             {

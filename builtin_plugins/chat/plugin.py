@@ -112,6 +112,7 @@ class ChatPlugin(Plugin):
         self._types: dict[str, type[LLMProvider]] = {}
         self.websockets: Any = None
         self.stopping = False
+        self._contributions_loaded = False
 
     # ---- lifecycle ------------------------------------------------------------------
     async def initialize(self) -> None:
@@ -122,6 +123,7 @@ class ChatPlugin(Plugin):
         from .websocket import WebSocketHub
 
         self.stopping = False
+        self._contributions_loaded = False
         self.store.start()
         self._types = await self._provider_types()
         self.providers = ProviderRegistry(
@@ -172,6 +174,7 @@ class ChatPlugin(Plugin):
     async def health(self) -> Health:
         if self.providers is None:
             return Health(status="unavailable", detail="not started")
+        await self.ensure_contributions()
         unavailable = self.providers.unavailable()
         checks: dict[str, Any] = {"providers": self.providers.checks()}
         stranded = [
@@ -226,6 +229,17 @@ class ChatPlugin(Plugin):
         """A plugin that starts after us may bring characters or provider types."""
         if event.data.get("plugin") == self.name or event.data.get("state") != "RUNNING":
             return
+        await self.refresh_contributions()
+
+    async def ensure_contributions(self) -> None:
+        """Hooks only reach running plugins, and plugins started after this one were not
+        running at our start(): collect their characters and provider types again once,
+        at the first request (when every plugin has started)."""
+        if not self._contributions_loaded:
+            self._contributions_loaded = True
+            await self.refresh_contributions()
+
+    async def refresh_contributions(self) -> None:
         if self.providers is None:
             return
         types = await self._provider_types()

@@ -143,6 +143,7 @@ class ChatRoutes:
 
     async def characters(self, req: Request) -> Any:
         plugin = self.plugin
+        await plugin.ensure_contributions()
         providers = plugin.providers.providers if plugin.providers else {}
         return [c.public(plugin.default_provider, providers) for c in plugin.characters.values()]
 

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import json
 
+from builtin_plugins.chat.providers.base import LLMProvider, StreamEvent, Usage
 from sdk import Plugin, Route, Tool, errors, hookimpl, services
 from tests.chat.helpers import chat_config
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.openai_server import FakeOpenAI
 
 CALLS: list[dict] = []
+
+
+class ReverseProvider(LLMProvider):
+    """A third-party provider type: answers with the user's text reversed."""
+
+    type = "reverse"
+
+    async def stream(self, messages, *, model=None, tools=None, max_tokens=None, temperature=None):
+        text = messages[-1]["content"][::-1]
+        yield StreamEvent("delta", text=text)
+        yield StreamEvent("usage", usage=Usage(1, 1))
+        yield StreamEvent("finish", finish_reason="stop")
 
 
 class ToolsPlugin(Plugin):
@@ -39,6 +52,22 @@ class ToolsPlugin(Plugin):
                 self._forecast,
             )
         ]
+
+    @hookimpl
+    def register_characters(self):
+        return [
+            {
+                "id": "sage",
+                "name": "Sage",
+                "aliases": ["賢者"],
+                "provider": "rev",
+                "description": "From a plugin",
+            }
+        ]
+
+    @hookimpl
+    def register_llm_providers(self):
+        return {"reverse": ReverseProvider}
 
     @hookimpl
     async def memory_context(self, identity, session_id, query, max_tokens):
@@ -188,3 +217,19 @@ async def test_llm_service_and_summarize_hook_for_other_plugins(llmmc):
         fake.fail_next(500, times=2)
         r = await client.post("/toolbox/llm", json={"text": "x"}, headers=client.auth_headers("u1"))
         assert r.status == 502
+
+
+async def test_plugins_register_characters_and_provider_types(llmmc):
+    async with FakeOpenAI() as fake:
+        cfg = chat_config(fake.url, enabled=("chat", "toolbox"))
+        cfg["plugins"]["chat"]["providers"]["rev"] = {"type": "reverse"}
+        client = await llmmc(cfg, plugins={"toolbox": ToolsPlugin})
+        h = client.auth_headers("u1")
+        r = await client.get("/api/v1/chat/characters", headers=h)
+        sage = next(c for c in await r.json() if c["id"] == "sage")
+        assert sage["provider"] == "rev" and sage["description"] == "From a plugin"
+        r = await client.post("/api/v1/chat", json={"user_input": "賢者、abc"}, headers=h)
+        body = await r.json()
+        assert body["character"] == "sage" and body["response"] == "cba、者賢"
+        r = await client.get("/health")
+        assert (await r.json())["plugins"]["chat"]["status"] == "ok"
