@@ -8,6 +8,7 @@ plugin, and the plugins that require it, in ERROR with the error kept, and the r
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
 import traceback
@@ -17,6 +18,7 @@ from typing import Any
 
 import pluggy
 from stevedore import NamedExtensionManager
+from stevedore import _cache as stevedore_cache
 
 from sdk import ENTRY_POINT_GROUP
 from sdk.errors import Problem, ServiceUnavailable
@@ -83,6 +85,14 @@ def discover(
         failures[entrypoint.name] = exc
 
     if from_entry_points:
+        # A distribution installed since this process started must be found too:
+        # stevedore keeps per-process copies of entry points that never expire (its
+        # on-disk cache is keyed on path mtimes, so that part stays correct).
+        importlib.invalidate_caches()
+        NamedExtensionManager.ENTRY_POINT_CACHE.pop(ENTRY_POINT_GROUP, None)
+        internal = getattr(getattr(stevedore_cache, "_c", None), "_internal", None)
+        if isinstance(internal, dict):
+            internal.clear()
         manager = NamedExtensionManager(
             ENTRY_POINT_GROUP,
             names=from_entry_points,
