@@ -16,6 +16,7 @@ from .embedders.base import Embedder
 from .embedders.hashing import HashingEmbedder
 from .embedders.local import LocalEmbedder, local_model_available
 from .embedders.openai import OpenAIEmbedder
+from .index import VectorIndex
 from .routes import MemoryRoutes
 from .store import MemoryStore
 from .tiers import MemoryService
@@ -102,12 +103,25 @@ class MemoryPlugin(Plugin):
             "link_threshold": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.75},
             "context_top_k": {"type": "integer", "minimum": 1, "maximum": 50, "default": 6},
             "context_min_score": {"type": "number", "minimum": -1, "maximum": 1, "default": 0.25},
+            "index_min_vectors": {
+                "type": "integer",
+                "minimum": 1,
+                "default": 20000,
+                "description": "users with at least this many vectors are searched through the in-process index",
+            },
+            "index_max_mb": {
+                "type": "integer",
+                "minimum": 0,
+                "default": 1024,
+                "description": "memory for in-process indexes (least recently used dropped first); 0 turns them off",
+            },
         },
     }
 
     def __init__(self, context: Any) -> None:
         super().__init__(context)
         self.store: MemoryStore | None = None
+        self.index: VectorIndex | None = None
         self.embedder: Embedder | None = None
         self.service: MemoryService | None = None
         self.cache: SessionCache | None = None
@@ -125,7 +139,9 @@ class MemoryPlugin(Plugin):
         self.config = {k: self.setting(k) for k in self.config_schema["properties"]} | dict(
             self.config
         )
-        self.store = MemoryStore(self.context.database)
+        max_mb = int(self.setting("index_max_mb"))
+        self.index = VectorIndex(int(self.setting("index_min_vectors")), max_mb * 1024 * 1024)
+        self.store = MemoryStore(self.context.database, self.index)
         await self.store.create_schema()
         self.embedder = self._make_embedder()
         if self.embedder.dim:
@@ -221,6 +237,8 @@ class MemoryPlugin(Plugin):
             if not ok:
                 notes.append("Redis unreachable: short/mid-term served from DuckDB")
         checks["pending_tasks"] = len(self._tasks)
+        if self.index is not None:
+            checks["index_mb"] = round(self.index.nbytes() / 1048576, 1)
         if notes:
             return Health("degraded", "; ".join(notes), checks)
         return Health("ok", "", checks)

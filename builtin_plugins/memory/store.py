@@ -33,6 +33,8 @@ import numpy as np
 
 from sdk import Database
 
+from .index import VectorIndex
+
 ITEM_COLUMNS = (
     "memory_id, user_id, tier, session_id, content, metadata, importance, fact_key, "
     "parent_id, source_message_id, searchable, created_at, updated_at"
@@ -112,8 +114,9 @@ class Memory:
 
 
 class MemoryStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, index: VectorIndex | None = None) -> None:
         self.db = db
+        self.index = index
         self._dims: set[int] = set()
         self._ddl_lock = asyncio.Lock()
 
@@ -232,6 +235,24 @@ class MemoryStore:
                 raise
 
         await self.db.run(write)
+        if dim and self.index is not None:
+            assert vectors is not None
+            self._index_add(searchable, vectors[: len(searchable)], model)
+
+    def _index_add(self, memories: Sequence[Memory], vectors: np.ndarray, model: str) -> None:
+        assert self.index is not None
+        by_user: dict[str, list[int]] = {}
+        for i, m in enumerate(memories):
+            by_user.setdefault(m.user_id, []).append(i)
+        for user_id, rows in by_user.items():
+            self.index.on_add(
+                user_id,
+                model,
+                [memories[i].memory_id for i in rows],
+                [memories[i].tier for i in rows],
+                [memories[i].session_id for i in rows],
+                np.asarray(vectors[rows], dtype=np.float32),
+            )
 
     async def update_content(
         self,
@@ -288,6 +309,9 @@ class MemoryStore:
                 raise
 
         await self.db.run(write)
+        if dim and self.index is not None:
+            assert vector is not None
+            self._index_add([memory], vector.reshape(1, -1), model)
 
     async def touch(self, user_id: str, memory_id: str, importance: float) -> None:
         await self.db.execute(
@@ -362,6 +386,20 @@ class MemoryStore:
         dim = int(vector.shape[0])
         if dim not in self._dims:
             return []
+        if self.index is not None and self.index.enabled:
+            found = await self._search_index(
+                user_id,
+                vector,
+                model,
+                dim,
+                limit,
+                tiers,
+                session_id,
+                exclude_session_tiers,
+                min_score,
+            )
+            if found is not None:
+                return found
         where = ["user_id = ?", "model = ?"]
         params: list[Any] = [vector.astype(np.float32).tolist(), user_id, model]
         if tiers:
@@ -394,6 +432,69 @@ class MemoryStore:
             params.append(min_score)
         rows = await self.db.fetchall(sql.replace("WHERE score", "WHERE cand.score"), params)
         return [Memory.from_row(r) for r in rows]
+
+    async def _search_index(
+        self,
+        user_id: str,
+        vector: np.ndarray,
+        model: str,
+        dim: int,
+        limit: int,
+        tiers: Sequence[str] | None,
+        session_id: str | None,
+        exclude: tuple[str, Sequence[str]] | None,
+        min_score: float | None,
+    ) -> list[Memory] | None:
+        """Search through the in-process index (index.py) when this user has enough
+        vectors for it to pay; None means: use the SQL path."""
+        assert self.index is not None
+        if self.index.has(user_id, model):
+            count = self.index.min_vectors
+        else:
+            count = await self.count_vectors(user_id, model, dim)
+
+        async def load() -> tuple[list[str], list[str], list[str | None], np.ndarray]:
+            return await self.load_vectors(user_id, model, dim)
+
+        entry = await self.index.ensure(user_id, model, count, load)
+        if entry is None or entry.dim != dim:
+            return None
+        hits = await asyncio.to_thread(
+            entry.search, vector, limit, tiers, session_id, exclude, min_score
+        )
+        if not hits:
+            return []
+        scores = dict(hits)
+        found = {m.memory_id: m for m in await self.get_many(user_id, scores)}
+        out = []
+        for memory_id, score in hits:
+            memory = found.get(memory_id)
+            if memory is not None:
+                memory.score = score
+                out.append(memory)
+        return out
+
+    async def load_vectors(
+        self, user_id: str, model: str, dim: int
+    ) -> tuple[list[str], list[str], list[str | None], np.ndarray]:
+        """All of one user's vectors of a model, for the index."""
+
+        def read(cur: Any) -> tuple[list[str], list[str], list[str | None], np.ndarray]:
+            cols = cur.execute(
+                f"SELECT memory_id, tier, session_id, embedding FROM memory_vectors_{dim} "
+                "WHERE user_id = ? AND model = ?",
+                [user_id, model],
+            ).fetchnumpy()
+            ids = [str(x) for x in cols["memory_id"]]
+            if not ids:
+                return [], [], [], np.zeros((0, dim), dtype=np.float32)
+            matrix = np.stack([np.asarray(v, dtype=np.float32) for v in cols["embedding"]])
+            sessions = [
+                None if s is None or s is np.ma.masked else str(s) for s in cols["session_id"]
+            ]
+            return ids, [str(t) for t in cols["tier"]], sessions, matrix
+
+        return await self.db.run(read)
 
     async def stats(self, user_id: str, model: str) -> dict[str, Any]:
         tiers = await self.db.fetchall(
@@ -463,6 +564,8 @@ class MemoryStore:
                 raise
 
         await self.db.run(write)
+        if self.index is not None:
+            self._index_add(memories, vectors, model)
 
     # -- associative tier -------------------------------------------------------------
     async def add_links(self, user_id: str, links: Iterable[tuple[str, str, str, float]]) -> int:
@@ -549,7 +652,7 @@ class MemoryStore:
             return 0
         dims = sorted(self._dims)
 
-        def write(cur: Any) -> int:
+        def write(cur: Any) -> tuple[int, list[str]]:
             cur.execute("BEGIN TRANSACTION")
             try:
                 user_clause = " AND user_id = ?" if user_id is not None else ""
@@ -591,9 +694,12 @@ class MemoryStore:
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
-            return int(n)
+            return int(n), all_ids
 
-        return await self.db.run(write)
+        n, all_ids = await self.db.run(write)
+        if self.index is not None:
+            self.index.on_remove(user_id, all_ids)
+        return n
 
     async def ids_where(
         self,
@@ -662,7 +768,10 @@ class MemoryStore:
                 raise
             return int(n)
 
-        return await self.db.run(write)
+        n = await self.db.run(write)
+        if self.index is not None:
+            self.index.drop_user(user_id)
+        return n
 
     async def count_vectors(self, user_id: str, model: str, dim: int) -> int:
         if dim not in self._dims:

@@ -41,9 +41,14 @@ class FakeLLMPlugin(Plugin):
         return str(body["choices"][0]["message"]["content"])
 
 
-@pytest.fixture
-async def mem(llmmc: Any) -> Any:
-    """A kernel with only the memory plugin, hashing embedder (fast, no model)."""
-    return await llmmc(
-        {"plugins": {"enabled": ["memory"], "memory": {"embedder": "hashing", "redis_url": "none"}}}
-    )
+@pytest.fixture(params=["sql", "index"])
+async def mem(llmmc: Any, request: Any) -> Any:
+    """A kernel with only the memory plugin, hashing embedder (fast, no model); every
+    test using it runs twice: searching with SQL in DuckDB, and through the in-process
+    index (index_min_vectors = 1), which must give the same answers."""
+    config: dict[str, Any] = {"embedder": "hashing", "redis_url": "none"}
+    if request.param == "index":
+        config["index_min_vectors"] = 1
+    else:
+        config["index_max_mb"] = 0
+    return await llmmc({"plugins": {"enabled": ["memory"], "memory": config}})

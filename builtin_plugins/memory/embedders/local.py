@@ -89,7 +89,11 @@ class LocalEmbedder(Embedder):
             if self._threads > 0:
                 torch.set_num_threads(self._threads)
             model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-            self.dim = int(model.get_sentence_embedding_dimension() or 384)
+            get_dim = (
+                getattr(model, "get_embedding_dimension", None)
+                or model.get_sentence_embedding_dimension
+            )
+            self.dim = int(get_dim() or 384)
             self.model_dir = path
             self._model = model
             return model

@@ -1,0 +1,183 @@
+"""Memory store benchmark: one user's store filled with 10k, 100k (and, with --full,
+1M) memories of random unit vectors (384 dimensions, like all-MiniLM-L6-v2); at each size
+it reports search latency p50/p99 of the plugin's search path (the in-process index
+for a user that big, then the candidates read back from DuckDB and ranked), of the plain
+DuckDB path (``array_cosine_similarity`` in SQL) for comparison, the time to load the
+index from DuckDB, and insert throughput (bulk, as knowledge chunks and re-embedding use it, and one at a time,
+as the REST API and chat turns use it).
+
+    .venv/bin/python bench/memory.py                 # 10k and 100k
+    .venv/bin/python bench/memory.py --full          # 10k, 100k and 1M
+    .venv/bin/python bench/memory.py --sizes 5000 --queries 50
+
+Runs against a DuckDB file in a temporary folder (or --data-dir), through the same
+database layer the kernel gives plugins. Prints a table; --json writes the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from builtin_plugins.memory.index import VectorIndex
+from builtin_plugins.memory.store import Memory, MemoryStore, new_id, utcnow
+from builtin_plugins.memory.tiers import rank
+from kernel.database import DuckDatabase
+
+DIM = 384
+MODEL = "bench-random-384"
+USER = "bench-user"
+TIERS = ("long_term", "knowledge", "mid_term", "short_term")
+
+
+def memories(n: int, start: int) -> list[Memory]:
+    now = utcnow()
+    out = []
+    for i in range(start, start + n):
+        out.append(
+            Memory(
+                memory_id=new_id(),
+                user_id=USER,
+                tier=TIERS[i % 10 % 4] if i % 10 < 4 else "long_term",
+                session_id=f"s{i % 500}",
+                content=f"memory number {i}",
+                metadata={},
+                importance=0.5,
+                fact_key=None,
+                parent_id=None,
+                source_message_id=None,
+                searchable=True,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    return out
+
+
+def unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    x = rng.standard_normal((n, DIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def pct(values: list[float], p: float) -> float:
+    return float(np.percentile(np.asarray(values) * 1000, p))
+
+
+async def timed_searches(store: MemoryStore, qs: np.ndarray, **kw: object) -> list[float]:
+    for q in qs[:5]:  # warm up
+        await store.search(USER, q, MODEL, limit=20, **kw)
+    lat = []
+    for q in qs[5:]:
+        t0 = time.perf_counter()
+        rank(await store.search(USER, q, MODEL, limit=20, **kw), 5)
+        lat.append(time.perf_counter() - t0)
+    return lat
+
+
+async def run(
+    sizes: list[int], queries: int, data_dir: Path, batch: int, sql_max: int
+) -> list[dict]:
+    db = DuckDatabase(data_dir / "bench.duckdb")
+    await db.open()
+    index = VectorIndex(min_vectors=1, max_bytes=8 * 1024**3)
+    store = MemoryStore(db, index)  # the plugin's path: index for big users
+    sql_store = MemoryStore(db)  # cosine in DuckDB only
+    await store.create_schema()
+    await sql_store.create_schema()
+    await store.ensure_dim(DIM)
+    await sql_store.ensure_dim(DIM)
+    rng = np.random.default_rng(42)
+    have = 0
+    results = []
+    for size in sizes:
+        t0 = time.perf_counter()
+        added = 0
+        while have < size:
+            n = min(batch, size - have)
+            await store.insert(memories(n, have), unit(rng, n), MODEL)
+            have += n
+            added += n
+        bulk_rate = added / (time.perf_counter() - t0) if added else float("nan")
+        # One at a time (the REST path): 200 single inserts.
+        singles = 200
+        t0 = time.perf_counter()
+        for i in range(singles):
+            await store.insert(memories(1, have + i), unit(rng, 1), MODEL)
+        single_rate = singles / (time.perf_counter() - t0)
+        have += singles
+        # Loading the index from DuckDB (first search of a big user after a restart).
+        fresh = MemoryStore(db, VectorIndex(min_vectors=1, max_bytes=8 * 1024**3))
+        await fresh.create_schema()
+        t0 = time.perf_counter()
+        await fresh.search(USER, unit(rng, 1)[0], MODEL, limit=20)
+        load_s = time.perf_counter() - t0
+        del fresh
+        qs = unit(rng, queries + 5)
+        lat = await timed_searches(store, qs)
+        lat_tier = await timed_searches(store, qs[: 5 + max(10, queries // 2)], tiers=["long_term"])
+        row: dict = {
+            "memories": have,
+            "index_search_p50_ms": round(pct(lat, 50), 2),
+            "index_search_p99_ms": round(pct(lat, 99), 2),
+            "index_tier_filter_p50_ms": round(pct(lat_tier, 50), 2),
+            "index_tier_filter_p99_ms": round(pct(lat_tier, 99), 2),
+            "index_load_s": round(load_s, 2),
+            "bulk_insert_per_s": round(bulk_rate, 1),
+            "single_insert_per_s": round(single_rate, 1),
+            "queries": queries,
+        }
+        sql_note = ""
+        if have <= sql_max:
+            sql_lat = await timed_searches(sql_store, qs[: 5 + max(10, queries // 4)])
+            row["sql_search_p50_ms"] = round(pct(sql_lat, 50), 2)
+            row["sql_search_p99_ms"] = round(pct(sql_lat, 99), 2)
+            sql_note = f" | DuckDB SQL p50 {row['sql_search_p50_ms']:7.2f} ms  p99 {row['sql_search_p99_ms']:7.2f} ms"
+        results.append(row)
+        print(
+            f"{have:>9,} memories | index p50 {row['index_search_p50_ms']:7.2f} ms  p99 {row['index_search_p99_ms']:7.2f} ms"
+            f" (tier-filtered p99 {row['index_tier_filter_p99_ms']:6.2f} ms, load {load_s:5.2f} s){sql_note}"
+            f" | bulk insert {bulk_rate:9,.0f}/s | single insert {single_rate:5,.0f}/s",
+            flush=True,
+        )
+    await db.close()
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--full", action="store_true", help="also fill to 1,000,000 memories (slow)")
+    ap.add_argument("--sizes", type=int, nargs="*", help="explicit sizes (overrides --full)")
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--batch", type=int, default=10_000, help="memories per bulk insert")
+    ap.add_argument("--data-dir", type=Path, default=None)
+    ap.add_argument(
+        "--sql-max",
+        type=int,
+        default=200_000,
+        help="also time the DuckDB-only search (array_cosine_similarity) up to this size",
+    )
+    ap.add_argument("--json", type=Path, default=None, help="write the figures here")
+    args = ap.parse_args()
+    sizes = args.sizes or ([10_000, 100_000, 1_000_000] if args.full else [10_000, 100_000])
+    with tempfile.TemporaryDirectory(prefix="llmmc-bench-") as tmp:
+        data_dir = args.data_dir or Path(tmp)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        print(f"DuckDB file in {data_dir}; dim {DIM}; {args.queries} queries per size", flush=True)
+        results = asyncio.run(run(sorted(sizes), args.queries, data_dir, args.batch, args.sql_max))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

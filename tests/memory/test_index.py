@@ -1,0 +1,121 @@
+"""The in-process vector index gives exactly the SQL path's answers and stays in step."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+
+from builtin_plugins.memory.index import VectorIndex
+
+from .conftest import BASE, memory_plugin
+
+
+def unit(rng: np.random.Generator, n: int, dim: int = 16) -> np.ndarray:
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+async def test_entry_filters_and_order() -> None:
+    rng = np.random.default_rng(1)
+    vectors = unit(rng, 50)
+    ids = [f"m{i}" for i in range(50)]
+    tiers = ["long_term" if i % 2 else "knowledge" for i in range(50)]
+    sessions = [f"s{i % 3}" if i % 5 else None for i in range(50)]
+
+    async def loader() -> Any:
+        return ids, tiers, sessions, vectors
+
+    index = VectorIndex(min_vectors=10, max_bytes=1 << 20)
+    assert await index.ensure("u", "m", 5, loader) is None  # too few vectors: SQL path
+    entry = await index.ensure("u", "m", 50, loader)
+    assert entry is not None
+    q = vectors[7]
+    exact = np.argsort(-(vectors @ q))
+    assert [h[0] for h in entry.search(q, 5, None, None, None, None)] == [ids[i] for i in exact[:5]]
+    hits = entry.search(q, 50, ["knowledge"], None, None, None)
+    assert hits and all(tiers[int(h[0][1:])] == "knowledge" for h in hits)
+    hits = entry.search(q, 50, None, "s1", None, None)
+    assert hits and all(sessions[int(h[0][1:])] == "s1" for h in hits)
+    hits = entry.search(q, 50, None, None, ("s1", ["long_term"]), None)
+    assert all(
+        not (sessions[int(h[0][1:])] == "s1" and tiers[int(h[0][1:])] == "long_term") for h in hits
+    )
+    assert entry.search(q, 50, None, "unknown-session", None, None) == []
+    assert all(s >= 0.2 for _, s in entry.search(q, 50, None, None, None, 0.2))
+    # Removing and re-adding.
+    index.on_remove("u", ["m7"])
+    assert "m7" not in [h[0] for h in entry.search(q, 50, None, None, None, None)]
+    index.on_add("u", "m", ["m7"], ["long_term"], [None], vectors[7:8])
+    assert entry.search(q, 1, None, None, None, None)[0][0] == "m7"
+    index.drop_user("u")
+    assert not index.has("u", "m")
+
+
+async def test_changes_during_a_load_are_replayed() -> None:
+    rng = np.random.default_rng(2)
+    vectors = unit(rng, 20)
+    gate = asyncio.Event()
+
+    async def slow_loader() -> Any:
+        await gate.wait()
+        return [f"m{i}" for i in range(20)], ["long_term"] * 20, [None] * 20, vectors
+
+    index = VectorIndex(min_vectors=1, max_bytes=1 << 20)
+    task = asyncio.create_task(index.ensure("u", "m", 20, slow_loader))
+    await asyncio.sleep(0)
+    index.on_remove("u", ["m3"])
+    index.on_add("u", "m", ["new"], ["long_term"], [None], vectors[3:4])
+    gate.set()
+    entry = await task
+    found = [h[0] for h in entry.search(vectors[3], 2, None, None, None, None)]
+    assert found[0] == "new" and "m3" not in found
+
+
+async def test_eviction_by_memory_budget() -> None:
+    rng = np.random.default_rng(3)
+
+    def loader_for(n: int) -> Any:
+        async def load() -> Any:
+            return [f"m{i}" for i in range(n)], ["long_term"] * n, [None] * n, unit(rng, n, 64)
+
+        return load
+
+    index = VectorIndex(min_vectors=1, max_bytes=300 * 1024)
+    await index.ensure("a", "m", 1000, loader_for(1000))
+    await index.ensure("b", "m", 1000, loader_for(1000))
+    assert index.has("b", "m") and not index.has("a", "m")
+    assert index.nbytes() <= 300 * 1024
+
+
+async def test_index_and_sql_agree_through_the_api(llmmc: Any) -> None:
+    contents = [
+        f"note {i}: the {w} of {v}"
+        for i, (w, v) in enumerate(
+            (w, v)
+            for w in ("colour", "price", "weight", "owner", "age")
+            for v in ("the boat", "a lamp", "my bike", "the house")
+        )
+    ]
+    answers = {}
+    for mode, cfg in (("sql", {"index_max_mb": 0}), ("index", {"index_min_vectors": 1})):
+        client = await llmmc(
+            {"plugins": {"enabled": ["memory"], "memory": {"embedder": "hashing", **cfg}}}
+        )
+        h = client.auth_headers("u")
+        for i, c in enumerate(contents):
+            await client.post(BASE, json={"content": c, "session_id": f"s{i % 2}"}, headers=h)
+        got = []
+        for query in ("price of the boat", "who owns my bike", "lamp weight"):
+            for extra in ({}, {"session_id": "s1"}, {"min_score": 0.3}):
+                r = await client.post(
+                    f"{BASE}/search", json={"query": query, "top_k": 4, **extra}, headers=h
+                )
+                got.append(
+                    [(x["content"], round(x["score"], 4)) for x in (await r.json())["results"]]
+                )
+        answers[mode] = got
+        plugin = memory_plugin(client)
+        assert (plugin.index.has("u", plugin.embedder.model_id)) == (mode == "index")
+    assert answers["sql"] == answers["index"]
