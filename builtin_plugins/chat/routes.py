@@ -356,7 +356,7 @@ def chat_routes(plugin: ChatPlugin) -> list[Route]:
             summary="Messages of a session, oldest first",
             tags=TAGS,
             operation_id="chat_history",
-            responses=not_found,
+            responses={**not_found, 422: "A query parameter is out of range or unknown"},
         ),
         Route(
             "GET",
@@ -366,7 +366,7 @@ def chat_routes(plugin: ChatPlugin) -> list[Route]:
                 "type": "object",
                 "properties": {
                     "limit": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
-                    "offset": {"type": "integer", "minimum": 0, "default": 0},
+                    "offset": {"type": "integer", "minimum": 0, "maximum": 10_000_000, "default": 0},
                 },
             },
             response_schema={
@@ -377,6 +377,7 @@ def chat_routes(plugin: ChatPlugin) -> list[Route]:
             summary="The caller's sessions, most recent first",
             tags=TAGS,
             operation_id="chat_sessions",
+            responses={422: "A query parameter is out of range"},
         ),
         Route(
             "GET",

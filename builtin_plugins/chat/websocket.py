@@ -418,6 +418,6 @@ def websocket_routes(plugin: ChatPlugin) -> list[Route]:
             description=(__doc__ or "").strip(),
             tags=["chat"],
             operation_id="chat_websocket",
-            responses={101: "Switching Protocols"},
+            responses={101: "Switching Protocols", 400: "Not a WebSocket upgrade request"},
         )
     ]
