@@ -50,6 +50,20 @@ def invalid(detail: str = "The token is not valid.") -> errors.InvalidCredential
     return errors.InvalidCredentials(detail)
 
 
+class BoundedCache(dict):  # type: ignore[type-arg]
+    """A dict that forgets its oldest entries beyond ``size``."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def put(self, key: Any, value: Any) -> None:
+        self[key] = value
+        if len(self) > self.size:
+            for old in list(self)[: len(self) // 10 or 1]:
+                del self[old]
+
+
 @dataclass(slots=True)
 class Settings:
     bcrypt_rounds: int
@@ -76,6 +90,24 @@ class Accounts:
         # Refresh-token rotation is read-check-write; one at a time in this process (the
         # DuckDB file belongs to this process only).
         self._refresh_lock = asyncio.Lock()
+        # Users and API keys read on every request are cached in memory. The DuckDB file
+        # belongs to this process alone, so every change passes through here and
+        # invalidates what it touches (CLI commands only run while the server is down).
+        self._users = BoundedCache(10_000)
+        self._keys = BoundedCache(10_000)
+
+    async def user(self, user_id: str) -> UserRow | None:
+        user = self._users.get(user_id)
+        if user is None:
+            user = await self.store.user_by_id(user_id)
+            if user is not None:
+                self._users.put(user_id, user)
+        return user
+
+    def forget_user(self, user_id: str) -> None:
+        self._users.pop(user_id, None)
+        for key_hash in [h for h, k in self._keys.items() if k.user_id == user_id]:
+            del self._keys[key_hash]
 
     async def prepare(self) -> None:
         # A real hash at the configured cost, so a login for an unknown email spends the
@@ -172,7 +204,7 @@ class Accounts:
                     "This refresh token was already used; the login has been ended.",
                     code="REFRESH_TOKEN_REUSED",
                 )
-            user = await self.store.user_by_id(row.user_id)
+            user = await self.user(row.user_id)
             if user is None:
                 raise invalid("The refresh token is not valid.")
             return await self._token_pair(user, row.family_id)
@@ -195,13 +227,14 @@ class Accounts:
     async def change_password(self, identity: Identity, current: str, new: str) -> None:
         passwords.check_length(current, "/current_password")
         passwords.check_policy(new, "/new_password")
-        user = await self.store.user_by_id(identity.user_id)
+        user = await self.user(identity.user_id)
         if user is None:
             raise errors.NotFound("The user does not exist.", code="USER_NOT_FOUND")
         if not await passwords.verify_password(current, user.password_hash):
             raise errors.Forbidden("The current password is not correct.", code="WRONG_PASSWORD")
         new_hash = await passwords.hash_password(new, self.settings.bcrypt_rounds)
         await self.store.set_password(user.user_id, new_hash)
+        self.forget_user(user.user_id)
         # Every other login of the user ends; the caller's own login (if a JWT) goes on.
         keep = str(identity.claims.get("fam", "")) if identity.scheme == "jwt" else ""
         await self.store.revoke_user_families(user.user_id, keep)
@@ -210,15 +243,16 @@ class Accounts:
     async def delete_user(self, identity: Identity, user_id: str) -> None:
         if user_id != identity.user_id and not identity.is_admin:
             raise errors.Forbidden("You may only delete your own account.", code="FORBIDDEN")
-        if await self.store.user_by_id(user_id) is None:
+        if await self.user(user_id) is None:
             raise errors.NotFound("No such user.", code="USER_NOT_FOUND")
         # Revoke first: no request may slip through between the delete and the revocation.
         await self.revocations.revoke_user(user_id, float("inf"))
         await self.store.delete_user(user_id)
+        self.forget_user(user_id)
         await self.bus.publish(events.USER_DELETED, {"user_id": user_id})
 
     async def me(self, identity: Identity) -> UserRow:
-        user = await self.store.user_by_id(identity.user_id)
+        user = await self.user(identity.user_id)
         if user is None:
             raise errors.NotFound("The user does not exist.", code="USER_NOT_FOUND")
         return user
@@ -232,6 +266,7 @@ class Accounts:
             if "admin" not in user.roles:
                 roles = (*user.roles, "admin")
                 await self.store.set_roles(user.user_id, roles)
+                self.forget_user(user.user_id)
                 user = UserRow(
                     user.user_id,
                     user.username,
@@ -250,7 +285,7 @@ class Accounts:
     async def create_api_key(
         self, identity: Identity, name: str, expires_in_days: int | None
     ) -> dict[str, Any]:
-        if await self.store.user_by_id(identity.user_id) is None:
+        if await self.user(identity.user_id) is None:
             raise errors.NotFound("The user does not exist.", code="USER_NOT_FOUND")
         key = new_api_key()
         now = time.time()
@@ -272,6 +307,8 @@ class Accounts:
     async def delete_api_key(self, identity: Identity, key_id: str) -> None:
         if not await self.store.delete_api_key(identity.user_id, key_id):
             raise errors.NotFound("No such API key.", code="API_KEY_NOT_FOUND")
+        for key_hash in [h for h, k in self._keys.items() if k.key_id == key_id]:
+            del self._keys[key_hash]
 
     # -- authentication -----------------------------------------------------------------------
 
@@ -294,10 +331,18 @@ class Accounts:
         )
 
     async def _authenticate_api_key(self, key: str) -> Identity:
-        found = await self.store.api_key_owner(sha256(key))
-        if found is None:
+        key_hash = sha256(key)
+        row = self._keys.get(key_hash)
+        if row is None:
+            found = await self.store.api_key_owner(key_hash)
+            if found is None:
+                raise invalid("The API key is not valid.")
+            row, owner = found
+            self._keys.put(key_hash, row)
+            self._users.put(owner.user_id, owner)
+        user = await self.user(row.user_id)
+        if user is None:
             raise invalid("The API key is not valid.")
-        row, user = found
         if row.expires_at is not None and row.expires_at <= time.time():
             raise invalid("The API key has expired.")
         return Identity(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import bcrypt
 
@@ -63,9 +66,33 @@ def _verify(password: str, hashed: str) -> bool:
         return False
 
 
+_executor: ThreadPoolExecutor | None = None
+
+
+def _lower_priority() -> None:
+    # bcrypt releases the GIL, so its threads compete with the event loop only for CPU
+    # time; at nice 10 the scheduler lets the loop thread run first, so a burst of logins
+    # does not stall every other request (Linux: the priority is per thread).
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:  # created on first use, never at import time
+        _executor = ThreadPoolExecutor(
+            max_workers=os.cpu_count() or 2,
+            thread_name_prefix="bcrypt",
+            initializer=_lower_priority,
+        )
+    return _executor
+
+
 async def hash_password(password: str, rounds: int) -> str:
-    return await asyncio.to_thread(_hash, password, rounds)
+    return await asyncio.get_running_loop().run_in_executor(_pool(), _hash, password, rounds)
 
 
 async def verify_password(password: str, hashed: str) -> bool:
-    return await asyncio.to_thread(_verify, password, hashed)
+    return await asyncio.get_running_loop().run_in_executor(_pool(), _verify, password, hashed)

@@ -1,0 +1,402 @@
+"""Benchmark: the cost of authentication and rate limiting on ``GET /api/v1/auth/me``.
+
+    .venv/bin/python bench/auth.py [--seconds 5] [--concurrency 32] [--redis-url URL]
+
+In one run, each server pinned to CPU 0 and this load generator (a minimal keep-alive
+HTTP/1.1 client) pinned to CPU 1:
+
+1. a bare aiohttp app whose only route verifies the same JWT with PyJWT (the floor);
+2. the real server, memory backends: ``GET /ping`` (the kernel's trivial route) and
+   ``GET /api/v1/auth/me`` (JWT verification, revocation check, rate-limit check, user
+   lookup, quota);
+3. the same with Redis: rate limits, quotas and revocations in Redis;
+4. the event loop's worst stall while 20 logins (bcrypt, cost 12) run at once, measured by
+   a probe plugin inside the server (server on one CPU, then on every CPU).
+
+Prints requests/s, p50/p99 latency, auth's per-request cost (CPU time per request of /me
+minus /ping at saturation) and /me as a share of the bare endpoint's requests/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SECRET = "bench-secret-" + "s" * 51
+PASSWORD = "Bench-passw0rd"
+ISSUER, AUDIENCE = "llmmultichat", "llmmultichat-api"
+HUGE = "100000000/minute"
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def kernel_config(data_dir: str, redis_url: str | None, prefix: str) -> dict[str, Any]:
+    ratelimit: dict[str, Any] = {
+        "default": HUGE,
+        "routes": {"POST /api/v1/auth/login": HUGE, "POST /api/v1/auth/register": HUGE},
+    }
+    auth: dict[str, Any] = {"jwt_secret": SECRET, "bcrypt_rounds": 12}
+    if redis_url:
+        ratelimit.update(backend="redis", redis_url=redis_url, key_prefix=prefix + "rl:")
+        auth.update(redis_url=redis_url, redis_prefix=prefix + "auth:")
+    return {
+        "kernel": {"data_dir": data_dir, "log_level": "WARNING"},
+        "plugins": {
+            "enabled": ["auth", "ratelimit", "loopprobe"],
+            "required": ["auth", "ratelimit"],
+            "auth": auth,
+            "ratelimit": ratelimit,
+        },
+    }
+
+
+def serve_kernel(config_json: str, port: int) -> None:
+    from aiohttp import web
+
+    from kernel.app import build_kernel
+    from kernel.config import from_dict
+    from sdk import Plugin, Request, Route, hookimpl
+
+    class LoopProbe(Plugin):
+        """Measures how late the event loop wakes a 1 ms sleep, between start and read."""
+
+        name = "loopprobe"
+        config_schema = {"type": "object"}
+        task: asyncio.Task[None] | None = None
+        worst = 0.0
+        samples = 0
+
+        async def _probe(self) -> None:
+            loop = asyncio.get_running_loop()
+            while True:
+                t0 = loop.time()
+                await asyncio.sleep(0.001)
+                lag = loop.time() - t0 - 0.001
+                self.worst = max(self.worst, lag)
+                self.samples += 1
+
+        @hookimpl
+        def register_routes(self) -> list[Route]:
+            async def start(req: Request) -> Any:
+                self.worst, self.samples = 0.0, 0
+                self.task = asyncio.create_task(self._probe())
+                return {"started": True}
+
+            async def read(req: Request) -> Any:
+                if self.task is not None:
+                    self.task.cancel()
+                    self.task = None
+                return {"worst_ms": self.worst * 1000, "samples": self.samples}
+
+            return [
+                Route("POST", "/bench/probe", start, auth="public", rate_limit=None),
+                Route("GET", "/bench/probe", read, auth="public", rate_limit=None),
+            ]
+
+    async def factory() -> web.Application:
+        loaded = from_dict(json.loads(config_json), "<bench>")
+        _, app = await build_kernel(loaded, extra_plugins={"loopprobe": LoopProbe})
+        return app
+
+    web.run_app(factory(), host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def serve_bare(port: int) -> None:
+    import jwt
+    from aiohttp import web
+
+    decoder = jwt.PyJWT()
+
+    async def me(request: web.Request) -> web.Response:
+        header = request.headers.get("Authorization", "")
+        try:
+            claims = decoder.decode(
+                header[7:],
+                SECRET,
+                algorithms=["HS256"],
+                audience=AUDIENCE,
+                issuer=ISSUER,
+                options={"require": ["sub", "exp", "iat"]},
+            )
+        except jwt.InvalidTokenError:
+            return web.json_response({"detail": "bad token"}, status=401)
+        return web.json_response({"user_id": claims["sub"]})
+
+    app = web.Application()
+    app.router.add_get("/me", me)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+class Server:
+    def __init__(self, args: list[str], cpus: str | None) -> None:
+        self.port = free_port()
+        cmd = [sys.executable, __file__, *args, str(self.port)]
+        if cpus is not None:
+            cmd = ["taskset", "-c", cpus, *cmd]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL)
+
+    async def ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited")
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.close()
+                return
+            except OSError:
+                await asyncio.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- client
+
+
+async def call(
+    port: int, method: str, path: str, body: Any = None, token: str = ""
+) -> tuple[int, Any]:
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, f"http://127.0.0.1:{port}{path}", json=body, headers=headers) as r,
+    ):
+        return r.status, await r.json(content_type=None)
+
+
+async def _worker(
+    port: int, raw: bytes, until: float, latencies: list[float], errors: list[int]
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    perf = time.perf_counter
+    try:
+        while perf() < until:
+            t0 = perf()
+            writer.write(raw)
+            head = await reader.readuntil(b"\r\n\r\n")
+            lower = head.lower()
+            i = lower.index(b"content-length:") + 15
+            length = int(lower[i : lower.index(b"\r\n", i)])
+            await reader.readexactly(length)
+            latencies.append(perf() - t0)
+            if head[9:12] != b"200":
+                errors.append(int(head[9:12]))
+    finally:
+        writer.close()
+
+
+async def load(
+    port: int, path: str, token: str, seconds: float, concurrency: int
+) -> dict[str, float]:
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    raw = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n".encode()
+    # warm-up (connections, caches, JIT-free but allocator warm)
+    await asyncio.gather(
+        *(_worker(port, raw, time.perf_counter() + 1.0, [], []) for _ in range(concurrency))
+    )
+    latencies: list[float] = []
+    errors: list[int] = []
+    start = time.perf_counter()
+    await asyncio.gather(
+        *(_worker(port, raw, start + seconds, latencies, errors) for _ in range(concurrency))
+    )
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise RuntimeError(f"{path}: {len(errors)} non-200 answers, e.g. {errors[:3]}")
+    latencies.sort()
+    q = statistics.quantiles(latencies, n=100)
+    return {
+        "requests": len(latencies),
+        "rps": len(latencies) / elapsed,
+        "p50_ms": q[49] * 1000,
+        "p99_ms": q[98] * 1000,
+    }
+
+
+async def register(port: int) -> str:
+    tag = uuid.uuid4().hex[:8]
+    status, data = await call(
+        port,
+        "POST",
+        "/api/v1/auth/register",
+        {"username": f"bench_{tag}", "email": f"{tag}@bench.example", "password": PASSWORD},
+    )
+    if status != 201:
+        raise RuntimeError(f"register failed: {status} {data}")
+    return data["user"]["email"], data["access_token"]
+
+
+async def idle_stall(port: int, seconds: float) -> float:
+    """The same probe with nothing to do: this machine's noise floor."""
+    await call(port, "POST", "/bench/probe")
+    await asyncio.sleep(seconds)
+    _, probe = await call(port, "GET", "/bench/probe")
+    return float(probe["worst_ms"])
+
+
+async def login_stall(port: int, email: str, logins: int = 20) -> dict[str, float]:
+    await call(port, "POST", "/bench/probe")
+    await asyncio.sleep(0.2)  # baseline samples before the burst
+    t0 = time.perf_counter()
+    results = await asyncio.gather(
+        *(
+            call(port, "POST", "/api/v1/auth/login", {"email": email, "password": PASSWORD})
+            for _ in range(logins)
+        )
+    )
+    burst = time.perf_counter() - t0
+    await asyncio.sleep(0.1)
+    _, probe = await call(port, "GET", "/bench/probe")
+    bad = [s for s, _ in results if s != 200]
+    if bad:
+        raise RuntimeError(f"logins failed: {bad[:3]}")
+    idle = await idle_stall(port, burst + 0.3)
+    return {
+        "worst_stall_ms": probe["worst_ms"],
+        "samples": probe["samples"],
+        "burst_s": burst,
+        "idle_worst_stall_ms": idle,
+    }
+
+
+# --------------------------------------------------------------------------- main
+
+
+def fmt(name: str, r: dict[str, float]) -> str:
+    return f"  {name:<34} {r['rps']:>9,.0f} req/s   p50 {r['p50_ms']:6.2f} ms   p99 {r['p99_ms']:6.2f} ms"
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    os.sched_setaffinity(0, {1})  # the load generator on CPU 1; servers on CPU 0
+    seconds, conc = args.seconds, args.concurrency
+    out: dict[str, Any] = {"seconds": seconds, "concurrency": conc}
+    tmp = Path(tempfile.mkdtemp(prefix="llmmc-bench-"))
+    prefix = f"llmmc-bench:{uuid.uuid4().hex}:"
+
+    load1, load5, _ = os.getloadavg()
+    out["loadavg"] = [load1, load5]
+    print(
+        f"Each target: {seconds:g} s after a 1 s warm-up, {conc} keep-alive connections; "
+        f"server on CPU 0, client on CPU 1. Load average before: {load1:.2f}, {load5:.2f} "
+        f"({os.cpu_count()} CPUs)."
+    )
+    backends = [("memory", None)]
+    if args.redis_url and not args.only_stall:
+        backends.append(("redis", args.redis_url))
+    token = ""
+    for label, url in backends:
+        cfg = kernel_config(str(tmp / label), url, prefix)
+        server = Server(["--serve-kernel", json.dumps(cfg)], "0")
+        try:
+            await server.ready()
+            email, token = await register(server.port)
+            status, me = await call(server.port, "GET", "/api/v1/auth/me", token=token)
+            assert status == 200, me
+            if args.only_stall:
+                out["stall_1cpu"] = await login_stall(server.port, email)
+                break
+            out[f"{label}_ping"] = await load(server.port, "/ping", "", seconds, conc)
+            out[f"{label}_me"] = await load(server.port, "/api/v1/auth/me", token, seconds, conc)
+            print(f"server, {label} backends:")
+            print(fmt("GET /ping (kernel, trivial)", out[f"{label}_ping"]))
+            print(fmt("GET /api/v1/auth/me", out[f"{label}_me"]))
+            if label == "memory":
+                out["stall_1cpu"] = await login_stall(server.port, email)
+        finally:
+            server.stop()
+
+    if not args.only_stall:
+        bare = Server(["--serve-bare"], "0")
+        try:
+            await bare.ready()
+            out["bare"] = await load(bare.port, "/me", token, seconds, conc)
+        finally:
+            bare.stop()
+        print("bare aiohttp + PyJWT verify (the floor):")
+        print(fmt("GET /me", out["bare"]))
+
+    cfg = kernel_config(str(tmp / "stall"), None, prefix)
+    server = Server(["--serve-kernel", json.dumps(cfg)], None)
+    try:
+        await server.ready()
+        email, _ = await register(server.port)
+        out["stall_all_cpus"] = await login_stall(server.port, email)
+    finally:
+        server.stop()
+
+    if not args.only_stall:
+        print("per-request cost of auth on /me (CPU time per request at saturation, minus /ping):")
+    for label, _ in backends if not args.only_stall else []:
+        ping, me = out[f"{label}_ping"], out[f"{label}_me"]
+        cost = (1 / me["rps"] - 1 / ping["rps"]) * 1e6
+        share = me["rps"] / out["bare"]["rps"] * 100
+        out[f"{label}_auth_cost_us"] = cost
+        out[f"{label}_share_of_bare_pct"] = share
+        print(
+            f"  {label:<7} {cost:7.0f} µs/request;  /me = {share:5.1f}% of the bare endpoint's req/s"
+        )
+    for key, where in (("stall_1cpu", "server on 1 CPU"), ("stall_all_cpus", "server on all CPUs")):
+        s = out[key]
+        print(
+            f"event loop worst stall during 20 concurrent logins (bcrypt cost 12, {where}): "
+            f"{s['worst_stall_ms']:.1f} ms ({s['samples']} probes; burst took {s['burst_s']:.2f} s; "
+            f"idle control over as long: {s['idle_worst_stall_ms']:.1f} ms)"
+        )
+    return out
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve-kernel":
+        serve_kernel(sys.argv[2], int(sys.argv[3]))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve-bare":
+        serve_bare(int(sys.argv[2]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/10",
+        help="Redis for the redis-backend run ('' to skip it)",
+    )
+    parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument("--only-stall", action="store_true", help="only the login-burst stall")
+    args = parser.parse_args()
+    out = asyncio.run(bench(args))
+    if args.json:
+        print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
