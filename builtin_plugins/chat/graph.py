@@ -254,6 +254,8 @@ class ConversationGraph:
             provider_name, model = provider.name, used_model
             if event.type == "delta":
                 piece = guard.feed(event.text)
+                if piece and not parts and text_so_far and not text_so_far[-1].isspace():
+                    piece = "\n\n" + piece  # text after a tool round starts a new paragraph
                 if piece:
                     parts.append(piece)
                     await turn.emit({"type": "chunk", "character": char.id, "delta": piece})
@@ -262,6 +264,8 @@ class ConversationGraph:
             elif event.type == "usage" and event.usage is not None:
                 usage = event.usage
         tail = guard.flush()
+        if tail and not parts and text_so_far and not text_so_far[-1].isspace():
+            tail = "\n\n" + tail
         if tail:
             parts.append(tail)
             await turn.emit({"type": "chunk", "character": char.id, "delta": tail})

@@ -366,7 +366,12 @@ def chat_routes(plugin: ChatPlugin) -> list[Route]:
                 "type": "object",
                 "properties": {
                     "limit": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
-                    "offset": {"type": "integer", "minimum": 0, "maximum": 10_000_000, "default": 0},
+                    "offset": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 10_000_000,
+                        "default": 0,
+                    },
                 },
             },
             response_schema={

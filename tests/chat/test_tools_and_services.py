@@ -196,7 +196,7 @@ async def test_anthropic_tool_use_round_trip(llmmc):
             "/api/v1/chat", json={"user_input": "Paris?"}, headers=client.auth_headers("u1")
         )
         body = await r.json()
-        assert body["response"] == "Let me look.Sunny in Paris."
+        assert body["response"] == "Let me look.\n\nSunny in Paris."
         sent = fake.requests[1]["messages"]
         assert sent[-1]["content"][0]["type"] == "tool_result"
         assert json.loads(sent[-1]["content"][0]["content"])["city"] == "Paris"
