@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 import aiohttp
 
 from sdk import Health, Plugin, Tool, ToolCall, errors, hookimpl
+from sdk.http import Upstream, close_session
 
-from .fetch import Upstream, wait_closed
 from .providers import Provider
 from .providers.deepl import DeepL
 from .providers.deepl import default_base_url as deepl_base_url
@@ -167,7 +167,7 @@ class TranslatePlugin(Plugin):
     async def stop(self) -> None:
         self._service = None
         if self._session is not None:
-            await wait_closed(self._session)
+            await close_session(self._session)
             self._session = None
 
     async def health(self) -> Health:

@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 import aiohttp
 
 from sdk import Health, Plugin, Tool, ToolCall, errors, hookimpl
+from sdk.http import Upstream, close_session
 
 from .cache import Cache, MemoryCache, RedisCache
-from .fetch import Upstream, wait_closed
 from .providers import Provider
 from .providers.open_meteo import OpenMeteo
 from .providers.openweathermap import DEFAULT_BASE_URL as OWM_DEFAULT_BASE_URL
@@ -164,7 +164,7 @@ class WeatherPlugin(Plugin):
             await self._cache.close()
             self._cache = None
         if self._session is not None:
-            await wait_closed(self._session)
+            await close_session(self._session)
             self._session = None
 
     async def health(self) -> Health:

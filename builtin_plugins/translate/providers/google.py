@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from sdk import Identity
+from sdk.http import Upstream
 
-from ..fetch import Upstream
 from ..languages import Language, canonical
 from . import _CODE, _NAME, Detection, Translation, auth_failed, rate_limited, upstream_failed
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from sdk import Identity
+from sdk.http import Upstream, error_message
 
-from ..fetch import Upstream, error_message
 from ..languages import Language, canonical
 from . import (
     _CODE,

@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from sdk import errors
+from sdk.http import Upstream, error_message
 
-from ..fetch import Upstream, error_message
 from ..wmo import describe
 from . import Observation, city_not_found, split_city, timestamp
 

@@ -1,7 +1,11 @@
-"""Outbound HTTP for the weather providers: one shared ClientSession, bounded bodies,
-strict JSON, and every transport failure turned into a Problem (502/504), never a 500.
-Redirects are not followed (an API has no reason to send one, and following it could
-carry a key elsewhere): a 3xx is an upstream error.
+"""Calling upstream HTTP services from a plugin, safely.
+
+One shared ``aiohttp.ClientSession`` per plugin (opened in ``start``, closed in ``stop``
+with :func:`close_session`), bodies read up to a bound, strict JSON, every transport
+failure turned into a Problem (502 ``BadGateway`` / 504 ``GatewayTimeout``) and every
+body checked against a schema before use, so a broken or hostile upstream is never a
+500. Redirects are not followed: an API has no reason to send one, and following it
+could carry a key to another host.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ import aiohttp
 import jsonschema
 from yarl import URL
 
-from sdk import errors
+from . import errors
 
-# Upstream answers larger than this are refused (a weather report is a few KB).
-MAX_RESPONSE_BYTES = 1024 * 1024
+DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
+
+# What :meth:`Upstream.request` returns in place of a body that is not JSON at all.
+NOT_JSON: Any = object()
 
 
 def _no_constants(name: str) -> Any:
@@ -25,17 +31,11 @@ def _no_constants(name: str) -> Any:
 
 
 def parse_json(raw: bytes) -> Any:
-    """Strict JSON: no NaN/Infinity, and no stack overflow on absurd nesting.
-
-    Returns ``NOT_JSON`` when the bytes are not JSON at all.
-    """
+    """Strict JSON: no NaN/Infinity, no stack overflow on absurd nesting; NOT_JSON otherwise."""
     try:
         return json.loads(raw, parse_constant=_no_constants)
     except (ValueError, RecursionError):
         return NOT_JSON
-
-
-NOT_JSON: Any = object()
 
 
 async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
@@ -52,24 +52,43 @@ async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes | None
     return b"".join(parts)
 
 
-class Upstream:
-    """One upstream service reached through the plugin's shared session."""
+async def close_session(session: aiohttp.ClientSession) -> None:
+    await session.close()
+    # Let the connector's transports finish closing (aiohttp's documented workaround).
+    await asyncio.sleep(0)
 
-    def __init__(self, session: aiohttp.ClientSession, service: str, timeout: float) -> None:
+
+class Upstream:
+    """One upstream service (named in every error) reached through a shared session."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        service: str,
+        timeout: float,
+        max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
         self.session = session
         self.service = service
         self.timeout = timeout
+        self.max_bytes = max_bytes
 
-    async def get(
-        self, url: str, params: dict[str, Any], headers: dict[str, str] | None = None
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
-        """GET ``url``; return ``(status, parsed JSON or NOT_JSON)``."""
+        """Send one request; return ``(status, parsed JSON or NOT_JSON)``."""
         host = URL(url).host or url
         try:
-            async with self.session.get(
-                url, params=params, headers=headers, allow_redirects=False
+            async with self.session.request(
+                method, url, params=params, json=json_body, headers=headers, allow_redirects=False
             ) as resp:
-                raw = await read_limited(resp, MAX_RESPONSE_BYTES)
+                raw = await read_limited(resp, self.max_bytes)
                 status = resp.status
         except TimeoutError as exc:
             raise errors.GatewayTimeout(
@@ -81,9 +100,14 @@ class Upstream:
             ) from exc
         if raw is None:
             raise errors.BadGateway(
-                f"{self.service} sent a response larger than {MAX_RESPONSE_BYTES} bytes"
+                f"{self.service} sent a response larger than {self.max_bytes} bytes"
             )
         return status, parse_json(raw)
+
+    async def get(
+        self, url: str, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        return await self.request("GET", url, params=params, headers=headers)
 
     def check(self, body: Any, schema: dict[str, Any], what: str) -> Any:
         """Validate an upstream body before use: the wrong shape is the upstream's fault (502)."""
@@ -107,9 +131,3 @@ def error_message(body: Any, *keys: str) -> str:
             if isinstance(value, str) and value.strip():
                 return " ".join(value.split())[:200]
     return ""
-
-
-async def wait_closed(session: aiohttp.ClientSession) -> None:
-    await session.close()
-    # Let the connector's transports finish closing (aiohttp's documented workaround).
-    await asyncio.sleep(0)
