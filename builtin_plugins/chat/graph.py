@@ -244,6 +244,7 @@ class ConversationGraph:
         calls: list[ToolCallRequest] = []
         usage: Usage | None = None
         provider_name, model = "", ""
+        assert plugin.providers is not None
         async for provider, used_model, event in plugin.providers.stream(
             char.chain(plugin.default_provider),
             messages,
@@ -434,11 +435,11 @@ class ConversationGraph:
             return {"role": "user", "content": f"[{name} said]: {content}"}
 
         if turn.client_messages is not None:
-            for m in turn.client_messages:
-                if m.get("role") == "system":
-                    messages[0]["content"] += "\n\n" + str(m.get("content") or "")
-                elif m.get("role") in ("user", "assistant") and m.get("content"):
-                    messages.append({"role": m["role"], "content": str(m["content"])})
+            for raw in turn.client_messages:
+                if raw.get("role") == "system":
+                    messages[0]["content"] += "\n\n" + str(raw.get("content") or "")
+                elif raw.get("role") in ("user", "assistant") and raw.get("content"):
+                    messages.append({"role": raw["role"], "content": str(raw["content"])})
         else:
             for m in turn.history:
                 if m.role == "user":

@@ -190,7 +190,7 @@ class ChatLLMService:
                 "the chat plugin is not running", code="PROVIDER_UNAVAILABLE"
             )
         name = provider or registry.default
-        chain = [(name, None)]
+        chain: list[tuple[str, str | None]] = [(name, None)]
         result = await registry.complete(
             chain, messages, max_tokens=max_tokens, temperature=temperature
         )

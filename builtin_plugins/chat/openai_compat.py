@@ -139,8 +139,8 @@ class OpenAIDoor:
         if body.get("stream"):
             return await self._stream(req, turn, completion_id, created, model, body)
         await asyncio.shield(self.plugin.launch(turn))
-        reply = turn.replies[0] if turn.replies else {"content": "", "usage": {}}
-        usage = reply.get("usage") or {}
+        reply: dict[str, Any] = turn.replies[0] if turn.replies else {"content": "", "usage": {}}
+        usage: dict[str, int] = reply.get("usage") or {}
         return {
             "id": completion_id,
             "object": "chat.completion",

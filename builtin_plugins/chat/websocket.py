@@ -193,6 +193,7 @@ class Connection:
             except errors.Unauthorized as exc:
                 await self.error("INVALID_TOKEN", exc.detail)
                 return await self._unauthenticated_close()
+            assert self.identity is not None
             await self.send({"type": "auth_ok", "user_id": self.identity.user_id})
             return None
         if kind == "chat":
@@ -405,7 +406,8 @@ def websocket_routes(plugin: ChatPlugin) -> list[Route]:
     async def handler(req: Request) -> web.StreamResponse:
         if plugin.websockets is None:
             raise errors.ServiceUnavailable("the chat plugin is not running")
-        return await plugin.websockets.handle(req)
+        response: web.StreamResponse = await plugin.websockets.handle(req)
+        return response
 
     return [
         Route(
