@@ -70,6 +70,12 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "send_queue": {"type": "integer", "minimum": 1, "default": 256},
                 "max_in_flight": {"type": "integer", "minimum": 1, "default": 8},
                 "auth_timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "default": 10},
+                "send_timeout_seconds": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "default": 10,
+                    "description": "a reader that takes no frame for this long is disconnected",
+                },
             },
             "additionalProperties": False,
         },

@@ -360,7 +360,7 @@ class WebSocketHub:
             "auth_timeout_seconds": 10,
             **(plugin.config.get("websocket") or {}),
         }
-        self.send_timeout = SEND_TIMEOUT
+        self.send_timeout = float(self.settings.get("send_timeout_seconds", SEND_TIMEOUT))
         self.connections: set[Connection] = set()
 
     async def handle(self, req: Request) -> web.WebSocketResponse:

@@ -172,3 +172,42 @@ async def test_sockets_are_closed_cleanly_on_shutdown(tmp_path):
             await asyncio.wait_for(closing, 10)
         finally:
             await client.session.close()
+
+
+class _StuckSocket:
+    """An aiohttp WebSocketResponse stand-in whose peer never reads: send_str never returns."""
+
+    def __init__(self):
+        self.closed = False
+        self.sent = 0
+        self.close_code = None
+
+    async def send_str(self, data):
+        self.sent += 1
+        await asyncio.Event().wait()
+
+    async def close(self, code, message=b""):
+        self.closed = True
+        self.close_code = code
+
+
+async def test_a_slow_reader_is_disconnected_with_bounded_memory():
+    from builtin_plugins.chat.websocket import CLOSE_SLOW, Connection
+
+    class Hub:
+        plugin = None
+        send_timeout = 0.2
+        settings = {
+            "send_queue": 4,
+            "max_message_bytes": 1024,
+            "max_in_flight": 2,
+            "auth_timeout_seconds": 5,
+        }
+
+    ws = _StuckSocket()
+    conn = Connection(Hub(), req=None, ws=ws)
+    for i in range(50):  # a reply streaming 50 chunks to a reader that takes none
+        await conn.send({"type": "chunk", "data": f"token {i}"})
+        assert conn.queue.qsize() <= 4
+    assert conn.closed and ws.closed and ws.close_code == CLOSE_SLOW
+    assert ws.sent == 1  # the writer got stuck on the first frame; nothing more piled up
