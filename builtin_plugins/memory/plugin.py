@@ -271,9 +271,12 @@ class MemoryPlugin(Plugin):
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def _warm_up(self) -> None:
+        """Embed memories that have no vector of the current model (after a change of
+        embedder). The model itself loads lazily, on the first embedding."""
         assert self.embedder is not None and self.service is not None
+        if self.embedder.dim is None:
+            return  # openai: the dimension is known after its first answer
         try:
-            await self.embedder.load()
             n = await self.service.reembed_missing()
             if n:
                 self.log.info(

@@ -331,12 +331,17 @@ class MemoryStore:
         ids = list(dict.fromkeys(memory_ids))
         if not ids:
             return []
-        rows = await self.db.fetchall(
-            f"SELECT {ITEM_COLUMNS} FROM memory_items "
-            "WHERE user_id = ? AND memory_id IN (SELECT unnest(?::VARCHAR[]))",
-            [user_id, ids],
-        )
-        return [Memory.from_row(r) for r in rows]
+        out: list[Memory] = []
+        # A constant IN list lets DuckDB use the memory_id index (faster than unnest).
+        for start in range(0, len(ids), 256):
+            part = ids[start : start + 256]
+            rows = await self.db.fetchall(
+                f"SELECT {ITEM_COLUMNS} FROM memory_items "
+                f"WHERE user_id = ? AND memory_id IN ({', '.join('?' * len(part))})",
+                [user_id, *part],
+            )
+            out.extend(Memory.from_row(r) for r in rows)
+        return out
 
     async def list_session(
         self, user_id: str, session_id: str, tier: str | None = None

@@ -626,7 +626,7 @@ class MemoryService:
         embedders); runs in the background at start."""
         dim = self.embedder.dim
         if dim is None:
-            dim = int((await self.embed(["probe"])).shape[1])
+            return 0
         total = 0
         while True:
             todo = await self.store.missing_vectors(self.model, dim, batch)

@@ -61,6 +61,30 @@ def local_model_available(explicit: str = "") -> tuple[bool, str]:
         return False, str(exc)
 
 
+# One model per process and folder, loaded on first use: every kernel started in the same
+# process (tests start many) shares it instead of loading the weights again.
+_MODELS: dict[str, Any] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _load_model(path: Path, threads: int) -> Any:
+    with _MODELS_LOCK:
+        model = _MODELS.get(str(path))
+        if model is not None:
+            return model
+        # Never reach for the hub: the weights are on disk.
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if threads > 0:
+            torch.set_num_threads(threads)
+        model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        _MODELS[str(path)] = model
+        return model
+
+
 class LocalEmbedder(Embedder):
     name = "local"
     max_batch = 32
@@ -72,33 +96,23 @@ class LocalEmbedder(Embedder):
         self._explicit = model_path
         self._threads = threads
         self._model: Any = None
-        self._lock = threading.Lock()
         self.model_dir: Path | None = None
 
     def _load_sync(self) -> Any:
-        with self._lock:
-            if self._model is not None:
-                return self._model
-            path = find_model_dir(self._explicit)
-            # Never reach for the hub: the weights are on disk.
-            os.environ["HF_HUB_OFFLINE"] = "1"
-            os.environ["TRANSFORMERS_OFFLINE"] = "1"
-            import torch
-            from sentence_transformers import SentenceTransformer
-
-            if self._threads > 0:
-                torch.set_num_threads(self._threads)
-            model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-            get_dim = (
-                getattr(model, "get_embedding_dimension", None)
-                or model.get_sentence_embedding_dimension
-            )
-            self.dim = int(get_dim() or 384)
-            self.model_dir = path
-            self._model = model
-            return model
+        if self._model is not None:
+            return self._model
+        path = find_model_dir(self._explicit)
+        model = _load_model(path, self._threads)
+        get_dim = getattr(model, "get_embedding_dimension", None) or (
+            model.get_sentence_embedding_dimension
+        )
+        self.dim = int(get_dim() or 384)
+        self.model_dir = path
+        self._model = model
+        return model
 
     async def load(self) -> None:
+        """Load now (otherwise the first embedding loads it)."""
         await asyncio.to_thread(self._load_sync)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
