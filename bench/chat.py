@@ -201,9 +201,18 @@ async def websockets(base: str, sockets: int) -> tuple[list[float], float, int]:
         t0 = time.perf_counter()
         await asyncio.gather(*(one(ws) for ws in conns))
         rate = len(conns) / (time.perf_counter() - t0)
-        # a ping round trip on every socket at once
+        # then a protocol ping/pong on every socket at once
+        pings: list[float] = []
+
+        async def ping(ws: aiohttp.ClientWebSocketResponse) -> None:
+            t = time.perf_counter()
+            await ws.send_str('{"type": "ping"}')
+            assert json.loads((await ws.receive()).data)["type"] == "pong"
+            pings.append(time.perf_counter() - t)
+
+        await asyncio.gather(*(ping(ws) for ws in conns))
         await asyncio.gather(*(ws.close() for ws in conns))
-        return rtts, rate, failures
+        return rtts, rate, failures, pings
 
 
 def model_speed(tokens: int) -> str:
@@ -297,12 +306,16 @@ async def client_main(fake_url: str, base: str, args: argparse.Namespace, cpu: A
     print(f"  added by platform  p50 {ms(statistics.median(p_ttft) - statistics.median(d_ttft))}")
 
     if args.sockets:
-        rtts, ws_rate, failures = await websockets(base, args.sockets)
+        rtts, ws_rate, failures, pings = await websockets(base, args.sockets)
         print(f"\nWebSocket: {args.sockets} concurrent sockets, one chat turn each")
         print(
             f"  round trip (send → complete) p50 {ms(statistics.median(rtts))}   p99 {ms(pct(rtts, 99))}"
         )
         print(f"  {ws_rate:8.1f} turns/s, {failures} errors")
+        print(
+            f"  ping/pong on all {args.sockets} at once: p50 {ms(statistics.median(pings))}"
+            f"   p99 {ms(pct(pings, 99))}"
+        )
 
 
 def main() -> None:
