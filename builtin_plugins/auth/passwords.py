@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import bcrypt
@@ -69,24 +68,13 @@ def _verify(password: str, hashed: str) -> bool:
 _executor: ThreadPoolExecutor | None = None
 
 
-def _lower_priority() -> None:
-    # bcrypt releases the GIL, so its threads compete with the event loop only for CPU
-    # time; at nice 10 the scheduler lets the loop thread run first, so a burst of logins
-    # does not stall every other request (Linux: the priority is per thread).
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (AttributeError, OSError):
-        pass
-
-
 def _pool() -> ThreadPoolExecutor:
+    """bcrypt's own threads, one per CPU: bcrypt releases the GIL, so hashes run in
+    parallel with the event loop; a burst of logins queues here instead of taking the
+    default executor's threads from everything else."""
     global _executor
     if _executor is None:  # created on first use, never at import time
-        _executor = ThreadPoolExecutor(
-            max_workers=os.cpu_count() or 2,
-            thread_name_prefix="bcrypt",
-            initializer=_lower_priority,
-        )
+        _executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="bcrypt")
     return _executor
 
 
