@@ -11,7 +11,7 @@ from tests.fakes.openai_server import FakeOpenAI
 
 async def test_v1_models_and_completions_plain_and_streaming(llmmc):
     async with FakeOpenAI() as fake:
-        client = await llmmc(chat_config(fake.url))
+        client = await llmmc(chat_config(fake.url, request_timeout_seconds=0.5, max_retries=1))
         h = client.auth_headers("u1")
         r = await client.get("/v1/models", headers=h)
         ids = [m["id"] for m in (await r.json())["data"]]
@@ -66,6 +66,23 @@ async def test_v1_models_and_completions_plain_and_streaming(llmmc):
             "completion_tokens": 3,
             "total_tokens": 8,
         }
+
+        fake.fail_next(500, times=2)
+        r = await client.post("/v1/chat/completions", json=body, headers=h)
+        assert r.status == 502 and (await r.json())["code"] == "UPSTREAM_ERROR"
+        fake.delay = 2  # slower than request_timeout_seconds
+        async with client.stream(
+            "POST", "/v1/chat/completions", json={**body, "stream": True}, headers=h
+        ) as resp:
+            frames = [
+                line.decode()[6:].strip()
+                async for line in resp.content
+                if line.startswith(b"data: ")
+            ]
+        assert (
+            frames[-1] == "[DONE]" and json.loads(frames[-2])["error"]["code"] == "UPSTREAM_TIMEOUT"
+        )
+        fake.delay = 0
 
         r = await client.post("/v1/chat/completions", json={**body, "model": "gpt-4"}, headers=h)
         assert r.status == 404
