@@ -4,9 +4,13 @@ with the load generator in another process, read its memory."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +43,14 @@ def start(args: list[str], port: int, env: dict[str, str] | None = None) -> subp
     return proc
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used: CPU per request is steadier than
+    requests/s on a machine that is doing other work."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -54,6 +66,10 @@ def load(
     method: str = "GET",
     body: Any = None,
 ) -> dict[str, Any]:
+    """Measure ``url`` from a separate process: wrk when it is installed (C, so the load
+    generator is not the bottleneck), else the Python load generator beside this file."""
+    if shutil.which("wrk"):
+        return load_wrk(url, seconds, concurrency, headers or {}, method, body)
     cmd = [
         sys.executable,
         str(HERE / "loadgen.py"),
@@ -71,7 +87,59 @@ def load(
         cmd += ["--json", json.dumps(body)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 120)
     result: dict[str, Any] = json.loads(out.stdout)
+    result["tool"] = "python loadgen"
     return result
+
+
+def _ms(text: str) -> float:
+    value = float(re.sub(r"[a-z]+$", "", text))
+    unit = re.sub(r"^[0-9.]+", "", text)
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def load_wrk(
+    url: str, seconds: float, concurrency: int, headers: dict[str, str], method: str, body: Any
+) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(f"wrk.method = {json.dumps(method)}\n")
+        if body is not None:
+            script.write(f"wrk.body = {json.dumps(json.dumps(body))}\n")
+            script.write('wrk.headers["Content-Type"] = "application/json"\n')
+        for k, v in headers.items():
+            script.write(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n")
+    threads = max(1, min(2, concurrency))
+    cmd = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(concurrency),
+        "-d",
+        f"{seconds:g}s",
+        "--latency",
+        "-s",
+        script.name,
+        url,
+    ]
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, check=True, timeout=seconds + 120
+    ).stdout
+    Path(script.name).unlink()
+    rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return {
+        "requests": total,
+        "errors": errors,
+        "rps": rps,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "tool": "wrk",
+    }
 
 
 def row(label: str, r: dict[str, Any], extra: str = "") -> str:

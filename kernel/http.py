@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import uuid
+import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("llmmultichat.http")
 REQUEST_ID = "X-Request-ID"
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
-_dumps = json.dumps
+# One encoder built once: json.dumps(..., default=...) would build a new one per call.
+_dumps = json.JSONEncoder(default=str).encode
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -54,7 +55,7 @@ def json_response(
     if status == 204:
         return web.Response(status=204, headers=headers)
     return web.Response(
-        text=_dumps(body, default=str),
+        text=_dumps(body),
         status=status,
         content_type="application/json",
         headers=headers,
@@ -76,7 +77,7 @@ async def request_middleware(
     """X-Request-ID on every answer, and every error as Problem Details."""
     rid = request.headers.get(REQUEST_ID, "")
     if not rid or len(rid) > 200 or not rid.isprintable():
-        rid = uuid.uuid4().hex
+        rid = os.urandom(16).hex()  # uuid4's randomness without building a UUID
     request[REQUEST_ID_KEY] = rid
     try:
         response = await handler(request)
@@ -152,7 +153,11 @@ class RouteHandler:
                 + (f": {self.record.error}" if self.record.error else ""),
                 code="PLUGIN_UNAVAILABLE",
             )
-        identity = await self.identify(raw)
+        # a public route called without credentials needs no authentication round
+        if route.auth == "public" and "Authorization" not in raw.headers:
+            identity = None
+        else:
+            identity = await self.identify(raw)
         if route.auth != "public":
             if identity is None:
                 raise Unauthorized("Authentication required", code="AUTH_REQUIRED")
@@ -173,7 +178,7 @@ class RouteHandler:
             identity=identity,
             body=body,
             route=route,
-            client_ip=kernel.client_ip(raw),
+            client_ip=kernel.client_ip,
             request_id=raw.get(REQUEST_ID_KEY, ""),
         )
         extra_headers: dict[str, str] = {}
@@ -193,8 +198,6 @@ class RouteHandler:
 
     async def identify(self, raw: web.Request) -> Identity | None:
         hooks = self.kernel.hooks
-        if self.route.auth == "public" and "Authorization" not in raw.headers:
-            return None
         if not hooks.has("authenticate"):
             return None
         try:

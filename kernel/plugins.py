@@ -199,11 +199,22 @@ class Hooks:
             caller = getattr(self.pm.hook, hook)
             impls = [(i.plugin_name, i.function) for i in reversed(caller.get_hookimpls())]
             self._cache[hook] = impls
-        allowed = set(states) if states is not None else {PluginState.RUNNING}
-        return [(n, f) for n, f in impls if n in self.records and self.records[n].state in allowed]
+        records = self.records
+        if states is None:  # the per-request case: keep it cheap
+            return [
+                (n, f) for n, f in impls if n in records and records[n].state is PluginState.RUNNING
+            ]
+        allowed = set(states)
+        return [(n, f) for n, f in impls if n in records and records[n].state in allowed]
 
     def has(self, hook: str) -> bool:
-        return bool(self.implementations(hook))
+        """Whether a running plugin implements ``hook`` (asked on every request)."""
+        impls = self._cache.get(hook)
+        if impls is None:
+            self.implementations(hook, states=())
+            impls = self._cache[hook]
+        records = self.records
+        return any(n in records and records[n].state is PluginState.RUNNING for n, _ in impls)
 
     async def call(self, name: str, **kwargs: Any) -> list[Any]:
         return await self.call_in(name, None, **kwargs)

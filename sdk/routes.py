@@ -24,7 +24,7 @@ JSONSchema = dict[str, Any]
 class Request:
     """What a handler receives: the aiohttp request plus what the kernel learned about it."""
 
-    __slots__ = ("body", "client_ip", "identity", "raw", "request_id", "route")
+    __slots__ = ("_client_ip", "_client_ip_of", "body", "identity", "raw", "request_id", "route")
 
     def __init__(
         self,
@@ -33,15 +33,25 @@ class Request:
         identity: Identity | None,
         body: Any,
         route: Route,
-        client_ip: str,
+        client_ip: str | Callable[[web.Request], str],
         request_id: str,
     ) -> None:
         self.raw = raw
         self.identity = identity
         self.body = body  # parsed and validated JSON body, or None
         self.route = route
-        self.client_ip = client_ip
         self.request_id = request_id
+        # the kernel passes a function: the address is worked out only when asked for
+        self._client_ip: str | None = client_ip if isinstance(client_ip, str) else None
+        self._client_ip_of = None if isinstance(client_ip, str) else client_ip
+
+    @property
+    def client_ip(self) -> str:
+        """The client's address (X-Forwarded-For believed only from trusted proxies)."""
+        if self._client_ip is None:
+            assert self._client_ip_of is not None
+            self._client_ip = self._client_ip_of(self.raw)
+        return self._client_ip
 
     @property
     def match_info(self) -> Mapping[str, str]:
