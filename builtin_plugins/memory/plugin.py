@@ -106,7 +106,7 @@ class MemoryPlugin(Plugin):
             "index_min_vectors": {
                 "type": "integer",
                 "minimum": 1,
-                "default": 20000,
+                "default": 5000,
                 "description": "users with at least this many vectors are searched through the in-process index",
             },
             "index_max_mb": {

@@ -39,7 +39,7 @@ def config(url: str, **memory: Any) -> dict[str, Any]:
 
 async def test_chat_turns_feed_memory_and_context_reaches_the_prompt(llmmc: Any) -> None:
     async with FakeOpenAI(default_reply=upstream) as fake:
-        client = await llmmc(config(fake.url))
+        client = await llmmc(config(fake.url, summary_every_turns=2))
         h = client.auth_headers("alice")
         r = await client.post(
             "/api/v1/chat",
@@ -52,6 +52,9 @@ async def test_chat_turns_feed_memory_and_context_reaches_the_prompt(llmmc: Any)
         # Both turns are short-term memories of that session; the facts came from the LLM.
         view = await (await client.get(f"{BASE}/sessions/{first_session}", headers=h)).json()
         assert [t["role"] for t in view["recent_turns"]] == ["user", "assistant"]
+        # The session summary was written by the chat plugin's summarize_text hook.
+        assert view["summary"]["content"] == "The user introduced themself."
+        assert view["summary"]["metadata"]["method"] == "hook"
         r = await client.post(
             f"{BASE}/search",
             json={"query": "user", "tiers": ["long_term"], "top_k": 10, "min_score": -1},
