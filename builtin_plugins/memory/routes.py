@@ -272,6 +272,11 @@ class MemoryRoutes:
                 f"content is longer than {limit} characters (use tier 'knowledge' for documents)",
                 errors=[{"path": "/content", "message": f"at most {limit} characters"}],
             )
+        if tier in ("short_term", "mid_term") and not body.get("session_id"):
+            raise errors.ValidationFailed(
+                f"a {tier} memory belongs to a session: session_id is required",
+                errors=[{"path": "/session_id", "message": f"required for tier {tier}"}],
+            )
         metadata = body.get("metadata") or {}
         import json
 

@@ -45,6 +45,8 @@ async def test_bad_bodies(mem: Any) -> None:
         {"content": "x", "unknown": 1},
         {"content": 5},
         {"content": "x", "metadata": []},
+        {"content": "x", "tier": "short_term"},
+        {"content": "x", "tier": "mid_term"},
     ):
         r = await mem.post(BASE, json=body, headers=h)
         assert r.status == 422, body
