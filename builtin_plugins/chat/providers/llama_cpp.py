@@ -11,6 +11,8 @@ token.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import importlib.util
 import threading
 from collections.abc import AsyncIterator
@@ -45,6 +47,16 @@ def find_packaged_model(package: str = PACKAGE) -> Path | None:
     return max(candidates, key=lambda p: p.stat().st_size)
 
 
+def _close_models() -> None:
+    """Free the models at exit, while llama_cpp is still importable (freeing them during
+    interpreter teardown raises inside llama_cpp)."""
+    with _models_lock:
+        for model in _models.values():
+            with contextlib.suppress(Exception):
+                model.close()
+        _models.clear()
+
+
 def _load(path: str, n_ctx: int, n_threads: int | None) -> Any:
     with _models_lock:
         model = _models.get(path)
@@ -52,6 +64,8 @@ def _load(path: str, n_ctx: int, n_threads: int | None) -> Any:
             from llama_cpp import Llama
 
             model = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, verbose=False, seed=0)
+            if not _models:
+                atexit.register(_close_models)
             _models[path] = model
         return model
 
