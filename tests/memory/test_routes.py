@@ -335,3 +335,31 @@ async def test_openai_embedder_without_settings_is_unavailable(llmmc: Any) -> No
     assert r.status == 503
     body = await r.json()
     assert "plugins.memory.base_url" in body["detail"] and "plugins.memory.model" in body["detail"]
+
+
+async def test_large_document_bulk_path(mem: Any) -> None:
+    """A document of many chunks goes through the bulk insert path (columnar, one transaction)."""
+    h = mem.auth_headers("alice")
+    text = "\n\n".join(
+        f"Chapter {i}: the lighthouse keeper number {i} logged {i * 7} ships and a storm called Storm{i}."
+        for i in range(400)
+    )
+    doc = await add(mem, "alice", text, tier="knowledge", session_id="lib")
+    chunks = doc["metadata"]["chunks"]
+    assert chunks > 16
+    r = await mem.post(
+        f"{BASE}/search",
+        json={"query": "storm called Storm123", "tiers": ["knowledge"], "top_k": 3},
+        headers=h,
+    )
+    results = (await r.json())["results"]
+    assert any("Storm123." in x["content"] for x in results)
+    assert all(
+        x["session_id"] == "lib" and x["metadata"]["document_id"] == doc["memory_id"]
+        for x in results
+    )
+    stats = await (await mem.get(f"{BASE}/stats", headers=h)).json()
+    assert stats["tiers"]["knowledge"] == chunks + 1 and stats["embedded"] == chunks
+    assert (await mem.delete(f"{BASE}/sessions/lib/all", headers=h)).status == 200
+    stats = await (await mem.get(f"{BASE}/stats", headers=h)).json()
+    assert stats["total"] == 0 and stats["embedded"] == 0
