@@ -215,15 +215,14 @@ async def _worker(
         writer.close()
 
 
-async def load(
-    port: int, path: str, token: str, seconds: float, concurrency: int
-) -> dict[str, float]:
+def request_bytes(path: str, token: str) -> bytes:
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
-    raw = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n".encode()
-    # warm-up (connections, caches, JIT-free but allocator warm)
-    await asyncio.gather(
-        *(_worker(port, raw, time.perf_counter() + 1.0, [], []) for _ in range(concurrency))
-    )
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n".encode()
+
+
+async def load_once(
+    port: int, raw: bytes, seconds: float, concurrency: int
+) -> tuple[list[float], float]:
     latencies: list[float] = []
     errors: list[int] = []
     start = time.perf_counter()
@@ -232,15 +231,39 @@ async def load(
     )
     elapsed = time.perf_counter() - start
     if errors:
-        raise RuntimeError(f"{path}: {len(errors)} non-200 answers, e.g. {errors[:3]}")
-    latencies.sort()
-    q = statistics.quantiles(latencies, n=100)
-    return {
-        "requests": len(latencies),
-        "rps": len(latencies) / elapsed,
-        "p50_ms": q[49] * 1000,
-        "p99_ms": q[98] * 1000,
-    }
+        raise RuntimeError(f"{len(errors)} non-200 answers, e.g. {errors[:3]}")
+    return latencies, elapsed
+
+
+async def interleaved(
+    targets: dict[str, tuple[int, bytes]], seconds: float, rounds: int, concurrency: int
+) -> dict[str, dict[str, float]]:
+    """Load each target for seconds/rounds at a time, rotating through the targets, so that
+    the load of a shared machine, which drifts, weighs on every target alike."""
+    for port, raw in targets.values():  # warm-up
+        await load_once(port, raw, 1.0, concurrency)
+    names = list(targets)
+    lat: dict[str, list[float]] = {n: [] for n in names}
+    elapsed = dict.fromkeys(names, 0.0)
+    round_rps: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            port, raw = targets[name]
+            got, took = await load_once(port, raw, seconds / rounds, concurrency)
+            lat[name] += got
+            elapsed[name] += took
+            round_rps[name].append(len(got) / took)
+    out = {}
+    for name in names:
+        q = statistics.quantiles(sorted(lat[name]), n=100)
+        out[name] = {
+            "requests": len(lat[name]),
+            "rps": len(lat[name]) / elapsed[name],
+            "median_round_rps": statistics.median(round_rps[name]),
+            "p50_ms": q[49] * 1000,
+            "p99_ms": q[98] * 1000,
+        }
+    return out
 
 
 async def register(port: int) -> str:
@@ -293,7 +316,10 @@ async def login_stall(port: int, email: str, logins: int = 20) -> dict[str, floa
 
 
 def fmt(name: str, r: dict[str, float]) -> str:
-    return f"  {name:<34} {r['rps']:>9,.0f} req/s   p50 {r['p50_ms']:6.2f} ms   p99 {r['p99_ms']:6.2f} ms"
+    return (
+        f"  {name:<30} {r['rps']:>7,.0f} req/s (median of rounds {r['median_round_rps']:>7,.0f})"
+        f"   p50 {r['p50_ms']:6.2f} ms   p99 {r['p99_ms']:6.2f} ms"
+    )
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -306,44 +332,43 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     load1, load5, _ = os.getloadavg()
     out["loadavg"] = [load1, load5]
     print(
-        f"Each target: {seconds:g} s after a 1 s warm-up, {conc} keep-alive connections; "
+        f"Each target: {seconds:g} s in {args.rounds} interleaved rounds after a 1 s warm-up, "
+        f"{conc} keep-alive connections; "
         f"server on CPU 0, client on CPU 1. Load average before: {load1:.2f}, {load5:.2f} "
         f"({os.cpu_count()} CPUs)."
     )
     backends = [("memory", None)]
     if args.redis_url and not args.only_stall:
         backends.append(("redis", args.redis_url))
-    token = ""
-    for label, url in backends:
-        cfg = kernel_config(str(tmp / label), url, prefix)
-        server = Server(["--serve-kernel", json.dumps(cfg)], "0")
-        try:
-            await server.ready()
-            email, token = await register(server.port)
-            status, me = await call(server.port, "GET", "/api/v1/auth/me", token=token)
-            assert status == 200, me
-            if args.only_stall:
-                out["stall_1cpu"] = await login_stall(server.port, email)
-                break
-            out[f"{label}_ping"] = await load(server.port, "/ping", "", seconds, conc)
-            out[f"{label}_me"] = await load(server.port, "/api/v1/auth/me", token, seconds, conc)
-            print(f"server, {label} backends:")
-            print(fmt("GET /ping (kernel, trivial)", out[f"{label}_ping"]))
-            print(fmt("GET /api/v1/auth/me", out[f"{label}_me"]))
-            if label == "memory":
-                out["stall_1cpu"] = await login_stall(server.port, email)
-        finally:
+    servers: dict[str, Server] = {}
+    try:
+        for label, url in backends:
+            cfg = kernel_config(str(tmp / label), url, prefix)
+            servers[label] = Server(["--serve-kernel", json.dumps(cfg)], "0")
+        if not args.only_stall:
+            servers["bare"] = Server(["--serve-bare"], "0")
+        await asyncio.gather(*(s.ready() for s in servers.values()))
+        accounts = {label: await register(servers[label].port) for label, _ in backends}
+        email, token = accounts["memory"]
+        if not args.only_stall:
+            targets = {"bare": (servers["bare"].port, request_bytes("/me", token))}
+            for label, _ in backends:
+                port, tok = servers[label].port, accounts[label][1]
+                status, me = await call(port, "GET", "/api/v1/auth/me", token=tok)
+                assert status == 200, me
+                targets[f"{label}_ping"] = (port, request_bytes("/ping", ""))
+                targets[f"{label}_me"] = (port, request_bytes("/api/v1/auth/me", tok))
+            out.update(await interleaved(targets, seconds, args.rounds, conc))
+            print("bare aiohttp + PyJWT verify (the floor):")
+            print(fmt("GET /me", out["bare"]))
+            for label, _ in backends:
+                print(f"server, {label} backends:")
+                print(fmt("GET /ping (kernel, trivial)", out[f"{label}_ping"]))
+                print(fmt("GET /api/v1/auth/me", out[f"{label}_me"]))
+        out["stall_1cpu"] = await login_stall(servers["memory"].port, email)
+    finally:
+        for server in servers.values():
             server.stop()
-
-    if not args.only_stall:
-        bare = Server(["--serve-bare"], "0")
-        try:
-            await bare.ready()
-            out["bare"] = await load(bare.port, "/me", token, seconds, conc)
-        finally:
-            bare.stop()
-        print("bare aiohttp + PyJWT verify (the floor):")
-        print(fmt("GET /me", out["bare"]))
 
     cfg = kernel_config(str(tmp / "stall"), None, prefix)
     server = Server(["--serve-kernel", json.dumps(cfg)], None)
@@ -383,8 +408,9 @@ def main() -> None:
         serve_bare(int(sys.argv[2]))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per target, in total")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per target")
     parser.add_argument(
         "--redis-url",
         default="redis://127.0.0.1:6379/10",

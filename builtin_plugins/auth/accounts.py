@@ -13,6 +13,7 @@ from typing import Any
 from sdk import EventBus, Identity, errors, events
 
 from . import passwords
+from .cache import BoundedCache
 from .revocation import RevocationStore
 from .store import ApiKeyRow, AuthStore, DuplicateUser, UserRow
 from .tokens import ACCESS, API_KEY_PREFIX, REFRESH, TokenError, TokenService, new_api_key, sha256
@@ -48,20 +49,6 @@ def api_key_json(key: ApiKeyRow) -> dict[str, Any]:
 
 def invalid(detail: str = "The token is not valid.") -> errors.InvalidCredentials:
     return errors.InvalidCredentials(detail)
-
-
-class BoundedCache(dict):  # type: ignore[type-arg]
-    """A dict that forgets its oldest entries beyond ``size``."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def put(self, key: Any, value: Any) -> None:
-        self[key] = value
-        if len(self) > self.size:
-            for old in list(self)[: len(self) // 10 or 1]:
-                del self[old]
 
 
 @dataclass(slots=True)

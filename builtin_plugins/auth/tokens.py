@@ -19,6 +19,8 @@ from typing import Any
 
 import jwt
 
+from .cache import BoundedCache
+
 ALGORITHM = "HS256"
 ACCESS = "access"
 REFRESH = "refresh"
@@ -81,6 +83,10 @@ class TokenService:
         self.refresh_seconds = refresh_seconds
         self.leeway = leeway
         self._jwt = jwt.PyJWT()
+        # Access tokens already verified, by their exact text (signature included): a
+        # client sends the same token with every request, and verifying it again costs
+        # more than the rest of the authentication. Expiry is checked on every hit.
+        self._verified = BoundedCache(10_000)
 
     def _issue(
         self, kind: str, user_id: str, family_id: str, extra: dict[str, Any], ttl: int
@@ -112,6 +118,19 @@ class TokenService:
         return self._issue(REFRESH, user_id, family_id, {}, self.refresh_seconds)
 
     def decode(self, token: str, kind: str, *, verify_exp: bool = True) -> dict[str, Any]:
+        if kind == ACCESS:
+            cached = self._verified.get(token)
+            if cached is not None:
+                if cached["exp"] + self.leeway <= time.time():
+                    self._verified.pop(token, None)
+                    raise TokenError("the token has expired")
+                return cached
+        claims = self._decode(token, kind, verify_exp)
+        if kind == ACCESS and verify_exp:
+            self._verified.put(token, claims)
+        return claims
+
+    def _decode(self, token: str, kind: str, verify_exp: bool) -> dict[str, Any]:
         try:
             decoded = self._jwt.decode_complete(
                 token,

@@ -203,3 +203,15 @@ async def test_secret_is_generated_once_and_kept(llmmc, tmp_path):
         await expect_401(Accounts(second), forge(user))
     finally:
         await second.close()
+
+
+async def test_a_verified_token_still_expires(accounts):
+    """The server remembers tokens it has verified; expiry is still checked on every use."""
+    import asyncio
+
+    user = await accounts.register()
+    now = time.time()
+    token = forge(user, iat=round(now, 3), exp=int(now) + 2)
+    assert (await accounts.me(token)).status == 200
+    await asyncio.sleep(max(0.0, int(now) + 2 - time.time()) + 0.2)
+    await expect_401(accounts, token)
