@@ -20,6 +20,7 @@ from aiohttp import web
 
 from sdk.cli import CliCommand
 from sdk.errors import ServiceUnavailable
+from sdk.events import KERNEL_STARTED, PLUGIN_STATE_CHANGED
 from sdk.plugin import Plugin, PluginContext, PluginState
 from sdk.routes import Route
 from sdk.services import Services
@@ -224,6 +225,7 @@ class Kernel:
                 self.services.set_running(name, True)
             except Exception as exc:
                 rec.fail("start", exc)
+            await self._announce(rec)
         failed = [
             n for n in self.config.required if self.records[n].state is not PluginState.RUNNING
         ]
@@ -237,6 +239,11 @@ class Kernel:
             if rec.state is PluginState.ERROR:
                 for dep in dependents_of(name, self.records):
                     log.warning("plugin %r is not running because %r failed", dep, name)
+        await self.bus.publish(
+            KERNEL_STARTED,
+            {"plugins": {n: r.state.value for n, r in self.records.items()}},
+            source="kernel",
+        )
 
     async def stop(self) -> None:
         for name in reversed(self.order):
@@ -249,7 +256,15 @@ class Kernel:
                 rec.state = PluginState.STOPPED
             except Exception as exc:
                 rec.fail("stop", exc)
+            await self._announce(rec)
         await self.bus.stop()
+
+    async def _announce(self, rec: PluginRecord) -> None:
+        await self.bus.publish(
+            PLUGIN_STATE_CHANGED,
+            {"plugin": rec.name, "state": rec.state.value, "error": rec.error},
+            source="kernel",
+        )
 
     async def close(self) -> None:
         """Release what ``load`` opened (the database), once everything is stopped."""

@@ -181,10 +181,10 @@ class RouteHandler:
             client_ip=kernel.client_ip,
             request_id=raw.get(REQUEST_ID_KEY, ""),
         )
-        extra_headers: dict[str, str] = {}
-        if route.rate_limit is not None and kernel.hooks.has("before_request"):
+        asked = route.rate_limit is not None and kernel.hooks.has("before_request")
+        if asked:
             for headers in await kernel.hooks.call("before_request", request=request):
-                extra_headers.update(headers)
+                request.response_headers.update(headers)
         result = await route.handler(request)
         if isinstance(result, web.StreamResponse):
             response = result
@@ -192,8 +192,8 @@ class RouteHandler:
             response = json_response(result.body, result.status, result.headers or None)
         else:
             response = json_response(result, route.status)
-        if extra_headers and not response.prepared:
-            response.headers.update(extra_headers)
+        if asked and not response.prepared:
+            response.headers.update(request.response_headers)
         return response
 
     async def identify(self, raw: web.Request) -> Identity | None:

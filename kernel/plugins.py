@@ -32,6 +32,9 @@ log = logging.getLogger("llmmultichat.plugins")
 DECISION_HOOKS = frozenset({"authenticate", "permission_allowed", "before_request"})
 
 
+CONTRIBUTING = (PluginState.INITIALIZED, PluginState.RUNNING)
+
+
 class StartupError(Exception):
     """The server cannot start (bad dependency graph, required plugin failed, ...)."""
 
@@ -217,7 +220,10 @@ class Hooks:
         return any(n in records and records[n].state is PluginState.RUNNING for n, _ in impls)
 
     async def call(self, name: str, **kwargs: Any) -> list[Any]:
-        return await self.call_in(name, None, **kwargs)
+        # Contributions (register_*) are asked of every plugin that initialized, so a
+        # plugin that starts early still sees what later ones contribute.
+        states = CONTRIBUTING if name.startswith("register_") else None
+        return await self.call_in(name, states, **kwargs)
 
     async def call_in(
         self, name: str, states: Iterable[PluginState] | None, **kwargs: Any

@@ -20,7 +20,8 @@ CHAT_MESSAGE_CREATED = (
     "chat.message.created"  # {user_id, session_id, message_id, role, character, content}
 )
 SESSION_DELETED = "chat.session.deleted"  # {user_id, session_id}
-PLUGIN_STATE_CHANGED = "kernel.plugin.state"  # {plugin, state, error}
+PLUGIN_STATE_CHANGED = "kernel.plugin.state"  # {plugin, state, error}: after each start/stop
+KERNEL_STARTED = "kernel.started"  # {plugins: {name: state}}: every plugin has had its start
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,16 @@ JSONSchema = dict[str, Any]
 class Request:
     """What a handler receives: the aiohttp request plus what the kernel learned about it."""
 
-    __slots__ = ("_client_ip", "_client_ip_of", "body", "identity", "raw", "request_id", "route")
+    __slots__ = (
+        "_client_ip",
+        "_client_ip_of",
+        "body",
+        "identity",
+        "raw",
+        "request_id",
+        "response_headers",
+        "route",
+    )
 
     def __init__(
         self,
@@ -41,6 +50,10 @@ class Request:
         self.body = body  # parsed and validated JSON body, or None
         self.route = route
         self.request_id = request_id
+        # Headers the answer must carry (X-Request-ID, RateLimit-*). The kernel adds them to
+        # what a handler returns; a handler that prepares its own StreamResponse (SSE) must
+        # copy them in before ``prepare``.
+        self.response_headers: dict[str, str] = {"X-Request-ID": request_id} if request_id else {}
         # the kernel passes a function: the address is worked out only when asked for
         self._client_ip: str | None = client_ip if isinstance(client_ip, str) else None
         self._client_ip_of = None if isinstance(client_ip, str) else client_ip

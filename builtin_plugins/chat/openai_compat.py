@@ -180,7 +180,7 @@ class OpenAIDoor:
             headers={
                 "Content-Type": "text/event-stream; charset=utf-8",
                 "Cache-Control": "no-cache",
-                "X-Request-ID": req.request_id,
+                **req.response_headers,  # X-Request-ID, RateLimit-*
             }
         )
         await resp.prepare(req.raw)

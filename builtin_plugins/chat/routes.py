@@ -189,7 +189,7 @@ class ChatRoutes:
                 "Content-Type": "text/event-stream; charset=utf-8",
                 "Cache-Control": "no-cache",
                 "X-Accel-Buffering": "no",
-                "X-Request-ID": req.request_id,
+                **req.response_headers,  # X-Request-ID, RateLimit-*
             }
         )
         await resp.prepare(req.raw)

@@ -89,3 +89,30 @@ async def test_reply_is_stored_when_the_client_disconnects_mid_stream(llmmc):
         msgs = await wait_for_history(client, sid, h, 2)
         assert msgs[1]["content"] == "".join(words)
         assert fake.streams_completed == 1
+
+
+async def test_sse_and_v1_streams_carry_rate_limit_headers(llmmc):
+    async with FakeOpenAI() as fake:
+        config = chat_config(
+            fake.url,
+            enabled=("ratelimit", "chat"),
+            extra_plugins={"ratelimit": {"routes": {"POST /api/v1/chat/stream": "7/minute"}}},
+        )
+        client = await llmmc(config)
+        h = client.auth_headers("u1")
+        async with client.stream(
+            "POST", "/api/v1/chat/stream", json={"user_input": "hi"}, headers=h
+        ) as resp:
+            assert resp.status == 200
+            assert resp.headers["RateLimit-Limit"] == "7"
+            assert resp.headers["RateLimit-Remaining"] == "6"
+            await read_sse(resp)
+        body = {
+            "model": "character:lumina",
+            "stream": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+        async with client.stream("POST", "/v1/chat/completions", json=body, headers=h) as resp:
+            assert resp.status == 200
+            assert "RateLimit-Limit" in resp.headers and resp.headers.get("X-Request-ID")
+            await resp.read()
