@@ -424,7 +424,9 @@ class MemoryStore:
             having = "WHERE score >= ?"
         sql = (
             "WITH cand AS ("
-            f" SELECT memory_id, array_cosine_similarity(embedding, ?::FLOAT[{dim}]) AS score"
+            # a zero vector (text with nothing to embed) has no cosine (NaN): rank it as 0
+            " SELECT memory_id, coalesce(nullif("
+            f"array_cosine_similarity(embedding, ?::FLOAT[{dim}]), 'NaN'::FLOAT), 0.0) AS score"
             f" FROM memory_vectors_{dim} WHERE {' AND '.join(where)}"
             " ORDER BY score DESC LIMIT ?)"
             f" SELECT {', '.join('i.' + c.strip() for c in ITEM_COLUMNS.split(','))}, cand.score"
