@@ -69,12 +69,16 @@ _executor: ThreadPoolExecutor | None = None
 
 
 def _pool() -> ThreadPoolExecutor:
-    """bcrypt's own threads, one per CPU: bcrypt releases the GIL, so hashes run in
-    parallel with the event loop; a burst of logins queues here instead of taking the
-    default executor's threads from everything else."""
+    """bcrypt's own threads: bcrypt releases the GIL, so hashes run beside the event loop.
+    One CPU is left to the loop (threads = usable CPUs - 1, at least 1), so a burst of
+    logins queues here instead of starving every other request of CPU time."""
     global _executor
     if _executor is None:  # created on first use, never at import time
-        _executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="bcrypt")
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            cpus = os.cpu_count() or 2
+        _executor = ThreadPoolExecutor(max_workers=max(1, cpus - 1), thread_name_prefix="bcrypt")
     return _executor
 
 
