@@ -154,38 +154,39 @@ class RouteHandler:
                 code="PLUGIN_UNAVAILABLE",
             )
         # a public route called without credentials needs no authentication round
+        auth_error: Unauthorized | None = None
         if route.auth == "public" and "Authorization" not in raw.headers:
             identity = None
         else:
-            identity = await self.identify(raw)
-        if route.auth != "public":
-            if identity is None:
-                raise Unauthorized("Authentication required", code="AUTH_REQUIRED")
-            if route.auth == "admin" and not identity.is_admin:
-                raise Forbidden("This route is for administrators", code="ADMIN_REQUIRED")
-            if kernel.hooks.has("permission_allowed"):
-                answers = await kernel.hooks.call(
-                    "permission_allowed",
-                    identity=identity,
-                    action=route.operation_id or route.key,
-                    resource=dict(raw.match_info),
-                )
-                if any(a is False for a in answers):
-                    raise Forbidden("Not allowed", code="FORBIDDEN")
-        body = await self.read_body(raw) if raw.method in _BODY_METHODS else None
+            try:
+                identity = await self.identify(raw)
+            except Unauthorized as exc:  # refused below, after the request is counted
+                identity, auth_error = None, exc
         request = Request(
             raw,
             identity=identity,
-            body=body,
+            body=None,
             route=route,
             client_ip=kernel.client_ip,
             request_id=raw.get(REQUEST_ID_KEY, ""),
         )
+        # Rate limits come first, so floods of bad tokens and bad bodies are counted too.
         asked = route.rate_limit is not None and kernel.hooks.has("before_request")
-        if asked:
-            for headers in await kernel.hooks.call("before_request", request=request):
-                request.response_headers.update(headers)
-        result = await route.handler(request)
+        try:
+            if asked:
+                for headers in await kernel.hooks.call("before_request", request=request):
+                    request.response_headers.update(headers)
+            if auth_error is not None:
+                raise auth_error
+            if route.auth != "public":
+                await self.authorize(identity, raw)
+            if raw.method in _BODY_METHODS:
+                request.body = await self.read_body(raw)
+            result = await route.handler(request)
+        except Problem as problem:
+            if asked:  # every limited answer carries RateLimit-*, errors included
+                problem.headers = {**request.response_headers, **problem.headers}
+            raise
         if isinstance(result, web.StreamResponse):
             response = result
         elif isinstance(result, Response):
@@ -195,6 +196,24 @@ class RouteHandler:
         if asked and not response.prepared:
             response.headers.update(request.response_headers)
         return response
+
+    async def authorize(self, identity: Identity | None, raw: web.Request) -> None:
+        """401 without an identity, 403 for a non-admin on an admin route or when any
+        ``permission_allowed`` implementation says no."""
+        route = self.route
+        if identity is None:
+            raise Unauthorized("Authentication required", code="AUTH_REQUIRED")
+        if route.auth == "admin" and not identity.is_admin:
+            raise Forbidden("This route is for administrators", code="ADMIN_REQUIRED")
+        if self.kernel.hooks.has("permission_allowed"):
+            answers = await self.kernel.hooks.call(
+                "permission_allowed",
+                identity=identity,
+                action=route.operation_id or route.key,
+                resource=dict(raw.match_info),
+            )
+            if any(a is False for a in answers):
+                raise Forbidden("Not allowed", code="FORBIDDEN")
 
     async def identify(self, raw: web.Request) -> Identity | None:
         hooks = self.kernel.hooks

@@ -268,3 +268,44 @@ async def test_cors_only_for_configured_origins(llmmc: Any) -> None:
     assert "Access-Control-Allow-Origin" not in r.headers
     r = await client.get("/ping", headers={"Origin": "https://app.example"})
     assert r.headers["Access-Control-Allow-Origin"] == "https://app.example"
+
+
+class Counter(Plugin):
+    """A before_request hook like the rate limiter's: counts and adds headers."""
+
+    name = "counter"
+
+    async def initialize(self) -> None:
+        self.seen: list[tuple[str, str | None]] = []
+
+    @hookimpl
+    def before_request(self, request: Request) -> dict[str, str]:
+        who = request.identity.user_id if request.identity else None
+        self.seen.append((request.route.key, who))
+        return {"RateLimit-Remaining": str(100 - len(self.seen))}
+
+
+async def test_before_request_counts_refused_requests_and_its_headers_reach_errors(
+    llmmc: Any,
+) -> None:
+    client = await llmmc(
+        {**CONFIG, "plugins": {"enabled": ["things", "counter"]}},
+        plugins={**PLUGINS, "counter": Counter},
+    )
+    counter = client.kernel.records["counter"].instance
+    bad_token = {"Authorization": "Bearer forged"}
+    r = await client.post("/api/v1/things", json={"name": "a", "tags": []}, headers=bad_token)
+    assert r.status == 401 and r.headers["RateLimit-Remaining"] == "99"
+    r = await client.post("/api/v1/things", json={"name": 5}, headers=client.auth_headers("u1"))
+    assert r.status == 422 and r.headers["RateLimit-Remaining"] == "98"
+    r = await client.post(
+        "/api/v1/things", json={"name": "a", "tags": []}, headers=client.auth_headers("u1")
+    )
+    assert r.status == 201 and r.headers["RateLimit-Remaining"] == "97"
+    assert counter.seen == [
+        ("POST /api/v1/things", None),
+        ("POST /api/v1/things", "u1"),
+        ("POST /api/v1/things", "u1"),
+    ]
+    await client.get("/ping")  # rate_limit=None: not asked
+    assert len(counter.seen) == 3
