@@ -7,8 +7,6 @@ import uuid
 import aiohttp
 import pytest
 
-from tests.ratelimit.conftest import two_servers  # noqa: F401  (fixture)
-
 from .conftest import PASSWORD, bearer
 
 pytestmark = pytest.mark.redis
@@ -19,7 +17,7 @@ async def call(session, method, url, **kw):
         return r.status, (await r.json() if r.content_type.endswith("json") else None)
 
 
-async def test_logout_change_password_and_delete_reach_the_other_server(two_servers):  # noqa: F811
+async def test_logout_change_password_and_delete_reach_the_other_server(two_servers):
     a, b = (s.base_url for s in two_servers)
     async with aiohttp.ClientSession() as s:
         tag = uuid.uuid4().hex[:8]
