@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from typing import Any, ClassVar
 
 from sdk import Event, Health, Identity, Plugin, errors, hookimpl
@@ -128,6 +129,9 @@ class MemoryPlugin(Plugin):
         self.degraded: list[str] = []
         self.unavailable: str = ""
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Users deleted while this process runs: a chat reply finishing after the deletion
+        # must not bring memories back. Bounded; user ids are never reused.
+        self._deleted_users: OrderedDict[str, None] = OrderedDict()
         self._unsubscribe: list[Any] = []
 
     def setting(self, key: str) -> Any:
@@ -289,6 +293,8 @@ class MemoryPlugin(Plugin):
     async def _on_message(self, event: Event) -> None:
         if self.service is None or self.unavailable:
             return
+        if str(event.data.get("user_id") or "") in self._deleted_users:
+            return
         service = self.service
 
         async def process() -> None:
@@ -305,6 +311,9 @@ class MemoryPlugin(Plugin):
     async def _on_user_deleted(self, event: Event) -> None:
         user_id = str(event.data.get("user_id") or "")
         if user_id and self.service is not None:
+            self._deleted_users[user_id] = None
+            while len(self._deleted_users) > 10_000:
+                self._deleted_users.popitem(last=False)
             n = await self.service.delete_user(user_id)
             self.log.info("memory: erased %d memories of deleted user %s", n, user_id)
 

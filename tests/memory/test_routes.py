@@ -279,6 +279,22 @@ async def test_user_deleted_event_erases_everything(mem: Any) -> None:
     assert stats["total"] == 0 and stats["links"] == 0 and stats["embedded"] == 0
     stats = await (await mem.get(f"{BASE}/stats", headers=mem.auth_headers("bob"))).json()
     assert stats["total"] == 1
+    # A chat turn of the deleted user arriving late (a reply that finished after the
+    # deletion) does not bring memories back.
+    await mem.kernel.bus.publish(
+        "chat.message.created",
+        {
+            "user_id": "alice",
+            "session_id": "s1",
+            "message_id": "late",
+            "role": "user",
+            "character": None,
+            "content": "My name is Alice.",
+        },
+    )
+    await memory_plugin(mem).idle()
+    stats = await (await mem.get(f"{BASE}/stats", headers=mem.auth_headers("alice"))).json()
+    assert stats["total"] == 0
 
 
 async def test_session_deleted_event(mem: Any) -> None:
