@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from builtin_plugins.memory.index import VectorIndex
+from builtin_plugins.memory.index import VectorIndex, build_ivf
 from builtin_plugins.memory.store import Memory, MemoryStore, new_id, utcnow
 from builtin_plugins.memory.tiers import rank
 from kernel.database import DuckDatabase
@@ -63,8 +63,14 @@ def memories(n: int, start: int) -> list[Memory]:
     return out
 
 
+CENTRES: np.ndarray | None = None  # --clustered: topic centres the vectors gather around
+
+
 def unit(rng: np.random.Generator, n: int) -> np.ndarray:
     x = rng.standard_normal((n, DIM)).astype(np.float32)
+    if CENTRES is not None:
+        # Like sentence embeddings: each vector near one of many topics (cosine ~0.6-0.7).
+        x = CENTRES[rng.integers(0, len(CENTRES), n)] + 0.06 * x
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
@@ -72,19 +78,23 @@ def pct(values: list[float], p: float) -> float:
     return float(np.percentile(np.asarray(values) * 1000, p))
 
 
-async def timed_searches(store: MemoryStore, qs: np.ndarray, **kw: object) -> list[float]:
+async def timed_searches(
+    store: MemoryStore, qs: np.ndarray, found: list[list[str]] | None = None, **kw: object
+) -> list[float]:
     for q in qs[:5]:  # warm up
         await store.search(USER, q, MODEL, limit=20, **kw)
     lat = []
     for q in qs[5:]:
         t0 = time.perf_counter()
-        rank(await store.search(USER, q, MODEL, limit=20, **kw), 5)
+        top = rank(await store.search(USER, q, MODEL, limit=20, **kw), 5)
         lat.append(time.perf_counter() - t0)
+        if found is not None:
+            found.append([m.memory_id for m in top])
     return lat
 
 
 async def run(
-    sizes: list[int], queries: int, data_dir: Path, batch: int, sql_max: int
+    sizes: list[int], queries: int, data_dir: Path, batch: int, sql_max: int, ivf: float
 ) -> list[dict]:
     db = DuckDatabase(data_dir / "bench.duckdb")
     await db.open()
@@ -122,7 +132,8 @@ async def run(
         load_s = time.perf_counter() - t0
         del fresh
         qs = unit(rng, queries + 5)
-        lat = await timed_searches(store, qs)
+        exact: list[list[str]] = []
+        lat = await timed_searches(store, qs, exact)
         lat_tier = await timed_searches(store, qs[: 5 + max(10, queries // 2)], tiers=["long_term"])
         row: dict = {
             "memories": have,
@@ -142,11 +153,31 @@ async def run(
             row["sql_search_p50_ms"] = round(pct(sql_lat, 50), 2)
             row["sql_search_p99_ms"] = round(pct(sql_lat, 99), 2)
             sql_note = f" | DuckDB SQL p50 {row['sql_search_p50_ms']:7.2f} ms  p99 {row['sql_search_p99_ms']:7.2f} ms"
+        ivf_note = ""
+        if ivf > 0:
+            entry = index._entries[(USER, MODEL)]
+            t0 = time.perf_counter()
+            entry.ivf = await asyncio.to_thread(build_ivf, entry.matrix, entry.alive, entry.n, ivf)
+            row["ivf_build_s"] = round(time.perf_counter() - t0, 2)
+            approx: list[list[str]] = []
+            ivf_lat = await timed_searches(store, qs, approx)
+            entry.ivf = None  # the next size fills more rows: measure exact again
+            recall = float(
+                np.mean([len(set(a) & set(e)) / 5 for a, e in zip(approx, exact, strict=True)])
+            )
+            row["ivf_probe_fraction"] = ivf
+            row["ivf_search_p50_ms"] = round(pct(ivf_lat, 50), 2)
+            row["ivf_search_p99_ms"] = round(pct(ivf_lat, 99), 2)
+            row["ivf_recall_at_5_vs_exact"] = round(recall, 3)
+            ivf_note = (
+                f" | IVF(probe {ivf}) p50 {row['ivf_search_p50_ms']:6.2f} ms  p99 {row['ivf_search_p99_ms']:6.2f} ms"
+                f" recall@5 {recall:.2f} build {row['ivf_build_s']:.1f} s"
+            )
         results.append(row)
         print(
             f"{have:>9,} memories | index min {row['index_search_min_ms']:6.2f}  p50 {row['index_search_p50_ms']:7.2f} ms  p99 {row['index_search_p99_ms']:7.2f} ms"
             f" (tier-filtered p99 {row['index_tier_filter_p99_ms']:6.2f} ms, load {load_s:5.2f} s){sql_note}"
-            f" | bulk insert {bulk_rate:9,.0f}/s | single insert {single_rate:5,.0f}/s",
+            f" | bulk insert {bulk_rate:9,.0f}/s | single insert {single_rate:5,.0f}/s{ivf_note}",
             flush=True,
         )
     await db.close()
@@ -170,6 +201,20 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=10_000, help="memories per bulk insert")
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument(
+        "--clustered",
+        type=int,
+        default=0,
+        metavar="TOPICS",
+        help="draw vectors around this many random topic centres instead of uniformly",
+    )
+    ap.add_argument(
+        "--ivf",
+        type=float,
+        default=0.0,
+        metavar="PROBE_FRACTION",
+        help="also build inverted lists at each size and time them (recall@5 against the exact search)",
+    )
+    ap.add_argument(
         "--sql-max",
         type=int,
         default=200_000,
@@ -177,13 +222,19 @@ def main() -> None:
     )
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = ap.parse_args()
+    if args.clustered:
+        global CENTRES
+        c = np.random.default_rng(7).standard_normal((args.clustered, DIM)).astype(np.float32)
+        CENTRES = c / np.linalg.norm(c, axis=1, keepdims=True)
     sizes = args.sizes or ([10_000, 100_000, 1_000_000] if args.full else [10_000, 100_000])
     with tempfile.TemporaryDirectory(prefix="llmmc-bench-") as tmp:
         data_dir = args.data_dir or Path(tmp)
         data_dir.mkdir(parents=True, exist_ok=True)
         print(f"DuckDB file in {data_dir}; dim {DIM}; {args.queries} queries per size", flush=True)
         print(f"load average before: {load_average()}", flush=True)
-        results = asyncio.run(run(sorted(sizes), args.queries, data_dir, args.batch, args.sql_max))
+        results = asyncio.run(
+            run(sorted(sizes), args.queries, data_dir, args.batch, args.sql_max, args.ivf)
+        )
         print(
             f"load average after: {load_average()} (other processes share these 2 cores)",
             flush=True,

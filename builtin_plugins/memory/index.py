@@ -13,12 +13,15 @@ approximation), loaded lazily from DuckDB the first time a user with at least
 update and delete (one process owns the DuckDB file, so nothing else writes behind its
 back), and dropped least-recently-used past ``index_max_mb``. DuckDB stays the record;
 the candidates found here are read back from it, so a stale id can never leak.
+
+Optionally (``index_ivf_min_vectors`` > 0) users with that many vectors also get
+inverted lists (IVF, see :class:`IVF`): approximate, much less to scan, built in a
+worker thread from the flat index, offline like everything else.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,11 +44,18 @@ class _Entry:
     row_of: dict[str, int] = field(default_factory=dict)
     session_codes: dict[str | None, int] = field(default_factory=lambda: {None: -1})
     used: float = field(default_factory=time.monotonic)
+    ivf: IVF | None = None
+    ivf_building: bool = False
 
     @property
     def nbytes(self) -> int:
+        extra = self.ivf.nbytes if self.ivf is not None else 0
         return int(
-            self.matrix.nbytes + self.tiers.nbytes + self.sessions.nbytes + self.alive.nbytes
+            self.matrix.nbytes
+            + self.tiers.nbytes
+            + self.sessions.nbytes
+            + self.alive.nbytes
+            + extra
         )
 
     def _grow(self, need: int) -> None:
@@ -106,26 +116,50 @@ class _Entry:
         exclude: tuple[str | None, Sequence[str]] | None,
         min_score: float | None,
     ) -> list[tuple[str, float]]:
-        n, matrix, alive = self.n, self.matrix, self.alive
-        tier_arr, session_arr, ids = self.tiers, self.sessions, self.ids
+        n, matrix = self.n, self.matrix
         if n == 0:
             return []
-        scores = matrix[:n] @ query.astype(np.float32)
-        mask = alive[:n].copy()
+        query = query.astype(np.float32)
+        ivf = self.ivf
+        if ivf is not None and ivf.built_n <= n:
+            rows, scores = ivf.candidates(query, matrix, n)
+        else:
+            rows, scores = None, matrix[:n] @ query
+        return self._select(rows, scores, limit, tiers, session_id, exclude, min_score)
+
+    def _select(
+        self,
+        rows: np.ndarray | None,
+        scores: np.ndarray,
+        limit: int,
+        tiers: Sequence[str] | None,
+        session_id: str | None,
+        exclude: tuple[str | None, Sequence[str]] | None,
+        min_score: float | None,
+    ) -> list[tuple[str, float]]:
+        """Filter candidate rows (None: rows 0..n-1) by liveness, tier, session and score;
+        return the best ``limit`` as ``(memory_id, score)``, best first."""
+        n = scores.shape[0] if rows is None else self.n
+        alive, tier_arr, session_arr, ids = self.alive, self.tiers, self.sessions, self.ids
+
+        def take(arr: np.ndarray) -> np.ndarray:
+            return arr[:n] if rows is None else arr[rows]
+
+        mask = take(alive).copy()
         if tiers:
-            mask &= np.isin(tier_arr[:n], [TIER_CODES[t] for t in tiers if t in TIER_CODES])
+            mask &= np.isin(take(tier_arr), [TIER_CODES[t] for t in tiers if t in TIER_CODES])
         if session_id is not None:
             code = self.session_codes.get(session_id)
             if code is None:
                 return []
-            mask &= session_arr[:n] == code
+            mask &= take(session_arr) == code
         if exclude is not None:
             ex_session, ex_tiers = exclude
             code = self.session_codes.get(ex_session)
             if code is not None:
                 mask &= ~(
-                    (session_arr[:n] == code)
-                    & np.isin(tier_arr[:n], [TIER_CODES[t] for t in ex_tiers if t in TIER_CODES])
+                    (take(session_arr) == code)
+                    & np.isin(take(tier_arr), [TIER_CODES[t] for t in ex_tiers if t in TIER_CODES])
                 )
         if min_score is not None:
             mask &= scores >= min_score
@@ -137,17 +171,108 @@ class _Entry:
             part = np.argpartition(-picked, limit - 1)[:limit]
             candidates, picked = candidates[part], picked[part]
         order = np.argsort(-picked, kind="stable")
-        return [(ids[int(candidates[i])], float(picked[i])) for i in order]
+        row_ids = candidates if rows is None else rows[candidates]
+        return [(ids[int(row_ids[i])], float(picked[i])) for i in order]
+
+    @property
+    def alive_count(self) -> int:
+        return len(self.row_of)
+
+
+@dataclass
+class IVF:
+    """Inverted lists (approximate): the vectors grouped by their nearest of ``nlist``
+    centroids (spherical k-means), stored contiguously per list. A search scores the
+    centroids, scans the ``nprobe`` nearest lists and the tail of rows added since the
+    build, exactly. Rows removed since the build are filtered by the entry's ``alive``."""
+
+    built_n: int
+    centroids: np.ndarray
+    rows: np.ndarray
+    offsets: np.ndarray
+    matrix: np.ndarray
+    nprobe: int
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.centroids.nbytes + self.rows.nbytes + self.matrix.nbytes)
+
+    def candidates(
+        self, query: np.ndarray, matrix: np.ndarray, n: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        nlist = self.centroids.shape[0]
+        probe = min(self.nprobe, nlist)
+        cs = self.centroids @ query
+        lists = np.argpartition(-cs, probe - 1)[:probe] if probe < nlist else np.arange(nlist)
+        row_parts, score_parts = [], []
+        for lst in lists:
+            start, end = int(self.offsets[lst]), int(self.offsets[lst + 1])
+            if end > start:
+                row_parts.append(self.rows[start:end])
+                score_parts.append(self.matrix[start:end] @ query)
+        if n > self.built_n:
+            row_parts.append(np.arange(self.built_n, n))
+            score_parts.append(matrix[self.built_n : n] @ query)
+        if not row_parts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        return np.concatenate(row_parts), np.concatenate(score_parts)
+
+
+def build_ivf(
+    matrix: np.ndarray, alive: np.ndarray, n: int, probe_fraction: float, seed: int = 0
+) -> IVF | None:
+    """Train and fill inverted lists over rows ``0..n-1`` (CPU-heavy: run in a thread)."""
+    live = np.flatnonzero(alive[:n])
+    if live.size < 1000:
+        return None
+    nlist = int(min(1024, max(16, np.sqrt(live.size) / 2)))
+    rng = np.random.default_rng(seed)
+    sample_idx = rng.choice(live, size=min(live.size, nlist * 40), replace=False)
+    sample = matrix[sample_idx]
+    centroids = sample[rng.choice(sample.shape[0], size=nlist, replace=False)].copy()
+    for _ in range(8):
+        assign = np.argmax(sample @ centroids.T, axis=1)
+        sums = np.zeros_like(centroids)
+        np.add.at(sums, assign, sample)
+        counts = np.bincount(assign, minlength=nlist)
+        filled = counts > 0
+        norms = np.linalg.norm(sums[filled], axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        centroids[filled] = sums[filled] / norms
+    labels = np.empty(live.size, dtype=np.int32)
+    for start in range(0, live.size, 32768):
+        block = matrix[live[start : start + 32768]]
+        labels[start : start + block.shape[0]] = np.argmax(block @ centroids.T, axis=1)
+    order = np.argsort(labels, kind="stable")
+    rows = live[order]
+    offsets = np.searchsorted(labels[order], np.arange(nlist + 1)).astype(np.int64)
+    nprobe = max(1, int(np.ceil(nlist * probe_fraction)))
+    return IVF(
+        built_n=n,
+        centroids=centroids.astype(np.float32),
+        rows=rows.astype(np.int64),
+        offsets=offsets,
+        matrix=np.ascontiguousarray(matrix[rows]),
+        nprobe=nprobe,
+    )
 
 
 class VectorIndex:
-    def __init__(self, min_vectors: int, max_bytes: int) -> None:
+    def __init__(
+        self,
+        min_vectors: int,
+        max_bytes: int,
+        ivf_min_vectors: int = 0,
+        ivf_probe_fraction: float = 0.1,
+    ) -> None:
         self.min_vectors = min_vectors
         self.max_bytes = max_bytes
+        self.ivf_min_vectors = ivf_min_vectors  # 0: never approximate
+        self.ivf_probe_fraction = ivf_probe_fraction
+        self._builds: set[asyncio.Task[Any]] = set()
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._loading: dict[tuple[str, str], list[tuple[str, Any]]] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._mutex = threading.Lock()
         self.loads = 0
 
     @property
@@ -239,6 +364,34 @@ class VectorIndex:
                 self._locks.pop(key, None)
         self._evict(keep=key)
         return entry
+
+    def maybe_build_ivf(self, entry: _Entry) -> None:
+        """Start building inverted lists for a big entry in a worker thread (searches stay
+        exact until it is done), or rebuild them when a quarter of the rows came later."""
+        if self.ivf_min_vectors <= 0 or entry.ivf_building:
+            return
+        if entry.alive_count < self.ivf_min_vectors:
+            return
+        if entry.ivf is not None and entry.n - entry.ivf.built_n < entry.ivf.built_n // 4:
+            return
+        entry.ivf_building = True
+        matrix, alive, n = entry.matrix, entry.alive.copy(), entry.n
+
+        async def build() -> None:
+            try:
+                ivf = await asyncio.to_thread(build_ivf, matrix, alive, n, self.ivf_probe_fraction)
+                if ivf is not None and entry.dim == ivf.centroids.shape[1]:
+                    entry.ivf = ivf
+            finally:
+                entry.ivf_building = False
+
+        task = asyncio.get_running_loop().create_task(build())
+        self._builds.add(task)
+        task.add_done_callback(self._builds.discard)
+
+    async def wait_builds(self) -> None:
+        while self._builds:
+            await asyncio.gather(*list(self._builds), return_exceptions=True)
 
     def _evict(self, keep: tuple[str, str] | None = None) -> None:
         while self._entries and self.nbytes() > self.max_bytes:

@@ -110,6 +110,20 @@ class MemoryPlugin(Plugin):
                 "default": 5000,
                 "description": "users with at least this many vectors are searched through the in-process index",
             },
+            "index_ivf_min_vectors": {
+                "type": "integer",
+                "minimum": 0,
+                "default": 0,
+                "description": "users with at least this many vectors also get inverted lists "
+                "(approximate, much faster on very large stores); 0: always exact",
+            },
+            "index_ivf_probe_fraction": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 1,
+                "default": 0.1,
+                "description": "share of the inverted lists scanned per search (recall against speed)",
+            },
             "index_max_mb": {
                 "type": "integer",
                 "minimum": 0,
@@ -144,7 +158,12 @@ class MemoryPlugin(Plugin):
             self.config
         )
         max_mb = int(self.setting("index_max_mb"))
-        self.index = VectorIndex(int(self.setting("index_min_vectors")), max_mb * 1024 * 1024)
+        self.index = VectorIndex(
+            int(self.setting("index_min_vectors")),
+            max_mb * 1024 * 1024,
+            ivf_min_vectors=int(self.setting("index_ivf_min_vectors")),
+            ivf_probe_fraction=float(self.setting("index_ivf_probe_fraction")),
+        )
         self.store = MemoryStore(self.context.database, self.index)
         await self.store.create_schema()
         self.embedder = self._make_embedder()

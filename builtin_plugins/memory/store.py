@@ -466,6 +466,7 @@ class MemoryStore:
         entry = await self.index.ensure(user_id, model, count, load)
         if entry is None or entry.dim != dim:
             return None
+        self.index.maybe_build_ivf(entry)
         hits = await asyncio.to_thread(
             entry.search, vector, limit, tiers, session_id, exclude, min_score
         )

@@ -35,6 +35,7 @@ from .store import Memory, MemoryStore, new_id, utcnow
 from .summary import summarize
 
 TIERS = ("short_term", "mid_term", "long_term", "associative", "knowledge")
+MAX_LINKED_CHUNKS = 50
 
 
 def chunk_text(text: str, size: int, overlap: int) -> list[str]:
@@ -255,8 +256,12 @@ class MemoryService:
             ]
             vectors = await self.embed(chunks)
             await self.store.insert([doc, *parts], vectors, self.model)
-            for part, vector in zip(parts, vectors, strict=True):
-                await self._link(part, vector)
+            # Link the chunks of a short document one by one; a long one (a manual, a
+            # book) would cost several queries per chunk, and its chunks are tied
+            # together by document_id anyway.
+            if len(parts) <= MAX_LINKED_CHUNKS:
+                for part, vector in zip(parts, vectors, strict=True):
+                    await self._link(part, vector)
             return doc
 
     async def _link(self, memory: Memory, vector: np.ndarray | None) -> None:

@@ -119,3 +119,77 @@ async def test_index_and_sql_agree_through_the_api(llmmc: Any) -> None:
         plugin = memory_plugin(client)
         assert (plugin.index.has("u", plugin.embedder.model_id)) == (mode == "index")
     assert answers["sql"] == answers["index"]
+
+
+def clustered(rng: np.random.Generator, n: int, k: int, dim: int = 32) -> np.ndarray:
+    centres = unit(rng, k, dim)
+    x = centres[rng.integers(0, k, n)] + 0.25 * rng.standard_normal((n, dim)).astype(
+        np.float32
+    ) / np.sqrt(dim)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+async def test_ivf_recall_tail_removals_and_filters() -> None:
+    rng = np.random.default_rng(5)
+    vectors = clustered(rng, 6000, 60)
+    ids = [f"m{i}" for i in range(6000)]
+    tiers = ["knowledge" if i % 3 == 0 else "long_term" for i in range(6000)]
+
+    async def loader() -> Any:
+        return ids, tiers, [None] * 6000, vectors
+
+    index = VectorIndex(
+        min_vectors=1, max_bytes=1 << 30, ivf_min_vectors=5000, ivf_probe_fraction=0.2
+    )
+    entry = await index.ensure("u", "m", 6000, loader)
+    queries = clustered(rng, 50, 60)
+    exact = [[h[0] for h in entry.search(q, 5, None, None, None, None)] for q in queries]
+    index.maybe_build_ivf(entry)
+    await index.wait_builds()
+    assert entry.ivf is not None and entry.ivf.nprobe < entry.ivf.centroids.shape[0]
+    approx = [[h[0] for h in entry.search(q, 5, None, None, None, None)] for q in queries]
+    recall = np.mean([len(set(a) & set(e)) / 5 for a, e in zip(approx, exact, strict=True)])
+    assert recall >= 0.9, recall
+    # Rows added after the build (the tail) are searched exactly; removed rows never show.
+    index.on_add("u", "m", ["late"], ["long_term"], [None], queries[0:1])
+    assert entry.search(queries[0], 1, None, None, None, None)[0][0] == "late"
+    top = approx[1][0]
+    index.on_remove("u", [top])
+    assert top not in [h[0] for h in entry.search(queries[1], 5, None, None, None, None)]
+    # Filters apply to IVF candidates too.
+    hits = entry.search(queries[2], 10, ["knowledge"], None, None, None)
+    assert hits and all(int(h[0][1:]) % 3 == 0 for h in hits)
+
+
+async def test_ivf_through_the_api(llmmc: Any) -> None:
+    client = await llmmc(
+        {
+            "plugins": {
+                "enabled": ["memory"],
+                "memory": {
+                    "embedder": "hashing",
+                    "index_min_vectors": 1,
+                    "index_ivf_min_vectors": 1000,
+                    "index_ivf_probe_fraction": 0.25,
+                    "knowledge_chunk_chars": 100,
+                    "knowledge_chunk_overlap": 0,
+                },
+            }
+        }
+    )
+    h = client.auth_headers("u")
+    text = "\n\n".join(
+        f"Ledger entry {i}: crate {i} of item{i} shipped to port{i % 37}." for i in range(1100)
+    )
+    r = await client.post(BASE, json={"content": text, "tier": "knowledge"}, headers=h)
+    assert r.status == 201
+    plugin = memory_plugin(client)
+    r = await client.post(f"{BASE}/search", json={"query": "crate 77 of item77"}, headers=h)
+    await plugin.index.wait_builds()
+    entry = plugin.index._entries[("u", plugin.embedder.model_id)]
+    assert entry.ivf is not None
+    r = await client.post(
+        f"{BASE}/search", json={"query": "crate 777 of item777", "top_k": 3}, headers=h
+    )
+    results = (await r.json())["results"]
+    assert any("item777 " in x["content"] for x in results)
