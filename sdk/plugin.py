@@ -99,3 +99,16 @@ class Plugin:
     async def health(self) -> Health:
         """Report this plugin's health; the default says it is fine."""
         return Health()
+
+    def shared_redis_url(self, own: str = "") -> str:
+        """Where to keep state that every server instance must share: the plugin's own
+        ``redis_url`` setting when given, else the bus's Redis when ``[kernel.bus]``
+        runs on Redis, else "" (keep it in process). ``"none"`` opts out of Redis."""
+        if own == "none":
+            return ""
+        if own:
+            return own
+        bus = self.context.kernel_config.get("bus") or {}
+        if bus.get("backend") == "redis":
+            return str(bus.get("redis_url") or "")
+        return ""

@@ -51,12 +51,7 @@ class AuthPlugin(Plugin):
     revocations: RevocationStore
 
     def _redis_url(self) -> str:
-        if self.config.get("redis_url"):
-            return str(self.config["redis_url"])
-        bus = self.context.kernel_config.get("bus") or {}
-        if bus.get("backend") == "redis":
-            return str(bus.get("redis_url") or "redis://127.0.0.1:6379/0")
-        return ""
+        return self.shared_redis_url(str(self.config.get("redis_url") or ""))
 
     async def initialize(self) -> None:
         cfg = self.config

@@ -195,15 +195,7 @@ class MemoryPlugin(Plugin):
         return HashingEmbedder(int(self.setting("hashing_dim")))
 
     def _redis_url(self) -> str:
-        url = str(self.setting("redis_url") or "")
-        if url == "none":
-            return ""
-        if url:
-            return url
-        bus = (self.context.kernel_config or {}).get("bus") or {}
-        if bus.get("backend") == "redis":
-            return str(bus.get("redis_url") or "")
-        return ""
+        return self.shared_redis_url(str(self.setting("redis_url") or ""))
 
     async def start(self) -> None:
         assert self.store is not None and self.embedder is not None

@@ -107,13 +107,7 @@ class WeatherPlugin(Plugin):
         return ""
 
     def _redis_url(self) -> str:
-        url = str(self._setting("redis_url") or "")
-        if url:
-            return url
-        bus = (self.context.kernel_config or {}).get("bus") or {}
-        if bus.get("backend") == "redis":
-            return str(bus.get("redis_url") or "")
-        return ""
+        return self.shared_redis_url(str(self._setting("redis_url") or ""))
 
     # ---- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
