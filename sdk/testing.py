@@ -108,6 +108,10 @@ class KernelClient:
         ws_url = "ws" + self.url(path)[len("http") :]
         return self.session.ws_connect(ws_url, **kwargs)
 
+    def plugin(self, name: str) -> Any:
+        """The running instance of a plugin (to wait for its background work in a test)."""
+        return self.kernel.records[name].instance
+
     def plugin_state(self, name: str) -> str:
         return str(self.kernel.records[name].state.value)
 

@@ -13,7 +13,7 @@ BASE = "/api/v1/memory"
 
 
 def memory_plugin(client: Any) -> Any:
-    return client.kernel.records["memory"].instance
+    return client.plugin("memory")
 
 
 async def settle(client: Any) -> None:

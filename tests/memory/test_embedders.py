@@ -133,7 +133,7 @@ async def test_switching_embedder_reembeds_existing_memories(tmp_path: Any) -> N
         data_dir=data,
     )
     try:
-        await second.kernel.records["memory"].instance.idle()
+        await second.plugin("memory").idle()
         stats = await (await second.get(f"{BASE}/stats", headers=second.auth_headers("u"))).json()
         assert stats["embedder"]["dim"] == 256 and stats["embedded"] == 1
         r = await second.post(
