@@ -124,6 +124,13 @@ class MemoryPlugin(Plugin):
                 "default": 0.1,
                 "description": "share of the inverted lists scanned per search (recall against speed)",
             },
+            "index_half_min_vectors": {
+                "type": "integer",
+                "minimum": 0,
+                "default": 20000,
+                "description": "users with at least this many vectors are scanned in float16 first "
+                "(with torch), then the best candidates re-scored exactly; 0: float32 only",
+            },
             "index_max_mb": {
                 "type": "integer",
                 "minimum": 0,
@@ -163,6 +170,7 @@ class MemoryPlugin(Plugin):
             max_mb * 1024 * 1024,
             ivf_min_vectors=int(self.setting("index_ivf_min_vectors")),
             ivf_probe_fraction=float(self.setting("index_ivf_probe_fraction")),
+            half_min_vectors=int(self.setting("index_half_min_vectors")),
         )
         self.store = MemoryStore(self.context.database, self.index)
         await self.store.create_schema()

@@ -193,3 +193,48 @@ async def test_ivf_through_the_api(llmmc: Any) -> None:
     )
     results = (await r.json())["results"]
     assert any("item777 " in x["content"] for x in results)
+
+
+async def test_float16_prefilter_matches_the_full_float32_scan() -> None:
+    """Big entries are scanned in float16 first and re-scored exactly: the answers (ids,
+    order, scores and filters) must be those of the plain float32 scan."""
+    rng = np.random.default_rng(5)
+    n, dim = 3000, 384
+    # clustered like real embeddings, so many rows sit close to the cut
+    centres = unit(rng, 30, dim)
+    vectors = centres[rng.integers(0, 30, n)] + 0.05 * rng.standard_normal((n, dim))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    ids = [f"m{i}" for i in range(n)]
+    tiers = ["long_term" if i % 3 else "knowledge" for i in range(n)]
+    sessions = [f"s{i % 4}" for i in range(n)]
+
+    async def loader() -> Any:
+        return ids, tiers, sessions, vectors
+
+    plain = await VectorIndex(min_vectors=1, max_bytes=1 << 30, half_min_vectors=0).ensure(
+        "u", "m", n, loader
+    )
+    halved = await VectorIndex(min_vectors=1, max_bytes=1 << 30, half_min_vectors=1000).ensure(
+        "u", "m", n, loader
+    )
+    assert plain is not None and plain.half is None
+    assert halved is not None and halved.half is not None
+    for q in list(vectors[:20]) + list(unit(rng, 20, dim)):
+        for args in [
+            (5, None, None, None, None),
+            (20, ["knowledge"], None, None, None),
+            (10, None, "s2", None, 0.5),
+            (10, None, None, ("s1", ["long_term"]), None),
+        ]:
+            want = plain.search(q, *args)
+            got = halved.search(q, *args)
+            assert [m for m, _ in got] == [m for m, _ in want]
+            assert np.allclose([s for _, s in got], [s for _, s in want], atol=1e-6)
+    # kept in step: a removed row disappears, an added one is found at once
+    index = VectorIndex(min_vectors=1, max_bytes=1 << 30, half_min_vectors=1000)
+    entry = await index.ensure("u", "m", n, loader)
+    index.on_remove("u", ["m0"])
+    assert "m0" not in [m for m, _ in entry.search(vectors[0], 5, None, None, None, None)]
+    fresh = unit(rng, 1, dim)
+    index.on_add("u", "m", ["new"], ["long_term"], [None], fresh)
+    assert entry.search(fresh[0], 1, None, None, None, None)[0][0] == "new"
