@@ -227,15 +227,7 @@ class AnthropicProvider(HTTPProvider):
         temperature: float | None = None,
     ) -> Completion:
         payload = self._payload(messages, model, tools, max_tokens, temperature, stream=False)
-        resp = await self.post(self.base_url + "/v1/messages", payload)
-        try:
-            body = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise upstream_stream_error(self.name, exc, self.timeout) from exc
-        except ValueError as exc:
-            raise errors.BadGateway(f"provider {self.name!r} answered something not JSON") from exc
-        finally:
-            resp.release()
+        body = await self.post_json(self.base_url + "/v1/messages", payload)
         text: list[str] = []
         calls: list[ToolCallRequest] = []
         for block in body.get("content") or []:

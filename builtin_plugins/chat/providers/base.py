@@ -249,6 +249,18 @@ class HTTPProvider(LLMProvider):
     def headers(self) -> dict[str, str]:
         return {}
 
+    async def post_json(self, url: str, payload: dict[str, Any]) -> Any:
+        """POST with retries and return the parsed JSON answer (a non-streaming call)."""
+        resp = await self.post(url, payload)
+        try:
+            return await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise upstream_stream_error(self.name, exc, self.timeout) from exc
+        except ValueError as exc:
+            raise errors.BadGateway(f"provider {self.name!r} answered something not JSON") from exc
+        finally:
+            resp.release()
+
     async def post(self, url: str, payload: dict[str, Any]) -> aiohttp.ClientResponse:
         """POST with retries; returns a 2xx response (the caller reads and releases it)."""
         self.check_available()

@@ -185,15 +185,7 @@ class OpenAIProvider(HTTPProvider):
         temperature: float | None = None,
     ) -> Completion:
         payload = self._payload(messages, model, tools, max_tokens, temperature, stream=False)
-        resp = await self.post(self.base_url + "/chat/completions", payload)
-        try:
-            body = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise upstream_stream_error(self.name, exc, self.timeout) from exc
-        except ValueError as exc:
-            raise errors.BadGateway(f"provider {self.name!r} answered something not JSON") from exc
-        finally:
-            resp.release()
+        body = await self.post_json(self.base_url + "/chat/completions", payload)
         try:
             choice = body["choices"][0]
             message = choice.get("message") or {}
