@@ -155,22 +155,15 @@ class MemoryPlugin(Plugin):
         self._deleted_users: OrderedDict[str, None] = OrderedDict()
         self._unsubscribe: list[Any] = []
 
-    def setting(self, key: str) -> Any:
-        return self.config.get(key, self.config_schema["properties"][key].get("default"))
-
     # ---- lifecycle --------------------------------------------------------------------
     async def initialize(self) -> None:
-        # Fill defaults for keys the kernel left out (it fills them; this keeps direct use safe).
-        self.config = {k: self.setting(k) for k in self.config_schema["properties"]} | dict(
-            self.config
-        )
-        max_mb = int(self.setting("index_max_mb"))
+        max_mb = int(self.config["index_max_mb"])
         self.index = VectorIndex(
-            int(self.setting("index_min_vectors")),
+            int(self.config["index_min_vectors"]),
             max_mb * 1024 * 1024,
-            ivf_min_vectors=int(self.setting("index_ivf_min_vectors")),
-            ivf_probe_fraction=float(self.setting("index_ivf_probe_fraction")),
-            half_min_vectors=int(self.setting("index_half_min_vectors")),
+            ivf_min_vectors=int(self.config["index_ivf_min_vectors"]),
+            ivf_probe_fraction=float(self.config["index_ivf_probe_fraction"]),
+            half_min_vectors=int(self.config["index_half_min_vectors"]),
         )
         self.store = MemoryStore(self.context.database, self.index)
         await self.store.create_schema()
@@ -179,31 +172,31 @@ class MemoryPlugin(Plugin):
             await self.store.ensure_dim(self.embedder.dim)
 
     def _make_embedder(self) -> Embedder:
-        kind = self.setting("embedder")
+        kind = self.config["embedder"]
         if kind == "openai":
-            missing = [k for k in ("base_url", "model") if not self.setting(k)]
+            missing = [k for k in ("base_url", "model") if not self.config[k]]
             if missing:
                 self.unavailable = "embedder 'openai' needs " + " and ".join(
                     f"plugins.memory.{k}" for k in missing
                 )
                 self.log.warning("memory: %s; searching and storing answer 503", self.unavailable)
             return OpenAIEmbedder(
-                str(self.setting("base_url")),
-                str(self.setting("model")),
-                str(self.setting("api_key") or ""),
-                float(self.setting("embed_timeout_seconds")),
+                str(self.config["base_url"]),
+                str(self.config["model"]),
+                str(self.config["api_key"] or ""),
+                float(self.config["embed_timeout_seconds"]),
             )
         if kind == "local":
-            ok, why = local_model_available(str(self.setting("model_path") or ""))
+            ok, why = local_model_available(str(self.config["model_path"] or ""))
             if ok:
-                return LocalEmbedder(str(self.setting("model_path") or ""))
+                return LocalEmbedder(str(self.config["model_path"] or ""))
             note = f"local embedding model not available ({why}); using the hashing embedder"
             self.log.warning("memory: %s: search quality is much lower", note)
             self.degraded.append(note)
-        return HashingEmbedder(int(self.setting("hashing_dim")))
+        return HashingEmbedder(int(self.config["hashing_dim"]))
 
     def _redis_url(self) -> str:
-        return self.shared_redis_url(str(self.setting("redis_url") or ""))
+        return self.shared_redis_url(str(self.config["redis_url"] or ""))
 
     async def start(self) -> None:
         assert self.store is not None and self.embedder is not None
@@ -211,8 +204,8 @@ class MemoryPlugin(Plugin):
         if redis_url:
             self.cache = SessionCache(
                 redis_url,
-                str(self.setting("redis_prefix")),
-                int(self.setting("mid_term_ttl_seconds")),
+                str(self.config["redis_prefix"]),
+                int(self.config["mid_term_ttl_seconds"]),
                 self.log,
             )
             await self.cache.start()
@@ -278,8 +271,8 @@ class MemoryPlugin(Plugin):
 
     def embedder_info(self) -> dict[str, Any]:
         info = self.embedder.describe() if self.embedder else {}
-        info["configured"] = self.setting("embedder")
-        info["fallback"] = bool(self.degraded) and self.setting("embedder") == "local"
+        info["configured"] = self.config["embedder"]
+        info["fallback"] = bool(self.degraded) and self.config["embedder"] == "local"
         return info
 
     def _spawn(self, coro: Any, name: str) -> None:

@@ -107,41 +107,38 @@ class TranslatePlugin(Plugin):
         self._llm: LLMTranslator | None = None
 
     # ---- configuration ----------------------------------------------------------------
-    def _setting(self, key: str) -> Any:
-        return self.config.get(key, self.config_schema["properties"][key].get("default"))
-
     @property
     def provider_name(self) -> str:
-        return str(self._setting("provider"))
+        return str(self.config["provider"])
 
     def missing_setting(self) -> str:
-        if self.provider_name in NEEDS_KEY and not self._setting("api_key"):
+        if self.provider_name in NEEDS_KEY and not self.config["api_key"]:
             return "plugins.translate.api_key"
         return ""
 
     def base_url(self) -> str:
-        url = str(self._setting("base_url")).rstrip("/")
+        url = str(self.config["base_url"]).rstrip("/")
         if url != LIBRETRANSLATE_BASE_URL:
             return url
         if self.provider_name == "google":
             return GOOGLE_BASE_URL
         if self.provider_name == "deepl":
-            return deepl_base_url(str(self._setting("api_key")))
+            return deepl_base_url(str(self.config["api_key"]))
         return url
 
     # ---- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
-        total = float(self._setting("timeout_seconds"))
+        total = float(self.config["timeout_seconds"])
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(
-                total=total, connect=float(self._setting("connect_timeout_seconds"))
+                total=total, connect=float(self.config["connect_timeout_seconds"])
             ),
             headers={"User-Agent": f"llmmultichat-translate/{self.version}"},
         )
         self._service = TranslateService(
             self._provider(self._session, total),
-            int(self._setting("max_text_chars")),
-            float(self._setting("languages_cache_seconds")),
+            int(self.config["max_text_chars"]),
+            float(self.config["languages_cache_seconds"]),
         )
         if missing := self.missing_setting():
             self.log.warning(
@@ -151,10 +148,10 @@ class TranslatePlugin(Plugin):
             )
 
     def _provider(self, session: aiohttp.ClientSession, timeout: float) -> Provider:
-        key = str(self._setting("api_key") or "")
+        key = str(self.config["api_key"] or "")
         name = self.provider_name
         if name == "llm":
-            self._llm = LLMTranslator(self.context, str(self._setting("llm_provider")))
+            self._llm = LLMTranslator(self.context, str(self.config["llm_provider"]))
             return self._llm
         if name == "google":
             return GoogleTranslate(

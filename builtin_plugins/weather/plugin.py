@@ -93,27 +93,24 @@ class WeatherPlugin(Plugin):
         self._service: WeatherService | None = None
 
     # ---- configuration ----------------------------------------------------------------
-    def _setting(self, key: str) -> Any:
-        return self.config.get(key, self.config_schema["properties"][key].get("default"))
-
     @property
     def provider_name(self) -> str:
-        return str(self._setting("provider"))
+        return str(self.config["provider"])
 
     def missing_setting(self) -> str:
         """The setting that keeps the provider from working, or ""."""
-        if self.provider_name in NEEDS_KEY and not self._setting("api_key"):
+        if self.provider_name in NEEDS_KEY and not self.config["api_key"]:
             return "plugins.weather.api_key"
         return ""
 
     def _redis_url(self) -> str:
-        return self.shared_redis_url(str(self._setting("redis_url") or ""))
+        return self.shared_redis_url(str(self.config["redis_url"] or ""))
 
     # ---- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
-        total = float(self._setting("timeout_seconds"))
+        total = float(self.config["timeout_seconds"])
         timeout = aiohttp.ClientTimeout(
-            total=total, connect=float(self._setting("connect_timeout_seconds"))
+            total=total, connect=float(self.config["connect_timeout_seconds"])
         )
         self._session = aiohttp.ClientSession(
             timeout=timeout,
@@ -122,11 +119,11 @@ class WeatherPlugin(Plugin):
         )
         redis_url = self._redis_url()
         if redis_url:
-            self._cache = RedisCache(redis_url, str(self._setting("cache_prefix")), self.log)
+            self._cache = RedisCache(redis_url, str(self.config["cache_prefix"]), self.log)
         else:
             self._cache = MemoryCache()
         self._service = WeatherService(
-            self._provider(self._session, total), self._cache, int(self._setting("cache_seconds"))
+            self._provider(self._session, total), self._cache, int(self.config["cache_seconds"])
         )
         if missing := self.missing_setting():
             self.log.warning(
@@ -136,8 +133,8 @@ class WeatherPlugin(Plugin):
             )
 
     def _provider(self, session: aiohttp.ClientSession, timeout: float) -> Provider:
-        base_url = str(self._setting("base_url"))
-        key = str(self._setting("api_key") or "")
+        base_url = str(self.config["base_url"])
+        key = str(self.config["api_key"] or "")
         if self.provider_name == "openweathermap":
             if base_url.rstrip("/") == OPEN_METEO_BASE_URL:
                 base_url = OWM_DEFAULT_BASE_URL
@@ -146,7 +143,7 @@ class WeatherPlugin(Plugin):
             Upstream(session, "Open-Meteo forecast", timeout),
             Upstream(session, "Open-Meteo geocoding", timeout),
             base_url,
-            str(self._setting("geocoding_url")),
+            str(self.config["geocoding_url"]),
             key,
         )
 
