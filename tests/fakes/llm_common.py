@@ -17,6 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .serving import serve
+
 _ids = itertools.count(1)
 
 
@@ -108,16 +110,7 @@ class FakeLLMServer:
         raise NotImplementedError
 
     async def start(self) -> FakeLLMServer:
-        app = self.build_app()
-        self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=0.1
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[union-attr]
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve(self.build_app(), self.host, shutdown_timeout=0.1)
         return self
 
     async def close(self) -> None:

@@ -25,6 +25,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .serving import serve
+
 MODES = (None, "error", "garbage", "hostile", "nan", "deep", "huge", "close")
 
 
@@ -78,15 +80,7 @@ class FakeUpstream:
     async def start(self) -> Any:
         app = web.Application(middlewares=[self._middleware], client_max_size=4 * 1024 * 1024)
         self.routes(app)
-        self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=0.2
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[union-attr]
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve(app, self.host)
         return self
 
     async def close(self) -> None:
