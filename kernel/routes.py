@@ -66,6 +66,32 @@ REDOC_HTML = """<!doctype html>
 <script src="/redoc/static/redoc.standalone.js"></script></body></html>"""
 
 
+def _quality(accept: str, media: str) -> float | None:
+    """The q value ``accept`` gives ``media`` by name (None when it is not listed)."""
+    for part in accept.split(","):
+        name, _, params = part.partition(";")
+        if name.strip().lower() != media:
+            continue
+        for param in params.split(";"):
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    return max(0.0, min(1.0, float(value)))
+                except ValueError:
+                    return 0.0
+        return 1.0
+    return None
+
+
+def prefers_html(accept: str) -> bool:
+    """A browser navigating names text/html; API clients send JSON, ``*/*`` or nothing."""
+    html = _quality(accept, "text/html")
+    if not html:
+        return False
+    json_q = _quality(accept, "application/json")
+    return json_q is None or html > json_q
+
+
 class KernelRoutes:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
@@ -79,7 +105,10 @@ class KernelRoutes:
                 auth="public",
                 rate_limit=None,
                 summary="Name, version and links",
+                description="A browser (an Accept header preferring text/html) is redirected "
+                "to the page a plugin offers through the `browser_home` hook, if any.",
                 response_schema={"type": "object", "required": ["name", "version"]},
+                responses={302: "Redirect of a browser to the web client"},
             ),
             Route(
                 "GET",
@@ -170,7 +199,13 @@ class KernelRoutes:
         return r
 
     async def index(self, req: Request) -> Any:
-        return {
+        vary = {"Vary": "Accept"}
+        if prefers_html(req.headers.get("Accept", "")) and self.kernel.hooks.has("browser_home"):
+            home = await self.kernel.hooks.first("browser_home")
+            # only a path on this server: "//host", "/\\host" or "http:..." would be an open redirect
+            if isinstance(home, str) and home[:1] == "/" and home[1:2] not in ("/", "\\"):
+                return web.Response(status=302, headers={**vary, "Location": home})
+        body = {
             "name": "LlmMultiChat",
             "version": __version__,
             "links": {
@@ -181,6 +216,7 @@ class KernelRoutes:
                 "plugins": "/api/v1/plugins",
             },
         }
+        return Response(body, headers=vary)
 
     async def ping(self, req: Request) -> Any:
         return {"pong": True}

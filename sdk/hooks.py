@@ -47,6 +47,10 @@ class HookSpecs:
         """Return :class:`sdk.cli.CliCommand` objects that become ``llmmultichat`` subcommands."""
 
     @hookspec
+    def browser_home(self) -> str | None:
+        """Return the path (on this server) that a browser asking ``GET /`` for HTML is redirected to, or None."""
+
+    @hookspec
     def authenticate(self, request: web.Request) -> Identity | None:
         """Return the caller's Identity from the request's credentials, None if not yours; raise InvalidCredentials for a bad one."""
 
