@@ -21,6 +21,7 @@ from aiohttp import web
 from sdk.cli import CliCommand
 from sdk.errors import ServiceUnavailable
 from sdk.events import KERNEL_STARTED, PLUGIN_STATE_CHANGED
+from sdk.llm import provider_class_problem
 from sdk.plugin import Plugin, PluginContext, PluginState
 from sdk.routes import Route
 from sdk.services import Services
@@ -144,7 +145,7 @@ class Kernel:
 
     async def _collect(self) -> None:
         """Routes, tools and CLI commands of every initialized plugin."""
-        init = [PluginState.INITIALIZED]
+        llm_types: dict[str, str] = {}  # provider type -> the plugin that registered it
         kernel_routes = KernelRoutes(self).routes()
         seen: dict[str, str] = {r.key: "kernel" for r in kernel_routes}
         self.routes = list(kernel_routes)
@@ -154,10 +155,8 @@ class Kernel:
             rec = self.records[name]
             if rec.state is not PluginState.INITIALIZED:
                 continue
-            hooks = dict(self.hooks.implementations("register_routes", states=init))
             try:
-                fn = hooks.get(name)
-                routes: list[Route] = (await _maybe(fn())) if fn else []
+                routes: list[Route] = await self._contribution("register_routes", name)
                 for route in routes or []:
                     route.plugin = name
                     if not route.operation_id:
@@ -172,22 +171,27 @@ class Kernel:
                     seen[route.key] = name
                     rec.routes.append(route)
                     self.routes.append(route)
-                fn = dict(self.hooks.implementations("register_tools", states=init)).get(name)
-                tools: list[Tool] = (await _maybe(fn())) if fn else []
+                tools: list[Tool] = await self._contribution("register_tools", name)
                 for tool in tools or []:
                     self.tools.add(name, tool)
                     rec.tools.append(tool)
-                fn = dict(self.hooks.implementations("register_cli_commands", states=init)).get(
-                    name
-                )
-                commands: list[CliCommand] = (await _maybe(fn())) if fn else []
+                commands: list[CliCommand] = await self._contribution("register_cli_commands", name)
                 for cmd in commands or []:
                     cmd.plugin = name
                     self.cli_commands.append(cmd)
+                check_llm_providers(
+                    name, await self._contribution("register_llm_providers", name), llm_types
+                )
             except Exception as exc:
                 rec.fail("register", exc)
         if problems:
             raise StartupError("; ".join(problems))
+
+    async def _contribution(self, hook: str, plugin: str) -> Any:
+        """One initialized plugin's answer to a ``register_*`` hook (None if it has none)."""
+        impls = dict(self.hooks.implementations(hook, states=[PluginState.INITIALIZED]))
+        fn = impls.get(plugin)
+        return (await _maybe(fn())) if fn else None
 
     def build_app(self) -> web.Application:
         app = web.Application(middlewares=[request_middleware], client_max_size=self.max_body_bytes)
@@ -330,6 +334,28 @@ class _PluginServices(Services):
 
     def set_running(self, plugin: str, running: bool) -> None:
         raise ServiceUnavailable("only the kernel changes plugin states")
+
+
+def check_llm_providers(plugin: str, classes: Any, registered: dict[str, str]) -> None:
+    """What ``register_llm_providers`` returned must be a list of distinct provider
+    classes; raises (failing that plugin) with a message naming it."""
+    if classes is None:
+        return
+    if not isinstance(classes, list | tuple):
+        raise TypeError(
+            f"register_llm_providers of plugin {plugin!r} returned {type(classes).__name__}, "
+            "not a list of sdk.LLMProvider subclasses"
+        )
+    for cls in classes:
+        problem = provider_class_problem(cls)
+        if problem:
+            raise TypeError(f"register_llm_providers of plugin {plugin!r}: {problem}")
+        owner = registered.setdefault(cls.type, plugin)
+        if owner != plugin:
+            raise ValueError(
+                f"plugin {plugin!r} registers LLM provider type {cls.type!r}, "
+                f"which plugin {owner!r} already registered"
+            )
 
 
 def _slug(route: Route) -> str:

@@ -1,15 +1,17 @@
 """The LlmMultiChat SDK: everything a plugin author imports.
 
 from sdk import Plugin, Route, Tool, hookimpl, errors
+from sdk import LLMProvider, StreamEvent, Usage   # to add an LLM backend
 """
 
-from . import errors, events, services
+from . import errors, events, llm, services
 from .cli import CliCommand
 from .database import Database
 from .errors import Problem
 from .events import Event, EventBus
 from .hooks import HookCaller, hookimpl, hookspec
 from .identity import Identity
+from .llm import Completion, LLMProvider, StreamEvent, ToolCallRequest, Usage
 from .plugin import Health, Plugin, PluginContext, PluginState
 from .routes import Request, Response, Route
 from .services import LLMService, RateLimiter, Services
@@ -20,12 +22,14 @@ ENTRY_POINT_GROUP = "llmmultichat.plugins"
 __all__ = [
     "ENTRY_POINT_GROUP",
     "CliCommand",
+    "Completion",
     "Database",
     "Event",
     "EventBus",
     "Health",
     "HookCaller",
     "Identity",
+    "LLMProvider",
     "LLMService",
     "Plugin",
     "PluginContext",
@@ -36,12 +40,16 @@ __all__ = [
     "Response",
     "Route",
     "Services",
+    "StreamEvent",
     "Tool",
     "ToolCall",
+    "ToolCallRequest",
     "ToolRegistry",
+    "Usage",
     "errors",
     "events",
     "hookimpl",
     "hookspec",
+    "llm",
     "services",
 ]

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from .identity import Identity
+    from .llm import LLMProvider
     from .routes import Request, Route
     from .tools import Tool
 
@@ -35,8 +36,8 @@ class HookSpecs:
         """Return the tools this plugin offers to characters and to the execute route."""
 
     @hookspec
-    def register_llm_providers(self) -> dict[str, Any]:
-        """Return LLM provider classes by their ``type`` name (e.g. ``{"openai": OpenAIProvider}``)."""
+    def register_llm_providers(self) -> list[type[LLMProvider]]:
+        """Return :class:`sdk.LLMProvider` subclasses; each one's ``type`` is the name ``[plugins.chat.providers.*]`` tables use."""
 
     @hookspec
     def register_characters(self) -> list[dict[str, Any]]:
@@ -81,3 +82,6 @@ class HookCaller(Protocol):
 
     async def first(self, name: str, **kwargs: Any) -> Any:
         """Call implementations until one returns something other than None; return it (or None)."""
+
+    def has(self, name: str) -> bool:
+        """Whether a running plugin implements hook ``name``."""

@@ -23,10 +23,9 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 
-from sdk import Identity, ToolCall, errors
+from sdk import Identity, ToolCall, ToolCallRequest, Usage, errors
 
 from .characters import Character, normalize
-from .providers.base import ToolCallRequest, Usage
 from .store import Message, iso, new_id, now
 
 if TYPE_CHECKING:

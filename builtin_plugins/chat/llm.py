@@ -7,9 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sdk import Identity, errors
-
-from .providers.base import Completion, LLMProvider, StreamEvent
+from sdk import Completion, Identity, LLMProvider, StreamEvent, errors
 
 log = logging.getLogger("llmmultichat.chat")
 

@@ -8,13 +8,24 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from sdk import Health, Identity, Plugin, Route, errors, events, hookimpl, services
+from sdk import (
+    Health,
+    Identity,
+    LLMProvider,
+    Plugin,
+    Route,
+    Usage,
+    errors,
+    events,
+    hookimpl,
+    services,
+)
+from sdk.llm import provider_class_problem
 
 from .characters import CHARACTER_SCHEMA, DEFAULT_CHARACTERS, Character, load_characters
 from .graph import ConversationGraph, Emit, Turn
 from .llm import ChatLLMService, ProviderRegistry
-from .providers import BUILTIN_PROVIDERS, LLMProvider
-from .providers.base import Usage
+from .providers import BUILTIN_PROVIDERS
 from .router import STRATEGIES, Router
 from .store import ChatStore, Message, new_id
 
@@ -203,14 +214,13 @@ class ChatPlugin(Plugin):
         return Health(status="ok", checks=checks)
 
     async def _provider_types(self) -> dict[str, type[LLMProvider]]:
-        types: dict[str, type[LLMProvider]] = dict(BUILTIN_PROVIDERS)
+        """Every provider type, ours included, from ``register_llm_providers`` (the kernel
+        has already failed a plugin whose answer is not a list of provider classes)."""
+        types: dict[str, type[LLMProvider]] = {}
         for contributed in await self.context.hooks.call("register_llm_providers"):
-            if isinstance(contributed, dict):
-                for kind, cls in contributed.items():
-                    if isinstance(cls, type) and issubclass(cls, LLMProvider):
-                        types.setdefault(str(kind), cls)
-                    else:
-                        self.log.warning("provider type %r is not an LLMProvider subclass", kind)
+            for cls in contributed:
+                if provider_class_problem(cls) is None:
+                    types.setdefault(cls.type, cls)
         return types
 
     async def reload_characters(self) -> None:
@@ -286,8 +296,8 @@ class ChatPlugin(Plugin):
         return [*chat_routes(self), *websocket_routes(self), *openai_routes(self)]
 
     @hookimpl
-    def register_llm_providers(self) -> dict[str, Any]:
-        return dict(BUILTIN_PROVIDERS)
+    def register_llm_providers(self) -> list[type[LLMProvider]]:
+        return list(BUILTIN_PROVIDERS)
 
     @hookimpl
     async def summarize_text(

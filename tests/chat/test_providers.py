@@ -182,7 +182,7 @@ async def test_fallback_moves_on_only_before_output():
                 "b": {"type": "openai", "base_url": second.url, "model": "m"},
                 "weird": {"type": "nope"},
             },
-            BUILTIN_PROVIDERS,
+            {cls.type: cls for cls in BUILTIN_PROVIDERS},
             timeout=5,
             max_retries=0,
             retry_backoff=0,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from builtin_plugins.chat.providers.base import LLMProvider, StreamEvent, Usage
-from sdk import Plugin, Route, Tool, errors, hookimpl, services
+from sdk import LLMProvider, Plugin, Route, StreamEvent, Tool, Usage, errors, hookimpl, services
 from tests.chat.helpers import chat_config
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.openai_server import FakeOpenAI
@@ -67,7 +66,7 @@ class ToolsPlugin(Plugin):
 
     @hookimpl
     def register_llm_providers(self):
-        return {"reverse": ReverseProvider}
+        return [ReverseProvider]
 
     @hookimpl
     async def memory_context(self, identity, session_id, query, max_tokens):

@@ -1,27 +1,14 @@
-"""LLM provider types. The chat plugin registers these three through its own
+"""The chat plugin's own LLM provider types. It offers them through its
 ``register_llm_providers`` hook, the same way a third-party plugin adds a type."""
 
 from __future__ import annotations
 
+from sdk import LLMProvider
+
 from .anthropic import AnthropicProvider
-from .base import Completion, LLMProvider, StreamEvent, ToolCallRequest, Usage
 from .llama_cpp import LlamaCppProvider
 from .openai import OpenAIProvider
 
-BUILTIN_PROVIDERS: dict[str, type[LLMProvider]] = {
-    "openai": OpenAIProvider,
-    "anthropic": AnthropicProvider,
-    "llama_cpp": LlamaCppProvider,
-}
+BUILTIN_PROVIDERS: list[type[LLMProvider]] = [OpenAIProvider, AnthropicProvider, LlamaCppProvider]
 
-__all__ = [
-    "BUILTIN_PROVIDERS",
-    "AnthropicProvider",
-    "Completion",
-    "LLMProvider",
-    "LlamaCppProvider",
-    "OpenAIProvider",
-    "StreamEvent",
-    "ToolCallRequest",
-    "Usage",
-]
+__all__ = ["BUILTIN_PROVIDERS", "AnthropicProvider", "LlamaCppProvider", "OpenAIProvider"]

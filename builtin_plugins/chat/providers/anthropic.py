@@ -12,17 +12,9 @@ from typing import Any
 
 import aiohttp
 
-from sdk import errors
+from sdk import Completion, StreamEvent, ToolCallRequest, Usage, errors
 
-from .base import (
-    Completion,
-    HTTPProvider,
-    StreamEvent,
-    ToolCallRequest,
-    Usage,
-    iter_sse,
-    upstream_stream_error,
-)
+from .http import HTTPProvider, iter_sse, upstream_stream_error
 
 API_VERSION = "2023-06-01"
 

