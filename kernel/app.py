@@ -30,7 +30,7 @@ from sdk.tools import Tool
 from .bus import MemoryBus, PluginBus, make_bus
 from .config import ConfigError, LoadedConfig, is_validator_schema_valid, validate_plugin_config
 from .database import DuckDatabase
-from .http import ClientIP, RouteHandler, request_middleware
+from .http import ClientIP, RouteHandler, request_middleware, security_headers_hook
 from .openapi import build_openapi
 from .plugins import Hooks, PluginRecord, StartupError, dependents_of, discover, start_order
 from .routes import KernelRoutes, static_routes
@@ -49,6 +49,7 @@ class Kernel:
         self.extra_plugins = extra_plugins or {}
         self.data_dir = Path(self.kernel_config["data_dir"]).resolve()
         self.max_body_bytes: int = self.kernel_config["max_body_bytes"]
+        self.read_timeout: float = float(self.kernel_config["read_timeout_seconds"])
         self.client_ip = ClientIP(self.kernel_config["trusted_proxies"])
         self.records: dict[str, PluginRecord] = {}
         self.order: list[str] = []
@@ -194,8 +195,19 @@ class Kernel:
         return (await _maybe(fn())) if fn else None
 
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[request_middleware], client_max_size=self.max_body_bytes)
+        app = web.Application(
+            middlewares=[request_middleware],
+            client_max_size=self.max_body_bytes,
+            # aiohttp's keep-alive timer also runs while a request's headers trickle in,
+            # so it is the header read timeout (and the idle timeout between requests);
+            # after an early answer (408, 413) the rest of a body is drained no longer
+            handler_args={
+                "keepalive_timeout": self.read_timeout,
+                "lingering_time": min(10.0, self.read_timeout),
+            },
+        )
         app[KERNEL_KEY] = self
+        app.on_response_prepare.append(security_headers_hook(self.kernel_config["hsts"]))
         for route in self.routes:
             app.router.add_route(route.method, route.path, RouteHandler(self, route).handle)
         static_routes(app)

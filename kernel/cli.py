@@ -18,6 +18,7 @@ from sdk.plugin import PluginState
 from .app import Kernel, build_kernel
 from .config import ConfigError, LoadedConfig, find_config_path, load_config
 from .plugins import StartupError, installed_plugins
+from .server import run_app
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -56,7 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return app
 
     try:
-        web.run_app(
+        run_app(
             factory(),
             host=config.kernel["host"],
             port=config.kernel["port"],

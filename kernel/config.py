@@ -37,6 +37,10 @@ KERNEL_SCHEMA: dict[str, Any] = {
         },
         "cors_origins": {"type": "array", "items": {"type": "string"}, "default": []},
         "shutdown_timeout_seconds": {"type": "number", "minimum": 0, "default": 30},
+        # a client slower than this in sending its headers or its body is cut off
+        "read_timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "default": 30},
+        # Strict-Transport-Security on every answer: only when served behind TLS
+        "hsts": {"type": "boolean", "default": False},
         "log_level": {
             "enum": ["DEBUG", "INFO", "WARNING", "ERROR"],
             "default": "INFO",

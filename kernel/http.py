@@ -1,9 +1,11 @@
-"""What every request goes through: X-Request-ID, Problem Details for every error, and
-the per-route pipeline (plugin state, authentication, permissions, ``before_request``
-hooks, body limits and JSON Schema validation)."""
+"""What every request goes through: X-Request-ID, Problem Details for every error,
+security headers, valid Unicode in headers, query and path, and the per-route pipeline
+(plugin state, authentication, permissions, ``before_request`` hooks, body limits, a
+read timeout, JSON depth and text checks, and JSON Schema validation)."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import logging
@@ -16,10 +18,10 @@ from jsonschema import Draft202012Validator
 
 from sdk.errors import (
     PROBLEM_CONTENT_TYPE,
-    BadRequest,
     Forbidden,
     PayloadTooLarge,
     Problem,
+    RequestTimeout,
     ServiceUnavailable,
     Unauthorized,
     UnsupportedMediaType,
@@ -29,6 +31,7 @@ from sdk.errors import (
 from sdk.identity import Identity
 from sdk.plugin import PluginState
 from sdk.routes import Request, Response, Route
+from sdk.untrusted import check_strings, loads
 
 if TYPE_CHECKING:
     from .app import Kernel
@@ -37,13 +40,59 @@ log = logging.getLogger("llmmultichat.http")
 REQUEST_ID = "X-Request-ID"
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
 # One encoder built once: json.dumps(..., default=...) would build a new one per call.
-_dumps = json.JSONEncoder(default=str).encode
+dumps = json.JSONEncoder(default=str).encode
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+# `Server` names the product, not the versions an attacker would look up.
+SERVER_NAME = "LlmMultiChat"
+# An API answer is never a page: it loads nothing and may not be framed.
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+# HTML pages (/docs, /redoc) load only their own files and run no inline script. ReDoc
+# injects its styles at run time, hence 'unsafe-inline' for styles (never for scripts).
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
+    "worker-src 'self' blob:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+def security_headers(content_type: str, *, hsts: bool = False) -> dict[str, str]:
+    """The headers every answer carries (a handler's own CSP is kept)."""
+    headers = {
+        "Server": SERVER_NAME,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "X-Frame-Options": "DENY",
+        "Content-Security-Policy": PAGE_CSP if content_type == "text/html" else API_CSP,
+    }
+    if hsts:
+        headers["Strict-Transport-Security"] = HSTS
+    return headers
+
+
+def security_headers_hook(
+    hsts: bool,
+) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """An ``on_response_prepare`` handler: it reaches every answer, streamed ones too."""
+
+    api = security_headers("application/json", hsts=hsts)
+    page = security_headers("text/html", hsts=hsts)
+
+    async def add(request: web.Request, response: web.StreamResponse) -> None:
+        headers = response.headers
+        for name, value in (page if response.content_type == "text/html" else api).items():
+            if name not in headers:
+                headers[name] = value
+        headers["Server"] = SERVER_NAME  # aiohttp has already put its versions there
+
+    return add
 
 
 def problem_response(problem: Problem, request: web.Request | None = None) -> web.Response:
     body = problem.to_dict(instance=request.path if request is not None else None)
-    resp = web.Response(text=_dumps(body), status=problem.status, content_type=PROBLEM_CONTENT_TYPE)
+    resp = web.Response(text=dumps(body), status=problem.status, content_type=PROBLEM_CONTENT_TYPE)
     for k, v in problem.headers.items():
         resp.headers[k] = v
     return resp
@@ -55,7 +104,7 @@ def json_response(
     if status == 204:
         return web.Response(status=204, headers=headers)
     return web.Response(
-        text=_dumps(body),
+        text=dumps(body),
         status=status,
         content_type="application/json",
         headers=headers,
@@ -80,6 +129,7 @@ async def request_middleware(
         rid = os.urandom(16).hex()  # uuid4's randomness without building a UUID
     request[REQUEST_ID_KEY] = rid
     try:
+        check_edge_text(request)
         response = await handler(request)
     except Problem as problem:
         response = problem_response(problem, request)
@@ -102,7 +152,19 @@ async def request_middleware(
         )
     if not response.prepared:
         response.headers[REQUEST_ID] = rid
+        if response.status == 408:  # the rest of the body may still be on its way
+            response.force_close()
     return response
+
+
+def check_edge_text(request: web.Request) -> None:
+    """No plugin sees a lone surrogate: the HTTP parser decodes header bytes with
+    ``surrogateescape``, and decoded query strings and path parameters are checked too
+    (all-ASCII requests, the usual case, cost one ``isascii`` per value)."""
+    check_strings(request.headers.items(), "header")
+    if request.query_string:
+        check_strings(request.query.items(), "query parameter")
+    check_strings(request.match_info.items(), "path parameter")
 
 
 class ClientIP:
@@ -242,20 +304,25 @@ class RouteHandler:
                 return None
             raise UnsupportedMediaType(f"Send application/json, not {ctype or 'no content type'}.")
         data = bytearray()
-        async for chunk in raw.content.iter_chunked(65536):
-            data.extend(chunk)
-            if len(data) > self.max_body:
-                raise PayloadTooLarge(f"The body is over the limit of {self.max_body} bytes.")
+        try:
+            async with asyncio.timeout(self.kernel.read_timeout):
+                async for chunk in raw.content.iter_chunked(65536):
+                    data.extend(chunk)
+                    if len(data) > self.max_body:
+                        raise PayloadTooLarge(
+                            f"The body is over the limit of {self.max_body} bytes."
+                        )
+        except TimeoutError:
+            raise RequestTimeout(
+                f"The body did not arrive within {self.kernel.read_timeout:g} seconds."
+            ) from None
         if not data:
             if self.validator is not None:
                 raise ValidationFailed(
                     "A JSON body is required.", errors=schema_errors(self.validator, None)
                 )
             return None
-        try:
-            body = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"The body is not valid JSON: {exc}", code="MALFORMED_JSON") from None
+        body = loads(data)
         if self.validator is not None:
             errors = schema_errors(self.validator, body)
             if errors:

@@ -57,7 +57,7 @@ DOCS_HTML = """<!doctype html>
 <link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
 <body><div id="swagger-ui"></div>
 <script src="/docs/static/swagger-ui-bundle.js"></script>
-<script>window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui"});</script>
+<script src="/docs/init/swagger-init.js"></script>
 </body></html>"""
 
 REDOC_HTML = """<!doctype html>
@@ -179,7 +179,8 @@ class KernelRoutes:
                 "/api/v1/plugins/{name}",
                 self.get_plugin,
                 auth="public",
-                summary="One plugin: version, state, error, routes, tools, config with secrets redacted",
+                summary="One plugin: version, state, error, routes, tools; for admins also its "
+                "config with secrets redacted",
                 response_schema=PLUGIN_DETAIL,
             ),
             Route(
@@ -290,8 +291,10 @@ class KernelRoutes:
         if rec is None:
             raise NotFound(f"No plugin named {name!r} is enabled.", code="PLUGIN_NOT_FOUND")
         body = await self._summary(name)
-        schema = rec.cls.config_schema if rec.cls else {}
-        body["config"] = redact(rec.config, schema)
+        is_admin = req.identity is not None and req.identity.is_admin
+        if is_admin:  # even redacted, it names hosts and URLs: for administrators only
+            schema = rec.cls.config_schema if rec.cls else {}
+            body["config"] = redact(rec.config, schema)
         body["routes"] = [{"method": r.method, "path": r.path, "auth": r.auth} for r in rec.routes]
         body["tools"] = [
             {
@@ -302,7 +305,7 @@ class KernelRoutes:
             }
             for t in self.kernel.tools.of_plugin(name)
         ]
-        if req.identity is not None and req.identity.is_admin and rec.traceback:
+        if is_admin and rec.traceback:
             body["traceback"] = rec.traceback
         return body
 
@@ -356,7 +359,7 @@ HEALTH_SCHEMA: dict[str, Any] = {
 
 PLUGIN_DETAIL: dict[str, Any] = {
     **PLUGIN_SUMMARY,
-    "required": [*PLUGIN_SUMMARY["required"], "config", "routes", "tools"],
+    "required": [*PLUGIN_SUMMARY["required"], "routes", "tools"],
     "properties": {
         **PLUGIN_SUMMARY["properties"],
         "config": {"type": "object"},
@@ -371,4 +374,5 @@ def static_routes(app: web.Application) -> None:
     sw = swagger_dir()
     if sw is not None:
         app.router.add_static("/docs/static", sw)
+    app.router.add_static("/docs/init", STATIC / "docs")
     app.router.add_static("/redoc/static", STATIC / "redoc")

@@ -93,6 +93,10 @@ class Conflict(Problem):
     status, code, title = 409, "CONFLICT", "Conflict"
 
 
+class RequestTimeout(Problem):
+    status, code, title = 408, "REQUEST_TIMEOUT", "Request Timeout"
+
+
 class PayloadTooLarge(Problem):
     status, code, title = 413, "PAYLOAD_TOO_LARGE", "Payload Too Large"
 
@@ -134,6 +138,7 @@ STATUS_PROBLEMS: dict[int, type[Problem]] = {
         NotFound,
         MethodNotAllowed,
         Conflict,
+        RequestTimeout,
         PayloadTooLarge,
         UnsupportedMediaType,
         ValidationFailed,

@@ -148,12 +148,13 @@ async def start_kernel(
     """Start a real kernel on 127.0.0.1 (random port) and return a client for it."""
     from kernel.app import build_kernel  # the host; see the module docstring
     from kernel.config import from_dict
+    from kernel.server import KernelRunner
 
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="llmmc-test-"))
     extra: dict[str, type[Plugin]] = {"testauth": TestAuthPlugin, **(plugins or {})}
     loaded = from_dict(test_config(config, data_dir, test_auth), "<test config>")
     kernel, app = await build_kernel(loaded, extra_plugins=extra)
-    runner = web.AppRunner(app, access_log=None)
+    runner = KernelRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -63,19 +63,27 @@ QUOTA = {
 }
 
 
+# Answers holding credentials must not be kept by a browser or a proxy cache.
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def secret(body: Any, status: int = 200) -> Response:
+    return Response(body, status, dict(NO_STORE))
+
+
 def build_routes(plugin: AuthPlugin) -> list[Route]:
     def accounts() -> Accounts:
         return plugin.accounts
 
     async def register(req: Request) -> Any:
         b = req.body
-        return await accounts().register(b["username"], b["email"], b["password"])
+        return secret(await accounts().register(b["username"], b["email"], b["password"]), 201)
 
     async def login(req: Request) -> Any:
-        return await accounts().login(req.body["email"], req.body["password"])
+        return secret(await accounts().login(req.body["email"], req.body["password"]))
 
     async def refresh(req: Request) -> Any:
-        return await accounts().refresh(req.body["refresh_token"])
+        return secret(await accounts().refresh(req.body["refresh_token"]))
 
     async def logout(req: Request) -> Any:
         await accounts().logout(req.body["refresh_token"])
@@ -104,9 +112,10 @@ def build_routes(plugin: AuthPlugin) -> list[Route]:
 
     async def create_key(req: Request) -> Any:
         b = req.body
-        return await accounts().create_api_key(
+        key = await accounts().create_api_key(
             req.require_identity(), b["name"], b.get("expires_in_days")
         )
+        return secret(key, 201)
 
     async def list_keys(req: Request) -> Any:
         return await accounts().list_api_keys(req.require_identity())

@@ -250,7 +250,7 @@ async def test_plugin_config_is_shown_with_secrets_redacted(llmmc: Any) -> None:
         }
     }
     client = await llmmc(config, plugins={"keyed": Keyed})
-    r = await client.get("/api/v1/plugins/keyed")
+    r = await client.get("/api/v1/plugins/keyed", headers=client.auth_headers("root", admin=True))
     text = await r.text()
     assert "sk-live-123" not in text and "4242" not in text
     cfg = (await r.json())["config"]
