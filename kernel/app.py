@@ -29,8 +29,9 @@ from sdk.tools import Tool
 
 from .bus import MemoryBus, PluginBus, make_bus
 from .config import ConfigError, LoadedConfig, is_validator_schema_valid, validate_plugin_config
-from .database import DuckDatabase
+from .database import DatabaseError, open_database
 from .http import ClientIP, RouteHandler, request_middleware, security_headers_hook
+from .migrations import migrate
 from .openapi import build_openapi
 from .plugins import Hooks, PluginRecord, StartupError, dependents_of, discover, start_order
 from .routes import KernelRoutes, static_routes
@@ -57,7 +58,7 @@ class Kernel:
         self.tools = ToolRegistry(self.records)
         self.services = Services()
         self.bus: MemoryBus = make_bus(self.kernel_config["bus"])
-        self.database = DuckDatabase(self.data_dir / DB_FILE)
+        self.database = open_database(self.kernel_config["database"], self.data_dir, DB_FILE)
         self.routes: list[Route] = []
         self.cli_commands: list[CliCommand] = []
         self.websockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
@@ -97,11 +98,28 @@ class Kernel:
             log.warning("[plugins.%s] configures a plugin that is not enabled", key)
         if problems:
             raise ConfigError(problems, self.config.source)
-        await self.database.open()
+        try:
+            await self.database.open()
+        except DatabaseError as exc:
+            raise StartupError(str(exc)) from exc
+        await self.migrate()
         for name in self.order:
             await self._initialize(self.records[name])
         self._check_required()
         await self._collect()
+
+    async def migrate(self) -> dict[str, list[int]]:
+        """Apply every loaded plugin's missing schema migrations (a plugin whose step
+        fails goes to ERROR); return the versions applied, by plugin."""
+        plans = [
+            (name, rec.cls.migrations)
+            for name in self.order
+            if (rec := self.records[name]).cls is not None and rec.state is not PluginState.ERROR
+        ]
+        report = await migrate(self.database, plans)
+        for name, problem in report.failed.items():
+            self.records[name].fail("migrate", problem)
+        return report.applied
 
     def _context(self, rec: PluginRecord) -> PluginContext:
         return PluginContext(

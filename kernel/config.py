@@ -59,6 +59,21 @@ KERNEL_SCHEMA: dict[str, Any] = {
                 "channel_prefix": {"type": "string", "default": "llmmc:events:"},
             },
         },
+        "database": {
+            "type": "object",
+            "additionalProperties": False,
+            "default": {},
+            "properties": {
+                # empty: the embedded DuckDB file in data_dir; else postgresql://...
+                "url": {
+                    "type": "string",
+                    "pattern": "^$|^postgres(ql)?://",
+                    "default": "",
+                    "x-secret": True,
+                },
+                "pool_size": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10},
+            },
+        },
     },
 }
 

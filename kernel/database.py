@@ -1,39 +1,256 @@
-"""One DuckDB file per process, shared by every plugin (``sdk.database.Database``).
+"""The two engines behind ``sdk.database.Database``: the embedded DuckDB file and
+PostgreSQL (asyncpg, a connection pool). ``open_database`` picks one from
+``[kernel.database]``.
 
 DuckDB blocks, so each call runs in a small thread pool; each worker thread keeps its own
-cursor (a DuckDB connection is not safe to share between threads).
+cursor (a DuckDB connection is not safe to share between threads) and a transaction holds
+one cursor of its own until it ends. SQL is written with ``$n`` placeholders, which both
+engines read natively.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
+import asyncpg
 import duckdb
+import numpy as np
+
+from sdk.database import Engine, Params
 
 T = TypeVar("T")
-Params = Sequence[Any] | dict[str, Any] | None
+_CHUNK_PARAMS = 6000  # parameters per multi-row INSERT statement (DuckDB)
 
 
-class DuckDatabase:
+class DatabaseError(Exception):
+    """The database cannot be opened or used as configured."""
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _chunks(rows: Sequence[Sequence[Any]], width: int) -> list[Sequence[Sequence[Any]]]:
+    size = max(1, _CHUNK_PARAMS // max(1, width))
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
+
+
+def _values_sql(table: str, columns: Sequence[str], n: int) -> str:
+    width = len(columns)
+    groups = (
+        "(" + ", ".join(f"${r * width + c + 1}" for c in range(width)) + ")" for r in range(n)
+    )
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join(groups)}"
+
+
+# -- DuckDB -------------------------------------------------------------------------------
+
+
+def _duck_param(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.astype(np.float32).tolist()
+    return value
+
+
+def _duck_params(params: Params) -> list[Any] | None:
+    return None if params is None else [_duck_param(v) for v in params]
+
+
+_COLUMNAR_MIN = 32  # rows from which a registered columnar view beats VALUES lists
+_KINDS: dict[type, Any] = {bool: bool, int: np.int64, float: np.float64}
+
+
+def _columnar(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> tuple[dict[str, np.ndarray], str | None, np.ndarray | None] | None:
+    """The rows as numpy columns (plus at most one vector column as a matrix), or None
+    when a column mixes types numpy cannot carry faithfully (then VALUES lists are used)."""
+    data: dict[str, np.ndarray] = {"_rid": np.arange(len(rows), dtype=np.int64)}
+    vector_column, matrix = None, None
+    for j, column in enumerate(columns):
+        values = [r[j] for r in rows]
+        kinds = {type(v) for v in values}
+        if kinds <= {str, type(None)}:
+            data[column] = np.array(values, dtype=object)
+        elif len(kinds) == 1 and (kind := next(iter(kinds))) in _KINDS:
+            data[column] = np.array(values, dtype=_KINDS[kind])
+        elif kinds == {float, int}:
+            data[column] = np.array(values, dtype=np.float64)
+        elif kinds == {datetime} and all(v.tzinfo is None for v in values):
+            data[column] = np.array(values, dtype="datetime64[us]")
+        elif kinds == {np.ndarray} and vector_column is None:
+            vector_column = column
+            matrix = np.ascontiguousarray(np.stack(values), dtype=np.float32)
+        else:
+            return None
+    return data, vector_column, matrix
+
+
+def _insert_columnar(
+    cur: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: Sequence[str],
+    data: dict[str, np.ndarray],
+    vector_column: str | None,
+    matrix: np.ndarray | None,
+) -> None:
+    """Insert through registered numpy views; a vector matrix goes in flat and is
+    regrouped into ``FLOAT[dim]`` arrays in SQL (far faster than one list per row)."""
+    suffix = uuid.uuid4().hex
+    views = {"rows": f"bulk_rows_{suffix}", "flat": f"bulk_flat_{suffix}"}
+    cur.register(views["rows"], data)
+    select = [f"r.{c}" if c != vector_column else "v.vec" for c in columns]
+    join = ""
+    if matrix is not None:
+        n, dim = matrix.shape
+        flat = {
+            "rid": np.repeat(np.arange(n, dtype=np.int64), dim),
+            "pos": np.tile(np.arange(dim, dtype=np.int32), n),
+            "x": matrix.ravel(),
+        }
+        cur.register(views["flat"], flat)
+        join = (
+            f" JOIN (SELECT rid, list(x ORDER BY pos)::FLOAT[{dim}] AS vec FROM {views['flat']}"
+            " GROUP BY rid) v ON v.rid = r._rid"
+        )
+    try:
+        cur.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(select)} "
+            f"FROM {views['rows']} r{join} ORDER BY r._rid"
+        )
+    finally:
+        cur.unregister(views["rows"])
+        if matrix is not None:
+            cur.unregister(views["flat"])
+
+
+class _DuckQueries:
+    engine: Engine = "duckdb"
+
+    async def _call(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        raise NotImplementedError
+
+    def vector_type(self, dim: int) -> str:
+        return f"FLOAT[{int(dim)}]"
+
+    async def execute(self, sql: str, params: Params = None) -> None:
+        p = _duck_params(params)
+        await self._call(lambda cur: cur.execute(sql, p))
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        data = [_duck_params(r) for r in rows]
+
+        def many(cur: duckdb.DuckDBPyConnection) -> None:
+            cur.executemany(sql, data)
+
+        await self._call_atomic(many)
+
+    async def fetchall(self, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
+        p = _duck_params(params)
+        return await self._call(lambda cur: cur.execute(sql, p).fetchall())
+
+    async def fetchone(self, sql: str, params: Params = None) -> tuple[Any, ...] | None:
+        p = _duck_params(params)
+        return await self._call(lambda cur: cur.execute(sql, p).fetchone())
+
+    async def fetchval(self, sql: str, params: Params = None) -> Any:
+        row = await self.fetchone(sql, params)
+        return None if row is None else row[0]
+
+    async def insert_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        # Multi-row statements: DuckDB runs executemany row by row, several times slower.
+        if not rows:
+            return
+        columnar = _columnar(columns, rows) if len(rows) > _COLUMNAR_MIN else None
+        chunks = _chunks(rows, len(columns))
+
+        def write(cur: duckdb.DuckDBPyConnection) -> None:
+            if columnar is not None:
+                _insert_columnar(cur, table, columns, *columnar)
+                return
+            for chunk in chunks:
+                sql = _values_sql(table, columns, len(chunk))
+                cur.execute(sql, [_duck_param(v) for row in chunk for v in row])
+
+        await self._call_atomic(write)
+
+    async def fetch_vectors(
+        self, sql: str, params: Params, dim: int
+    ) -> tuple[list[tuple[Any, ...]], np.ndarray]:
+        p = _duck_params(params)
+
+        def read(cur: duckdb.DuckDBPyConnection) -> tuple[list[tuple[Any, ...]], np.ndarray]:
+            cols = list(cur.execute(sql, p).fetchnumpy().values())
+            if not len(cols[-1]):
+                return [], np.zeros((0, dim), dtype=np.float32)
+            matrix = np.stack([np.asarray(v, dtype=np.float32) for v in cols[-1]])
+            others = [
+                np.ma.asarray(c).tolist() if np.ma.isMaskedArray(c) else c.tolist()
+                for c in cols[:-1]
+            ]
+            return list(zip(*others, strict=True)), matrix
+
+        return await self._call(read)
+
+    async def _call_atomic(self, fn: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
+        await self._call(fn)
+
+
+class DuckTransaction(_DuckQueries):
+    def __init__(self, pool: ThreadPoolExecutor, cursor: duckdb.DuckDBPyConnection) -> None:
+        self._pool = pool
+        self._cursor = cursor
+        self._lock = threading.Lock()  # one statement at a time, even under gather()
+
+    async def _call(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        def call() -> T:
+            with self._lock:
+                return fn(self._cursor)
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
+
+class DuckDatabase(_DuckQueries):
     def __init__(self, path: Path | str, threads: int = 4) -> None:
         self.path = str(path)
+        self.url = ""
         self._conn: duckdb.DuckDBPyConnection | None = None
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._free: list[duckdb.DuckDBPyConnection] = []  # for transactions
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="duckdb")
+        self._exclusive = asyncio.Lock()
+
+    def describe(self) -> str:
+        return f"DuckDB file {self.path}"
 
     async def open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = await asyncio.get_running_loop().run_in_executor(
-            self._pool, duckdb.connect, self.path
-        )
+        try:
+            self._conn = await asyncio.get_running_loop().run_in_executor(
+                self._pool, duckdb.connect, self.path
+            )
+        except duckdb.Error as exc:
+            raise DatabaseError(f"cannot open {self.describe()}: {exc}") from exc
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -43,46 +260,245 @@ class DuckDatabase:
                 for cur in self._cursors:
                     cur.close()
                 self._cursors.clear()
+                self._free.clear()
             if conn is not None:
                 conn.close()
 
         await asyncio.get_running_loop().run_in_executor(self._pool, _close)
         self._pool.shutdown(wait=True)
 
+    def _new_cursor(self) -> duckdb.DuckDBPyConnection:
+        if self._conn is None:
+            raise RuntimeError("the database is closed")
+        cur = self._conn.cursor()
+        with self._lock:
+            self._cursors.append(cur)
+        return cur
+
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cur: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
         if cur is None:
-            if self._conn is None:
-                raise RuntimeError("the database is closed")
-            cur = self._conn.cursor()
+            cur = self._new_cursor()
             self._local.cursor = cur
-            with self._lock:
-                self._cursors.append(cur)
         return cur
 
-    async def run(self, fn: Callable[[Any], T]) -> T:
+    async def _call(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         def call() -> T:
             return fn(self._cursor())
 
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
+    async def _call_atomic(self, fn: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
+        async with self.transaction() as tx:
+            await tx._call(fn)
+
+    async def run(self, fn: Callable[[Any], T]) -> T:
+        """``fn(cursor)`` in a worker thread. Kernel-internal: plugins use the contract."""
+        return await self._call(fn)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[DuckTransaction]:
+        with self._lock:
+            cur = self._free.pop() if self._free else None
+        loop = asyncio.get_running_loop()
+        if cur is None:
+            cur = await loop.run_in_executor(self._pool, self._new_cursor)
+        tx = DuckTransaction(self._pool, cur)
+        await tx.execute("BEGIN TRANSACTION")
+        try:
+            yield tx
+        except BaseException:
+            try:
+                await asyncio.shield(tx.execute("ROLLBACK"))
+            finally:
+                with self._lock:
+                    self._free.append(cur)
+            raise
+        try:
+            await asyncio.shield(tx.execute("COMMIT"))
+        except BaseException:
+            # A failed COMMIT leaves DuckDB's transaction aborted; end it before reuse.
+            await asyncio.shield(tx._call(_rollback_quietly))
+            raise
+        finally:
+            with self._lock:
+                self._free.append(cur)
+
+    async def tables(self, prefix: str = "") -> list[str]:
+        rows = await self.fetchall(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND starts_with(table_name, $1) "
+            "ORDER BY table_name",
+            [prefix],
+        )
+        return [str(r[0]) for r in rows]
+
+    @asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[None]:
+        """Only one holder at a time; a DuckDB file has one process, so a local lock."""
+        async with self._exclusive:
+            yield
+
+
+def _rollback_quietly(cur: duckdb.DuckDBPyConnection) -> None:
+    try:
+        cur.execute("ROLLBACK")
+    except duckdb.Error:
+        pass
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------
+
+
+def _pg_param(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return np.ascontiguousarray(value, dtype=np.float32).tobytes()
+    return value
+
+
+def _pg_params(params: Params) -> list[Any]:
+    return [] if params is None else [_pg_param(v) for v in params]
+
+
+def _vectors(blobs: Sequence[bytes], dim: int) -> np.ndarray:
+    if not blobs:
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim).copy()
+
+
+class _PgQueries:
+    engine: Engine = "postgresql"
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+        raise NotImplementedError
+        yield
+
+    def vector_type(self, dim: int) -> str:
+        return "BYTEA"  # float32 bytes: no extension needed, and loads without a Python float per number
+
     async def execute(self, sql: str, params: Params = None) -> None:
-        await self.run(lambda cur: cur.execute(sql, params))
+        async with self._conn() as con:
+            await con.execute(sql, *_pg_params(params))
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        def batch(cur: Any) -> None:
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                cur.executemany(sql, rows)
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-
-        await self.run(batch)
+        if not rows:
+            return
+        async with self._conn() as con:
+            await con.executemany(sql, [_pg_params(r) for r in rows])
 
     async def fetchall(self, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
-        return await self.run(lambda cur: cur.execute(sql, params).fetchall())
+        async with self._conn() as con:
+            return [tuple(r) for r in await con.fetch(sql, *_pg_params(params))]
 
     async def fetchone(self, sql: str, params: Params = None) -> tuple[Any, ...] | None:
-        return await self.run(lambda cur: cur.execute(sql, params).fetchone())
+        async with self._conn() as con:
+            row = await con.fetchrow(sql, *_pg_params(params))
+        return None if row is None else tuple(row)
+
+    async def fetchval(self, sql: str, params: Params = None) -> Any:
+        async with self._conn() as con:
+            return await con.fetchval(sql, *_pg_params(params))
+
+    async def insert_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        if not rows:
+            return
+        async with self._conn() as con:
+            async with con.transaction():
+                for chunk in _chunks(rows, len(columns)):
+                    await con.execute(
+                        _values_sql(table, columns, len(chunk)),
+                        *[_pg_param(v) for row in chunk for v in row],
+                    )
+
+    async def fetch_vectors(
+        self, sql: str, params: Params, dim: int
+    ) -> tuple[list[tuple[Any, ...]], np.ndarray]:
+        rows = await self.fetchall(sql, params)
+        return [r[:-1] for r in rows], _vectors([r[-1] for r in rows], dim)
+
+
+class PgTransaction(_PgQueries):
+    def __init__(self, con: asyncpg.Connection) -> None:
+        self._con = con
+        self._lock = asyncio.Lock()  # one statement at a time, even under gather()
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self._lock:
+            yield self._con
+
+
+class PgDatabase(_PgQueries):
+    def __init__(self, url: str, pool_size: int = 10) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+
+    def describe(self) -> str:
+        return f"PostgreSQL {redact(self.url)}"
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.url, min_size=1, max_size=self.pool_size, command_timeout=60
+            )
+        except (OSError, asyncpg.PostgresError, ValueError) as exc:
+            raise DatabaseError(f"cannot connect to {self.describe()}: {exc}") from exc
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+        if self._pool is None:
+            raise RuntimeError("the database is closed")
+        async with self._pool.acquire() as con:
+            yield con
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PgTransaction]:
+        async with self._conn() as con:
+            async with con.transaction():
+                yield PgTransaction(con)
+
+    async def tables(self, prefix: str = "") -> list[str]:
+        rows = await self.fetchall(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND starts_with(table_name, $1) "
+            "ORDER BY table_name",
+            [prefix],
+        )
+        return [str(r[0]) for r in rows]
+
+    @asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[None]:
+        """A session advisory lock: one holder across every process on this database."""
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        async with self._conn() as con:
+            await con.execute("SELECT pg_advisory_lock($1)", key)
+            try:
+                yield
+            finally:
+                await con.execute("SELECT pg_advisory_unlock($1)", key)
+
+
+AnyDatabase = DuckDatabase | PgDatabase
+
+
+def open_database(settings: dict[str, Any], data_dir: Path, file_name: str) -> AnyDatabase:
+    """The engine ``[kernel.database]`` names (not yet opened)."""
+    url = str(settings.get("url") or "").strip()
+    if not url:
+        return DuckDatabase(data_dir / file_name)
+    scheme = url.split(":", 1)[0].lower()
+    if scheme in ("postgresql", "postgres"):
+        return PgDatabase(url, int(settings.get("pool_size", 10)))
+    raise DatabaseError(
+        f"[kernel.database] url {redact(url)!r}: only postgresql:// URLs are supported "
+        "(leave it empty for the embedded DuckDB file)"
+    )

@@ -6,7 +6,7 @@ from sdk import LLMProvider, StreamEvent, Usage   # to add an LLM backend
 
 from . import errors, events, llm, services
 from .cli import CliCommand
-from .database import Database
+from .database import Database, Migration, Transaction
 from .errors import Problem
 from .events import Event, EventBus
 from .hooks import HookCaller, hookimpl, hookspec
@@ -31,6 +31,7 @@ __all__ = [
     "Identity",
     "LLMProvider",
     "LLMService",
+    "Migration",
     "Plugin",
     "PluginContext",
     "PluginState",
@@ -45,6 +46,7 @@ __all__ = [
     "ToolCall",
     "ToolCallRequest",
     "ToolRegistry",
+    "Transaction",
     "Usage",
     "errors",
     "events",

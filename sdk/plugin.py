@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
-    from .database import Database
+    from .database import Database, Migration
     from .events import EventBus
     from .hooks import HookCaller
     from .services import Services
@@ -77,6 +78,9 @@ class Plugin:
     # in; keys marked ``"x-secret": true`` (and any named like a password, key or secret)
     # are redacted wherever the config is shown.
     config_schema: ClassVar[dict[str, Any]] = {"type": "object"}
+    # This plugin's schema, as ordered steps (``sdk.Migration``, versions 1, 2, ...): the
+    # kernel applies the missing ones before ``initialize`` (docs/database.md).
+    migrations: ClassVar[Sequence[Migration]] = ()
 
     def __init__(self, context: PluginContext) -> None:
         self.context = context

@@ -17,9 +17,12 @@ for tests. Plugins themselves never import the kernel.
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import os
+import secrets
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +123,73 @@ class KernelClient:
         await self.runner.cleanup()
 
 
+# The PostgreSQL server the tests use (trust auth); each test run makes its own database.
+POSTGRES_ADMIN_URL = os.environ.get(
+    "LLMMC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+TEST_DATABASE_PREFIX = "llmmc_test_"
+
+
+async def _admin(statement: str) -> None:
+    import asyncpg
+
+    con = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
+    try:
+        await con.execute(statement)
+    finally:
+        await con.close()
+
+
+def _with_database(url: str, name: str, **query: str) -> str:
+    base = url.rsplit("/", 1)[0]
+    tail = "&".join(f"{k}={v}" for k, v in query.items())
+    return f"{base}/{name}" + (f"?{tail}" if tail else "")
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """The URL of a fresh PostgreSQL database for this test run, dropped when it ends
+    (skips the test when no server answers at ``$LLMMC_TEST_POSTGRES``)."""
+    name = f"{TEST_DATABASE_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
+    try:
+        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    except (TimeoutError, OSError) as exc:
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
+    try:
+        yield _with_database(POSTGRES_ADMIN_URL, name)
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def fresh_schema_url(database_url: str) -> str:
+    """A URL on ``database_url`` whose tables go to a new, empty schema: each test gets a
+    database of its own without the cost of CREATE DATABASE."""
+    schema = "t_" + secrets.token_hex(6)
+    name = database_url.rsplit("/", 1)[1]
+    asyncio.run(_admin_in(database_url, f'CREATE SCHEMA "{schema}"'))
+    return _with_database(database_url, name, search_path=schema)
+
+
+async def _admin_in(url: str, statement: str) -> None:
+    import asyncpg
+
+    con = await asyncpg.connect(url, timeout=5)
+    try:
+        await con.execute(statement)
+    finally:
+        await con.close()
+
+
+@pytest.fixture(params=["duckdb", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """``[kernel.database] url`` for each engine in turn: "" (the embedded DuckDB file)
+    and a fresh schema of the run's PostgreSQL database. Pass it to ``llmmc(...,
+    database_url=database_url)`` to run a test on both engines."""
+    if request.param == "duckdb":
+        return ""
+    return fresh_schema_url(request.getfixturevalue("postgres_database"))
+
+
 def test_config(
     config: dict[str, Any] | None, data_dir: Path, test_auth: bool = True
 ) -> dict[str, Any]:
@@ -166,6 +236,8 @@ async def start_kernel(
 async def llmmc(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[KernelClient]]]:
     """Factory fixture: ``client = await llmmc(config, plugins={...})``.
 
+    ``database_url=`` sets ``[kernel.database] url`` (see the ``database_url`` fixture).
+
     ``test_auth=False`` leaves out the test identities (to see how routes behave with no
     authenticating plugin at all)."""
     clients: list[KernelClient] = []
@@ -176,9 +248,13 @@ async def llmmc(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[KernelC
         *,
         plugins: dict[str, type[Plugin]] | None = None,
         test_auth: bool = True,
+        database_url: str = "",
     ) -> KernelClient:
         nonlocal counter
         counter += 1
+        if database_url:
+            config = copy.deepcopy(config or {})
+            config.setdefault("kernel", {}).setdefault("database", {})["url"] = database_url
         client = await start_kernel(
             config, plugins=plugins, data_dir=tmp_path / f"kernel{counter}", test_auth=test_auth
         )

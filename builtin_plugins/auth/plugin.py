@@ -10,7 +10,7 @@ from . import cli
 from .accounts import Accounts, Settings
 from .revocation import RevocationStore
 from .routes import build_routes
-from .store import AuthStore
+from .store import MIGRATIONS, AuthStore
 from .tokens import TokenService, load_or_create_secret
 
 
@@ -47,6 +47,8 @@ class AuthPlugin(Plugin):
         },
     }
 
+    migrations = MIGRATIONS
+
     accounts: Accounts
     revocations: RevocationStore
 
@@ -56,7 +58,6 @@ class AuthPlugin(Plugin):
     async def initialize(self) -> None:
         cfg = self.config
         store = AuthStore(self.context.database)
-        await store.create_schema()
         secret: bytes | str = cfg["jwt_secret"] or load_or_create_secret(self.context.data_dir)
         access_seconds = int(cfg["access_token_minutes"]) * 60
         tokens = TokenService(

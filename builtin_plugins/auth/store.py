@@ -1,4 +1,4 @@
-"""Every SQL statement of the auth plugin. Times are UNIX seconds (DOUBLE), roles a
+"""Every SQL statement of the auth plugin. Times are UNIX seconds (DOUBLE PRECISION), roles a
 comma-separated list; emails and usernames are unique case-insensitively (``*_norm``)."""
 
 from __future__ import annotations
@@ -6,50 +6,51 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sdk import Database
+from sdk import Database, Migration
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS auth_users (
-        user_id VARCHAR PRIMARY KEY,
-        username VARCHAR NOT NULL,
-        username_norm VARCHAR NOT NULL UNIQUE,
-        email VARCHAR NOT NULL,
-        email_norm VARCHAR NOT NULL UNIQUE,
-        password_hash VARCHAR NOT NULL,
-        roles VARCHAR NOT NULL,
-        created_at DOUBLE NOT NULL
+        user_id TEXT PRIMARY KEY,
+        username TEXT NOT NULL,
+        username_norm TEXT NOT NULL UNIQUE,
+        email TEXT NOT NULL,
+        email_norm TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        roles TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL
     )""",
     """CREATE TABLE IF NOT EXISTS auth_refresh_tokens (
-        token_hash VARCHAR PRIMARY KEY,
-        family_id VARCHAR NOT NULL,
-        user_id VARCHAR NOT NULL,
-        issued_at DOUBLE NOT NULL,
-        expires_at DOUBLE NOT NULL,
-        spent_at DOUBLE,
+        token_hash TEXT PRIMARY KEY,
+        family_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        issued_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        spent_at DOUBLE PRECISION,
         revoked BOOLEAN NOT NULL DEFAULT FALSE
     )""",
     "CREATE INDEX IF NOT EXISTS auth_refresh_family ON auth_refresh_tokens (family_id)",
     "CREATE INDEX IF NOT EXISTS auth_refresh_user ON auth_refresh_tokens (user_id)",
     """CREATE TABLE IF NOT EXISTS auth_api_keys (
-        key_id VARCHAR PRIMARY KEY,
-        user_id VARCHAR NOT NULL,
-        name VARCHAR NOT NULL,
-        key_hash VARCHAR NOT NULL UNIQUE,
-        created_at DOUBLE NOT NULL,
-        expires_at DOUBLE
+        key_id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        key_hash TEXT NOT NULL UNIQUE,
+        created_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION
     )""",
     "CREATE INDEX IF NOT EXISTS auth_api_keys_user ON auth_api_keys (user_id)",
     # Revocations of access tokens (which are never looked up in the database): kind 'user'
     # (tokens of subject issued before `after`, except family `keep`) or 'family'.
     """CREATE TABLE IF NOT EXISTS auth_revocations (
-        kind VARCHAR NOT NULL,
-        subject VARCHAR NOT NULL,
-        after DOUBLE NOT NULL,
-        keep VARCHAR NOT NULL,
-        expires_at DOUBLE NOT NULL,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        after DOUBLE PRECISION NOT NULL,
+        keep TEXT NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (kind, subject)
     )""",
 ]
+MIGRATIONS = [Migration(1, "users, refresh tokens, API keys, revocations", SCHEMA)]
 
 _USER_COLUMNS = "user_id, username, email, roles, created_at, password_hash"
 
@@ -103,10 +104,6 @@ class AuthStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def create_schema(self) -> None:
-        for statement in SCHEMA:
-            await self.db.execute(statement)
-
     # -- users ----------------------------------------------------------------------------
 
     async def insert_user(
@@ -119,16 +116,16 @@ class AuthStore:
         created_at: float,
     ) -> None:
         taken = await self.db.fetchone(
-            "SELECT email_norm = ?, username_norm = ? FROM auth_users "
-            "WHERE email_norm = ? OR username_norm = ? LIMIT 1",
-            [email.lower(), username.lower(), email.lower(), username.lower()],
+            "SELECT email_norm = $1, username_norm = $2 FROM auth_users "
+            "WHERE email_norm = $1 OR username_norm = $2 LIMIT 1",
+            [email.lower(), username.lower()],
         )
         if taken is not None:
             raise DuplicateUser("email" if taken[0] else "username")
         try:
             await self.db.execute(
                 "INSERT INTO auth_users (user_id, username, username_norm, email, email_norm, "
-                "password_hash, roles, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "password_hash, roles, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 [
                     user_id,
                     username,
@@ -147,42 +144,34 @@ class AuthStore:
 
     async def user_by_id(self, user_id: str) -> UserRow | None:
         row = await self.db.fetchone(
-            f"SELECT {_USER_COLUMNS} FROM auth_users WHERE user_id = ?", [user_id]
+            f"SELECT {_USER_COLUMNS} FROM auth_users WHERE user_id = $1", [user_id]
         )
         return UserRow.from_row(row) if row else None
 
     async def user_by_email(self, email: str) -> UserRow | None:
         row = await self.db.fetchone(
-            f"SELECT {_USER_COLUMNS} FROM auth_users WHERE email_norm = ?", [email.lower()]
+            f"SELECT {_USER_COLUMNS} FROM auth_users WHERE email_norm = $1", [email.lower()]
         )
         return UserRow.from_row(row) if row else None
 
     async def set_password(self, user_id: str, password_hash: str) -> None:
         await self.db.execute(
-            "UPDATE auth_users SET password_hash = ? WHERE user_id = ?", [password_hash, user_id]
+            "UPDATE auth_users SET password_hash = $1 WHERE user_id = $2", [password_hash, user_id]
         )
 
     async def set_roles(self, user_id: str, roles: tuple[str, ...]) -> None:
         await self.db.execute(
-            "UPDATE auth_users SET roles = ? WHERE user_id = ?", [",".join(roles), user_id]
+            "UPDATE auth_users SET roles = $1 WHERE user_id = $2", [",".join(roles), user_id]
         )
 
     async def delete_user(self, user_id: str) -> bool:
-        def tx(cur: Any) -> bool:
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                cur.execute("DELETE FROM auth_api_keys WHERE user_id = ?", [user_id])
-                cur.execute("DELETE FROM auth_refresh_tokens WHERE user_id = ?", [user_id])
-                gone = cur.execute(
-                    "DELETE FROM auth_users WHERE user_id = ? RETURNING user_id", [user_id]
-                ).fetchall()
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            return bool(gone)
-
-        return await self.db.run(tx)
+        async with self.db.transaction() as tx:
+            await tx.execute("DELETE FROM auth_api_keys WHERE user_id = $1", [user_id])
+            await tx.execute("DELETE FROM auth_refresh_tokens WHERE user_id = $1", [user_id])
+            gone = await tx.fetchall(
+                "DELETE FROM auth_users WHERE user_id = $1 RETURNING user_id", [user_id]
+            )
+        return bool(gone)
 
     # -- refresh tokens -------------------------------------------------------------------
 
@@ -191,14 +180,14 @@ class AuthStore:
     ) -> None:
         await self.db.execute(
             "INSERT INTO auth_refresh_tokens (token_hash, family_id, user_id, issued_at, "
-            "expires_at) VALUES (?, ?, ?, ?, ?)",
+            "expires_at) VALUES ($1, $2, $3, $4, $5)",
             [token_hash, family_id, user_id, issued_at, expires_at],
         )
 
     async def refresh_by_hash(self, token_hash: str) -> RefreshRow | None:
         row = await self.db.fetchone(
             "SELECT token_hash, family_id, user_id, expires_at, spent_at, revoked "
-            "FROM auth_refresh_tokens WHERE token_hash = ?",
+            "FROM auth_refresh_tokens WHERE token_hash = $1",
             [token_hash],
         )
         if row is None:
@@ -208,27 +197,27 @@ class AuthStore:
     async def spend_refresh(self, token_hash: str, now: float) -> bool:
         """Mark a live refresh token spent; False if it was already spent or revoked."""
         rows = await self.db.fetchall(
-            "UPDATE auth_refresh_tokens SET spent_at = ? "
-            "WHERE token_hash = ? AND spent_at IS NULL AND NOT revoked RETURNING token_hash",
+            "UPDATE auth_refresh_tokens SET spent_at = $1 "
+            "WHERE token_hash = $2 AND spent_at IS NULL AND NOT revoked RETURNING token_hash",
             [now, token_hash],
         )
         return bool(rows)
 
     async def revoke_family(self, family_id: str) -> None:
         await self.db.execute(
-            "UPDATE auth_refresh_tokens SET revoked = TRUE WHERE family_id = ? AND NOT revoked",
+            "UPDATE auth_refresh_tokens SET revoked = TRUE WHERE family_id = $1 AND NOT revoked",
             [family_id],
         )
 
     async def revoke_user_families(self, user_id: str, keep_family: str) -> None:
         await self.db.execute(
             "UPDATE auth_refresh_tokens SET revoked = TRUE "
-            "WHERE user_id = ? AND family_id <> ? AND NOT revoked",
+            "WHERE user_id = $1 AND family_id <> $2 AND NOT revoked",
             [user_id, keep_family],
         )
 
     async def purge_refresh(self, now: float) -> None:
-        await self.db.execute("DELETE FROM auth_refresh_tokens WHERE expires_at < ?", [now])
+        await self.db.execute("DELETE FROM auth_refresh_tokens WHERE expires_at < $1", [now])
 
     # -- API keys -------------------------------------------------------------------------
 
@@ -243,7 +232,7 @@ class AuthStore:
     ) -> None:
         await self.db.execute(
             "INSERT INTO auth_api_keys (key_id, user_id, name, key_hash, created_at, expires_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "VALUES ($1, $2, $3, $4, $5, $6)",
             [key_id, user_id, name, key_hash, created_at, expires_at],
         )
 
@@ -252,7 +241,7 @@ class AuthStore:
             "SELECT k.key_id, k.user_id, k.name, k.created_at, k.expires_at, "
             f"{', '.join('u.' + c.strip() for c in _USER_COLUMNS.split(','))} "
             "FROM auth_api_keys k JOIN auth_users u ON u.user_id = k.user_id "
-            "WHERE k.key_hash = ?",
+            "WHERE k.key_hash = $1",
             [key_hash],
         )
         if row is None:
@@ -263,14 +252,14 @@ class AuthStore:
     async def api_keys_of(self, user_id: str) -> list[ApiKeyRow]:
         rows = await self.db.fetchall(
             "SELECT key_id, user_id, name, created_at, expires_at FROM auth_api_keys "
-            "WHERE user_id = ? ORDER BY created_at, key_id",
+            "WHERE user_id = $1 ORDER BY created_at, key_id",
             [user_id],
         )
         return [ApiKeyRow(r[0], r[1], r[2], float(r[3]), r[4]) for r in rows]
 
     async def delete_api_key(self, user_id: str, key_id: str) -> bool:
         rows = await self.db.fetchall(
-            "DELETE FROM auth_api_keys WHERE key_id = ? AND user_id = ? RETURNING key_id",
+            "DELETE FROM auth_api_keys WHERE key_id = $1 AND user_id = $2 RETURNING key_id",
             [key_id, user_id],
         )
         return bool(rows)
@@ -281,13 +270,14 @@ class AuthStore:
         self, kind: str, subject: str, after: float, keep: str, expires_at: float
     ) -> None:
         await self.db.execute(
-            "INSERT OR REPLACE INTO auth_revocations (kind, subject, after, keep, expires_at) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO auth_revocations (kind, subject, after, keep, expires_at) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, subject) DO UPDATE SET "
+            "after = excluded.after, keep = excluded.keep, expires_at = excluded.expires_at",
             [kind, subject, after, keep, expires_at],
         )
 
     async def live_revocations(self, now: float) -> list[tuple[str, str, float, str, float]]:
-        await self.db.execute("DELETE FROM auth_revocations WHERE expires_at < ?", [now])
+        await self.db.execute("DELETE FROM auth_revocations WHERE expires_at < $1", [now])
         rows = await self.db.fetchall(
             "SELECT kind, subject, after, keep, expires_at FROM auth_revocations"
         )

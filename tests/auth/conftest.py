@@ -73,8 +73,9 @@ class Accounts:
 
 
 @pytest.fixture
-async def server(llmmc):
-    client = await llmmc(auth_config())
+async def server(llmmc, database_url):
+    """A server with auth and ratelimit, once on each database engine."""
+    client = await llmmc(auth_config(), database_url=database_url)
     return client
 
 

@@ -63,7 +63,7 @@ async def test_expired_key_is_refused(server, accounts):
     user = await accounts.register()
     key = await create_key(server, user["access_token"], expires_in_days=1)
     db = server.kernel.database
-    await db.execute("UPDATE auth_api_keys SET expires_at = 1 WHERE key_id = ?", [key["key_id"]])
+    await db.execute("UPDATE auth_api_keys SET expires_at = 1 WHERE key_id = $1", [key["key_id"]])
     r = await accounts.me(key["key"])
     assert r.status == 401
     assert (await r.json())["code"] == "INVALID_TOKEN"
