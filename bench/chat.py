@@ -3,17 +3,29 @@ fake OpenAI upstream, and the embedded model's speed.
 
     .venv/bin/python bench/chat.py                 # everything (the model part if installed)
     .venv/bin/python bench/chat.py --turns 500 --sockets 1000 --skip-model
+    .venv/bin/python bench/chat.py --compare-only --profile /tmp/turn.txt
 
-Three processes: the fake upstream, the server (the real kernel with the chat plugin,
-DuckDB store, test identities), and this client. For each measure the same requests go
-once straight to the fake and once through the server; the platform's overhead is the
-difference of the medians (p50) and of the 99th percentiles (p99).
+Four processes: the fake upstream, two servers (the real kernel with a DuckDB store each)
+and this client. Server "chat alone" runs only the chat plugin with test identities;
+server "all plugins" runs every default plugin (auth with a registered user's JWT,
+ratelimit with limits raised above the load, chat, memory with the local embedder,
+weather, translate), as a deployment does.
 
+- Turn cost with every default plugin on against chat alone: sequential REST turns in
+  interleaved rounds (so a drifting machine load weighs on both alike), p50/p99, server
+  CPU per turn (every thread, background work included) and the ratio of the medians;
+  once with the same message every turn and once with a new message every turn (a new
+  text has to be embedded before memory can be searched).
 - REST: ``POST /api/v1/chat`` turn latency (sequential), and turns/s at a concurrency.
 - SSE: time to first token through ``POST /api/v1/chat/stream`` minus the fake's own.
 - WebSocket: N concurrent sockets each sending one chat message; round trip from send to
   ``complete``, and completed turns/s.
 - Embedded model: tokens/s of SmolLM2-135M through llama-cpp-python (--skip-model to skip).
+
+For each measure against chat alone, the same requests go once straight to the fake and
+once through the server; the platform's overhead is the difference of the medians (p50)
+and of the 99th percentiles (p99). ``--profile FILE`` runs pyinstrument in the
+all-plugins server during the comparison and writes its report to FILE.
 """
 
 from __future__ import annotations
@@ -23,7 +35,11 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
+import re
+import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -62,41 +78,54 @@ def run_fake(port_q: Any, stop_ev: Any) -> None:
     asyncio.run(main())
 
 
-def run_server(fake_url: str, port_q: Any, stop_ev: Any, cpu_conn: Any) -> None:
+def run_server(fake_url: str, port_q: Any, stop_ev: Any, all_plugins: bool = False) -> None:
     import logging
-    import threading
-
-    def answer_cpu() -> None:  # the client asks for this process's CPU seconds
-        while True:
-            try:
-                cpu_conn.recv()
-            except EOFError:
-                return
-            cpu_conn.send(time.process_time())
-
-    threading.Thread(target=answer_cpu, daemon=True).start()
 
     logging.disable(logging.WARNING)
     from sdk.testing import start_kernel
 
-    config = {
-        "kernel": {"log_level": "WARNING"},
-        "plugins": {
-            "enabled": ["chat"],
-            "chat": {
-                "default_provider": "fake",
-                "memory": False,
-                "providers": {"fake": {"type": "openai", "base_url": fake_url, "model": "m"}},
-                "characters": {
-                    "lumina": {"name": "Lumina", "provider": "fake", "persona": "You are Lumina."}
-                },
-                "websocket": {"max_in_flight": 64},
-            },
+    chat: dict[str, Any] = {
+        "default_provider": "fake",
+        "memory": all_plugins,
+        "providers": {"fake": {"type": "openai", "base_url": fake_url, "model": "m"}},
+        "characters": {
+            "lumina": {"name": "Lumina", "provider": "fake", "persona": "You are Lumina."}
         },
+        "websocket": {"max_in_flight": 64},
     }
+    if all_plugins:
+        high = "1000000/minute"
+        config: dict[str, Any] = {
+            "kernel": {"log_level": "WARNING"},
+            "plugins": {
+                "enabled": ["auth", "ratelimit", "chat", "memory", "weather", "translate"],
+                "auth": {"bcrypt_rounds": 4},
+                "ratelimit": {
+                    "default": high,
+                    "routes": {
+                        "POST /api/v1/auth/register": high,
+                        "POST /api/v1/auth/login": high,
+                        "POST /api/v1/chat": high,
+                        "POST /api/v1/chat/stream": high,
+                    },
+                    "quotas": {"tokens_per_day": {"user": 0, "admin": 0}},
+                },
+                "chat": chat,
+                "memory": {"embedder": "local"},
+            },
+        }
+    else:
+        config = {
+            "kernel": {"log_level": "WARNING"},
+            "plugins": {"enabled": ["chat"], "chat": chat},
+        }
 
     async def main() -> None:
-        client = await start_kernel(config, data_dir=Path(tempfile.mkdtemp(prefix="llmmc-bench-")))
+        client = await start_kernel(
+            config,
+            data_dir=Path(tempfile.mkdtemp(prefix="llmmc-bench-")),
+            test_auth=not all_plugins,
+        )
         port_q.put(client.base_url)
         await asyncio.to_thread(stop_ev.wait)
         await client.close()
@@ -117,13 +146,17 @@ async def direct_turn(http: aiohttp.ClientSession, fake_url: str) -> float:
 
 
 async def platform_turn(
-    http: aiohttp.ClientSession, base: str, session_id: str | None
+    http: aiohttp.ClientSession,
+    base: str,
+    session_id: str | None,
+    text: str = "hello",
+    headers: dict[str, str] = HEADERS,
 ) -> tuple[float, str]:
-    body: dict[str, Any] = {"user_input": "hello"}
+    body: dict[str, Any] = {"user_input": text}
     if session_id:
         body["session_id"] = session_id
     t = time.perf_counter()
-    async with http.post(base + "/api/v1/chat", json=body, headers=HEADERS) as r:
+    async with http.post(base + "/api/v1/chat", json=body, headers=headers) as r:
         data = await r.json()
         assert r.status == 200, data
     return time.perf_counter() - t, data["session_id"]
@@ -265,31 +298,193 @@ def model_speed(tokens: int) -> str:
     return asyncio.run(run())
 
 
-def server_cpu(conn: Any) -> float:
-    conn.send("cpu")
-    return float(conn.recv())
+# What a user of the all-plugins server says, one after another: facts, questions, small
+# talk. With --vary each gets a number so no two turns carry the same text.
+SAYINGS = [
+    "My name is Ada and I live in Lyon.",
+    "I work as a nurse at the city hospital.",
+    "What should I cook tonight with leeks and potatoes?",
+    "I like jazz, especially Bill Evans.",
+    "Can you remind me what we said about my trip to Porto?",
+    "My sister Marie has a dog called Pixel.",
+    "I am learning Japanese, slowly.",
+    "hello",
+    "What's a good book for a long train ride?",
+    "I prefer tea to coffee in the afternoon.",
+    "thanks, that helps",
+    "My favourite colour is green.",
+]
 
 
-async def client_main(fake_url: str, base: str, args: argparse.Namespace, cpu: Any) -> None:
+async def register(http: aiohttp.ClientSession, base: str) -> dict[str, str]:
+    body = {"username": "bench", "email": "bench@example.org", "password": "correct horse 42!"}
+    async with http.post(base + "/api/v1/auth/register", json=body) as r:
+        data = await r.json()
+        assert r.status == 201, data
+    return {"Authorization": "Bearer " + data["access_token"]}
+
+
+def start_profile(pid: int, path: str) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling every thread of the all-plugins server (the embedding model and
+    DuckDB work in threads, which an in-process profiler of the event loop misses)."""
+    if not path:
+        return None
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    return subprocess.Popen(
+        [
+            exe,
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--output",
+            path,
+            "--rate",
+            "200",
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def print_profile(spy: subprocess.Popen[bytes], path: str) -> None:
+    """Share of the server's busy samples by what they were doing (collapsed stacks)."""
+    spy.send_signal(signal.SIGINT)
+    spy.wait(60)
+    stacks: dict[str, int] = {}
+    for line in Path(path).read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        stack = re.sub(r":\d+\)", ")", stack)  # one entry per function, not per line
+        stacks[stack] = stacks.get(stack, 0) + int(count)
+    total = sum(stacks.values()) or 1
+    groups = {
+        "memory: embedding model": "embedders/",
+        "memory: SQL (DuckDB calls from memory/store.py)": "memory/store.py",
+        "memory: everything": "builtin_plugins/memory",
+        "chat: SQL (chat/store.py)": "chat/store.py",
+        "chat: everything": "builtin_plugins/chat",
+        "auth": "builtin_plugins/auth",
+        "ratelimit": "builtin_plugins/ratelimit",
+        "event loop: aiohttp, asyncio": "base_events.py",
+    }
+    print(f"\nProfile of the all-plugins server (py-spy, {total} busy samples, stacks in {path})")
+    for label, needle in groups.items():
+        n = sum(c for st, c in stacks.items() if needle in st)
+        print(f"  {label:<52} {100 * n / total:5.1f} %")
+    funcs: dict[str, int] = {}
+    for st, c in stacks.items():
+        for frame in set(st.split(";")):
+            if "builtin_plugins/memory" in frame:
+                funcs[frame] = funcs.get(frame, 0) + c
+    print("  memory functions by share of samples (inclusive):")
+    for frame, c in sorted(funcs.items(), key=lambda x: -x[1])[:14]:
+        print(f"    {100 * c / total:5.1f} %  {frame}")
+
+
+def load_average() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+async def compare(
+    http: aiohttp.ClientSession,
+    targets: dict[str, tuple[str, dict[str, str], int]],
+    turns: int,
+    rounds: int,
+    vary: bool,
+) -> dict[str, tuple[list[float], float]]:
+    """Sequential turns on each target in interleaved rounds: latencies and server CPU
+    seconds per turn (CPU read from /proc for the whole server process)."""
+    from bench.common import cpu_seconds
+
+    lat: dict[str, list[float]] = {name: [] for name in targets}
+    cpu: dict[str, float] = dict.fromkeys(targets, 0.0)
+    sessions: dict[str, str | None] = dict.fromkeys(targets)
+    per_round = max(1, turns // rounds)
+    n = 0
+    for r in range(rounds):
+        order = list(targets) if r % 2 == 0 else list(reversed(targets))
+        for name in order:
+            base, headers, pid = targets[name]
+            c0 = cpu_seconds(pid)
+            for i in range(per_round):
+                text = SAYINGS[(n + i) % len(SAYINGS)]
+                if vary:
+                    text = f"{text} ({r}.{i})"
+                dt, sessions[name] = await platform_turn(http, base, sessions[name], text, headers)
+                lat[name].append(dt)
+            cpu[name] += cpu_seconds(pid) - c0
+        n += per_round
+    return {name: (lat[name], cpu[name] / len(lat[name])) for name in targets}
+
+
+def print_compare(title: str, results: dict[str, tuple[list[float], float]]) -> None:
+    print(f"\n{title}  ({load_average()})")
+    for name, (values, cpu) in results.items():
+        print(
+            f"  {name:<12} p50 {ms(statistics.median(values))}   p99 {ms(pct(values, 99))}"
+            f"   server CPU per turn {ms(cpu)}"
+        )
+    (a, ca), (b, cb) = results["chat alone"], results["all plugins"]
+    print(
+        f"  all plugins / chat alone: p50 {statistics.median(b) / statistics.median(a):.2f}x"
+        f"   p99 {pct(b, 99) / pct(a, 99):.2f}x   CPU {cb / ca:.2f}x"
+    )
+
+
+async def client_main(
+    fake_url: str,
+    base: str,
+    full: str,
+    pids: tuple[int, int],
+    args: argparse.Namespace,
+) -> None:
+    from bench.common import cpu_seconds
+
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-        # warm up both paths
+        full_headers = await register(http, full)
+        targets = {
+            "chat alone": (base, HEADERS, pids[0]),
+            "all plugins": (full, full_headers, pids[1]),
+        }
+        # warm up every path (the first memory turn loads the embedding model)
         sid = None
-        for _ in range(50):
+        fsid = None
+        for i in range(50):
             await direct_turn(http, fake_url)
             _, sid = await platform_turn(http, base, sid)
+            _, fsid = await platform_turn(http, full, fsid, SAYINGS[i % len(SAYINGS)], full_headers)
+        spy = start_profile(pids[1], args.profile)
+        print(
+            f"\nTurn cost, every default plugin on against chat alone (sequential REST turns, "
+            f"{args.rounds} interleaved rounds, zero-latency upstream)"
+        )
+        print_compare(
+            f"  same message every turn ({args.turns} turns each)",
+            await compare(http, targets, args.turns, args.rounds, vary=False),
+        )
+        print_compare(
+            f"  a new message every turn ({args.turns} turns each)",
+            await compare(http, targets, args.turns, args.rounds, vary=True),
+        )
+        if spy is not None:
+            print_profile(spy, args.profile)
+        if args.compare_only:
+            return
         assert sid is not None
         direct = [await direct_turn(http, fake_url) for _ in range(args.turns)]
         platform = []
-        cpu0 = server_cpu(cpu)
+        cpu0 = cpu_seconds(pids[0])
         for _ in range(args.turns):
             dt, sid = await platform_turn(http, base, sid)
             platform.append(dt)
-        cpu_per_turn = (server_cpu(cpu) - cpu0) / args.turns
+        cpu_per_turn = (cpu_seconds(pids[0]) - cpu0) / args.turns
         d_ttft = [await direct_ttft(http, fake_url) for _ in range(args.turns)]
         p_ttft = [await platform_ttft(http, base, sid) for _ in range(args.turns)]
         rate = await throughput(http, base, args.turns, args.concurrency)
 
-    print(f"\nREST turn (sequential, {args.turns} turns, zero-latency upstream)")
+    print(f"\nREST turn, chat alone (sequential, {args.turns} turns, zero-latency upstream)")
     print(f"  upstream alone     p50 {ms(statistics.median(direct))}   p99 {ms(pct(direct, 99))}")
     print(
         f"  through platform   p50 {ms(statistics.median(platform))}   p99 {ms(pct(platform, 99))}"
@@ -327,6 +522,11 @@ def main() -> None:
     ap.add_argument("--sockets", type=int, default=1000)
     ap.add_argument("--model-tokens", type=int, default=64)
     ap.add_argument("--skip-model", action="store_true")
+    ap.add_argument("--rounds", type=int, default=10, help="interleaved rounds of the comparison")
+    ap.add_argument(
+        "--compare-only", action="store_true", help="only the all plugins / chat alone comparison"
+    )
+    ap.add_argument("--profile", default="", help="pyinstrument report of the all-plugins server")
     args = ap.parse_args()
 
     ctx = mp.get_context("spawn")
@@ -335,20 +535,29 @@ def main() -> None:
     fake = ctx.Process(target=run_fake, args=(q, stop), daemon=True)
     fake.start()
     fake_url = q.get(timeout=30)
-    cpu_parent, cpu_child = ctx.Pipe()
-    server = ctx.Process(target=run_server, args=(fake_url, q, stop, cpu_child), daemon=True)
+    server = ctx.Process(target=run_server, args=(fake_url, q, stop), daemon=True)
     server.start()
     base = q.get(timeout=60)
-    print(
-        f"fake upstream {fake_url}; server {base}; CPUs: {os.cpu_count()}; Python {sys.version.split()[0]}"
+    full_server = ctx.Process(
+        target=run_server,
+        args=(fake_url, q, stop, True),
+        daemon=True,
     )
+    full_server.start()
+    full = q.get(timeout=120)
+    print(
+        f"fake upstream {fake_url}; chat alone {base}; all plugins {full}; "
+        f"CPUs: {os.cpu_count()}; Python {sys.version.split()[0]}; {load_average()}"
+    )
+    assert server.pid is not None and full_server.pid is not None
     try:
-        asyncio.run(client_main(fake_url, base, args, cpu_parent))
+        asyncio.run(client_main(fake_url, base, full, (server.pid, full_server.pid), args))
     finally:
         stop.set()
         server.join(10)
+        full_server.join(30)
         fake.join(10)
-    if not args.skip_model:
+    if not args.skip_model and not args.compare_only:
         print(
             f"\nEmbedded model (SmolLM2-135M-Instruct, llama.cpp): {model_speed(args.model_tokens)}"
         )

@@ -14,10 +14,12 @@ may still fit.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sdk import Identity
 
+from .store import Memory
 from .tiers import TIERS, MemoryService
 
 ITEM_OVERHEAD_TOKENS = 6
@@ -52,30 +54,40 @@ async def memory_context(
 
     if budget <= ITEM_OVERHEAD_TOKENS:
         return []
-    if session_id:
-        summary = await service.session_summary(user_id, session_id)
-        if summary is not None:
-            offer(
-                {
-                    "memory_id": summary.memory_id,
-                    "tier": "mid_term",
-                    "content": summary.content,
-                    "score": 1.0,
-                    "session_id": session_id,
-                }
-            )
     query = (query or "").strip()
-    if not query:
-        return items
     config = service.config
-    hits = await service.search(
-        user_id,
-        query[:4000],
-        top_k=int(config["context_top_k"]),
-        tiers=list(TIERS),
-        min_score=float(config["context_min_score"]),
-        exclude_session_tiers=(session_id, ["short_term", "mid_term"]) if session_id else None,
+
+    async def search() -> list[Memory]:
+        if not query:
+            return []
+        return await service.search(
+            user_id,
+            query[:4000],
+            top_k=int(config["context_top_k"]),
+            tiers=list(TIERS),
+            min_score=float(config["context_min_score"]),
+            exclude_session_tiers=(session_id, ["short_term", "mid_term"]) if session_id else None,
+        )
+
+    async def no_summary() -> None:
+        return None
+
+    # The summary and the search do not depend on each other: wait for both at once.
+    summary, hits = await asyncio.gather(
+        service.session_summary(user_id, session_id) if session_id else no_summary(), search()
     )
+    if summary is not None:
+        offer(
+            {
+                "memory_id": summary.memory_id,
+                "tier": "mid_term",
+                "content": summary.content,
+                "score": 1.0,
+                "session_id": session_id,
+            }
+        )
+    if not hits:
+        return items
     for hit in hits:
         offer(
             {

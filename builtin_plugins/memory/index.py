@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,7 @@ from typing import Any
 import numpy as np
 
 TIER_CODES = {"short_term": 0, "mid_term": 1, "long_term": 2, "associative": 3, "knowledge": 4}
+SMALL_COUNTS = 100_000  # users below min_vectors whose vector count is remembered
 PREFILTER_MIN = 64  # rows re-scored exactly after the float16 scan, at the least
 PREFILTER_FACTOR = 8  # ... or this many times the limit
 HALF_SLACK = 0.01  # float16 rounding allowance when min_score filters the rough scan
@@ -352,6 +354,12 @@ class VectorIndex:
         self._loading: dict[tuple[str, str], list[tuple[str, Any]]] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.loads = 0
+        # Vector counts of users not (yet) worth an entry, so a search need not count them
+        # again: raised on every add, lowered by the ids of every remove. Only a threshold
+        # is decided by it, so an estimate does: it errs low after removing ids without a
+        # vector (such a user stays on the exact SQL path a little longer) and high after
+        # in-place re-embeddings (the entry is loaded a little early).
+        self._small: OrderedDict[tuple[str, str], int] = OrderedDict()
 
     @property
     def enabled(self) -> bool:
@@ -359,6 +367,18 @@ class VectorIndex:
 
     def has(self, user_id: str, model: str) -> bool:
         return (user_id, model) in self._entries
+
+    def known_count(self, user_id: str, model: str) -> int | None:
+        count = self._small.get((user_id, model))
+        if count is not None:
+            self._small.move_to_end((user_id, model))
+        return count
+
+    def note_count(self, user_id: str, model: str, count: int) -> None:
+        self._small[(user_id, model)] = count
+        self._small.move_to_end((user_id, model))
+        while len(self._small) > SMALL_COUNTS:
+            self._small.popitem(last=False)
 
     def nbytes(self) -> int:
         return sum(e.nbytes for e in self._entries.values())
@@ -374,6 +394,8 @@ class VectorIndex:
         vectors: np.ndarray,
     ) -> None:
         key = (user_id, model)
+        if key in self._small:
+            self._small[key] += len(ids)
         if key in self._loading:
             self._loading[key].append(
                 ("add", (list(ids), list(tiers), list(sessions), vectors.copy()))
@@ -388,6 +410,11 @@ class VectorIndex:
         self._evict()
 
     def on_remove(self, user_id: str | None, ids: Sequence[str]) -> None:
+        if user_id is None:
+            self._small.clear()
+        else:
+            for key in [k for k in self._small if k[0] == user_id]:
+                self._small[key] = max(0, self._small[key] - len(ids))
         for key, entry in list(self._entries.items()):
             if user_id is None or key[0] == user_id:
                 entry.remove(ids)
@@ -398,12 +425,15 @@ class VectorIndex:
     def drop_user(self, user_id: str) -> None:
         for key in [k for k in self._entries if k[0] == user_id]:
             self._entries.pop(key, None)
+        for key in [k for k in self._small if k[0] == user_id]:
+            del self._small[key]
         for key, ops in self._loading.items():
             if key[0] == user_id:
                 ops.append(("drop", None))
 
     def drop_all(self) -> None:
         self._entries.clear()
+        self._small.clear()
 
     # -- search ---------------------------------------------------------------------
     async def ensure(self, user_id: str, model: str, count: int, loader: Any) -> _Entry | None:

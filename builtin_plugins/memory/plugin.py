@@ -23,6 +23,13 @@ from .store import MemoryStore
 from .tiers import MemoryService
 
 URL_PATTERN = r"^$|^https?://\S+$"
+# Chat turns waiting to be recorded, and the tasks recording them (see _on_message).
+INBOX_TURNS = 10_000
+RECORD_WORKERS = 2
+STOP_DRAIN_SECONDS = 10
+# A worker about to record a turn waits while a reply's context is being worked out (it
+# would compete for the CPU and the database), but never longer than this.
+YIELD_SECONDS = 0.05
 REDIS_URL_PATTERN = r"^$|^none$|^(redis|rediss|unix)://\S+$"
 
 
@@ -150,6 +157,10 @@ class MemoryPlugin(Plugin):
         self.degraded: list[str] = []
         self.unavailable: str = ""
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._inbox: asyncio.Queue[dict[str, Any]] | None = None
+        self._contexts = 0  # memory_context calls in progress
+        self._quiet = asyncio.Event()
+        self._quiet.set()
         # Users deleted while this process runs: a chat reply finishing after the deletion
         # must not bring memories back. Bounded; user ids are never reused.
         self._deleted_users: OrderedDict[str, None] = OrderedDict()
@@ -217,6 +228,9 @@ class MemoryPlugin(Plugin):
             context=self.context,
             log=self.log,
         )
+        self._inbox = asyncio.Queue(maxsize=INBOX_TURNS)
+        for i in range(RECORD_WORKERS):
+            self._spawn(self._record_turns(self._inbox), f"memory-record-turns-{i}")
         bus = self.context.bus
         self._unsubscribe = [
             bus.subscribe(CHAT_MESSAGE_CREATED, self._on_message),
@@ -231,6 +245,10 @@ class MemoryPlugin(Plugin):
             with contextlib.suppress(Exception):
                 unsubscribe()
         self._unsubscribe = []
+        if self._inbox is not None:
+            # Turns already received are recorded before stopping, within reason.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._inbox.join(), STOP_DRAIN_SECONDS)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -253,6 +271,7 @@ class MemoryPlugin(Plugin):
             if not ok:
                 notes.append("Redis unreachable: short/mid-term served from DuckDB")
         checks["pending_tasks"] = len(self._tasks)
+        checks["turns_waiting"] = self._inbox.qsize() if self._inbox is not None else 0
         if self.index is not None:
             checks["index_mb"] = round(self.index.nbytes() / 1048576, 1)
         if notes:
@@ -281,15 +300,21 @@ class MemoryPlugin(Plugin):
         task.add_done_callback(self._tasks.discard)
 
     async def idle(self) -> None:
-        """Wait until every background task (event processing, warm-up) is done. For
-        tests and orderly shutdowns."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        """Wait until every chat turn received is recorded and every other background
+        task (warm-up) is done. For tests and orderly shutdowns."""
+        if self._inbox is not None:
+            await self._inbox.join()
+        while others := [t for t in self._tasks if not t.get_name().startswith("memory-record-")]:
+            await asyncio.gather(*others, return_exceptions=True)
 
     async def _warm_up(self) -> None:
-        """Embed memories that have no vector of the current model (after a change of
-        embedder). The model itself loads lazily, on the first embedding."""
+        """Load the embedding model (so the first chat turns do not wait for it) and embed
+        memories that have no vector of the current model (after a change of embedder)."""
         assert self.embedder is not None and self.service is not None
+        try:
+            await self.embedder.load()
+        except Exception as exc:  # the first embedding will try again and report it
+            self.log.warning("memory: loading the embedder failed: %s", exc)
         if self.embedder.dim is None:
             return  # openai: the dimension is known after its first answer
         try:
@@ -303,22 +328,32 @@ class MemoryPlugin(Plugin):
 
     # ---- events -----------------------------------------------------------------------
     async def _on_message(self, event: Event) -> None:
-        if self.service is None or self.unavailable:
+        # Chat must not wait for embeddings and extraction: the turn goes to the inbox and
+        # the workers record it. A full inbox (the workers far behind) makes the publisher
+        # wait for room rather than grow memory without bound or lose the turn.
+        if self._inbox is None or self.unavailable:
             return
         if str(event.data.get("user_id") or "") in self._deleted_users:
             return
-        service = self.service
+        await self._inbox.put(dict(event.data))
 
-        async def process() -> None:
+    async def _record_turns(self, inbox: asyncio.Queue[dict[str, Any]]) -> None:
+        while True:
+            data = await inbox.get()
+            if not self._quiet.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._quiet.wait(), YIELD_SECONDS)
             try:
-                await service.record_turn(dict(event.data))
+                if self.service is not None and (
+                    str(data.get("user_id") or "") not in self._deleted_users
+                ):
+                    await self.service.record_turn(data)
             except Exception:
                 self.log.exception(
-                    "memory: could not record chat message %s", event.data.get("message_id")
+                    "memory: could not record chat message %s", data.get("message_id")
                 )
-
-        # Chat must not wait for embeddings and extraction: do it in the background.
-        self._spawn(process(), "memory-record-turn")
+            finally:
+                inbox.task_done()
 
     async def _on_user_deleted(self, event: Event) -> None:
         user_id = str(event.data.get("user_id") or "")
@@ -346,9 +381,15 @@ class MemoryPlugin(Plugin):
     ) -> list[dict[str, Any]] | None:
         if self.service is None or self.unavailable or identity is None:
             return None
+        self._contexts += 1
+        self._quiet.clear()
         try:
             return await memory_context(self.service, identity, session_id, query, max_tokens)
         except Exception:
             # The conversation goes on without memories rather than failing.
             self.log.exception("memory: memory_context failed")
             return None
+        finally:
+            self._contexts -= 1
+            if not self._contexts:
+                self._quiet.set()

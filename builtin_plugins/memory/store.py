@@ -709,6 +709,42 @@ class MemoryStore:
             self.index.on_remove(user_id, all_ids)
         return n
 
+    async def delete_turns(self, user_id: str, memory_ids: Sequence[str]) -> None:
+        """Delete short-term turns (the trim after every chat turn): they have no chunks
+        and no entities, so only their rows, vectors and (explicit) links go. Constant
+        IN lists let DuckDB use the memory_id index instead of scanning every table."""
+        ids = list(dict.fromkeys(memory_ids))
+        if not ids:
+            return
+        marks = ", ".join("?" * len(ids))
+        dims = sorted(self._dims)
+
+        def write(cur: Any) -> None:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                cur.execute(
+                    f"DELETE FROM memory_items WHERE memory_id IN ({marks}) AND user_id = ?",
+                    [*ids, user_id],
+                )
+                for d in dims:
+                    cur.execute(
+                        f"DELETE FROM memory_vectors_{d} WHERE memory_id IN ({marks}) AND user_id = ?",
+                        [*ids, user_id],
+                    )
+                cur.execute(
+                    f"DELETE FROM memory_links WHERE user_id = ? AND "
+                    f"(a_id IN ({marks}) OR b_id IN ({marks}))",
+                    [user_id, *ids, *ids],
+                )
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+
+        await self.db.run(write)
+        if self.index is not None:
+            self.index.on_remove(user_id, ids)
+
     async def ids_where(
         self,
         *,

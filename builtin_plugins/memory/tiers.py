@@ -19,6 +19,7 @@ import logging
 import math
 import re
 import weakref
+from collections import OrderedDict
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -36,6 +37,9 @@ from .summary import summarize
 
 TIERS = ("short_term", "mid_term", "long_term", "associative", "knowledge")
 MAX_LINKED_CHUNKS = 50
+# Sessions whose summary (or its absence) is remembered in-process when there is no
+# Redis: a chat turn then reads it without a query. Least recently used dropped first.
+SUMMARY_CACHE_SESSIONS = 10_000
 
 
 def chunk_text(text: str, size: int, overlap: int) -> list[str]:
@@ -90,6 +94,9 @@ class MemoryService:
         self.log = log
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self.extraction_errors = 0
+        # (user, session) -> its summary, or None for "none yet". Only without Redis: then
+        # this process is the only writer of summaries (see docs/memory.md, caches).
+        self._summaries: OrderedDict[tuple[str, str], Memory | None] = OrderedDict()
 
     # -- helpers ----------------------------------------------------------------------
     def lock(self, user_id: str) -> asyncio.Lock:
@@ -103,9 +110,10 @@ class MemoryService:
     def model(self) -> str:
         return self.embedder.model_id
 
-    async def embed(self, texts: list[str]) -> np.ndarray:
+    async def embed(self, texts: list[str], *, background: bool = False) -> np.ndarray:
+        """``background``: no reply waits for it (recording turns, extraction)."""
         try:
-            return await self.embedder.embed(texts)
+            return await self.embedder.embed(texts, background=background)
         except errors.Problem:
             raise
         except Exception as exc:
@@ -202,6 +210,8 @@ class MemoryService:
             await self._link(memory, vector)
             if tier == "short_term" and session_id:
                 await self._trim_short_term(user_id, session_id)
+            if tier == "mid_term" and session_id:
+                self._forget_summaries(user_id, session_id)
         return memory
 
     async def _add_document(
@@ -345,13 +355,13 @@ class MemoryService:
                 importance=0.3,
                 source_message_id=message_id,
             )
-            vector = (await self.embed([turn.content]))[0]
+            vector = (await self.embed([turn.content], background=True))[0]
             await self.store.insert([turn], vector.reshape(1, -1), self.model)
             if self.cache is not None:
                 await self.cache.push_turn(
                     user_id, session_id, turn_dict(turn), int(self.config["short_term_turns"])
                 )
-            await self._trim_short_term(user_id, session_id)
+            turns = await self._trim_short_term(user_id, session_id)
             if role == "user" and self.config["auto_extract"]:
                 try:
                     await self._extract_and_store(identity, content, session_id, message_id)
@@ -359,15 +369,19 @@ class MemoryService:
                     self.extraction_errors += 1
                     self.log.exception("fact extraction failed")
             try:
-                await self._maybe_summarize(identity, session_id)
+                await self._maybe_summarize(identity, session_id, turns)
             except Exception:
                 self.log.exception("session summary failed")
 
-    async def _trim_short_term(self, user_id: str, session_id: str) -> None:
+    async def _trim_short_term(self, user_id: str, session_id: str) -> list[Memory]:
+        """Keep the newest ``short_term_turns`` turns of the session; returns them."""
         keep = int(self.config["short_term_turns"])
         turns = await self.store.list_session(user_id, session_id, "short_term")
         if len(turns) > keep:
-            await self.store.delete_ids(user_id, [t.memory_id for t in turns[: len(turns) - keep]])
+            await self.store.delete_turns(
+                user_id, [t.memory_id for t in turns[: len(turns) - keep]]
+            )
+        return turns[-keep:]
 
     async def recent_turns(self, user_id: str, session_id: str) -> tuple[list[dict[str, Any]], str]:
         """The session's recent turns and where they came from (``redis`` or ``store``)."""
@@ -384,6 +398,14 @@ class MemoryService:
         return out, "store"
 
     async def session_summary(self, user_id: str, session_id: str) -> Memory | None:
+        if self.cache is None:
+            key = (user_id, session_id)
+            if key in self._summaries:
+                self._summaries.move_to_end(key)
+                return self._summaries[key]
+            found = await self.store.recent(user_id, session_id, "mid_term", 1)
+            self._remember_summary(user_id, session_id, found[0] if found else None)
+            return found[0] if found else None
         if self.cache is not None:
             cached = await self.cache.summary(user_id, session_id)
             if cached is not None and cached.get("memory_id"):
@@ -405,14 +427,37 @@ class MemoryService:
         found = await self.store.recent(user_id, session_id, "mid_term", 1)
         return found[0] if found else None
 
-    async def _maybe_summarize(self, identity: Identity, session_id: str) -> None:
+    def _remember_summary(self, user_id: str, session_id: str, summary: Memory | None) -> None:
+        if self.cache is not None:
+            return
+        self._summaries[(user_id, session_id)] = summary
+        self._summaries.move_to_end((user_id, session_id))
+        while len(self._summaries) > SUMMARY_CACHE_SESSIONS:
+            self._summaries.popitem(last=False)
+
+    def _forget_summaries(self, user_id: str | None, session_id: str | None = None) -> None:
+        if user_id is None:
+            self._summaries.clear()
+        elif session_id is not None:
+            self._summaries.pop((user_id, session_id), None)
+        else:
+            for key in [k for k in self._summaries if k[0] == user_id]:
+                del self._summaries[key]
+
+    async def _maybe_summarize(
+        self, identity: Identity, session_id: str, turns: list[Memory]
+    ) -> None:
+        """Rewrite the session's summary once ``summary_every_turns`` new turns are in
+        ``turns`` (the session's short-term turns, oldest first)."""
         user_id = identity.user_id
         every = max(
             1, min(int(self.config["summary_every_turns"]), int(self.config["short_term_turns"]))
         )
-        existing = await self.store.recent(user_id, session_id, "mid_term", 1)
-        summary = existing[0] if existing else None
-        turns = await self.store.list_session(user_id, session_id, "short_term")
+        if self.cache is None:
+            summary = await self.session_summary(user_id, session_id)
+        else:
+            existing = await self.store.recent(user_id, session_id, "mid_term", 1)
+            summary = existing[0] if existing else None
         since = summary.metadata.get("last_turn_at") if summary else None
         new_turns = [t for t in turns if since is None or t.created_at.isoformat() > since]
         if len(new_turns) < every:
@@ -431,7 +476,7 @@ class MemoryService:
             "last_turn_at": new_turns[-1].created_at.isoformat(),
             "method": method,
         }
-        vector = (await self.embed([content]))[0]
+        vector = (await self.embed([content], background=True))[0]
         if summary is None:
             summary = self._new(
                 user_id,
@@ -446,6 +491,7 @@ class MemoryService:
         else:
             summary = replace(summary, content=content, metadata=metadata, updated_at=utcnow())
             await self.store.update_content(summary, vector, self.model)
+        self._remember_summary(user_id, session_id, summary)
         if self.cache is not None:
             await self.cache.set_summary(
                 user_id,
@@ -461,13 +507,15 @@ class MemoryService:
             )
 
     # -- long term: facts ---------------------------------------------------------------
-    async def extract_facts(self, identity: Identity, text: str) -> tuple[list[Fact], str]:
+    async def extract_facts(
+        self, identity: Identity, text: str, *, background: bool = False
+    ) -> tuple[list[Fact], str]:
         mode = self.config["extractor"]
         llm = self.context.services.get("llm") if mode in ("auto", "llm") else None
         if llm is not None:
             known = await self.store.search(
                 identity.user_id,
-                (await self.embed([text]))[0],
+                (await self.embed([text], background=background))[0],
                 self.model,
                 limit=10,
                 tiers=["long_term"],
@@ -488,7 +536,7 @@ class MemoryService:
     async def _extract_and_store(
         self, identity: Identity, text: str, session_id: str | None, message_id: str | None
     ) -> list[Memory]:
-        facts, method = await self.extract_facts(identity, text)
+        facts, method = await self.extract_facts(identity, text, background=True)
         stored = []
         for fact in facts:
             stored.append(
@@ -498,6 +546,7 @@ class MemoryService:
                     session_id=session_id,
                     message_id=message_id,
                     method=method,
+                    background=True,
                 )
             )
         return stored
@@ -510,10 +559,11 @@ class MemoryService:
         session_id: str | None = None,
         message_id: str | None = None,
         method: str = "rules",
+        background: bool = False,
     ) -> Memory:
         """Store a fact; a fact with the same key, or a near-identical one, is updated in
         place (a repeat refreshes it, a contradiction replaces its text). Never deletes."""
-        vector = (await self.embed([fact.text]))[0]
+        vector = (await self.embed([fact.text], background=background))[0]
         existing = await self.store.find_fact(user_id, fact.key)
         if existing is None:
             near = await self.store.search(
@@ -582,6 +632,8 @@ class MemoryService:
             if memory is None:
                 return False
             await self.store.delete_ids(user_id, [memory_id])
+            if memory.session_id and memory.tier == "mid_term":
+                self._forget_summaries(user_id, memory.session_id)
             if memory.session_id and memory.tier in ("short_term", "mid_term") and self.cache:
                 await self.cache.drop_session(user_id, memory.session_id)
             return True
@@ -590,6 +642,7 @@ class MemoryService:
         async with self.lock(user_id):
             ids = [m for _, m in await self.store.ids_where(user_id=user_id, session_id=session_id)]
             deleted = await self.store.delete_ids(user_id, ids)
+            self._forget_summaries(user_id, session_id)
             if self.cache is not None:
                 await self.cache.drop_session(user_id, session_id)
             return deleted
@@ -597,6 +650,7 @@ class MemoryService:
     async def delete_user(self, user_id: str) -> int:
         async with self.lock(user_id):
             deleted = await self.store.delete_user(user_id)
+            self._forget_summaries(user_id)
             if self.cache is not None:
                 await self.cache.drop_user(user_id)
             return deleted
@@ -613,6 +667,7 @@ class MemoryService:
         for uid, ids in by_user.items():
             async with self.lock(uid):
                 deleted += await self.store.delete_ids(uid, ids)
+            self._forget_summaries(uid)
         links_deleted = 0
         if tier == "associative":
             links_deleted = await self.store.delete_links_where(
@@ -637,7 +692,7 @@ class MemoryService:
             todo = await self.store.missing_vectors(self.model, dim, batch)
             if not todo:
                 return total
-            vectors = await self.embed([m.content for m in todo])
+            vectors = await self.embed([m.content for m in todo], background=True)
             await self.store.replace_vectors(todo, vectors, self.model)
             total += len(todo)
 

@@ -4,15 +4,42 @@ An embedder turns texts into L2-normalised float32 vectors (one row per text). A
 that blocks (model inference, hashing a large batch) runs in a worker thread; concurrent
 callers are gathered into one batch, so ten chat turns arriving together cost one model
 call, not ten.
+
+Two lanes: the foreground lane serves what a reply waits for (the query of a chat turn, a
+search); the background lane serves what nobody waits for (storing turns, extraction,
+re-embedding). Each lane has its own batcher and its own worker thread, the background
+one at a lower CPU priority, so a query never queues behind a batch of stored turns.
+
+Recent texts' vectors are kept (``cache_size`` texts of at most ``CACHE_MAX_CHARS``
+characters, least recently used dropped first): the message a turn searched with is the
+message memory then stores, and greetings repeat.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+import contextvars
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
+CACHE_MAX_CHARS = 2000
+BACKGROUND_NICE = 10
+# Which lane the running batch belongs to, for run_blocking.
+_LANE: contextvars.ContextVar[str] = contextvars.ContextVar("embed_lane", default="foreground")
+
+
+def _lower_priority() -> None:
+    # Linux applies a nice value to one thread when given its thread id.
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
 
 
 def normalize(matrix: np.ndarray) -> np.ndarray:
@@ -34,24 +61,31 @@ class Embedder:
 
     name: str = ""
     max_batch: int = 32
+    cache_size: int = 4096
 
     def __init__(self) -> None:
         self.model_id: str = self.name
         self.dim: int | None = None
-        self._queue: asyncio.Queue[tuple[list[str], asyncio.Future[np.ndarray]]] | None = None
-        self._worker: asyncio.Task[None] | None = None
+        self._queues: dict[str, asyncio.Queue[tuple[list[str], asyncio.Future[np.ndarray]]]] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._lane_pools: dict[str, ThreadPoolExecutor] = {}
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     # -- what callers use ---------------------------------------------------------------
-    async def embed(self, texts: list[str]) -> np.ndarray:
-        """Vectors for ``texts`` (shape ``(len(texts), dim)``, unit rows)."""
+    async def embed(self, texts: list[str], *, background: bool = False) -> np.ndarray:
+        """Vectors for ``texts`` (shape ``(len(texts), dim)``, unit rows).
+        ``background``: nobody is waiting for the answer (it yields to foreground work)."""
         if not texts:
             return np.zeros((0, self.dim or 0), dtype=np.float32)
-        if self._queue is None:
-            self._queue = asyncio.Queue()
-            self._worker = asyncio.create_task(self._run(), name=f"embedder-{self.name}")
-        fut: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        await self._queue.put((list(texts), fut))
-        return await fut
+        cached = [self._cached(t) for t in texts]
+        missing = [t for t, v in zip(texts, cached, strict=True) if v is None]
+        if missing:
+            fresh = iter(await self._submit(list(dict.fromkeys(missing)), background))
+            found = dict(zip(dict.fromkeys(missing), fresh, strict=False))
+            for t, v in found.items():
+                self._remember(t, v)
+            cached = [v if v is not None else found[t] for t, v in zip(texts, cached, strict=True)]
+        return np.stack(cached).astype(np.float32, copy=False)
 
     async def embed_one(self, text: str) -> np.ndarray:
         return (await self.embed([text]))[0]
@@ -60,30 +94,76 @@ class Embedder:
         """Make the embedder ready (load a model, probe a server). Default: nothing."""
 
     async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
+        for worker in self._workers.values():
+            worker.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._worker
-            self._worker = None
-        if self._queue is not None:
-            while not self._queue.empty():
-                _, fut = self._queue.get_nowait()
+                await worker
+        self._workers.clear()
+        for queue in self._queues.values():
+            while not queue.empty():
+                _, fut = queue.get_nowait()
                 if not fut.done():
                     fut.set_exception(RuntimeError("embedder closed"))
-            self._queue = None
+        self._queues.clear()
+        for pool in self._lane_pools.values():
+            pool.shutdown(wait=False)
+        self._lane_pools.clear()
+        self._cache.clear()
 
     def describe(self) -> dict[str, Any]:
         return {"embedder": self.name, "model": self.model_id, "dim": self.dim}
 
     # -- what subclasses implement ------------------------------------------------------
     async def _embed_batch(self, texts: list[str]) -> np.ndarray:
-        """Embed one batch (at most ``max_batch`` texts); must not block the loop."""
+        """Embed one batch (at most ``max_batch`` texts); must not block the loop: run
+        blocking work through :meth:`run_blocking`."""
         raise NotImplementedError
 
-    # -- the batcher ---------------------------------------------------------------------
-    async def _run(self) -> None:
-        assert self._queue is not None
-        queue = self._queue
+    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in the current lane's worker thread."""
+        lane = _LANE.get()
+        pool = self._lane_pools.get(lane)
+        if pool is None:
+            pool = ThreadPoolExecutor(
+                max_workers=1,
+                thread_name_prefix=f"embed-{lane}",
+                initializer=_lower_priority if lane == "background" else None,
+            )
+            self._lane_pools[lane] = pool
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+    # -- the cache ------------------------------------------------------------------------
+    def _cached(self, text: str) -> np.ndarray | None:
+        vector = self._cache.get(text)
+        if vector is not None:
+            self._cache.move_to_end(text)
+        return vector
+
+    def _remember(self, text: str, vector: np.ndarray) -> None:
+        if len(text) > CACHE_MAX_CHARS or self.cache_size <= 0:
+            return
+        self._cache[text] = vector.copy()  # not a view that would keep its whole batch alive
+        self._cache.move_to_end(text)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    # -- the batchers ----------------------------------------------------------------------
+    async def _submit(self, texts: list[str], background: bool) -> np.ndarray:
+        lane = "background" if background else "foreground"
+        queue = self._queues.get(lane)
+        if queue is None:
+            queue = self._queues[lane] = asyncio.Queue()
+            self._workers[lane] = asyncio.create_task(
+                self._run(queue, lane), name=f"embedder-{self.name}-{lane}"
+            )
+        fut: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        await queue.put((texts, fut))
+        return await fut
+
+    async def _run(
+        self, queue: asyncio.Queue[tuple[list[str], asyncio.Future[np.ndarray]]], lane: str
+    ) -> None:
+        _LANE.set(lane)
         while True:
             jobs = [await queue.get()]
             # Gather whatever else is already waiting, up to max_batch texts.

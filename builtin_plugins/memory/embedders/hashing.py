@@ -10,7 +10,6 @@ different words score low, which is why it is only the fallback.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import zlib
 
@@ -58,4 +57,4 @@ class HashingEmbedder(Embedder):
 
     async def _embed_batch(self, texts: list[str]) -> np.ndarray:
         assert self.dim is not None
-        return await asyncio.to_thread(hash_vectors, texts, self.dim)
+        return await self.run_blocking(hash_vectors, texts, self.dim)
