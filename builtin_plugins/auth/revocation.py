@@ -24,6 +24,7 @@ from typing import Any
 from .store import AuthStore
 
 USER, FAMILY = "user", "family"
+SWEEP_EVERY = 1024  # records between sweeps of the expired ones
 
 
 class RevocationStore:
@@ -49,6 +50,7 @@ class RevocationStore:
         self._redis_ok = True
         self._redis_error = ""
         self._retry_task: asyncio.Task[None] | None = None
+        self._recorded = 0
 
     async def start(self) -> None:
         now = time.time()
@@ -98,6 +100,9 @@ class RevocationStore:
 
     async def _record(self, kind: str, subject: str, after: float, keep: str) -> None:
         expires = time.time() + self.ttl
+        self._recorded += 1
+        if self._recorded % SWEEP_EVERY == 0:
+            self._sweep(time.time())
         if kind == USER:
             self._users[subject] = (after, keep, expires)
         else:
@@ -137,6 +142,12 @@ class RevocationStore:
 
     def _key(self, kind: str, subject: str) -> str:
         return f"{self.prefix}{'u' if kind == USER else 'f'}:{subject}"
+
+    def _sweep(self, now: float) -> None:
+        # An entry is dropped when its token is presented after it expired; one never
+        # presented again (the usual logout) would stay: drop every expired one now and then.
+        self._users = {k: v for k, v in self._users.items() if v[2] >= now}
+        self._families = {k: v for k, v in self._families.items() if v >= now}
 
     # -- checking ---------------------------------------------------------------------------
 
