@@ -30,6 +30,8 @@ worker thread from the flat index, offline like everything else.
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -51,6 +53,17 @@ def _torch() -> Any:
     except ImportError:
         return None
     return torch
+
+
+_scan_thread = threading.local()
+
+
+def _scan_threads(torch: Any) -> None:
+    """Every core for the float16 scan (memory-bound, so it pays). torch keeps the
+    count per thread once set, and the embedder sets 1 in its own threads."""
+    if not getattr(_scan_thread, "ready", False):
+        torch.set_num_threads(os.cpu_count() or 1)
+        _scan_thread.ready = True
 
 
 @dataclass
@@ -185,6 +198,7 @@ class _Entry:
     ) -> list[tuple[str, float]]:
         """A float16 scan for candidates, then exact float32 scores for those."""
         torch = _torch()
+        _scan_threads(torch)
         rough_scores = (half[:n] @ torch.from_numpy(query).half()).float().numpy()
         slack = None if min_score is None else min_score - HALF_SLACK
         keep = max(PREFILTER_MIN, PREFILTER_FACTOR * limit)

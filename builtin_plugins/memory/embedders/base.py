@@ -119,6 +119,11 @@ class Embedder:
         blocking work through :meth:`run_blocking`."""
         raise NotImplementedError
 
+    def _init_lane_thread(self, background: bool) -> None:
+        """Runs first in each lane's worker thread."""
+        if background:
+            _lower_priority()
+
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` in the current lane's worker thread."""
         lane = _LANE.get()
@@ -127,7 +132,8 @@ class Embedder:
             pool = ThreadPoolExecutor(
                 max_workers=1,
                 thread_name_prefix=f"embed-{lane}",
-                initializer=_lower_priority if lane == "background" else None,
+                initializer=self._init_lane_thread,
+                initargs=(lane == "background",),
             )
             self._lane_pools[lane] = pool
         return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)

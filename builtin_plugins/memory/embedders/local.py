@@ -67,11 +67,8 @@ _MODELS: dict[str, Any] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def _load_model(path: Path, threads: int) -> Any:
-    """The model for ``path``, loaded once. ``threads``: torch's threads per operation
-    (process-wide); 1 by default: each lane of the embedder has a thread of its own, and
-    on inputs as small as a chat message more threads per product only spin against the
-    event loop (measured: 2 threads cost 3-6x the wall time of 1 on a busy 2-core box)."""
+def _load_model(path: Path) -> Any:
+    """The model for ``path``, loaded once per process."""
     with _MODELS_LOCK:
         model = _MODELS.get(str(path))
         if model is not None:
@@ -79,11 +76,8 @@ def _load_model(path: Path, threads: int) -> Any:
         # Never reach for the hub: the weights are on disk.
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
-        import torch
         from sentence_transformers import SentenceTransformer
 
-        if threads > 0:
-            torch.set_num_threads(threads)
         model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         _MODELS[str(path)] = model
         return model
@@ -109,7 +103,7 @@ class LocalEmbedder(Embedder):
         if self._model is not None:
             return self._model
         path = find_model_dir(self._explicit)
-        model = _load_model(path, self._threads)
+        model = _load_model(path)
         get_dim = getattr(model, "get_embedding_dimension", None) or (
             model.get_sentence_embedding_dimension
         )
@@ -117,6 +111,17 @@ class LocalEmbedder(Embedder):
         self.model_dir = path
         self._model = model
         return model
+
+    def _init_lane_thread(self, background: bool) -> None:
+        super()._init_lane_thread(background)
+        # torch's threads per operation, for this lane's thread only (torch keeps the count
+        # per thread once set). 1 by default: each lane has a thread of its own, and on
+        # inputs as small as a chat message more threads per product only spin against the
+        # event loop (2 threads cost 3-6x the wall time of 1 on a busy 2-core machine).
+        if self._threads > 0:
+            import torch
+
+            torch.set_num_threads(self._threads)
 
     async def load(self) -> None:
         """Load now (otherwise the first embedding loads it)."""
