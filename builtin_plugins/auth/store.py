@@ -1,12 +1,18 @@
 """Every SQL statement of the auth plugin. Times are UNIX seconds (DOUBLE PRECISION), roles a
-comma-separated list; emails and usernames are unique case-insensitively (``*_norm``)."""
+comma-separated list; emails and usernames are unique after NFKC and case folding
+(``*_norm``, see :mod:`.names`)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sdk import Database, Migration
+from sdk import Database, Migration, Transaction
+
+from .names import fold
+
+log = logging.getLogger("llmmultichat.plugin.auth")
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS auth_users (
@@ -50,7 +56,50 @@ SCHEMA = [
         PRIMARY KEY (kind, subject)
     )""",
 ]
-MIGRATIONS = [Migration(1, "users, refresh tokens, API keys, revocations", SCHEMA)]
+
+
+async def refold_names(tx: Transaction) -> None:
+    """Rebuild the ``*_norm`` keys stored by version 1 (merely lower-cased). An account
+    whose new key another already holds keeps its old one (no constraint is ever hit:
+    PostgreSQL would abort the transaction) and logs in with the exact email it
+    registered; a warning names it."""
+    rows = await tx.fetchall(
+        "SELECT user_id, username, email, username_norm, email_norm FROM auth_users "
+        "ORDER BY created_at"
+    )
+    holder = {key: row[0] for row in rows for key in (("u", row[3]), ("e", row[4]))}
+    clashes = []
+    for user_id, username, email, username_norm, email_norm in rows:
+        new_u, new_e = fold(username), fold(email)
+        if (new_u, new_e) == (username_norm, email_norm):
+            continue
+        if (
+            holder.get(("u", new_u), user_id) != user_id
+            or holder.get(("e", new_e), user_id) != user_id
+        ):
+            clashes.append(user_id)
+            continue
+        holder.pop(("u", username_norm), None)
+        holder.pop(("e", email_norm), None)
+        holder[("u", new_u)] = holder[("e", new_e)] = user_id
+        await tx.execute(
+            "UPDATE auth_users SET username_norm = $1, email_norm = $2 WHERE user_id = $3",
+            [new_u, new_e, user_id],
+        )
+    if clashes:
+        log.warning(
+            "%d accounts share a name with another once case and Unicode spelling are "
+            "ignored; they keep their old lookup key and log in with their exact email "
+            "(user ids: %s)",
+            len(clashes),
+            ", ".join(clashes),
+        )
+
+
+MIGRATIONS = [
+    Migration(1, "users, refresh tokens, API keys, revocations", SCHEMA),
+    Migration(2, "usernames and emails keyed after NFKC and case folding", run=refold_names),
+]
 
 _USER_COLUMNS = "user_id, username, email, roles, created_at, password_hash"
 
@@ -118,7 +167,7 @@ class AuthStore:
         taken = await self.db.fetchone(
             "SELECT email_norm = $1, username_norm = $2 FROM auth_users "
             "WHERE email_norm = $1 OR username_norm = $2 LIMIT 1",
-            [email.lower(), username.lower()],
+            [fold(email), fold(username)],
         )
         if taken is not None:
             raise DuplicateUser("email" if taken[0] else "username")
@@ -129,9 +178,9 @@ class AuthStore:
                 [
                     user_id,
                     username,
-                    username.lower(),
+                    fold(username),
                     email,
-                    email.lower(),
+                    fold(email),
                     password_hash,
                     ",".join(roles),
                     created_at,
@@ -149,8 +198,12 @@ class AuthStore:
         return UserRow.from_row(row) if row else None
 
     async def user_by_email(self, email: str) -> UserRow | None:
+        # An account re-keyed from before folding may hold the lower-cased key instead
+        # (see refold_names): the exact spelling decides between the two.
         row = await self.db.fetchone(
-            f"SELECT {_USER_COLUMNS} FROM auth_users WHERE email_norm = $1", [email.lower()]
+            f"SELECT {_USER_COLUMNS} FROM auth_users WHERE email_norm IN ($1, $2) "
+            "ORDER BY email = $3 DESC, email_norm = $1 DESC LIMIT 1",
+            [fold(email), email.lower(), email],
         )
         return UserRow.from_row(row) if row else None
 
