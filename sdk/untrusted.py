@@ -59,6 +59,25 @@ def is_valid_text(text: str) -> bool:
     return True
 
 
+def repair_text(text: str) -> str:
+    """``text`` with every lone surrogate replaced by U+FFFD (proper pairs joined): for
+    text that must be kept although its source (an upstream, an event) is at fault."""
+    if is_valid_text(text):
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def repair(value: Any) -> Any:
+    """:func:`repair_text` applied to every string (and key) of a JSON-like value."""
+    if isinstance(value, str):
+        return repair_text(value)
+    if isinstance(value, dict):
+        return {repair_text(k) if isinstance(k, str) else k: repair(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [repair(v) for v in value]
+    return value
+
+
 def _pointer(path: Iterable[Any]) -> str:
     return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in path)
 

@@ -3,19 +3,30 @@ and throws generated requests at every route of every builtin plugin, authentica
 real user of the auth plugin. No answer may be a 500, and every answer must match the
 status codes and schema its route declares. The chat plugin talks to a fake OpenAI
 server so its success paths are exercised too; weather and translate point at a closed
-port, so their tools answer with their documented 502/503."""
+port, so their tools answer with their documented 502/503.
+
+Three passes: every operation alone; stateful sequences following the links schemathesis
+infers (a created memory or session is then read, listed, deleted), each scenario as a
+fresh user; and hostile bodies for every operation that takes one (a schema-valid body
+with a lone surrogate, absurd nesting or an out-of-range number planted somewhere in it),
+which must be refused with 400/422 and never reach a plugin."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import response_schema_conformance, status_code_conformance
 
 from sdk.testing import start_kernel
@@ -66,22 +77,24 @@ class LiveServer:
         self._run(self.fake.__aenter__())
         self.client = self._run(start_kernel(config(self.fake.url), data_dir=data_dir))
         self.url = self.client.base_url
-        self.token = self._run(self._register())
+        self.token = self.register("fuzzer")
 
     def _run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(120)
 
-    async def _register(self) -> str:
-        r = await self.client.post(
-            "/api/v1/auth/register",
+    def register(self, username: str) -> str:
+        """A new user's access token."""
+        r = requests.post(
+            self.url + "/api/v1/auth/register",
             json={
-                "username": "fuzzer",
-                "email": "fuzzer@example.com",
+                "username": username,
+                "email": f"{username}@example.com",
                 "password": "Fuzz-1234-pass",
             },
+            timeout=30,
         )
-        assert r.status == 201, await r.text()
-        return str((await r.json())["access_token"])
+        assert r.status_code == 201, r.text
+        return str(r.json()["access_token"])
 
     def close(self) -> None:
         self._run(self.client.close())
@@ -141,4 +154,120 @@ def test_api_never_fails_and_keeps_its_schemas(live_server: LiveServer) -> None:
         "/api/v1/plugins",
     ):
         assert prefix in paths, f"no operation under {prefix} was tested"
+    assert not failures, "\n\n".join(failures)
+
+
+def test_stateful_sequences_never_fail(live_server: LiveServer) -> None:
+    schema = schemathesis.openapi.from_url(live_server.url + "/openapi.json")
+    checks = [no_internal_error, status_code_conformance]
+
+    class Scenario(schema.as_state_machine()):  # type: ignore[misc]
+        def setup(self) -> None:
+            # a fresh user per scenario: a sequence may log out or delete its own account
+            token = live_server.register("st_" + uuid.uuid4().hex[:12])
+            self.headers = {"Authorization": f"Bearer {token}"}
+
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"headers": self.headers, "timeout": 30}
+
+        def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+            case.validate_response(response, checks=checks)
+
+    Scenario.run(
+        settings=settings(
+            max_examples=25,
+            stateful_step_count=6,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
+    )
+
+
+# What a hostile client plants in an otherwise valid body. Raw number texts are put in
+# after encoding (Python would write them as Infinity or refuse them).
+_RAW = "\x00raw:"
+_RAW_IN_JSON = re.compile(r'"\\u0000raw:([^"]*)"')
+HOSTILE = st.one_of(
+    st.sampled_from(["\ud800", "\udfff", "a\udc00b", "\udc00\ud800", "ok \ud83d"]),
+    st.integers(min_value=65, max_value=5000).map(lambda n: _RAW + "[" * n + "]" * n),
+    st.sampled_from(
+        [_RAW + "1e400", _RAW + "-1e999", _RAW + "9" * 30, _RAW + str(2**63), _RAW + "NaN"]
+    ),
+    st.text(max_size=3).map(lambda t: {"\udc80" + t: 1}),
+)
+
+
+def _slots(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place in a JSON value a hostile value can go (the root included)."""
+    found = [path]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found += _slots(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found += _slots(v, (*path, i))
+    return found
+
+
+def _plant(value: Any, path: tuple[Any, ...], hostile: Any) -> Any:
+    if not path:
+        return hostile
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict):
+        return {**value, head: _plant(value[head], rest, hostile)}
+    copy = list(value)
+    copy[head] = _plant(copy[head], rest, hostile)
+    return copy
+
+
+def _encode(body: Any) -> bytes:
+    text = json.dumps(body)  # ensure_ascii: lone surrogates become \\udxxx escapes
+    return _RAW_IN_JSON.sub(lambda m: m.group(1), text).encode()
+
+
+def _hostile_run(operation: Any, live_server: LiveServer, allowed: set[int]) -> Any:
+    @given(case=operation.as_strategy(), hostile=HOSTILE, data=st.data())
+    @settings(
+        max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), database=None
+    )
+    def run(case: Any, hostile: Any, data: Any) -> None:
+        body = case.body if isinstance(case.body, (dict, list)) else {}
+        where = data.draw(st.sampled_from(_slots(body)))
+        raw = _encode(_plant(body, where, hostile))
+        response = requests.request(
+            case.method,
+            live_server.url + case.formatted_path,
+            data=raw,
+            headers={
+                "Authorization": f"Bearer {live_server.token}",
+                "Content-Type": "application/json",
+            },
+            timeout=30,
+        )
+        assert response.status_code in allowed, (
+            f"{response.status_code} for {raw[:200]!r}: {response.text[:300]}"
+        )
+
+    return run
+
+
+def test_hostile_bodies_are_refused_on_every_route(live_server: LiveServer) -> None:
+    schema = schemathesis.openapi.from_url(live_server.url + "/openapi.json")
+    failures: list[str] = []
+    tested = 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if not operation.body:
+            continue
+        # admin routes refuse the (non-admin) fuzzer before reading the body
+        allowed = {400, 422} | ({403} if "403" in operation.definition.raw["responses"] else set())
+        run = _hostile_run(operation, live_server, allowed)
+
+        try:
+            run()
+        except Exception as exc:
+            failures.append(f"{operation.label}: {exc}"[:2000])
+        tested += 1
+    assert tested >= 10, "too few operations take a body: is the OpenAPI document complete?"
     assert not failures, "\n\n".join(failures)

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from sdk import Event, Health, Identity, Plugin, errors, hookimpl
 from sdk.events import CHAT_MESSAGE_CREATED, SESSION_DELETED, USER_DELETED
+from sdk.untrusted import repair
 
 from .cache import SessionCache
 from .context import memory_context
@@ -335,7 +336,9 @@ class MemoryPlugin(Plugin):
             return
         if str(event.data.get("user_id") or "") in self._deleted_users:
             return
-        await self._inbox.put(dict(event.data))
+        # A broken upstream's reply can hold lone surrogates (or NUL) that no store can
+        # encode: keep the turn with U+FFFD in their place rather than lose it.
+        await self._inbox.put(repair(dict(event.data)))
 
     async def _record_turns(self, inbox: asyncio.Queue[dict[str, Any]]) -> None:
         while True:
