@@ -3,9 +3,9 @@
 JSON text may spell a lone UTF-16 surrogate (``"\\ud800"``): Python decodes it into a
 ``str`` that cannot be encoded as UTF-8, so it fails later, far from the request (a
 database's group commit, a tokenizer, an upstream call) and may take other clients'
-work with it. Absurd nesting overflows the stack of whatever walks the value. The
-kernel applies :func:`loads` to every REST body and checks query strings, path
-parameters and headers; a transport a plugin runs itself (a WebSocket) uses
+work with it. NUL (``"\\u0000"``) fails the same way in PostgreSQL. Absurd nesting
+overflows the stack of whatever walks the value. The kernel applies :func:`loads` to
+every REST body and checks query strings, path parameters and headers; a transport a plugin runs itself (a WebSocket) uses
 :func:`loads` for each message, so both doors refuse the same things the same way.
 """
 
@@ -20,9 +20,9 @@ from .errors import BadRequest, ValidationFailed
 
 MAX_JSON_DEPTH = 64
 
-# A JSON escape that may spell a surrogate; only a text with one is walked for them.
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
+# A JSON escape that may spell a surrogate or NUL; only a text with one is walked.
+_SURROGATE_ESCAPE = re.compile(r"\\u(?:[dD][89a-fA-F]|0000)")
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")
 
 
 # Numbers every JSON implementation reads the same way (RFC 7493): 64-bit integers and
@@ -49,7 +49,10 @@ def _finite_float(text: str) -> float:
 
 
 def is_valid_text(text: str) -> bool:
-    """False for a string holding a lone surrogate (it has no UTF-8 form)."""
+    """False for a string holding a lone surrogate (it has no UTF-8 form) or NUL (which
+    PostgreSQL cannot store in text and C libraries read as the end of a string)."""
+    if "\x00" in text:
+        return False
     if text.isascii():
         return True
     try:
@@ -60,10 +63,11 @@ def is_valid_text(text: str) -> bool:
 
 
 def repair_text(text: str) -> str:
-    """``text`` with every lone surrogate replaced by U+FFFD (proper pairs joined): for
+    """``text`` with every lone surrogate and NUL replaced by U+FFFD (pairs joined): for
     text that must be kept although its source (an upstream, an event) is at fault."""
     if is_valid_text(text):
         return text
+    text = text.replace("\x00", "\ufffd")
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
@@ -117,7 +121,7 @@ def check(value: Any, max_depth: int = MAX_JSON_DEPTH) -> Any:
             f"The JSON is nested deeper than {max_depth} levels (at {where}).",
             code="JSON_TOO_DEEP",
         )
-    message = "not valid Unicode: it holds a lone UTF-16 surrogate"
+    message = "not valid text: it holds a lone UTF-16 surrogate or a NUL character"
     raise ValidationFailed(
         f"The text at {where} is {message}.",
         errors=[{"path": where, "message": message}],

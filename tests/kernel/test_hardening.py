@@ -93,6 +93,7 @@ async def test_lone_surrogates_never_reach_a_plugin(llmmc: Any) -> None:
         (b'{"\\udc00": 1}', "/?"),
         (b'"\\ud834"', "/"),
         (b'{"low first": "\\udc00\\ud800"}', "/low first"),
+        (b'{"nul": "a\\u0000b"}', "/nul"),  # PostgreSQL cannot store it
     ):
         status, problem = await post_raw_json(client, body)
         assert status == 422 and problem["code"] == "VALIDATION_FAILED", body
@@ -115,7 +116,10 @@ async def test_lone_surrogates_never_reach_a_plugin(llmmc: Any) -> None:
         URL(client.url("/api/v1/rec/%ED%A0%80?q=%ED%A0%80&r=%FF"), encoded=True)
     )
     assert r.status in (200, 422)
-    assert all(is_text(seen) for seen in SEEN)
+    for path in ("/api/v1/rec/k?q=a%00b", "/api/v1/rec/a%00b"):
+        r = await client.session.get(URL(client.url(path), encoded=True))
+        assert r.status == 422, path
+    assert all(is_text(seen) and "\x00" not in json.dumps(seen) for seen in SEEN)
 
 
 async def test_deep_nesting_and_huge_numbers_are_refused(llmmc: Any) -> None:
