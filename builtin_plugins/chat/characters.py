@@ -234,3 +234,14 @@ def load_characters(
         except (errors.Problem, TypeError, ValueError) as exc:
             log.warning("character from %s ignored: %s", plugin_name, exc)
     return out
+
+
+def find_character(characters: dict[str, Character], name: str) -> Character | None:
+    """The character with this id, or with this display name or alias (any case)."""
+    if name in characters:
+        return characters[name]
+    wanted = name.casefold()
+    for char in characters.values():
+        if wanted in (n.casefold() for n in (char.name, *char.aliases)):
+            return char
+    return None

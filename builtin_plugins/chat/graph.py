@@ -23,13 +23,16 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 
-from sdk import Identity, ToolCall, ToolCallRequest, Usage, errors
+from sdk import Identity, ToolCall, ToolCallRequest, ToolRegistry, Usage, errors
+from sdk.hooks import HookCaller
 
 from .characters import Character, normalize
-from .store import Message, iso, new_id, now
+from .publisher import Publisher
+from .store import ChatStore, Message, iso, new_id, now
+from .turn_taking import TurnTaking
 
 if TYPE_CHECKING:
-    from .plugin import ChatPlugin
+    from .providers.registry import ProviderRegistry
 
 log = logging.getLogger("llmmultichat.chat")
 
@@ -150,8 +153,33 @@ def _tool_result_text(result: Any) -> str:
 
 
 class ConversationGraph:
-    def __init__(self, plugin: ChatPlugin) -> None:
-        self.plugin = plugin
+    """The turn's state machine over the parts it uses, each handed in by the chat service."""
+
+    def __init__(
+        self,
+        *,
+        characters: dict[str, Character],
+        turn_taking: TurnTaking,
+        providers: ProviderRegistry,
+        store: ChatStore,
+        publisher: Publisher,
+        tools: ToolRegistry,
+        hooks: HookCaller,
+        default_provider: str,
+        max_tool_rounds: int,
+        memory_max_tokens: int | None,
+    ) -> None:
+        self.characters = characters
+        self.turn_taking = turn_taking
+        self.providers = providers
+        self.store = store
+        self.publisher = publisher
+        self.tool_registry = tools
+        self.hooks = hooks
+        self.default_provider = default_provider
+        self.max_tool_rounds = max_tool_rounds
+        # None: the memory_context hook is not asked
+        self.memory_max_tokens = memory_max_tokens
         graph = StateGraph(State)
         graph.add_node("route", self.route)
         graph.add_node("memory", self.memory)
@@ -182,10 +210,7 @@ class ConversationGraph:
 
     def _memory_wanted(self) -> bool:
         """Ask for memory context only when enabled and some running plugin provides it."""
-        if not self.plugin.memory_enabled:
-            return False
-        has = getattr(self.plugin.context.hooks, "has", None)
-        return bool(has("memory_context")) if callable(has) else True
+        return self.memory_max_tokens is not None and self.hooks.has("memory_context")
 
     async def _after_speak(self, state: State) -> str:
         return "tools" if state.get("tool_calls") else "persist"
@@ -197,8 +222,7 @@ class ConversationGraph:
     # ---- nodes ----------------------------------------------------------------------
     async def route(self, state: State, config: RunnableConfig) -> State:
         turn: Turn = config["configurable"]["turn"]
-        plugin = self.plugin
-        speakers = plugin.router.choose(
+        speakers = self.turn_taking.choose(
             turn.user_input, requested=turn.requested, recent=turn.recent
         )
         if not speakers:
@@ -208,12 +232,12 @@ class ConversationGraph:
     async def memory(self, state: State, config: RunnableConfig) -> State:
         turn: Turn = config["configurable"]["turn"]
         try:
-            found = await self.plugin.context.hooks.call(
+            found = await self.hooks.call(
                 "memory_context",
                 identity=turn.identity,
                 session_id=turn.session_id,
                 query=turn.user_input,
-                max_tokens=int(self.plugin.config.get("memory_max_tokens", 600)),
+                max_tokens=self.memory_max_tokens,
             )
         except Exception as exc:  # memory is an extra: chat goes on without it
             log.warning("memory_context failed: %s", exc)
@@ -225,27 +249,25 @@ class ConversationGraph:
 
     async def speak(self, state: State, config: RunnableConfig) -> State:
         turn: Turn = config["configurable"]["turn"]
-        plugin = self.plugin
-        char = plugin.characters[state["speakers"][state["index"]]]
+        char = self.characters[state["speakers"][state["index"]]]
         rounds = state.get("rounds", 0)
         working = state.get("working") or []
         text_so_far = state.get("text", "")
         if rounds == 0:
             await turn.emit({"type": "start", "character": char.id})
-        tools = plugin.tools_for(char) if rounds < plugin.max_tool_rounds else None
+        tools = self.tools_for(char) if rounds < self.max_tool_rounds else None
         messages = self.prompt(turn, char) + working
         guard = SpeakerGuard(
             [char.name, char.id, *char.aliases],
-            [n for c in plugin.characters.values() if c.id != char.id for n in (c.name, *c.aliases)]
+            [n for c in self.characters.values() if c.id != char.id for n in (c.name, *c.aliases)]
             + ["User", "ユーザー"],
         )
         parts: list[str] = []
         calls: list[ToolCallRequest] = []
         usage: Usage | None = None
         provider_name, model = "", ""
-        assert plugin.providers is not None
-        async for provider, used_model, event in plugin.providers.stream(
-            char.chain(plugin.default_provider),
+        async for provider, used_model, event in self.providers.stream(
+            char.chain(self.default_provider),
             messages,
             tools=tools or None,
             max_tokens=char.max_tokens,
@@ -272,7 +294,7 @@ class ConversationGraph:
         usage = usage or Usage()
         turn.usage.add(usage)
         turn.current_usage.add(usage)
-        await plugin.publish_usage(
+        await self.publisher.usage(
             turn.identity, usage, provider=provider_name, model=model, character=char.id
         )
         turn.current_provider, turn.current_model = provider_name, model
@@ -303,8 +325,7 @@ class ConversationGraph:
 
     async def tools(self, state: State, config: RunnableConfig) -> State:
         turn: Turn = config["configurable"]["turn"]
-        plugin = self.plugin
-        char = plugin.characters[state["speakers"][state["index"]]]
+        char = self.characters[state["speakers"][state["index"]]]
         calls = state.get("tool_calls") or []
 
         async def run_one(call: dict[str, Any]) -> dict[str, Any]:
@@ -318,10 +339,10 @@ class ConversationGraph:
                 return {
                     "error": {"code": "BAD_ARGUMENTS", "detail": "arguments are not a JSON object"}
                 }
-            if plugin.context.tools.get(name) is None or not char.allows_tool(name):
+            if self.tool_registry.get(name) is None or not char.allows_tool(name):
                 return {"error": {"code": "UNKNOWN_TOOL", "detail": f"no tool named {name!r}"}}
             try:
-                return await plugin.context.tools.call(
+                return await self.tool_registry.call(
                     name, params, ToolCall(turn.identity, request_id=turn.request_id, origin="llm")
                 )
             except errors.Problem as exc:
@@ -361,7 +382,6 @@ class ConversationGraph:
 
     async def persist(self, state: State, config: RunnableConfig) -> State:
         turn: Turn = config["configurable"]["turn"]
-        plugin = self.plugin
         char_id = state["speakers"][state["index"]]
         text = state.get("text", "")
         usage, turn.current_usage = turn.current_usage, Usage()
@@ -382,12 +402,12 @@ class ConversationGraph:
                 batch.append(turn.user_message)
             batch.extend(turn.pending_store)
             batch.append(reply)
-            await plugin.store.add_messages(turn.identity.user_id, batch)
+            await self.store.add_messages(turn.identity.user_id, batch)
             turn.pending_store = []
             if turn.user_message is not None:
-                await plugin.publish_message(turn.identity, turn.user_message)
+                await self.publisher.message(turn.identity, turn.user_message)
                 turn.user_message = None
-            await plugin.publish_message(turn.identity, reply)
+            await self.publisher.message(turn.identity, reply)
         public = {
             "message_id": reply.message_id,
             "character": char_id,
@@ -413,9 +433,16 @@ class ConversationGraph:
         }
 
     # ---- prompt ---------------------------------------------------------------------
+    def tools_for(self, char: Character) -> list[dict[str, Any]]:
+        """The function schemas of the tools this character may call."""
+        return [
+            {"name": t.name, "description": t.description, "parameters": t.parameters}
+            for t in self.tool_registry.list()
+            if char.allows_tool(t.name)
+        ]
+
     def prompt(self, turn: Turn, char: Character) -> list[dict[str, Any]]:
-        plugin = self.plugin
-        others = [c for c in plugin.characters.values() if c.id != char.id]
+        others = [c for c in self.characters.values() if c.id != char.id]
         system = [char.persona.strip() or f"You are {char.name}."]
         rules = (
             f"You are {char.name} in a group chat with the user"
@@ -430,7 +457,7 @@ class ConversationGraph:
         messages: list[dict[str, Any]] = [{"role": "system", "content": "\n\n".join(system)}]
 
         def other_line(cid: str | None, content: str) -> dict[str, Any]:
-            name = plugin.characters[cid].name if cid in plugin.characters else (cid or "Someone")
+            name = self.characters[cid].name if cid in self.characters else (cid or "Someone")
             return {"role": "user", "content": f"[{name} said]: {content}"}
 
         if turn.client_messages is not None:

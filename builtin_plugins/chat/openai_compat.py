@@ -14,17 +14,14 @@ import asyncio
 import json
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from sdk import Request, Route, errors
 
 from .graph import Turn
-from .routes import problem_of
-
-if TYPE_CHECKING:
-    from .plugin import ChatPlugin
+from .service import ChatService, turn_problem
 
 CREATED = 1735689600  # fixed "created" of the character models
 
@@ -73,12 +70,12 @@ def _text(content: Any) -> str:
 
 
 class OpenAIDoor:
-    def __init__(self, plugin: ChatPlugin) -> None:
-        self.plugin = plugin
+    def __init__(self, service: ChatService) -> None:
+        self.service = service
 
     def _character(self, model: str) -> str:
         char_id = model.split(":", 1)[1] if model.startswith("character:") else model
-        if char_id not in self.plugin.characters:
+        if char_id not in self.service.characters:
             raise errors.NotFound(
                 f"The model {model!r} does not exist; use one of GET /v1/models",
                 code="MODEL_NOT_FOUND",
@@ -86,7 +83,6 @@ class OpenAIDoor:
         return char_id
 
     async def models(self, req: Request) -> Any:
-        await self.plugin.ensure_contributions()
         return {
             "object": "list",
             "data": [
@@ -98,14 +94,13 @@ class OpenAIDoor:
                     "name": c.name,
                     "description": c.description,
                 }
-                for c in self.plugin.characters.values()
+                for c in self.service.characters.values()
             ],
         }
 
     async def completions(self, req: Request) -> Any:
         identity = req.require_identity()
         body = req.body or {}
-        await self.plugin.ensure_contributions()
         char_id = self._character(body["model"])
         messages = [
             {
@@ -114,31 +109,15 @@ class OpenAIDoor:
             }
             for m in body["messages"]
         ]
-        user_input = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-        if not user_input.strip():
-            raise errors.ValidationFailed(
-                "messages need a user message with text",
-                errors=[{"path": "/messages", "message": "no user message with text"}],
-            )
-        total = sum(len(m["content"]) for m in messages)
-        if total > self.plugin.max_input_chars * 4:
-            raise errors.PayloadTooLarge("the conversation is too long")
-        if self.plugin.graph is None:
-            raise errors.ServiceUnavailable("the chat plugin is not running")
-        turn = Turn(
-            identity=identity,
-            user_input=user_input,
-            session_id=None,
-            requested=char_id,
-            request_id=req.request_id,
-            client_messages=messages,
+        turn = self.service.prepare_conversation(
+            identity, char_id, messages, request_id=req.request_id
         )
         completion_id = "chatcmpl-" + uuid.uuid4().hex
         created = int(time.time())
         model = f"character:{char_id}"
         if body.get("stream"):
             return await self._stream(req, turn, completion_id, created, model, body)
-        await asyncio.shield(self.plugin.launch(turn))
+        await asyncio.shield(self.service.launch(turn))
         reply: dict[str, Any] = turn.replies[0] if turn.replies else {"content": "", "usage": {}}
         usage: dict[str, int] = reply.get("usage") or {}
         return {
@@ -184,7 +163,7 @@ class OpenAIDoor:
             }
         )
         await resp.prepare(req.raw)
-        task = self.plugin.launch(turn)
+        task = self.service.launch(turn)
         task.add_done_callback(lambda _t: queue.put_nowait(None))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         connected = True
@@ -216,7 +195,7 @@ class OpenAIDoor:
             await send(chunk({"content": item["delta"]}))
         exc = task.exception() if not task.cancelled() else None
         if exc is not None:
-            problem = problem_of(exc)
+            problem = turn_problem(exc)
             await send(
                 {
                     "error": {
@@ -251,8 +230,8 @@ class OpenAIDoor:
         return resp
 
 
-def openai_routes(plugin: ChatPlugin) -> list[Route]:
-    door = OpenAIDoor(plugin)
+def openai_routes(service: ChatService) -> list[Route]:
+    door = OpenAIDoor(service)
     return [
         Route(
             "GET",

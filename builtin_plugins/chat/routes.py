@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-from sdk import Request, Response, Route, errors, events
-from sdk.errors import Problem
+from sdk import Request, Response, Route, errors
 
+from .service import ChatService, turn_problem
 from .store import iso, now
-
-if TYPE_CHECKING:
-    from .plugin import ChatPlugin
-
-log = logging.getLogger("llmmultichat.chat")
 
 PREFIX = "/api/v1/chat"
 TAGS = ["chat"]
@@ -130,34 +124,24 @@ def sse_frame(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
-def problem_of(exc: BaseException) -> Problem:
-    if isinstance(exc, Problem):
-        return exc
-    log.error("chat turn failed", exc_info=exc)
-    return Problem("the reply failed; it has been logged", code="INTERNAL_ERROR")
-
-
 class ChatRoutes:
-    def __init__(self, plugin: ChatPlugin) -> None:
-        self.plugin = plugin
+    def __init__(self, service: ChatService) -> None:
+        self.service = service
 
     async def characters(self, req: Request) -> Any:
-        plugin = self.plugin
-        await plugin.ensure_contributions()
-        providers = plugin.providers.providers if plugin.providers else {}
-        return [c.public(plugin.default_provider, providers) for c in plugin.characters.values()]
+        return self.service.public_characters()
 
     async def chat(self, req: Request) -> Any:
         identity = req.require_identity()
         body = req.body or {}
-        turn, _created = await self.plugin.prepare_turn(
+        turn, _created = await self.service.prepare_turn(
             identity,
             body["user_input"],
             session_id=body.get("session_id"),
             character=body.get("character"),
             request_id=req.request_id,
         )
-        task = self.plugin.launch(turn)
+        task = self.service.launch(turn)
         await asyncio.shield(task)
         first = turn.replies[0] if turn.replies else {"content": "", "character": ""}
         return {
@@ -176,7 +160,7 @@ class ChatRoutes:
         async def emit(event: dict[str, Any]) -> None:
             queue.put_nowait(event)
 
-        turn, _created = await self.plugin.prepare_turn(
+        turn, _created = await self.service.prepare_turn(
             identity,
             body["user_input"],
             session_id=body.get("session_id"),
@@ -193,7 +177,7 @@ class ChatRoutes:
             }
         )
         await resp.prepare(req.raw)
-        task = self.plugin.launch(turn)
+        task = self.service.launch(turn)
         task.add_done_callback(lambda _t: queue.put_nowait(None))
         connected = True
 
@@ -226,7 +210,7 @@ class ChatRoutes:
         if task.cancelled():
             await send("error", {"code": "CANCELLED", "detail": "the reply was cancelled"})
         elif task.exception() is not None:
-            problem = problem_of(task.exception())  # type: ignore[arg-type]
+            problem = turn_problem(task.exception())  # type: ignore[arg-type]
             await send(
                 "error", {"code": problem.code, "status": problem.status, "detail": problem.detail}
             )
@@ -243,19 +227,8 @@ class ChatRoutes:
         identity = req.require_identity()
         session_id = req.match_info["session_id"]
         limit = _int_param(req, "limit", 50, 1, 500)
-        if await self.plugin.store.get_session(identity.user_id, session_id) is None:
-            raise errors.NotFound("no such session", code="SESSION_NOT_FOUND")
-        before_seq = None
-        before = req.query.get("before")
-        if before:
-            before_seq = await self.plugin.store.message_seq(identity.user_id, session_id, before)
-            if before_seq is None:
-                raise errors.ValidationFailed(
-                    "before must be a message_id of this session",
-                    errors=[{"path": "/before", "message": "unknown message_id"}],
-                )
-        messages = await self.plugin.store.history(
-            identity.user_id, session_id, limit=limit, before_seq=before_seq
+        messages = await self.service.history(
+            identity.user_id, session_id, limit=limit, before=req.query.get("before")
         )
         return {"session_id": session_id, "messages": [m.public() for m in messages]}
 
@@ -263,31 +236,20 @@ class ChatRoutes:
         identity = req.require_identity()
         limit = _int_param(req, "limit", 50, 1, 500)
         offset = _int_param(req, "offset", 0, 0, 10_000_000)
-        return {"sessions": await self.plugin.store.list_sessions(identity.user_id, limit, offset)}
+        return {"sessions": await self.service.sessions(identity.user_id, limit, offset)}
 
     async def session(self, req: Request) -> Any:
         identity = req.require_identity()
-        found = await self.plugin.store.get_session(identity.user_id, req.match_info["session_id"])
-        if found is None:
-            raise errors.NotFound("no such session", code="SESSION_NOT_FOUND")
-        return found
+        return await self.service.session(identity.user_id, req.match_info["session_id"])
 
     async def delete_session(self, req: Request) -> Any:
         identity = req.require_identity()
-        session_id = req.match_info["session_id"]
-        if not await self.plugin.store.delete_session(identity.user_id, session_id):
-            raise errors.NotFound("no such session", code="SESSION_NOT_FOUND")
-        try:
-            await self.plugin.context.bus.publish(
-                events.SESSION_DELETED, {"user_id": identity.user_id, "session_id": session_id}
-            )
-        except Exception:
-            log.warning("could not publish %s", events.SESSION_DELETED)
+        await self.service.delete_session(identity.user_id, req.match_info["session_id"])
         return Response(None, status=204)
 
 
-def chat_routes(plugin: ChatPlugin) -> list[Route]:
-    h = ChatRoutes(plugin)
+def chat_routes(service: ChatService) -> list[Route]:
+    h = ChatRoutes(service)
     not_found = {404: "No such session (or not yours)"}
     upstream = {
         502: "The LLM upstream failed",

@@ -23,16 +23,15 @@ import contextlib
 import json
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from sdk import Identity, Request, Route, errors, services
+from sdk import Identity, Request, Route, Services, errors, services
+from sdk.hooks import HookCaller
 
-from .routes import problem_of
-
-if TYPE_CHECKING:
-    from .plugin import ChatPlugin
+from .graph import Turn
+from .service import ChatService, turn_problem
 
 log = logging.getLogger("llmmultichat.chat.ws")
 
@@ -40,7 +39,6 @@ log = logging.getLogger("llmmultichat.chat.ws")
 CLOSE_POLICY = WSCloseCode.POLICY_VIOLATION
 CLOSE_AWAY = WSCloseCode.GOING_AWAY
 CLOSE_SLOW = WSCloseCode.TRY_AGAIN_LATER
-SEND_TIMEOUT = 10.0
 
 
 def error_code(problem: errors.Problem) -> str:
@@ -58,7 +56,7 @@ def error_code(problem: errors.Problem) -> str:
 class Connection:
     def __init__(self, hub: WebSocketHub, req: Request, ws: web.WebSocketResponse) -> None:
         self.hub = hub
-        self.plugin = hub.plugin
+        self.service = hub.service
         self.req = req
         self.ws = ws
         cfg = hub.settings
@@ -121,9 +119,7 @@ class Connection:
             raw = raw.clone(headers={**raw.headers, "Authorization": f"Bearer {token}"})
         elif "Authorization" not in raw.headers:
             return None
-        identity: Identity | None = await self.plugin.context.hooks.first(
-            "authenticate", request=raw
-        )
+        identity: Identity | None = await self.hub.hooks.first("authenticate", request=raw)
         if identity is None:
             raise errors.InvalidCredentials("the token was not accepted")
         return identity
@@ -261,12 +257,12 @@ class Connection:
                 f"at most {self.max_in_flight} requests in flight per socket",
                 request_id,
             )
-        limiter = self.plugin.context.services.get(services.RATELIMIT)
+        limiter = self.hub.services.get(services.RATELIMIT)
         identity = self.identity
         try:
             if limiter is not None:
                 await limiter.check("POST /api/v1/chat", identity, self.req.client_ip, quota=True)
-            turn, _created = await self.plugin.prepare_turn(
+            turn, _created = await self.service.prepare_turn(
                 identity,
                 message,
                 session_id=session_id,
@@ -301,12 +297,12 @@ class Connection:
                 )
 
         turn.emit = emit
-        task = self.plugin.launch(turn)
+        task = self.service.launch(turn)
         self.tasks[request_id] = task
         task.add_done_callback(lambda t: asyncio.ensure_future(self._finished(request_id, turn, t)))
         return None
 
-    async def _finished(self, request_id: str, turn: Any, task: asyncio.Task[Any]) -> None:
+    async def _finished(self, request_id: str, turn: Turn, task: asyncio.Task[Any]) -> None:
         self.tasks.pop(request_id, None)
         if task.cancelled():
             await self.send(
@@ -325,7 +321,7 @@ class Connection:
             return
         exc = task.exception()
         if exc is not None:
-            problem = problem_of(exc)
+            problem = turn_problem(exc)
             await self.error(error_code(problem), problem.detail, request_id, status=problem.status)
             return
         await self.send(
@@ -350,21 +346,28 @@ class Connection:
 class WebSocketHub:
     """Every open chat socket, so they can be closed on shutdown or user deletion."""
 
-    def __init__(self, plugin: ChatPlugin) -> None:
-        self.plugin = plugin
-        self.settings: dict[str, Any] = {
-            "max_message_bytes": 65536,
-            "heartbeat_seconds": 30,
-            "send_queue": 256,
-            "max_in_flight": 8,
-            "auth_timeout_seconds": 10,
-            **(plugin.config.get("websocket") or {}),
-        }
-        self.send_timeout = float(self.settings.get("send_timeout_seconds", SEND_TIMEOUT))
+    def __init__(
+        self,
+        service: ChatService,
+        *,
+        settings: dict[str, Any],
+        hooks: HookCaller,
+        services: Services,
+    ) -> None:
+        self.service = service
+        # [plugins.chat.websocket], defaults filled by the kernel
+        self.settings = settings
+        self.send_timeout = float(settings["send_timeout_seconds"])
+        self.hooks = hooks
+        self.services = services
         self.connections: set[Connection] = set()
+        self.accepting = False
+
+    def open(self) -> None:
+        self.accepting = True
 
     async def handle(self, req: Request) -> web.WebSocketResponse:
-        if self.plugin.stopping:
+        if not self.accepting:
             raise errors.ServiceUnavailable("the server is shutting down", code="SHUTTING_DOWN")
         ws = web.WebSocketResponse(
             heartbeat=float(self.settings["heartbeat_seconds"]),
@@ -388,6 +391,8 @@ class WebSocketHub:
         return ws
 
     async def close_all(self) -> None:
+        """Shutdown: refuse new sockets, close the open ones."""
+        self.accepting = False
         conns = list(self.connections)
         await asyncio.gather(
             *(c.close(CLOSE_AWAY, "server shutting down") for c in conns), return_exceptions=True
@@ -402,18 +407,12 @@ class WebSocketHub:
         )
 
 
-def websocket_routes(plugin: ChatPlugin) -> list[Route]:
-    async def handler(req: Request) -> web.StreamResponse:
-        if plugin.websockets is None:
-            raise errors.ServiceUnavailable("the chat plugin is not running")
-        response: web.StreamResponse = await plugin.websockets.handle(req)
-        return response
-
+def websocket_routes(hub: WebSocketHub) -> list[Route]:
     return [
         Route(
             "GET",
             "/ws/chat",
-            handler,
+            hub.handle,
             auth="public",
             rate_limit=None,
             summary="Chat over a WebSocket",

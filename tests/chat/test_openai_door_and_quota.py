@@ -165,17 +165,17 @@ async def test_real_auth_api_key_on_v1_and_deleting_the_user_erases_chats(llmmc)
             await ws.send_json({"type": "auth", "token": reg["access_token"]})
             assert (await ws.receive_json(timeout=5))["user_id"] == user_id
         chat = client.kernel.records["chat"].instance
-        assert len(await chat.store.list_sessions(user_id)) == 1
+        assert len(await chat.service.store.list_sessions(user_id)) == 1
         r = await client.delete(f"/api/v1/auth/users/{user_id}", headers=h)
         assert r.status == 204
         for _ in range(100):
-            if not await chat.store.list_sessions(user_id):
+            if not await chat.service.store.list_sessions(user_id):
                 break
             import asyncio
 
             await asyncio.sleep(0.02)
-        assert await chat.store.list_sessions(user_id) == []
-        rows = await chat.store.db.fetchall(
+        assert await chat.service.store.list_sessions(user_id) == []
+        rows = await chat.service.store.db.fetchall(
             "SELECT count(*) FROM chat_messages WHERE user_id = ?", [user_id]
         )
         assert rows[0][0] == 0

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from builtin_plugins.chat.llm import ProviderRegistry
 from builtin_plugins.chat.providers import BUILTIN_PROVIDERS, AnthropicProvider, OpenAIProvider
+from builtin_plugins.chat.providers.registry import ProviderRegistry
 from sdk import errors
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.openai_server import FakeOpenAI

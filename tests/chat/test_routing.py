@@ -7,7 +7,7 @@ import random
 
 from builtin_plugins.chat.characters import DEFAULT_CHARACTERS, load_characters
 from builtin_plugins.chat.graph import SpeakerGuard
-from builtin_plugins.chat.router import Router
+from builtin_plugins.chat.turn_taking import TurnTaking
 from tests.chat.helpers import chat_config, read_sse
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -25,7 +25,7 @@ def chars(talk: float = 0.0):
 
 
 def router(strategy="natural", talk=0.0, max_speakers=1, seed=1):
-    return Router(
+    return TurnTaking(
         chars(talk), strategy=strategy, max_speakers=max_speakers, rng=random.Random(seed)
     )
 

@@ -42,6 +42,6 @@ async def test_concurrent_turns_are_all_stored_and_counted(llmmc):
             assert [m["content"] for m in msgs[::2]] == [f"first from {user}"] + [
                 f"msg {n}" for n in range(4)
             ]
-        assert chat.store.write_errors == 0
-        rows = await chat.store.db.fetchall("SELECT count(*) FROM chat_messages")
+        assert chat.service.store.write_errors == 0
+        rows = await chat.service.store.db.fetchall("SELECT count(*) FROM chat_messages")
         assert rows[0][0] == 60

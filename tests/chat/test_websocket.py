@@ -195,7 +195,7 @@ async def test_a_slow_reader_is_disconnected_with_bounded_memory():
     from builtin_plugins.chat.websocket import CLOSE_SLOW, Connection
 
     class Hub:
-        plugin = None
+        service = None
         send_timeout = 0.2
         settings = {
             "send_queue": 4,

@@ -1,5 +1,5 @@
-"""The configured providers, fallback between them, and the ``"llm"`` service other
-plugins (translate, memory) use for one-shot completions."""
+"""The configured providers (one per ``[plugins.chat.providers.<name>]`` table) and the
+fallback along a character's chain of them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sdk import Completion, Identity, LLMProvider, StreamEvent, errors
+from sdk import Completion, LLMProvider, StreamEvent, errors
 
 log = logging.getLogger("llmmultichat.chat")
 
@@ -165,38 +165,3 @@ class ProviderRegistry:
                 last = exc
         assert last is not None
         raise last
-
-
-class ChatLLMService:
-    """``sdk.services.LLMService``: one completion, published as ``"llm"``."""
-
-    def __init__(self, plugin: Any) -> None:
-        self._plugin = plugin
-
-    async def complete(
-        self,
-        messages: list[dict[str, Any]],
-        *,
-        provider: str | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        identity: Identity | None = None,
-    ) -> str:
-        registry: ProviderRegistry | None = self._plugin.providers
-        if registry is None:
-            raise errors.ServiceUnavailable(
-                "the chat plugin is not running", code="PROVIDER_UNAVAILABLE"
-            )
-        name = provider or registry.default
-        chain: list[tuple[str, str | None]] = [(name, None)]
-        result = await registry.complete(
-            chain, messages, max_tokens=max_tokens, temperature=temperature
-        )
-        await self._plugin.publish_usage(
-            identity,
-            result.usage,
-            provider=result.provider or name,
-            model=result.model,
-            character=None,
-        )
-        return result.content

@@ -1,4 +1,4 @@
-"""Who answers a user message: the routing strategies.
+"""Turn-taking: who answers a user message (the `routing` strategies).
 
 - ``natural`` (SillyTavern's group chats): characters named in the message, by name or
   alias in any script, answer first, in the order they are named; then characters whose
@@ -25,7 +25,7 @@ from .characters import Character, normalize
 STRATEGIES = ("natural", "list", "pooled", "manual")
 
 
-class Router:
+class TurnTaking:
     def __init__(
         self,
         characters: dict[str, Character],
