@@ -1,0 +1,1 @@
+"""A rule-based LLM provider for LlmMultiChat, written with only the SDK."""
