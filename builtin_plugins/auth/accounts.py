@@ -75,26 +75,49 @@ class Accounts:
         self.settings = settings
         self._dummy_hash = ""
         # Refresh-token rotation is read-check-write; one at a time in this process (the
-        # DuckDB file belongs to this process only).
+        # database's conditional update decides between processes).
         self._refresh_lock = asyncio.Lock()
-        # Users and API keys read on every request are cached in memory. The DuckDB file
-        # belongs to this process alone, so every change passes through here and
-        # invalidates what it touches (CLI commands only run while the server is down).
-        self._users = BoundedCache(10_000)
-        self._keys = BoundedCache(10_000)
+        # Users and API keys read on every request are cached in memory, each with the
+        # user's version (see revocation.py) current when it was read. Every change to a
+        # user goes through user_changed(), which drops it here and raises the version in
+        # Redis; the other instances learn the version on each request's revocation check
+        # and drop what is older. Paths that act on the account (refresh, password change,
+        # deletion) read the database, never the cache.
+        self._users = BoundedCache(10_000)  # user_id -> (UserRow, version)
+        self._keys = BoundedCache(10_000)  # key hash -> (ApiKeyRow, version)
+        self._versions = BoundedCache(10_000)  # user_id -> last version seen
 
     async def user(self, user_id: str) -> UserRow | None:
-        user = self._users.get(user_id)
-        if user is None:
-            user = await self.store.user_by_id(user_id)
-            if user is not None:
-                self._users.put(user_id, user)
+        """The user as of this request's authentication (cached)."""
+        entry = self._users.get(user_id)
+        if entry is not None:
+            return entry[0]  # type: ignore[no-any-return]
+        version = self._versions.get(user_id)  # read before the database: never newer
+        user = await self.store.user_by_id(user_id)
+        if user is not None:
+            self._users.put(user_id, (user, version))
         return user
 
     def forget_user(self, user_id: str) -> None:
+        """Drop what this process cached of the user (user_changed() for a change)."""
         self._users.pop(user_id, None)
-        for key_hash in [h for h, k in self._keys.items() if k.user_id == user_id]:
-            del self._keys[key_hash]
+        for key_hash in [h for h, (k, _) in self._keys.items() if k.user_id == user_id]:
+            self._keys.pop(key_hash, None)
+
+    async def user_changed(self, user_id: str) -> None:
+        """The account changed (password, roles, state, API keys, deletion): every
+        instance stops using what it cached of it before this returns."""
+        self.forget_user(user_id)
+        await self.revocations.user_changed(user_id)
+
+    def _saw_version(self, user_id: str, version: str | None) -> None:
+        if version is None:
+            return  # unknown (one instance, or Redis away)
+        if self._versions.get(user_id) != version:
+            self._versions.put(user_id, version)
+            entry = self._users.get(user_id)
+            if entry is not None and entry[1] != version:
+                self.forget_user(user_id)
 
     async def prepare(self) -> None:
         # A real hash at the configured cost, so a login for an unknown email spends the
@@ -191,7 +214,8 @@ class Accounts:
                     "This refresh token was already used; the login has been ended.",
                     code="REFRESH_TOKEN_REUSED",
                 )
-            user = await self.user(row.user_id)
+            # From the database: the new access token carries the roles of now.
+            user = await self.store.user_by_id(row.user_id)
             if user is None:
                 raise invalid("The refresh token is not valid.")
             return await self._token_pair(user, row.family_id)
@@ -214,28 +238,28 @@ class Accounts:
     async def change_password(self, identity: Identity, current: str, new: str) -> None:
         passwords.check_length(current, "/current_password")
         passwords.check_policy(new, "/new_password")
-        user = await self.user(identity.user_id)
+        user = await self.store.user_by_id(identity.user_id)
         if user is None:
             raise errors.NotFound("The user does not exist.", code="USER_NOT_FOUND")
         if not await passwords.verify_password(current, user.password_hash):
             raise errors.Forbidden("The current password is not correct.", code="WRONG_PASSWORD")
         new_hash = await passwords.hash_password(new, self.settings.bcrypt_rounds)
         await self.store.set_password(user.user_id, new_hash)
-        self.forget_user(user.user_id)
         # Every other login of the user ends; the caller's own login (if a JWT) goes on.
         keep = str(identity.claims.get("fam", "")) if identity.scheme == "jwt" else ""
         await self.store.revoke_user_families(user.user_id, keep)
         await self.revocations.revoke_user(user.user_id, time.time(), keep)
+        await self.user_changed(user.user_id)
 
     async def delete_user(self, identity: Identity, user_id: str) -> None:
         if user_id != identity.user_id and not identity.is_admin:
             raise errors.Forbidden("You may only delete your own account.", code="FORBIDDEN")
-        if await self.user(user_id) is None:
+        if await self.store.user_by_id(user_id) is None:
             raise errors.NotFound("No such user.", code="USER_NOT_FOUND")
         # Revoke first: no request may slip through between the delete and the revocation.
         await self.revocations.revoke_user(user_id, float("inf"))
         await self.store.delete_user(user_id)
-        self.forget_user(user_id)
+        await self.user_changed(user_id)
         await self.bus.publish(events.USER_DELETED, {"user_id": user_id})
 
     async def me(self, identity: Identity) -> UserRow:
@@ -253,7 +277,7 @@ class Accounts:
             if "admin" not in user.roles:
                 roles = (*user.roles, "admin")
                 await self.store.set_roles(user.user_id, roles)
-                self.forget_user(user.user_id)
+                await self.user_changed(user.user_id)
                 user = UserRow(
                     user.user_id,
                     user.username,
@@ -294,8 +318,7 @@ class Accounts:
     async def delete_api_key(self, identity: Identity, key_id: str) -> None:
         if not await self.store.delete_api_key(identity.user_id, key_id):
             raise errors.NotFound("No such API key.", code="API_KEY_NOT_FOUND")
-        for key_hash in [h for h, k in self._keys.items() if k.key_id == key_id]:
-            del self._keys[key_hash]
+        await self.user_changed(identity.user_id)
 
     # -- authentication -----------------------------------------------------------------------
 
@@ -306,8 +329,12 @@ class Accounts:
             claims = self.tokens.decode(token, ACCESS)
         except TokenError as exc:
             raise invalid(f"The access token is not valid: {exc}.") from exc
-        if await self.revocations.is_revoked(claims["sub"], claims["fam"], float(claims["iat"])):
+        revoked, version = await self.revocations.check(
+            claims["sub"], claims["fam"], float(claims["iat"])
+        )
+        if revoked:
             raise invalid("The access token has been revoked.")
+        self._saw_version(claims["sub"], version)
         return Identity(
             user_id=claims["sub"],
             roles=tuple(claims["roles"]),
@@ -319,14 +346,22 @@ class Accounts:
 
     async def _authenticate_api_key(self, key: str) -> Identity:
         key_hash = sha256(key)
-        row = self._keys.get(key_hash)
-        if row is None:
+        entry = self._keys.get(key_hash)
+        if entry is not None:
+            row: ApiKeyRow = entry[0]
+            version = await self.revocations.user_version(row.user_id)
+            self._saw_version(row.user_id, version)
+            if version is not None and version != entry[1]:
+                entry = None  # the user changed since: read the key again
+        if entry is None:
             found = await self.store.api_key_owner(key_hash)
             if found is None:
                 raise invalid("The API key is not valid.")
+            # The version read before this lookup: an older tag only means a re-read.
+            version = self._versions.get(found[1].user_id)
             row, owner = found
-            self._keys.put(key_hash, row)
-            self._users.put(owner.user_id, owner)
+            self._keys.put(key_hash, (row, version))
+            self._users.put(owner.user_id, (owner, version))
         user = await self.user(row.user_id)
         if user is None:
             raise invalid("The API key is not valid.")

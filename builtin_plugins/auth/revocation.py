@@ -1,4 +1,4 @@
-"""Which access tokens were revoked before they expired.
+"""Which access tokens were revoked before they expired, and which cached users changed.
 
 Access tokens are never looked up in the database; instead two kinds of records are kept
 for one access-token lifetime (after that every token they name has expired anyway):
@@ -6,11 +6,16 @@ for one access-token lifetime (after that every token they name has expired anyw
   login family ``keep`` (change-password keeps the caller's own login; deletion keeps none);
 - ``family``: every token of that login (logout, refresh-token reuse).
 
-Records live in this process (loaded from and saved to DuckDB, so they survive a restart)
-and, when Redis is configured, also in Redis so that every instance refuses the token at
-once. Each check of an access token is then one MGET round trip. While Redis is
-unreachable the process keeps serving with its own records and pushes pending records to
-Redis when it is back.
+Records live in this process (loaded from and saved to the database, so they survive a
+restart) and, when Redis is configured, also in Redis so that every instance refuses the
+token at once. Redis also holds a version number per user, raised by every change to the
+account (password, roles, deletion, API keys): instances keep users and API keys in
+memory and drop them when the version they were read at is no longer the current one.
+
+Each check of an access token is one ``MGET`` (revocation of the user, of the login, and
+the user's version) on an auto-pipelined connection (``sdk.redispipe``), so a check costs
+a few microseconds of CPU. While Redis is unreachable the process keeps serving with its
+own records and pushes pending records to Redis when it is back.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+
+from sdk.redispipe import RedisPipe, RedisReplyError, RedisUnavailable
 
 from .store import AuthStore
 
-USER, FAMILY = "user", "family"
+USER, FAMILY, VERSION = "user", "family", "version"
+REDIS_ERRORS = (RedisUnavailable, RedisReplyError)
 SWEEP_EVERY = 1024  # records between sweeps of the expired ones
 
 
@@ -45,12 +52,17 @@ class RevocationStore:
         self.timeout = timeout
         self._users: dict[str, tuple[float, str, float]] = {}  # user_id -> (after, keep, expires)
         self._families: dict[str, float] = {}  # family_id -> expires
-        self._redis: Any = None
+        self._redis: RedisPipe | None = None
         self._pending: list[tuple[str, str, float, str]] = []
         self._redis_ok = True
         self._redis_error = ""
         self._retry_task: asyncio.Task[None] | None = None
         self._recorded = 0
+
+    @property
+    def shared(self) -> bool:
+        """True when other instances learn of revocations and user changes (Redis)."""
+        return self._redis is not None
 
     async def start(self) -> None:
         now = time.time()
@@ -60,17 +72,7 @@ class RevocationStore:
             else:
                 self._families[subject] = expires
         if self.redis_url:
-            import redis.asyncio as aioredis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-
-            self._redis = aioredis.from_url(
-                self.redis_url,
-                socket_timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
-                retry=Retry(NoBackoff(), 1),
-                decode_responses=True,
-            )
+            self._redis = RedisPipe(self.redis_url, timeout=self.timeout, retry_seconds=1.0)
             self._retry_task = asyncio.create_task(self._retry_loop())
 
     async def stop(self) -> None:
@@ -80,7 +82,7 @@ class RevocationStore:
                 await self._retry_task
             self._retry_task = None
         if self._redis is not None:
-            await self._redis.aclose()
+            await self._redis.close()
             self._redis = None
 
     def status(self) -> tuple[bool, str]:
@@ -98,6 +100,12 @@ class RevocationStore:
     async def revoke_family(self, family_id: str) -> None:
         await self._record(FAMILY, family_id, 0.0, "")
 
+    async def user_changed(self, user_id: str) -> None:
+        """Raise the user's version: every instance drops what it cached of the user."""
+        if self._redis is not None:
+            self._pending.append((VERSION, user_id, 0.0, ""))
+            await self._flush()
+
     async def _record(self, kind: str, subject: str, after: float, keep: str) -> None:
         expires = time.time() + self.ttl
         self._recorded += 1
@@ -113,18 +121,23 @@ class RevocationStore:
             await self._flush()
 
     async def _flush(self) -> None:
-        if not self._pending:
+        if not self._pending or self._redis is None:
             return
         pending, self._pending = self._pending, []
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for kind, subject, after, keep in pending:
-                    value = f"{after!r}|{keep}" if kind == USER else "1"
-                    pipe.set(self._key(kind, subject), value, ex=self.ttl)
-                await pipe.execute()
-        except Exception as exc:
-            self._pending = pending + self._pending
-            self._mark_down(exc)
+        calls = []
+        for kind, subject, after, keep in pending:
+            if kind == VERSION:
+                calls.append(self._redis.call("INCR", self._key(VERSION, subject)))
+            else:
+                value = f"{after!r}|{keep}" if kind == USER else "1"
+                calls.append(
+                    self._redis.call("SET", self._key(kind, subject), value, "EX", self.ttl)
+                )
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        failed = [p for p, r in zip(pending, results, strict=True) if isinstance(r, Exception)]
+        if failed:
+            self._pending = failed + self._pending
+            self._mark_down(next(r for r in results if isinstance(r, Exception)))
         else:
             self._redis_ok = True
 
@@ -140,8 +153,13 @@ class RevocationStore:
         self._redis_ok = False
         self._redis_error = f"{type(exc).__name__}: {exc}"
 
+    def _mark_up(self) -> None:
+        if not self._redis_ok:
+            self._redis_ok = True
+            self.log.info("revocation store: Redis is back")
+
     def _key(self, kind: str, subject: str) -> str:
-        return f"{self.prefix}{'u' if kind == USER else 'f'}:{subject}"
+        return f"{self.prefix}{kind[0]}:{subject}"
 
     def _sweep(self, now: float) -> None:
         # An entry is dropped when its token is presented after it expired; one never
@@ -158,39 +176,58 @@ class RevocationStore:
         after, keep = record
         return iat < after and not (keep and keep == family)
 
-    async def is_revoked(self, user_id: str, family_id: str, iat: float) -> bool:
+    async def check(self, user_id: str, family_id: str, iat: float) -> tuple[bool, str | None]:
+        """(revoked, the user's current version); the version is None when unknown (no
+        Redis, or Redis away), "" when the user never changed."""
         now = time.time()
         local = self._users.get(user_id)
         if local is not None and local[2] < now:
             del self._users[user_id]
             local = None
         if self._user_refuses(local[:2] if local else None, iat, family_id):
-            return True
+            return True, None
         fam_expires = self._families.get(family_id)
         if fam_expires is not None:
             if fam_expires >= now:
-                return True
+                return True, None
             del self._families[family_id]
         if self._redis is None:
-            return False
+            return False, None
         try:
-            user_value, fam_value = await self._redis.mget(
-                self._key(USER, user_id), self._key(FAMILY, family_id)
+            user_value, fam_value, version = await self._redis.call(
+                "MGET",
+                self._key(USER, user_id),
+                self._key(FAMILY, family_id),
+                self._key(VERSION, user_id),
             )
-        except Exception as exc:
+        except REDIS_ERRORS as exc:
             # Keep serving with this instance's own records (documented in docs/auth.md).
             self._mark_down(exc)
-            return False
-        if not self._redis_ok:
-            self._redis_ok = True
-            self.log.info("revocation store: Redis is back")
+            return False, None
+        self._mark_up()
         if fam_value is not None:
-            return True
+            return True, None
         if user_value is not None:
             after_text, _, keep = str(user_value).partition("|")
             try:
                 after = float(after_text)
             except ValueError:
-                return False
-            return self._user_refuses((after, keep), iat, family_id)
-        return False
+                after = 0.0
+            if self._user_refuses((after, keep), iat, family_id):
+                return True, None
+        return False, version or ""
+
+    async def is_revoked(self, user_id: str, family_id: str, iat: float) -> bool:
+        return (await self.check(user_id, family_id, iat))[0]
+
+    async def user_version(self, user_id: str) -> str | None:
+        """The user's current version ("" if never changed), None when unknown."""
+        if self._redis is None:
+            return None
+        try:
+            version = await self._redis.call("GET", self._key(VERSION, user_id))
+        except REDIS_ERRORS as exc:
+            self._mark_down(exc)
+            return None
+        self._mark_up()
+        return str(version or "")

@@ -11,8 +11,11 @@ Both backends answer the same three questions:
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from sdk.redispipe import RedisPipe, RedisReplyError, RedisUnavailable, Script
 
 from .limits import Decision, Limit, gcra
 
@@ -139,37 +142,24 @@ return -1
 
 
 class RedisBackend:
-    """Counters in Redis: one limit for all instances. While Redis is unreachable every call
-    raises :class:`BackendUnavailable` at once (no waiting on each request) and Redis is
-    tried again every ``retry_seconds``."""
+    """Counters in Redis: one limit for all instances, on an auto-pipelined connection
+    (``sdk.redispipe``: a check costs a few microseconds of CPU). While Redis is
+    unreachable every call raises :class:`BackendUnavailable` at once (no waiting on each
+    request) and Redis is tried again every ``retry_seconds``."""
 
     def __init__(self, url: str, prefix: str, timeout: float, retry_seconds: float) -> None:
         self.url = url
         self.prefix = prefix
         self.timeout = timeout
         self.retry_seconds = retry_seconds
-        self._redis: Any = None
-        self._gcra: Any = None
-        self._usage: Any = None
-        self._down_until = 0.0
-        self._last_error = ""
+        self._redis: RedisPipe | None = None
+        self._gcra: Script | None = None
+        self._usage: Script | None = None
 
     async def start(self) -> None:
-        import redis.asyncio as aioredis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        self._redis = aioredis.from_url(
-            self.url,
-            socket_timeout=self.timeout,
-            socket_connect_timeout=self.timeout,
-            # One immediate retry: a connection left stale by a Redis restart is replaced
-            # transparently; a Redis that is really gone fails fast.
-            retry=Retry(NoBackoff(), 1),
-            decode_responses=True,
-        )
-        self._gcra = self._redis.register_script(GCRA_LUA)
-        self._usage = self._redis.register_script(USAGE_LUA)
+        self._redis = RedisPipe(self.url, timeout=self.timeout, retry_seconds=self.retry_seconds)
+        self._gcra = self._redis.script(GCRA_LUA)
+        self._usage = self._redis.script(USAGE_LUA)
         try:
             await self._call(self._redis.ping())
         except BackendUnavailable:
@@ -177,34 +167,26 @@ class RedisBackend:
 
     async def stop(self) -> None:
         if self._redis is not None:
-            await self._redis.aclose()
+            await self._redis.close()
             self._redis = None
 
-    async def _call(self, awaitable: Any) -> Any:
-        import redis.exceptions
-
+    async def _call(self, awaitable: Awaitable[Any]) -> Any:
         try:
-            result = await awaitable
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-            self._down_until = time.monotonic() + self.retry_seconds
-            self._last_error = f"{type(exc).__name__}: {exc}"
-            raise BackendUnavailable(self._last_error) from exc
-        self._down_until = 0.0
-        return result
+            return await awaitable
+        except (RedisUnavailable, RedisReplyError) as exc:
+            raise BackendUnavailable(str(exc)) from exc
 
-    def _check_up(self) -> None:
+    def _pipe(self) -> RedisPipe:
         if self._redis is None:
             raise BackendUnavailable("not started")
-        if self._down_until and time.monotonic() < self._down_until:
-            raise BackendUnavailable(self._last_error)
+        return self._redis
 
     async def hit(self, key: str, limit: Limit, quota_key: str, quota_limit: int) -> HitResult:
-        self._check_up()
+        self._pipe()
+        assert self._gcra is not None
         keys = [self.prefix + key, self.prefix + (quota_key or "q:none")]
         args = [int(limit.period * 1000), limit.count, quota_limit if quota_key else 0]
-        status, remaining, reset_ms, retry_ms, used = await self._call(
-            self._gcra(keys=keys, args=args)
-        )
+        status, remaining, reset_ms, retry_ms, used = await self._call(self._gcra(keys, args))
         if int(status) == 2:
             return HitResult(None, int(used))
         decision = Decision(
@@ -217,18 +199,18 @@ class RedisBackend:
         return HitResult(decision, int(used))
 
     async def add_usage(self, quota_key: str, tokens: int, event_id: str) -> int:
-        self._check_up()
+        self._pipe()
+        assert self._usage is not None
         keys = [self.prefix + quota_key, self.prefix + "evt:" + event_id]
-        return int(await self._call(self._usage(keys=keys, args=[tokens, QUOTA_TTL_SECONDS])))
+        return int(await self._call(self._usage(keys, [tokens, QUOTA_TTL_SECONDS])))
 
     async def usage(self, quota_key: str) -> int:
-        self._check_up()
-        value = await self._call(self._redis.get(self.prefix + quota_key))
+        value = await self._call(self._pipe().call("GET", self.prefix + quota_key))
         return int(value or 0)
 
     async def probe(self) -> None:
         """Ping Redis when it was last seen down, so health recovers without traffic."""
-        if self._redis is not None and self._down_until and time.monotonic() >= self._down_until:
+        if self._redis is not None and not self._redis.up:
             try:
                 await self._call(self._redis.ping())
             except BackendUnavailable:
@@ -237,6 +219,6 @@ class RedisBackend:
     def status(self) -> tuple[bool, str]:
         if self._redis is None:
             return False, "not started"
-        if self._down_until:
-            return False, f"Redis unreachable: {self._last_error}"
+        if not self._redis.up:
+            return False, f"Redis unreachable: {self._redis.last_error}"
         return True, "Redis reachable"
