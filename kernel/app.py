@@ -69,6 +69,20 @@ class Kernel:
     async def load(self) -> None:
         """Discover, order, validate configs and initialize; raises StartupError or
         ConfigError for what must stop the server."""
+        self.resolve()
+        try:
+            await self.database.open()
+        except DatabaseError as exc:
+            raise StartupError(str(exc)) from exc
+        await self.migrate()
+        for name in self.order:
+            await self._initialize(self.records[name])
+        self._check_required()
+        await self._collect()
+
+    def resolve(self) -> None:
+        """Discover and order the enabled plugins and validate their configs (nothing is
+        opened or initialized); raises StartupError or ConfigError."""
         enabled = self.config.enabled
         self.records.update(discover(enabled, self.extra_plugins))
         for name in self.config.required:
@@ -98,15 +112,22 @@ class Kernel:
             log.warning("[plugins.%s] configures a plugin that is not enabled", key)
         if problems:
             raise ConfigError(problems, self.config.source)
-        try:
-            await self.database.open()
-        except DatabaseError as exc:
-            raise StartupError(str(exc)) from exc
-        await self.migrate()
+
+    def process_local_settings(self) -> list[str]:
+        """Settings that keep shared state inside this process (after ``resolve``): with
+        any of them, several processes would not act as one server."""
+        found = []
+        if not str((self.kernel_config.get("database") or {}).get("url") or ""):
+            found.append(
+                '[kernel.database] url (the embedded DuckDB file is one process\'s; use "postgresql://...")'
+            )
+        if (self.kernel_config.get("bus") or {}).get("backend", "memory") != "redis":
+            found.append('[kernel.bus] backend = "redis"')
         for name in self.order:
-            await self._initialize(self.records[name])
-        self._check_required()
-        await self._collect()
+            rec = self.records[name]
+            if rec.cls is not None and rec.state is not PluginState.ERROR:
+                found += rec.cls.process_local_settings(rec.config, self.kernel_config)
+        return found
 
     async def migrate(self) -> dict[str, list[int]]:
         """Apply every loaded plugin's missing schema migrations (a plugin whose step

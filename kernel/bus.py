@@ -21,12 +21,13 @@ log = logging.getLogger("llmmultichat.bus")
 
 
 class _Subscription:
-    __slots__ = ("handler", "plugin", "topic")
+    __slots__ = ("handler", "local_only", "plugin", "topic")
 
-    def __init__(self, topic: str, handler: EventHandler, plugin: str) -> None:
+    def __init__(self, topic: str, handler: EventHandler, plugin: str, local_only: bool) -> None:
         self.topic = topic
         self.handler = handler
         self.plugin = plugin
+        self.local_only = local_only
 
     def matches(self, topic: str) -> bool:
         if self.topic == "*" or self.topic == topic:
@@ -41,8 +42,10 @@ class MemoryBus:
         self._subs: list[_Subscription] = []
         self.instance_id = uuid.uuid4().hex
 
-    def subscribe(self, topic: str, handler: EventHandler, plugin: str = "") -> Callable[[], None]:
-        sub = _Subscription(topic, handler, plugin)
+    def subscribe(
+        self, topic: str, handler: EventHandler, plugin: str = "", *, local_only: bool = False
+    ) -> Callable[[], None]:
+        sub = _Subscription(topic, handler, plugin, local_only)
         self._subs.append(sub)
 
         def unsubscribe() -> None:
@@ -57,8 +60,9 @@ class MemoryBus:
     async def publish(self, topic: str, data: dict[str, Any], source: str = "") -> None:
         await self.deliver(Event(topic=topic, data=data, source=source))
 
-    async def deliver(self, event: Event) -> None:
-        subs = [s for s in self._subs if s.matches(event.topic)]
+    async def deliver(self, event: Event, remote: bool = False) -> None:
+        """``remote``: the event was published by another process (skips ``local_only``)."""
+        subs = [s for s in self._subs if s.matches(event.topic) and not (remote and s.local_only)]
         if not subs:
             return
         results = await asyncio.gather(*(s.handler(event) for s in subs), return_exceptions=True)
@@ -158,7 +162,7 @@ class RedisBus(MemoryBus):
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("ignored a malformed bus message: %r", exc)
             return
-        task = asyncio.create_task(self.deliver(event))  # never stall the listener
+        task = asyncio.create_task(self.deliver(event, remote=True))  # never stall the listener
         self._deliveries.add(task)
         task.add_done_callback(self._deliveries.discard)
 
@@ -180,8 +184,10 @@ class PluginBus:
     async def publish(self, topic: str, data: dict[str, Any]) -> None:
         await self._bus.publish(topic, data, source=self._plugin)
 
-    def subscribe(self, topic: str, handler: EventHandler) -> Callable[[], None]:
-        return self._bus.subscribe(topic, handler, plugin=self._plugin)
+    def subscribe(
+        self, topic: str, handler: EventHandler, *, local_only: bool = False
+    ) -> Callable[[], None]:
+        return self._bus.subscribe(topic, handler, plugin=self._plugin, local_only=local_only)
 
 
 def make_bus(config: dict[str, Any]) -> MemoryBus:

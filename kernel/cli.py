@@ -49,6 +49,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config.kernel["host"] = args.host
     if args.port is not None:
         config.kernel["port"] = args.port
+    if args.workers < 1:
+        return _fail("--workers must be at least 1", 2)
+    if args.workers > 1:
+        return _serve_workers(config, args.workers)
     holder: dict[str, Kernel] = {}
 
     async def factory() -> web.Application:
@@ -72,6 +76,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(f"cannot listen on {config.kernel['host']}:{config.kernel['port']}: {exc}")
     return 0
+
+
+def _serve_workers(config: LoadedConfig, workers: int) -> int:
+    """N processes under gunicorn's arbiter (kernel/workers.py), after checking that
+    nothing the processes must share is kept inside one of them."""
+    from .workers import run_workers
+
+    kernel = Kernel(config)
+    try:
+        kernel.resolve()
+    except (ConfigError, StartupError) as exc:
+        return _fail(str(exc), 2)
+    local = kernel.process_local_settings()
+    if local:
+        return _fail(
+            f"--workers {workers} needs state shared between processes; change " + "; ".join(local),
+            2,
+        )
+
+    async def make_runner() -> web.AppRunner:
+        try:
+            _, app = await build_kernel(config)
+        except (ConfigError, StartupError) as exc:
+            logging.getLogger("llmmultichat").error("cannot start: %s", exc)
+            raise
+        return web.AppRunner(
+            app,
+            access_log=None,
+            keepalive_timeout=75,
+            shutdown_timeout=float(config.kernel["shutdown_timeout_seconds"]),
+        )
+
+    return run_workers(config, workers, make_runner)
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -216,6 +253,14 @@ def build_parser(commands: list[CliCommand]) -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes on the one port (N > 1 needs PostgreSQL and Redis; "
+        "docs/scaleout.md)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("plugins", help="list discovered plugins and whether they are enabled")

@@ -61,5 +61,12 @@ class EventBus(Protocol):
     async def publish(self, topic: str, data: dict[str, Any]) -> None:
         """Deliver to every subscriber, on this process and (Redis backend) on every other."""
 
-    def subscribe(self, topic: str, handler: EventHandler) -> Callable[[], None]:
-        """Call ``handler`` for each matching event; returns a function that unsubscribes."""
+    def subscribe(
+        self, topic: str, handler: EventHandler, *, local_only: bool = False
+    ) -> Callable[[], None]:
+        """Call ``handler`` for each matching event; returns a function that unsubscribes.
+
+        With several server processes (Redis bus) every process receives every event: a
+        handler that does work once per event for the whole deployment (stores something,
+        calls an upstream) passes ``local_only=True`` and runs only in the process that
+        published it; a handler that keeps this process's caches right leaves it False."""

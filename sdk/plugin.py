@@ -108,11 +108,25 @@ class Plugin:
         """Where to keep state that every server instance must share: the plugin's own
         ``redis_url`` setting when given, else the bus's Redis when ``[kernel.bus]``
         runs on Redis, else "" (keep it in process). ``"none"`` opts out of Redis."""
-        if own == "none":
-            return ""
-        if own:
-            return own
-        bus = self.context.kernel_config.get("bus") or {}
-        if bus.get("backend") == "redis":
-            return str(bus.get("redis_url") or "")
+        return shared_redis_url(own, self.context.kernel_config)
+
+    @classmethod
+    def process_local_settings(
+        cls, config: dict[str, Any], kernel_config: dict[str, Any]
+    ) -> list[str]:
+        """The settings (as ``[plugins.<name>] key = value`` text) with which this plugin
+        keeps state that other server processes would need, given its validated config;
+        ``serve --workers N`` refuses to start while any plugin names one. Default: none."""
+        return []
+
+
+def shared_redis_url(own: str, kernel_config: dict[str, Any]) -> str:
+    """``Plugin.shared_redis_url`` for code that has the configs but no plugin instance."""
+    if own == "none":
         return ""
+    if own:
+        return own
+    bus = kernel_config.get("bus") or {}
+    if bus.get("backend") == "redis":
+        return str(bus.get("redis_url") or "")
+    return ""

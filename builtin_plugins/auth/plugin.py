@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sdk import CliCommand, Health, Identity, Plugin, Route, hookimpl
+from sdk.plugin import shared_redis_url
 
 from . import cli
 from .accounts import Accounts, Settings
@@ -54,6 +55,14 @@ class AuthPlugin(Plugin):
 
     def _redis_url(self) -> str:
         return self.shared_redis_url(str(self.config.get("redis_url") or ""))
+
+    @classmethod
+    def process_local_settings(
+        cls, config: dict[str, Any], kernel_config: dict[str, Any]
+    ) -> list[str]:
+        if shared_redis_url(str(config.get("redis_url") or ""), kernel_config):
+            return []
+        return ["[plugins.auth] redis_url (revocations and account changes)"]
 
     async def initialize(self) -> None:
         cfg = self.config

@@ -35,20 +35,26 @@ class TokenError(Exception):
 
 
 def load_or_create_secret(data_dir: Path) -> bytes:
-    """A random 256-bit key, generated once and kept in ``data_dir`` (mode 0600)."""
+    """A random 256-bit key, generated once and kept in ``data_dir`` (mode 0600). Written
+    whole to a private file, then linked into place: processes starting together (``serve
+    --workers N``) all end up with the one key, and none reads a half-written file."""
     path = Path(data_dir) / SECRET_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        text = path.read_text().strip()
-        if len(text) < 64:
-            raise RuntimeError(f"{path} does not hold a 256-bit hex key") from None
-        return bytes.fromhex(text)
-    key = secrets.token_bytes(32)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key.hex() + "\n")
-    return key
+    if not path.exists():
+        tmp = path.with_name(f".{SECRET_FILE}.{os.getpid()}.{uuid.uuid4().hex}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_bytes(32).hex() + "\n")
+        try:
+            os.link(tmp, path)  # fails if another process got there first: theirs wins
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    text = path.read_text().strip()
+    if len(text) < 64:
+        raise RuntimeError(f"{path} does not hold a 256-bit hex key")
+    return bytes.fromhex(text)
 
 
 def sha256(text: str) -> str:

@@ -11,8 +11,10 @@ from typing import Any, ClassVar
 from sdk import Event, Health, Identity, Plugin, errors, hookimpl
 from sdk.events import CHAT_MESSAGE_CREATED, SESSION_DELETED, USER_DELETED
 from sdk.untrusted import repair
+from sdk.plugin import shared_redis_url
 
 from .cache import SessionCache
+from .coherence import SharedVectorIndex
 from .context import memory_context
 from .embedders.base import Embedder
 from .embedders.hashing import HashingEmbedder
@@ -170,7 +172,9 @@ class MemoryPlugin(Plugin):
     # ---- lifecycle --------------------------------------------------------------------
     async def initialize(self) -> None:
         max_mb = int(self.config["index_max_mb"])
-        self.index = VectorIndex(
+        # With Redis, other processes may share the database: keep the indexes in step.
+        index_class = SharedVectorIndex if self._redis_url() else VectorIndex
+        self.index = index_class(
             int(self.config["index_min_vectors"]),
             max_mb * 1024 * 1024,
             ivf_min_vectors=int(self.config["index_ivf_min_vectors"]),
@@ -210,6 +214,14 @@ class MemoryPlugin(Plugin):
     def _redis_url(self) -> str:
         return self.shared_redis_url(str(self.config["redis_url"] or ""))
 
+    @classmethod
+    def process_local_settings(
+        cls, config: dict[str, Any], kernel_config: dict[str, Any]
+    ) -> list[str]:
+        if shared_redis_url(str(config.get("redis_url") or ""), kernel_config):
+            return []
+        return ["[plugins.memory] redis_url (keeps the processes' vector indexes in step)"]
+
     async def start(self) -> None:
         assert self.store is not None and self.embedder is not None
         redis_url = self._redis_url()
@@ -232,11 +244,17 @@ class MemoryPlugin(Plugin):
         self._inbox = asyncio.Queue(maxsize=INBOX_TURNS)
         for i in range(RECORD_WORKERS):
             self._spawn(self._record_turns(self._inbox), f"memory-record-turns-{i}")
+        if isinstance(self.index, SharedVectorIndex):
+            await self.index.start(redis_url, str(self.config["redis_prefix"]), self.context.bus)
         bus = self.context.bus
+        # Every process hears every event (Redis bus): storing a turn or erasing data is
+        # done once, by the process that published the event; every process forgets a
+        # deleted user.
         self._unsubscribe = [
-            bus.subscribe(CHAT_MESSAGE_CREATED, self._on_message),
-            bus.subscribe(USER_DELETED, self._on_user_deleted),
-            bus.subscribe(SESSION_DELETED, self._on_session_deleted),
+            bus.subscribe(CHAT_MESSAGE_CREATED, self._on_message, local_only=True),
+            bus.subscribe(USER_DELETED, self._on_user_deleted_anywhere),
+            bus.subscribe(USER_DELETED, self._on_user_deleted, local_only=True),
+            bus.subscribe(SESSION_DELETED, self._on_session_deleted, local_only=True),
         ]
         if not self.unavailable:
             self._spawn(self._warm_up(), "memory-warm-up")
@@ -255,6 +273,8 @@ class MemoryPlugin(Plugin):
         for task in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await task
+        if isinstance(self.index, SharedVectorIndex):
+            await self.index.stop()
         if self.embedder is not None:
             await self.embedder.close()
         if self.cache is not None:
@@ -275,6 +295,10 @@ class MemoryPlugin(Plugin):
         checks["turns_waiting"] = self._inbox.qsize() if self._inbox is not None else 0
         if self.index is not None:
             checks["index_mb"] = round(self.index.nbytes() / 1048576, 1)
+        if isinstance(self.index, SharedVectorIndex):
+            checks["index_sync"] = self.index.redis_error or "ok"
+            if self.index.redis_error:
+                notes.append("Redis unreachable: indexes follow other processes by bus only")
         if notes:
             return Health("degraded", "; ".join(notes), checks)
         return Health("ok", "", checks)
@@ -358,12 +382,16 @@ class MemoryPlugin(Plugin):
             finally:
                 inbox.task_done()
 
-    async def _on_user_deleted(self, event: Event) -> None:
+    async def _on_user_deleted_anywhere(self, event: Event) -> None:
         user_id = str(event.data.get("user_id") or "")
-        if user_id and self.service is not None:
+        if user_id:
             self._deleted_users[user_id] = None
             while len(self._deleted_users) > 10_000:
                 self._deleted_users.popitem(last=False)
+
+    async def _on_user_deleted(self, event: Event) -> None:
+        user_id = str(event.data.get("user_id") or "")
+        if user_id and self.service is not None:
             n = await self.service.delete_user(user_id)
             self.log.info("memory: erased %d memories of deleted user %s", n, user_id)
 

@@ -73,6 +73,14 @@ class RateLimitPlugin(Plugin):
     limiter: Limiter
     _unsubscribe: Any = None
 
+    @classmethod
+    def process_local_settings(
+        cls, config: dict[str, Any], kernel_config: dict[str, Any]
+    ) -> list[str]:
+        if config["backend"] == "redis":
+            return []
+        return ['[plugins.ratelimit] backend = "redis"']
+
     async def initialize(self) -> None:
         cfg = self.config
         backend: Backend

@@ -215,3 +215,17 @@ async def test_a_verified_token_still_expires(accounts):
     assert (await accounts.me(token)).status == 200
     await asyncio.sleep(max(0.0, int(now) + 2 - time.time()) + 0.2)
     await expect_401(accounts, token)
+
+
+def test_processes_starting_together_share_one_generated_key(tmp_path):
+    """serve --workers N: every worker that generates the key at once ends with the same."""
+    import concurrent.futures
+    import multiprocessing
+
+    from builtin_plugins.auth.tokens import load_or_create_secret
+
+    ctx = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(8, mp_context=ctx) as pool:
+        keys = list(pool.map(load_or_create_secret, [tmp_path] * 32))
+    assert len(set(keys)) == 1 and len(keys[0]) == 32
+    assert [p.name for p in tmp_path.iterdir()] == ["auth_jwt_secret"]  # no leftovers

@@ -67,6 +67,17 @@ async def test_redis_bus_delivers_between_two_buses_once() -> None:
 
     one.subscribe("x.*", on_one)
     two.subscribe("x.*", on_two)
+    # work done once per event for the whole deployment: only where it was published
+    once: list[tuple[str, Any]] = []
+
+    async def on_one_local(e: Event) -> None:
+        once.append(("one", e.data))
+
+    async def on_two_local(e: Event) -> None:
+        once.append(("two", e.data))
+
+    one.subscribe("x.*", on_one_local, local_only=True)
+    two.subscribe("x.*", on_two_local, local_only=True)
     await one.start()
     await two.start()
     try:
@@ -78,6 +89,9 @@ async def test_redis_bus_delivers_between_two_buses_once() -> None:
         await wait_for(arrived, 5)
         await asyncio.sleep(0.2)
         assert seen == {"one": [{"n": 1}], "two": [{"n": 1}]}  # once each, no echo
+        await two.publish("x.z", {"n": 2})
+        await wait_for(lambda: _len_is(seen["one"], 2), 5)
+        assert once == [("one", {"n": 1}), ("two", {"n": 2})]
     finally:
         await one.stop()
         await two.stop()
@@ -121,3 +135,7 @@ def test_events_reach_another_server_process(tmp_path: Path, samples_env: dict[s
     finally:
         a.stop()
         b.stop()
+
+
+async def _len_is(items: list[Any], n: int) -> bool:
+    return len(items) == n
