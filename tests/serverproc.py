@@ -79,7 +79,9 @@ class ServerProcess:
         *,
         env: dict[str, str] | None = None,
         name: str = "server",
+        args: tuple[str, ...] = (),
     ) -> None:
+        self.args = args  # more ``serve`` arguments, e.g. ("--workers", "2")
         self.port = free_port()
         config = {**config, "kernel": {**config.get("kernel", {}), "port": self.port}}
         config["kernel"].setdefault("data_dir", str(workdir / f"{name}-data"))
@@ -95,7 +97,7 @@ class ServerProcess:
     def start(self, wait: bool = True, timeout: float = 60) -> ServerProcess:
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [str(BIN), "serve", "--config", str(self.config_path)],
+            [str(BIN), "serve", "--config", str(self.config_path), *self.args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self.env,
