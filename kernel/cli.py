@@ -18,7 +18,7 @@ from sdk.plugin import PluginState
 from .app import Kernel, build_kernel
 from .config import ConfigError, LoadedConfig, find_config_path, load_config
 from .plugins import StartupError, installed_plugins
-from .server import run_app
+from .server import KernelRunner, run_app
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -101,7 +101,7 @@ def _serve_workers(config: LoadedConfig, workers: int) -> int:
         except (ConfigError, StartupError) as exc:
             logging.getLogger("llmmultichat").error("cannot start: %s", exc)
             raise
-        return web.AppRunner(
+        return KernelRunner(
             app,
             access_log=None,
             keepalive_timeout=75,
