@@ -14,6 +14,7 @@ unattended.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -49,7 +50,7 @@ class WorkerArbiter(BaseApplication):  # type: ignore[misc]
             "bind": [bind_address(str(kernel["host"]), int(kernel["port"]))],
             "workers": self.workers,
             "worker_class": "aiohttp.GunicornWebWorker",
-            "graceful_timeout": float(kernel["shutdown_timeout_seconds"]),
+            "graceful_timeout": max(1, math.ceil(float(kernel["shutdown_timeout_seconds"]))),
             "timeout": WORKER_TIMEOUT_SECONDS,
             "keepalive": 75,  # aiohttp's default keep-alive
             "accesslog": None,  # the kernel writes its own access log
@@ -57,6 +58,9 @@ class WorkerArbiter(BaseApplication):  # type: ignore[misc]
             "loglevel": str(kernel["log_level"]).lower(),
             "proc_name": "llmmultichat",
         }
+        if "control_socket_disable" in self.cfg.settings:
+            # one fixed socket path per user: several servers on a machine would collide
+            settings["control_socket_disable"] = True
         for key, value in settings.items():
             self.cfg.set(key, value)
 

@@ -42,6 +42,7 @@ def test_one_process_local_setting_left_is_named_alone(tmp_path: Path) -> None:
             "data_dir": str(tmp_path / "data"),
             "port": 1,
             "bus": {"backend": "redis", "redis_url": "redis://127.0.0.1:6379/0"},
+            "database": {"url": "postgresql://postgres@127.0.0.1:5432/unused"},
         },
         "plugins": {
             "enabled": ["auth", "ratelimit", "memory"],
@@ -53,8 +54,6 @@ def test_one_process_local_setting_left_is_named_alone(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip() == (
         "llmmultichat: --workers 3 needs state shared between processes; change "
-        "[kernel.database] url (the embedded DuckDB file is one process's; use "
-        '"postgresql://..."); '
         "[plugins.memory] redis_url (keeps the processes' vector indexes in step)"
     )
 
