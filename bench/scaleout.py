@@ -49,7 +49,13 @@ HUGE = "100000000/minute"
 
 
 def server_config(
-    data_dir: Path, port: int, upstream: str, database: str, redis_url: str, prefix: str
+    data_dir: Path,
+    port: int,
+    upstream: str,
+    database: str,
+    redis_url: str,
+    prefix: str,
+    chat: bool = True,
 ) -> dict[str, Any]:
     ratelimit: dict[str, Any] = {
         "default": HUGE,
@@ -70,11 +76,12 @@ def server_config(
             "channel_prefix": prefix + "events:",
         }
         ratelimit.update(backend="redis", redis_url=redis_url, key_prefix=prefix + "rl:")
+    plugins = ["auth", "ratelimit", "chat"] if chat else ["auth", "ratelimit"]
     return {
         "kernel": kernel,
         "plugins": {
-            "enabled": ["auth", "ratelimit", "chat"],
-            "required": ["auth", "ratelimit", "chat"],
+            "enabled": plugins,
+            "required": plugins,
             "auth": {
                 "jwt_secret": authbench.SECRET,
                 "bcrypt_rounds": 4,
@@ -190,6 +197,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     db_url if shared else "",
                     args.redis_url,
                     prefix,
+                    chat=not args.no_chat,
                 )
                 return Serve(cfg, workdir, name, workers, cpus)
 
@@ -217,13 +225,16 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 out[f"{name}_me_share_pct"] = share
                 print(fmt(f"{name}: /me  ({share:.0f}% of the floor)", me[f"{name}_me"]))
 
-            # chat turns, same pinned servers (one session per connection)
-            out["chat_pinned"] = {}
-            for name in ("embedded", "shared"):
-                out["chat_pinned"][name] = await chat_load(servers[name].port, tokens[name], args)
-            print("POST /api/v1/chat (instant fake upstream), server on CPU 0:")
-            for name in ("embedded", "shared"):
-                print(fmt(f"{name}: chat turn", out["chat_pinned"][name]))
+            # chat turns, same pinned servers
+            if not args.no_chat:
+                out["chat_pinned"] = {}
+                for name in ("embedded", "shared"):
+                    out["chat_pinned"][name] = await chat_load(
+                        servers[name].port, tokens[name], args
+                    )
+                print("POST /api/v1/chat (instant fake upstream), server on CPU 0:")
+                for name in ("embedded", "shared"):
+                    print(fmt(f"{name}: chat turn", out["chat_pinned"][name]))
             bare.stop()
             bare = None
             for s in servers.values():
@@ -244,14 +255,14 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 me_r = await authbench.interleaved(
                     me_targets, args.seconds, args.rounds, args.concurrency
                 )
-                out["workers"][name] = {
-                    "me": me_r[name],
-                    "chat": await chat_load(server.port, token, args),
-                }
+                out["workers"][name] = {"me": me_r[name]}
+                if not args.no_chat:
+                    out["workers"][name]["chat"] = await chat_load(server.port, token, args)
             print("shared deployment, nothing pinned (2 CPUs shared with the load generator):")
             for name, r in out["workers"].items():
                 print(fmt(f"{name}: GET /api/v1/auth/me", r["me"]))
-                print(fmt(f"{name}: chat turn", r["chat"]))
+                if "chat" in r:
+                    print(fmt(f"{name}: chat turn", r["chat"]))
     finally:
         if bare is not None:
             bare.stop()
@@ -293,6 +304,7 @@ def main() -> None:
         help="a database to connect to for CREATE/DROP DATABASE",
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/10")
+    parser.add_argument("--no-chat", action="store_true", help="only /me (no chat plugin)")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args()
     out = asyncio.run(bench(args))
