@@ -10,8 +10,8 @@ from typing import Any, ClassVar
 
 from sdk import Event, Health, Identity, Plugin, errors, hookimpl
 from sdk.events import CHAT_MESSAGE_CREATED, SESSION_DELETED, USER_DELETED
-from sdk.untrusted import repair
 from sdk.plugin import shared_redis_url
+from sdk.untrusted import repair
 
 from .cache import SessionCache
 from .coherence import SharedVectorIndex
