@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator
 
 from sdk.errors import (
     PROBLEM_CONTENT_TYPE,
+    ErrorShape,
     Forbidden,
     PayloadTooLarge,
     Problem,
@@ -96,6 +97,11 @@ def problem_response(problem: Problem, request: web.Request | None = None) -> we
     for k, v in problem.headers.items():
         resp.headers[k] = v
     return resp
+
+
+def shaped_error(problem: Problem, shape: ErrorShape) -> web.Response:
+    """An error in the shape a route's clients expect (its status and headers kept)."""
+    return json_response(shape.render(problem), problem.status, dict(problem.headers) or None)
 
 
 def json_response(
@@ -207,6 +213,21 @@ class RouteHandler:
         self.record = kernel.records.get(route.plugin)
 
     async def handle(self, raw: web.Request) -> web.StreamResponse:
+        shape = self.route.error_shape
+        if shape is None:
+            return await self._handle(raw)
+        try:
+            return await self._handle(raw)
+        except Problem as problem:
+            return shaped_error(problem, shape)
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("unhandled error on %s %s", raw.method, raw.path)
+            internal = Problem("An unexpected error occurred; it has been logged.")
+            return shaped_error(internal, shape)
+
+    async def _handle(self, raw: web.Request) -> web.StreamResponse:
         route = self.route
         kernel = self.kernel
         if self.record is not None and self.record.state is not PluginState.RUNNING:

@@ -59,6 +59,15 @@ def _problem(desc: str) -> dict[str, Any]:
     }
 
 
+def _error(route: Route, desc: str) -> dict[str, Any]:
+    if route.error_shape is None:
+        return _problem(desc)
+    return {
+        "description": desc,
+        "content": {"application/json": {"schema": route.error_shape.schema}},
+    }
+
+
 def operation(route: Route) -> dict[str, Any]:
     op: dict[str, Any] = {
         "operationId": route.operation_id or _operation_id(route),
@@ -103,10 +112,10 @@ def operation(route: Route) -> dict[str, Any]:
     if params and any(p["in"] == "path" for p in params):
         codes.add(404)
     for status in sorted(codes):
-        responses[str(status)] = _problem(_STATUS_TEXT[status])
+        responses[str(status)] = _error(route, _STATUS_TEXT[status])
     for status, desc in route.responses.items():
         if str(status) not in responses:
-            responses[str(status)] = _problem(desc) if status >= 400 else {"description": desc}
+            responses[str(status)] = _error(route, desc) if status >= 400 else {"description": desc}
     op["responses"] = responses
     return op
 

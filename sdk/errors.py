@@ -7,6 +7,8 @@ and, for validation failures, ``errors``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -156,3 +158,15 @@ def problem_for_status(status: int, detail: str = "") -> Problem:
     if cls is None:
         return Problem(detail, status=status, code=f"HTTP_{status}", title=f"HTTP {status}")
     return cls(detail)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorShape:
+    """How a route's clients expect its errors when not as Problem Details (an
+    OpenAI-compatible door answers ``{"error": {...}}``). Set on a :class:`Route` as
+    ``error_shape``: every error of that route, the kernel's own (401, 422, 429, ...)
+    included, keeps its status and headers and gets ``render(problem)`` as its JSON body;
+    ``schema`` documents that body in OpenAPI."""
+
+    render: Callable[[Problem], Any]
+    schema: dict[str, Any] = field(default_factory=dict)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from .errors import ErrorShape
     from .identity import Identity
 
 AuthLevel = Literal["public", "user", "admin"]
@@ -131,6 +132,8 @@ class Route:
     response_content_type: str = "application/json"
     # Upper bound for this route's body, when lower than the kernel's max_body_bytes.
     max_body_bytes: int | None = None
+    # Errors in another shape than Problem Details, for clients that expect one.
+    error_shape: ErrorShape | None = None
     # Set by the kernel: the plugin that declared the route.
     plugin: str = ""
 

@@ -221,3 +221,61 @@ async def test_plugin_configuration_is_shown_to_admins_only(llmmc: Any) -> None:
         assert "10.0.0.7" not in listing
     r = await client.get("/api/v1/plugins/recorder", headers=client.auth_headers("a", admin=True))
     assert (await r.json())["config"] == {"upstream_url": "http://10.0.0.7:9000"}
+
+
+FLAT_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "object"}},
+}
+
+
+def _flat_error(problem: Any) -> dict[str, Any]:
+    return {"error": {"message": problem.detail, "code": problem.code}}
+
+
+class Shaped(Plugin):
+    """A door whose clients expect ``{"error": {...}}`` instead of Problem Details."""
+
+    name = "shaped"
+
+    @hookimpl
+    def register_routes(self) -> list[Route]:
+        from sdk import errors
+
+        shape = errors.ErrorShape(_flat_error, FLAT_ERROR_SCHEMA)
+
+        async def echo(req: Request) -> Any:
+            if req.body["n"] == 0:
+                raise errors.NotFound("nothing here", code="NOTHING")
+            if req.body["n"] < 0:
+                raise RuntimeError("secret internals")
+            return {"n": req.body["n"]}
+
+        schema = {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}
+        return [Route("POST", "/v9/echo", echo, request_schema=schema, error_shape=shape)]
+
+
+async def test_a_route_may_answer_errors_in_its_clients_shape(llmmc: Any) -> None:
+    client = await llmmc({"plugins": {"enabled": ["shaped"]}}, plugins={"shaped": Shaped})
+    h = client.auth_headers("u1")
+    cases = [
+        ({}, {"n": 1}, 401, "AUTH_REQUIRED"),  # the kernel's own refusal
+        (h, {"x": 1}, 422, "VALIDATION_FAILED"),
+        (h, {"n": "\ud800"}, 422, "VALIDATION_FAILED"),
+        (h, {"n": 0}, 404, "NOTHING"),
+        (h, {"n": -1}, 500, "INTERNAL_ERROR"),
+    ]
+    for headers, body, status, code in cases:
+        r = await client.post("/v9/echo", json=body, headers=headers)
+        answer = await r.json()
+        assert r.status == status and r.content_type == "application/json", answer
+        assert answer["error"]["code"] == code and "secret" not in answer["error"]["message"]
+        assert r.headers.get("X-Request-ID")
+    r = await client.post("/v9/echo", json={"n": 1})
+    assert r.headers["WWW-Authenticate"] == "Bearer"  # headers are kept
+    ok = await client.post("/v9/echo", json={"n": 2}, headers=h)
+    assert ok.status == 200 and await ok.json() == {"n": 2}
+    doc = await (await client.get("/openapi.json")).json()
+    documented = doc["paths"]["/v9/echo"]["post"]["responses"]["422"]["content"]
+    assert documented == {"application/json": {"schema": FLAT_ERROR_SCHEMA}}
