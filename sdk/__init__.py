@@ -4,7 +4,7 @@ from sdk import Plugin, Route, Tool, hookimpl, errors
 from sdk import LLMProvider, StreamEvent, Usage   # to add an LLM backend
 """
 
-from . import errors, events, llm, services
+from . import credentials, errors, events, llm, services
 from .cli import CliCommand
 from .database import Database, Migration, Transaction
 from .errors import Problem
@@ -48,6 +48,7 @@ __all__ = [
     "ToolRegistry",
     "Transaction",
     "Usage",
+    "credentials",
     "errors",
     "events",
     "hookimpl",

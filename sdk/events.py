@@ -20,6 +20,14 @@ CHAT_MESSAGE_CREATED = (
     "chat.message.created"  # {user_id, session_id, message_id, role, character, content}
 )
 SESSION_DELETED = "chat.session.deleted"  # {user_id, session_id}
+# The auth plugin: access tokens (and API keys) that stopped working. A WebSocket
+# authenticated by JWT claims (sub, fam, iat) must close when family_id == fam, or when
+# user_id == sub and (issued_before is None or iat < issued_before) and fam != keep_family;
+# one authenticated by an API key when user_id matches and api_keys is true, or its key id
+# is in api_key_ids. See docs/auth.md.
+TOKENS_REVOKED = "auth.tokens.revoked"  # {user_id, family_id, issued_before, keep_family,
+#                                          api_keys, api_key_ids, reason}
+USER_CHANGED = "auth.user.changed"  # {user_id, roles, disabled}: after an admin change
 PLUGIN_STATE_CHANGED = "kernel.plugin.state"  # {plugin, state, error}: after each start/stop
 KERNEL_STARTED = "kernel.started"  # {plugins: {name: state}}: every plugin has had its start
 

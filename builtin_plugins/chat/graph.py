@@ -25,6 +25,7 @@ from langgraph.graph import END, START, StateGraph
 
 from sdk import Identity, ToolCall, ToolCallRequest, ToolRegistry, Usage, errors
 from sdk.hooks import HookCaller
+from sdk.untrusted import repair_text
 
 from .characters import Character, normalize
 from .publisher import Publisher
@@ -275,7 +276,8 @@ class ConversationGraph:
         ):
             provider_name, model = provider.name, used_model
             if event.type == "delta":
-                piece = guard.feed(event.text)
+                # a broken upstream may send lone surrogates: no store or socket takes them
+                piece = guard.feed(repair_text(event.text))
                 if piece and not parts and text_so_far and not text_so_far[-1].isspace():
                     piece = "\n\n" + piece  # text after a tool round starts a new paragraph
                 if piece:

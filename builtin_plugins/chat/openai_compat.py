@@ -1,6 +1,10 @@
 """An OpenAI-compatible door: ``POST /v1/chat/completions`` (plain and streaming) and
 ``GET /v1/models``, so any OpenAI client library can talk to a character.
 
+Errors come in OpenAI's shape ``{"error": {"message", "type", "param", "code"}}`` with
+the same status codes as everywhere else (the kernel's own refusals included), so OpenAI
+clients show them.
+
 The model id is ``character:<id>`` (a bare character id works too). The client's
 ``messages`` are the conversation (OpenAI clients send the whole history each time), so
 nothing is stored in chat sessions; the character still gets the caller's memory context
@@ -55,6 +59,51 @@ COMPLETIONS_REQUEST = {
         "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2},
     },
 }
+
+
+# OpenAI's error types by status; anything else 4xx is an invalid request.
+_ERROR_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    429: "rate_limit_error",
+}
+
+
+def openai_error(problem: errors.Problem) -> dict[str, Any]:
+    """A Problem as OpenAI's error body (``param`` names the first field at fault)."""
+    if problem.status >= 500:
+        kind = "server_error" if problem.status == 500 else "upstream_error"
+    else:
+        kind = _ERROR_TYPES.get(problem.status, "invalid_request_error")
+    param = None
+    if problem.errors:
+        param = problem.errors[0].get("path", "").strip("/").replace("/", ".") or None
+    return {
+        "error": {"message": problem.detail, "type": kind, "param": param, "code": problem.code}
+    }
+
+
+OPENAI_ERROR = errors.ErrorShape(
+    openai_error,
+    {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type", "param", "code"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": {"type": ["string", "null"]},
+                    "code": {"type": ["string", "null"]},
+                },
+            }
+        },
+    },
+)
 
 
 def _text(content: Any) -> str:
@@ -195,18 +244,7 @@ class OpenAIDoor:
             await send(chunk({"content": item["delta"]}))
         exc = task.exception() if not task.cancelled() else None
         if exc is not None:
-            problem = turn_problem(exc)
-            await send(
-                {
-                    "error": {
-                        "message": problem.detail,
-                        "type": "upstream_error"
-                        if problem.status >= 500
-                        else "invalid_request_error",
-                        "code": problem.code,
-                    }
-                }
-            )
+            await send(openai_error(turn_problem(exc)))
         else:
             await send(chunk({}, "stop"))
             if include_usage:
@@ -240,6 +278,7 @@ def openai_routes(service: ChatService) -> list[Route]:
             summary="Characters as OpenAI models (character:<id>)",
             tags=["openai"],
             operation_id="openai_models",
+            error_shape=OPENAI_ERROR,
         ),
         Route(
             "POST",
@@ -251,6 +290,7 @@ def openai_routes(service: ChatService) -> list[Route]:
             description=(__doc__ or "").strip(),
             tags=["openai"],
             operation_id="openai_chat_completions",
+            error_shape=OPENAI_ERROR,
             responses={404: "Unknown model", 502: "Upstream failed", 504: "Upstream timed out"},
         ),
     ]

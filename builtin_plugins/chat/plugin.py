@@ -13,6 +13,7 @@ from sdk import (
     Plugin,
     PluginContext,
     Route,
+    credentials,
     errors,
     events,
     hookimpl,
@@ -140,9 +141,11 @@ class ChatPlugin(Plugin):
     async def start(self) -> None:
         await self.service.start()
         self.websockets.open()
-        self._unsubscribe.append(
-            self.context.bus.subscribe(events.USER_DELETED, self._user_deleted)
-        )
+        bus = self.context.bus
+        self._unsubscribe.append(bus.subscribe(events.USER_DELETED, self._user_deleted))
+        # logout, password change, disabling, deletion (here or on another instance)
+        for topic in credentials.TOPICS:
+            self._unsubscribe.append(bus.subscribe(topic, self.websockets.on_credentials_event))
 
     async def drain(self) -> None:
         """Shutdown begins: close every chat WebSocket so in-flight requests can drain."""
@@ -163,7 +166,6 @@ class ChatPlugin(Plugin):
         if user_id:
             removed = await self.service.delete_user(user_id)
             self.log.info("erased %d chat sessions of a deleted user", removed)
-            await self.websockets.close_user(user_id)
 
     # ---- hooks ----------------------------------------------------------------------
     @hookimpl

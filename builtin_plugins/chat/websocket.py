@@ -10,6 +10,17 @@ Server → client: ``{"type": "auth_ok", "user_id"}``, ``{"type": "start", "requ
 "cancelled"}``, ``{"type": "pong"}``, ``{"type": "error", "code", "message",
 "request_id"?}``.
 
+A message without ``type`` that has ``message`` (the seed's clients: ``{"message",
+"token"?, "session_id"?, "character"?}``) is a chat message. Text is checked like a
+REST body (``sdk.untrusted``): a lone surrogate, NUL or nesting past 64 levels is
+``BAD_MESSAGE`` and the socket goes on.
+
+A socket stays authenticated only as long as what authenticated it: when the access
+token expires (a fresh ``auth`` message before then renews it), or the auth plugin
+announces on the bus that its login ended (logout, password change or reset, disabling,
+deletion, API key revoked), an ``error`` frame is sent and the socket closes with code
+4401 and the reason, on whichever instance holds it.
+
 Several requests may be in flight at once, told apart by ``request_id``. Each connection
 has one bounded send queue drained by one writer task: a reader too slow to take frames
 for ``send_timeout`` seconds is disconnected rather than letting memory grow. A reply in
@@ -22,23 +33,28 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from sdk import Identity, Request, Route, Services, errors, services
+from sdk import Identity, Request, Route, Services, credentials, errors, events, services
 from sdk.hooks import HookCaller
+from sdk.untrusted import loads, repair
 
 from .graph import Turn
 from .service import ChatService, turn_problem
 
 log = logging.getLogger("llmmultichat.chat.ws")
 
-# Close codes: 1008 policy (authentication), 1001 going away (shutdown), 1013 try later (slow reader)
+# Close codes: 1008 policy (authentication), 1001 going away (shutdown), 1013 try later
+# (slow reader), 1011 the server could not send, 4401 the authentication ended
 CLOSE_POLICY = WSCloseCode.POLICY_VIOLATION
 CLOSE_AWAY = WSCloseCode.GOING_AWAY
 CLOSE_SLOW = WSCloseCode.TRY_AGAIN_LATER
+CLOSE_BROKEN = WSCloseCode.INTERNAL_ERROR
+CLOSE_AUTH_ENDED = 4401
 
 
 def error_code(problem: errors.Problem) -> str:
@@ -64,6 +80,7 @@ class Connection:
         self.max_bytes = int(cfg["max_message_bytes"])
         self.max_in_flight = int(cfg["max_in_flight"])
         self.identity: Identity | None = None
+        self._expiry: asyncio.TimerHandle | None = None
         self.tasks: dict[str, asyncio.Task[Any]] = {}
         self.closed = False
         self.messages_seen = 0
@@ -77,13 +94,21 @@ class Connection:
                 if frame is None:
                     return
                 await self.ws.send_str(frame)
-        except (ConnectionError, RuntimeError, asyncio.CancelledError):
+        except asyncio.CancelledError:
             self.closed = True
+        except Exception as exc:
+            # A socket nobody can write to is closed, never left open and silent.
+            if not isinstance(exc, (ConnectionError, RuntimeError)):
+                log.exception("closing a chat WebSocket whose writer failed")
+            self.closed = True
+            with contextlib.suppress(Exception):
+                await self.ws.close(code=CLOSE_BROKEN, message=b"could not send")
 
     async def send(self, data: dict[str, Any]) -> None:
         if self.closed or self.ws.closed:
             return
-        frame = json.dumps(data, ensure_ascii=False)
+        # an upstream's reply may hold lone surrogates, which have no UTF-8 form
+        frame = json.dumps(repair(data), ensure_ascii=False)
         try:
             await asyncio.wait_for(self.queue.put(frame), timeout=self.hub.send_timeout)
         except TimeoutError:
@@ -103,6 +128,8 @@ class Connection:
         if self.closed:
             return
         self.closed = True
+        if self._expiry is not None:
+            self._expiry.cancel()
         # let frames already queued (e.g. the error explaining the close) go out first
         with contextlib.suppress(asyncio.QueueFull):
             self.queue.put_nowait(None)
@@ -111,6 +138,28 @@ class Connection:
         self.writer.cancel()
         with contextlib.suppress(Exception):
             await self.ws.close(code=code, message=reason.encode()[:120])
+
+    # ---- how long the authentication lasts --------------------------------------------
+    def authenticated(self, identity: Identity | None) -> None:
+        """Trust ``identity`` from now on, until its credential expires."""
+        self.identity = identity
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        expires = credentials.expires_at(identity) if identity is not None else None
+        if expires is not None:
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, expires - time.time())
+            self._expiry = loop.call_later(
+                delay, lambda: asyncio.ensure_future(self.end_auth("token expired"))
+            )
+
+    async def end_auth(self, reason: str) -> None:
+        """What authenticated the socket has ended: say so, close with 4401."""
+        if self.closed:
+            return
+        await self.error("INVALID_TOKEN", f"authentication ended: {reason}")
+        await self.close(CLOSE_AUTH_ENDED, reason)
 
     # ---- receiving ------------------------------------------------------------------
     async def authenticate(self, token: str | None) -> Identity | None:
@@ -127,7 +176,7 @@ class Connection:
     async def run(self) -> None:
         try:
             try:
-                self.identity = await self.authenticate(None)
+                self.authenticated(await self.authenticate(None))
             except errors.Unauthorized as exc:
                 await self.error("INVALID_TOKEN", exc.detail)
             timeout = float(self.hub.settings["auth_timeout_seconds"])
@@ -169,9 +218,12 @@ class Connection:
             await self.error("BAD_MESSAGE", f"message larger than {self.max_bytes} bytes")
             return await self._unauthenticated_close()
         try:
-            data = json.loads(text)
-        except ValueError:
-            data = None
+            data = loads(text)
+        except errors.Problem as problem:
+            await self.error("BAD_MESSAGE", problem.detail)
+            return await self._unauthenticated_close()
+        if isinstance(data, dict) and "type" not in data and "message" in data:
+            data["type"] = "chat"  # the seed's clients send chat messages without a type
         if not isinstance(data, dict) or not isinstance(data.get("type"), str):
             await self.error("BAD_MESSAGE", "expected a JSON object with a 'type'")
             return await self._unauthenticated_close()
@@ -185,7 +237,7 @@ class Connection:
                 await self.error("BAD_MESSAGE", "'token' must be a non-empty string")
                 return await self._unauthenticated_close()
             try:
-                self.identity = await self.authenticate(token)
+                self.authenticated(await self.authenticate(token))
             except errors.Unauthorized as exc:
                 await self.error("INVALID_TOKEN", exc.detail)
                 return await self._unauthenticated_close()
@@ -229,7 +281,7 @@ class Connection:
                 await self.error("BAD_MESSAGE", "'token' must be a non-empty string", request_id)
                 return await self._unauthenticated_close()
             try:
-                self.identity = await self.authenticate(token)
+                self.authenticated(await self.authenticate(token))
             except errors.Unauthorized as exc:
                 await self.error("INVALID_TOKEN", exc.detail, request_id)
                 return await self._unauthenticated_close()
@@ -398,13 +450,17 @@ class WebSocketHub:
             *(c.close(CLOSE_AWAY, "server shutting down") for c in conns), return_exceptions=True
         )
 
-    async def close_user(self, user_id: str) -> None:
-        conns = [
-            c for c in self.connections if c.identity is not None and c.identity.user_id == user_id
-        ]
-        await asyncio.gather(
-            *(c.close(CLOSE_POLICY, "account deleted") for c in conns), return_exceptions=True
-        )
+    async def on_credentials_event(self, event: events.Event) -> None:
+        """A bus event from the auth plugin (this instance or another): end the sockets
+        whose authentication it ends."""
+        ending = []
+        for conn in list(self.connections):
+            if conn.identity is None:
+                continue
+            reason = credentials.ended_by(conn.identity, event.topic, event.data)
+            if reason is not None:
+                ending.append(conn.end_auth(reason))
+        await asyncio.gather(*ending, return_exceptions=True)
 
 
 def websocket_routes(hub: WebSocketHub) -> list[Route]:

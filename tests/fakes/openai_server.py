@@ -225,7 +225,10 @@ class FakeOpenAI(FakeLLMServer):
             }
             if include_usage:
                 chunk["usage"] = None
-            return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode()
+            try:
+                return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode()
+            except UnicodeEncodeError:  # lone surrogates travel as \udxxx, as JSON allows
+                return f"data: {json.dumps(chunk)}\n\n".encode()
 
         frames: list[bytes] = [frame({"role": "assistant", "content": ""})]
         for piece in reply.chunks if reply.chunks is not None else split_stream(content or ""):

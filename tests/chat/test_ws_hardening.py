@@ -1,0 +1,183 @@
+"""The chat WebSocket as a hostile client (or a careless one) meets it: a socket lives
+only as long as what authenticated it, on every instance; text that is not Unicode and
+absurd nesting get BAD_MESSAGE and the socket keeps working; a writer that fails closes
+its socket; the seed's clients (no ``type``) still chat."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+
+from sdk import Identity, Plugin, errors, hookimpl
+from tests.chat.helpers import chat_config
+from tests.fakes.openai_server import FakeOpenAI
+
+PASSWORD = "Corr3ct-horse"
+
+
+def is_done(rid: str) -> Any:
+    return lambda f: f.get("request_id") == rid and f["type"] in ("complete", "error")
+
+
+async def frames_until(ws: Any, predicate: Any, limit: float = 10) -> list[dict[str, Any]]:
+    out = []
+    async with asyncio.timeout(limit):
+        while True:
+            frame = await ws.receive_json()
+            out.append(frame)
+            if predicate(frame):
+                return out
+
+
+async def chats(ws: Any, rid: str | None = None) -> bool:
+    rid = rid or uuid.uuid4().hex[:8]
+    await ws.send_json({"type": "chat", "message": "still there?", "request_id": rid})
+    return (await frames_until(ws, is_done(rid)))[-1]["type"] == "complete"
+
+
+async def closed_with(ws: Any, code: int = 4401, limit: float = 10) -> str:
+    """Wait for the server's close frame; its reason."""
+    async with asyncio.timeout(limit):
+        while True:
+            msg = await ws.receive()
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                continue  # the error frame explaining the close
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), msg
+            assert ws.close_code == code, (ws.close_code, msg.extra)
+            return str(msg.extra or "")
+
+
+def auth_chat_config(fake_url: str, **auth: Any) -> dict[str, Any]:
+    cfg = chat_config(fake_url, enabled=("auth", "chat"))
+    cfg["plugins"]["auth"] = {
+        "jwt_secret": "ws-hardening-" + "k" * 40,
+        "bcrypt_rounds": 4,
+        **auth,
+    }
+    return cfg
+
+
+async def register(client: Any, name: str) -> dict[str, Any]:
+    r = await client.post(
+        "/api/v1/auth/register",
+        json={"username": name, "email": f"{name}@example.com", "password": PASSWORD},
+    )
+    assert r.status == 201, await r.text()
+    return dict(await r.json())
+
+
+async def login(client: Any, name: str, password: str = PASSWORD) -> dict[str, Any]:
+    r = await client.post(
+        "/api/v1/auth/login", json={"email": f"{name}@example.com", "password": password}
+    )
+    assert r.status == 200, await r.text()
+    return dict(await r.json())
+
+
+def bearer(pair: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {pair['access_token']}"}
+
+
+class ShortTokens(Plugin):
+    """Access tokens that expire: ``short:<user>`` in 1.5 s, ``long:<user>`` in an hour."""
+
+    name = "shorttokens"
+
+    @hookimpl
+    async def authenticate(self, request: Any) -> Identity | None:
+        header = request.headers.get("Authorization", "")
+        kind, _, user = header.removeprefix("Bearer ").partition(":")
+        if kind not in ("short", "long") or not user:
+            raise errors.InvalidCredentials("unknown token")
+        exp = time.time() + (1.5 if kind == "short" else 3600)
+        return Identity(user_id=user, scheme="jwt", claims={"sub": user, "exp": exp})
+
+
+async def test_a_socket_ends_when_its_token_expires_unless_renewed(llmmc: Any) -> None:
+    async with FakeOpenAI() as fake:
+        cfg = chat_config(fake.url, enabled=("shorttokens", "chat"))
+        client = await llmmc(cfg, plugins={"shorttokens": ShortTokens}, test_auth=False)
+        async with (
+            client.ws_connect("/ws/chat", headers={"Authorization": "Bearer short:ann"}) as ws1,
+            client.ws_connect("/ws/chat", headers={"Authorization": "Bearer short:bob"}) as ws2,
+        ):
+            assert await chats(ws1)
+            await ws2.send_json({"type": "auth", "token": "long:bob"})  # renewed in time
+            assert (await ws2.receive_json())["type"] == "auth_ok"
+            assert "expired" in await closed_with(ws1)
+            await asyncio.sleep(0.5)  # past the first token's expiry
+            assert await chats(ws2)
+
+
+async def test_bad_text_and_deep_nesting_get_bad_message_and_the_socket_lives(llmmc: Any) -> None:
+    async with FakeOpenAI() as fake:
+        client = await llmmc(chat_config(fake.url))
+        async with client.ws_connect("/ws/chat", headers=client.auth_headers("u1")) as ws:
+            for bad in (
+                '{"type": "chat", "message": "a\\ud800b"}',
+                '{"type": "chat", "message": "ok", "session_id": "\\udfff"}',
+                '{"type": "chat", "message": "nul\\u0000"}',
+                '{"type": "chat", "message": "x", "deep": ' + "[" * 5000 + "]" * 5000 + "}",
+            ):
+                await ws.send_str(bad)
+                frame = await ws.receive_json(timeout=5)
+                assert frame["type"] == "error" and frame["code"] == "BAD_MESSAGE", frame
+            assert await chats(ws)
+        r = await client.get("/api/v1/chat/sessions", headers=client.auth_headers("u1"))
+        assert len((await r.json())["sessions"]) == 1  # only the good message was stored
+
+
+async def test_an_upstream_reply_with_broken_text_is_repaired(llmmc: Any) -> None:
+    """A reply holding a lone surrogate used to kill the socket's writer and leave the
+    socket half-dead (open, silent), and to fail the chat store's commit."""
+    async with FakeOpenAI() as fake:
+        client = await llmmc(chat_config(fake.url))
+        fake.queue("broken \ud800 reply")
+        async with client.ws_connect("/ws/chat", headers=client.auth_headers("u1")) as ws:
+            await ws.send_json({"type": "chat", "message": "hi", "request_id": "r1"})
+            frames = await frames_until(ws, is_done("r1"))
+            text = "".join(f["data"] for f in frames if f["type"] == "chunk")
+            assert frames[-1]["type"] == "complete" and text == "broken \ufffd reply"
+            assert await chats(ws)
+        session = frames[-1]["session_id"]
+        r = await client.get(f"/api/v1/chat/history/{session}", headers=client.auth_headers("u1"))
+        stored = [m["content"] for m in (await r.json())["messages"]]
+        assert "broken \ufffd reply" in stored
+
+
+async def test_a_socket_whose_writer_fails_is_closed(llmmc: Any) -> None:
+    """The client vanishes mid-reply: the socket is closed and forgotten, while the reply
+    is still finished and stored."""
+    async with FakeOpenAI() as fake:
+        client = await llmmc(chat_config(fake.url))
+        hub = client.plugin("chat").websockets
+        fake.delay = 0.3
+        ws = await client.ws_connect("/ws/chat", headers=client.auth_headers("gone"))
+        await ws.send_json({"type": "chat", "message": "hi", "request_id": "r1"})
+        assert (await ws.receive_json(timeout=5))["type"] == "start"
+        [conn] = hub.connections
+        replies = list(conn.tasks.values())
+        ws._response.connection.transport.abort()  # no close frame: the peer just vanishes
+        await asyncio.wait_for(asyncio.gather(conn.writer, *replies, return_exceptions=True), 10)
+        assert conn.closed and conn.ws.closed
+        await ws.close()
+        r = await client.get("/api/v1/chat/sessions", headers=client.auth_headers("gone"))
+        assert (await r.json())["sessions"][0]["message_count"] == 2
+
+
+async def test_seed_format_messages_are_chat(llmmc: Any) -> None:
+    async with FakeOpenAI() as fake:
+        client = await llmmc(chat_config(fake.url))
+        async with client.ws_connect("/ws/chat") as ws:
+            await ws.send_json({"message": "hello seed", "token": "test:seed"})
+            frames = await frames_until(ws, lambda f: f["type"] in ("complete", "error"))
+            assert frames[-1]["type"] == "complete", frames
+            session = frames[-1]["session_id"]
+            await ws.send_json({"message": "again", "session_id": session, "character": "nox"})
+            frames = await frames_until(ws, lambda f: f["type"] in ("complete", "error"))
+            assert frames[-1]["type"] == "complete" and frames[-1]["session_id"] == session
+            assert frames[0]["character"] == "nox"
