@@ -69,7 +69,7 @@ async def test_v1_models_and_completions_plain_and_streaming(llmmc):
 
         fake.fail_next(500, times=2)
         r = await client.post("/v1/chat/completions", json=body, headers=h)
-        assert r.status == 502 and (await r.json())["code"] == "UPSTREAM_ERROR"
+        assert r.status == 502 and (await r.json())["error"]["code"] == "UPSTREAM_ERROR"
         fake.delay = 2  # slower than request_timeout_seconds
         async with client.stream(
             "POST", "/v1/chat/completions", json={**body, "stream": True}, headers=h
