@@ -3,6 +3,7 @@ and an SSE reader."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -74,3 +75,19 @@ async def read_sse(resp: aiohttp.ClientResponse) -> list[tuple[str, dict[str, An
         elif line.startswith("data:"):
             data.append(line[5:].strip())
     return events
+
+
+async def frames_until(ws: Any, predicate: Any, limit: float = 10) -> list[dict[str, Any]]:
+    """WebSocket frames received until one matches ``predicate`` (that one included)."""
+    out = []
+    async with asyncio.timeout(limit):
+        while True:
+            frame = await ws.receive_json()
+            out.append(frame)
+            if predicate(frame):
+                return out
+
+
+def is_done(rid: str) -> Any:
+    """Matches the frame that ends request ``rid``."""
+    return lambda f: f.get("request_id") == rid and f["type"] in ("complete", "error")

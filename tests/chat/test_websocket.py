@@ -8,22 +8,8 @@ import asyncio
 import aiohttp
 
 from sdk.testing import start_kernel
-from tests.chat.helpers import chat_config
+from tests.chat.helpers import chat_config, frames_until, is_done
 from tests.fakes.openai_server import FakeOpenAI
-
-
-async def frames_until(ws, predicate, limit=10):
-    out = []
-    async with asyncio.timeout(limit):
-        while True:
-            frame = await ws.receive_json()
-            out.append(frame)
-            if predicate(frame):
-                return out
-
-
-def is_done(rid):
-    return lambda f: f.get("request_id") == rid and f["type"] in ("complete", "error")
 
 
 async def test_three_ways_to_authenticate_and_bad_tokens(llmmc):

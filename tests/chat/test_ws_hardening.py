@@ -13,24 +13,8 @@ from typing import Any
 import aiohttp
 
 from sdk import Identity, Plugin, errors, hookimpl
-from tests.chat.helpers import chat_config
+from tests.chat.helpers import chat_config, frames_until, is_done
 from tests.fakes.openai_server import FakeOpenAI
-
-PASSWORD = "Corr3ct-horse"
-
-
-def is_done(rid: str) -> Any:
-    return lambda f: f.get("request_id") == rid and f["type"] in ("complete", "error")
-
-
-async def frames_until(ws: Any, predicate: Any, limit: float = 10) -> list[dict[str, Any]]:
-    out = []
-    async with asyncio.timeout(limit):
-        while True:
-            frame = await ws.receive_json()
-            out.append(frame)
-            if predicate(frame):
-                return out
 
 
 async def chats(ws: Any, rid: str | None = None) -> bool:
@@ -49,37 +33,6 @@ async def closed_with(ws: Any, code: int = 4401, limit: float = 10) -> str:
             assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), msg
             assert ws.close_code == code, (ws.close_code, msg.extra)
             return str(msg.extra or "")
-
-
-def auth_chat_config(fake_url: str, **auth: Any) -> dict[str, Any]:
-    cfg = chat_config(fake_url, enabled=("auth", "chat"))
-    cfg["plugins"]["auth"] = {
-        "jwt_secret": "ws-hardening-" + "k" * 40,
-        "bcrypt_rounds": 4,
-        **auth,
-    }
-    return cfg
-
-
-async def register(client: Any, name: str) -> dict[str, Any]:
-    r = await client.post(
-        "/api/v1/auth/register",
-        json={"username": name, "email": f"{name}@example.com", "password": PASSWORD},
-    )
-    assert r.status == 201, await r.text()
-    return dict(await r.json())
-
-
-async def login(client: Any, name: str, password: str = PASSWORD) -> dict[str, Any]:
-    r = await client.post(
-        "/api/v1/auth/login", json={"email": f"{name}@example.com", "password": password}
-    )
-    assert r.status == 200, await r.text()
-    return dict(await r.json())
-
-
-def bearer(pair: dict[str, Any]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {pair['access_token']}"}
 
 
 class ShortTokens(Plugin):
