@@ -29,6 +29,7 @@ URL_PATTERN = r"^$|^https?://\S+$"
 # Chat turns waiting to be recorded, and the tasks recording them (see _on_message).
 INBOX_TURNS = 10_000
 RECORD_WORKERS = 2
+RECORD_BATCH = 32  # turns a worker takes at once (stored in one write per user)
 STOP_DRAIN_SECONDS = 10
 # A worker about to record a turn waits while a reply's context is being worked out (it
 # would compete for the CPU and the database), but never longer than this.
@@ -366,21 +367,22 @@ class MemoryPlugin(Plugin):
 
     async def _record_turns(self, inbox: asyncio.Queue[dict[str, Any]]) -> None:
         while True:
-            data = await inbox.get()
+            batch = [await inbox.get()]
+            while len(batch) < RECORD_BATCH and not inbox.empty():
+                batch.append(inbox.get_nowait())
             if not self._quiet.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._quiet.wait(), YIELD_SECONDS)
             try:
-                if self.service is not None and (
-                    str(data.get("user_id") or "") not in self._deleted_users
-                ):
-                    await self.service.record_turn(data)
+                if self.service is not None:
+                    await self.service.record_turns(
+                        [d for d in batch if str(d.get("user_id") or "") not in self._deleted_users]
+                    )
             except Exception:
-                self.log.exception(
-                    "memory: could not record chat message %s", data.get("message_id")
-                )
+                self.log.exception("memory: could not record %d chat messages", len(batch))
             finally:
-                inbox.task_done()
+                for _ in batch:
+                    inbox.task_done()
 
     async def _on_user_deleted_anywhere(self, event: Event) -> None:
         user_id = str(event.data.get("user_id") or "")

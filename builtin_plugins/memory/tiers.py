@@ -336,42 +336,81 @@ class MemoryService:
     # -- short and mid term: the chat turns -------------------------------------------
     async def record_turn(self, data: dict[str, Any]) -> None:
         """Handle one ``chat.message.created`` event."""
-        user_id = str(data.get("user_id") or "")
-        session_id = str(data.get("session_id") or "")
-        content = str(data.get("content") or "").strip()
-        if not user_id or not session_id or not content:
-            return
-        role = str(data.get("role") or "user")
-        message_id = str(data.get("message_id") or "") or None
-        character = data.get("character")
-        identity = Identity(user_id=user_id, roles=("user",), scheme="event")
-        async with self.lock(user_id):
-            turn = self._new(
-                user_id,
-                "short_term",
-                content[: int(self.config["max_content_chars"])],
-                session_id=session_id,
-                metadata={"role": role, "character": character, "message_id": message_id},
-                importance=0.3,
-                source_message_id=message_id,
-            )
-            vector = (await self.embed([turn.content], background=True))[0]
-            await self.store.insert([turn], vector.reshape(1, -1), self.model)
-            if self.cache is not None:
-                await self.cache.push_turn(
-                    user_id, session_id, turn_dict(turn), int(self.config["short_term_turns"])
-                )
-            turns = await self._trim_short_term(user_id, session_id)
-            if role == "user" and self.config["auto_extract"]:
-                try:
-                    await self._extract_and_store(identity, content, session_id, message_id)
-                except Exception:
-                    self.extraction_errors += 1
-                    self.log.exception("fact extraction failed")
+        await self.record_turns([data])
+
+    async def record_turns(self, events: list[dict[str, Any]]) -> None:
+        """Handle ``chat.message.created`` events, in order. Turns of one user that arrive
+        together (a message and its reply) are embedded, stored and trimmed together:
+        one write and one trim per session instead of one per turn."""
+        by_user: dict[str, list[dict[str, Any]]] = {}
+        for data in events:
+            user_id = str(data.get("user_id") or "")
+            if (
+                user_id
+                and str(data.get("session_id") or "")
+                and str(data.get("content") or "").strip()
+            ):
+                by_user.setdefault(user_id, []).append(data)
+        for user_id, items in by_user.items():
             try:
-                await self._maybe_summarize(identity, session_id, turns)
-            except Exception:
-                self.log.exception("session summary failed")
+                await self._record_user_turns(user_id, items)
+            except Exception:  # one user's failure must not lose the others' turns
+                self.log.exception("memory: could not record %d turns", len(items))
+
+    async def _record_user_turns(self, user_id: str, items: list[dict[str, Any]]) -> None:
+        identity = Identity(user_id=user_id, roles=("user",), scheme="event")
+        limit = int(self.config["max_content_chars"])
+        keep = int(self.config["short_term_turns"])
+        async with self.lock(user_id):
+            turns = []
+            for data in items:
+                message_id = str(data.get("message_id") or "") or None
+                role = str(data.get("role") or "user")
+                metadata = {
+                    "role": role,
+                    "character": data.get("character"),
+                    "message_id": message_id,
+                }
+                turns.append(
+                    self._new(
+                        user_id,
+                        "short_term",
+                        str(data.get("content")).strip()[:limit],
+                        session_id=str(data["session_id"]),
+                        metadata=metadata,
+                        importance=0.3,
+                        source_message_id=message_id,
+                    )
+                )
+            vectors = await self.embed([t.content for t in turns], background=True)
+            await self.store.insert(turns, vectors, self.model)
+            sessions: dict[str, list[Memory]] = {}
+            for turn in turns:
+                assert turn.session_id is not None
+                if self.cache is not None:
+                    await self.cache.push_turn(user_id, turn.session_id, turn_dict(turn), keep)
+                sessions.setdefault(turn.session_id, [])
+            for session_id in sessions:
+                sessions[session_id] = await self._trim_short_term(user_id, session_id)
+            if self.config["auto_extract"]:
+                for data, turn in zip(items, turns, strict=True):
+                    if turn.metadata["role"] != "user":
+                        continue
+                    try:
+                        await self._extract_and_store(
+                            identity,
+                            str(data.get("content")).strip(),
+                            turn.session_id,
+                            turn.source_message_id,
+                        )
+                    except Exception:
+                        self.extraction_errors += 1
+                        self.log.exception("fact extraction failed")
+            for session_id, recent in sessions.items():
+                try:
+                    await self._maybe_summarize(identity, session_id, recent)
+                except Exception:
+                    self.log.exception("session summary failed")
 
     async def _trim_short_term(self, user_id: str, session_id: str) -> list[Memory]:
         """Keep the newest ``short_term_turns`` turns of the session; returns them."""
