@@ -78,7 +78,11 @@ def run_fake(port_q: Any, stop_ev: Any) -> None:
     asyncio.run(main())
 
 
-def run_server(fake_url: str, port_q: Any, stop_ev: Any, all_plugins: bool = False) -> None:
+def run_server(
+    fake_url: str, port_q: Any, stop_ev: Any, all_plugins: bool = False, stats: str = ""
+) -> None:
+    """``stats``: a file where the server writes, every few seconds, what it holds in
+    Python objects and in DuckDB's buffers (to tell the parts of its RSS apart)."""
     import logging
 
     logging.disable(logging.WARNING)
@@ -127,10 +131,24 @@ def run_server(fake_url: str, port_q: Any, stop_ev: Any, all_plugins: bool = Fal
             test_auth=not all_plugins,
         )
         port_q.put(client.base_url)
+        if stats:
+            asyncio.get_running_loop().create_task(write_stats(client.kernel, stats))
         await asyncio.to_thread(stop_ev.wait)
         await client.close()
 
     asyncio.run(main())
+
+
+async def write_stats(kernel: Any, path: str) -> None:
+    while True:
+        duck = 0
+        if kernel.database.engine == "duckdb":
+            duck = await kernel.database.fetchval(
+                "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()"
+            )
+        stats = {"python_blocks": sys.getallocatedblocks(), "duckdb_bytes": int(duck or 0)}
+        await asyncio.to_thread(Path(path).write_text, json.dumps(stats))
+        await asyncio.sleep(5)
 
 
 # ---- measurements ----------------------------------------------------------------------

@@ -14,7 +14,10 @@ opened, authenticated, one turn, closed), memory writes, searches and session vi
 ``/me``, logins, refreshes, history reads and session deletions. New users register all
 along (so per-user state keeps arriving), each keeps a few sessions and opens new ones.
 
-Every --every seconds it prints the server's RSS, requests done, errors and latency; at
+Every --every seconds it prints the server's RSS, requests done, errors, latency, and
+what the server holds in Python objects (millions of allocated blocks), in DuckDB's
+buffers (MB, ``duckdb_memory()``) and in memory's inbox of turns not yet recorded (from
+``/health``), so a growth can be told apart; at
 the end the RSS curve's figures: after warm-up, at the end, the peak, and the growth over
 the second half (MB/minute), which is what "levels off" means here.
 """
@@ -29,6 +32,7 @@ import os
 import random
 import statistics
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -82,6 +86,7 @@ class Soak:
         self.base = base
         self.http = http
         self.users: list[User] = []
+        self.registered = 0
         self.latencies: list[float] = []
         self.status: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
@@ -90,7 +95,8 @@ class Soak:
         self.rng = random.Random(15)
 
     async def register(self) -> None:
-        n = len(self.users)
+        n = self.registered
+        self.registered += 1
         body = {"username": f"soak{n}", "email": f"soak{n}@example.org", "password": PASSWORD}
         async with self.http.post(self.base + "/api/v1/auth/register", json=body) as r:
             data = await r.json()
@@ -132,8 +138,9 @@ class Soak:
         if name == "chat":
             sid = self.session_for(user)
             body = {"user_input": text, **({"session_id": sid} if sid else {})}
-            data = await self.call("POST", "/api/v1/chat", user, 200, json=body)
-            if data:
+            # 404: the session was deleted by a concurrent delete_session of this user
+            data = await self.call("POST", "/api/v1/chat", user, (200, 404), json=body)
+            if data and "session_id" in data:
                 self.keep_session(user, data["session_id"])
         elif name == "sse":
             sid = self.session_for(user)
@@ -211,7 +218,27 @@ class Soak:
         self.done += 1
 
 
-async def drive(base: str, pid: int, args: argparse.Namespace) -> list[tuple[float, float]]:
+def server_stats(path: str) -> str:
+    try:
+        stats = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return f"{'?':>9} {'?':>8}"
+    return f"{stats['python_blocks'] / 1e6:9.2f} {stats['duckdb_bytes'] / 1048576:8.1f}"
+
+
+async def turns_waiting(http: aiohttp.ClientSession, base: str) -> str:
+    """Chat turns memory has received but not recorded yet (its inbox, from /health)."""
+    try:
+        async with http.get(base + "/health", timeout=aiohttp.ClientTimeout(total=10)) as r:
+            checks = (await r.json())["plugins"]["memory"]["checks"]
+        return f"{checks.get('turns_waiting', '?'):>6}"
+    except (aiohttp.ClientError, TimeoutError, KeyError, ValueError):
+        return f"{'?':>6}"
+
+
+async def drive(
+    base: str, pid: int, stats: str, args: argparse.Namespace
+) -> list[tuple[float, float]]:
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
@@ -230,7 +257,7 @@ async def drive(base: str, pid: int, args: argparse.Namespace) -> list[tuple[flo
         tick = start
         print(
             f"{'min':>6} {'RSS MB':>8} {'requests':>9} {'shed':>5} {'errors':>6} "
-            f"{'p50 ms':>8} {'p99 ms':>8}  users  load"
+            f"{'p50 ms':>8} {'p99 ms':>8} {'py Mblk':>9} {'duck MB':>8} {'inbox':>6}  users  load"
         )
         window_from = 0
         while True:
@@ -244,7 +271,9 @@ async def drive(base: str, pid: int, args: argparse.Namespace) -> list[tuple[flo
                 p99 = pct(window, 99) * 1000 if window else float("nan")
                 print(
                     f"{(now - start) / 60:6.2f} {rss:8.1f} {soak.done:9d} {soak.shed:5d} "
-                    f"{sum(soak.errors.values()):6d} {p50:8.1f} {p99:8.1f}  {len(soak.users):5d}"
+                    f"{sum(soak.errors.values()):6d} {p50:8.1f} {p99:8.1f} {server_stats(stats)}"
+                    f" {await turns_waiting(http, base)}"
+                    f"  {len(soak.users):5d}"
                     f"  {os.getloadavg()[0]:.2f}",
                     flush=True,
                 )
@@ -305,7 +334,8 @@ def main() -> None:
     fake = ctx.Process(target=run_fake, args=(q, stop), daemon=True)
     fake.start()
     fake_url = q.get(timeout=30)
-    server = ctx.Process(target=run_server, args=(fake_url, q, stop, True), daemon=True)
+    stats = tempfile.mktemp(prefix="llmmc-soak-", suffix=".json")
+    server = ctx.Process(target=run_server, args=(fake_url, q, stop, True, stats), daemon=True)
     server.start()
     base = q.get(timeout=120)
     assert server.pid is not None
@@ -314,7 +344,7 @@ def main() -> None:
         f"CPUs {os.cpu_count()}; {load_average()}"
     )
     try:
-        curve = asyncio.run(drive(base, server.pid, args))
+        curve = asyncio.run(drive(base, server.pid, stats, args))
     finally:
         stop.set()
         server.join(30)

@@ -355,7 +355,7 @@ class MemoryService:
             try:
                 await self._record_user_turns(user_id, items)
             except Exception:  # one user's failure must not lose the others' turns
-                self.log.exception("memory: could not record %d turns", len(items))
+                self.log.exception("memory: could not record %d chat turns", len(items))
 
     async def _record_user_turns(self, user_id: str, items: list[dict[str, Any]]) -> None:
         identity = Identity(user_id=user_id, roles=("user",), scheme="event")
@@ -382,8 +382,22 @@ class MemoryService:
                         source_message_id=message_id,
                     )
                 )
-            vectors = await self.embed([t.content for t in turns], background=True)
-            await self.store.insert(turns, vectors, self.model)
+            try:
+                vectors = await self.embed([t.content for t in turns], background=True)
+                await self.store.insert(turns, vectors, self.model)
+            except Exception:
+                if len(turns) == 1:
+                    raise
+                # One bad turn must not sink the others: store them one by one.
+                kept = []
+                for data, turn in zip(items, turns, strict=True):
+                    try:
+                        vectors = await self.embed([turn.content], background=True)
+                        await self.store.insert([turn], vectors, self.model)
+                        kept.append((data, turn))
+                    except Exception:
+                        self.log.exception("memory: could not record a chat turn")
+                items, turns = [d for d, _ in kept], [t for _, t in kept]
             sessions: dict[str, list[Memory]] = {}
             for turn in turns:
                 assert turn.session_id is not None

@@ -207,3 +207,41 @@ async def test_event_for_deleted_session_and_malformed_events(llmmc: Any) -> Non
     await client.kernel.bus.publish("chat.session.deleted", {"user_id": "erin", "session_id": "s1"})
     stats = await (await client.get(f"{BASE}/stats", headers=client.auth_headers("erin"))).json()
     assert stats["total"] == 0 and stats["links"] == 0
+
+
+async def test_turns_arriving_together_are_all_recorded_in_order(llmmc: Any) -> None:
+    """A burst of turns (published without waiting, as a message and its reply are) is
+    recorded in batches: every turn kept in order, the window trimmed to exactly
+    ``short_term_turns``, another user's burst untouched."""
+    client = await llmmc(
+        {
+            "plugins": {
+                "enabled": ["memory"],
+                "memory": {"embedder": "hashing", "short_term_turns": 5, "redis_url": "none"},
+            }
+        }
+    )
+    for i in range(9):
+        for user in ("alice", "bob"):
+            role = "user" if i % 2 == 0 else "assistant"
+            await client.kernel.bus.publish(
+                "chat.message.created",
+                {
+                    "user_id": user,
+                    "session_id": "s1",
+                    "message_id": f"burst_{user}_{i}",
+                    "role": role,
+                    "character": None if role == "user" else "lumina",
+                    "content": f"{user} turn number {i}",
+                },
+            )
+    await settle(client)
+    for user in ("alice", "bob"):
+        view = await (
+            await client.get(f"{BASE}/sessions/s1", headers=client.auth_headers(user))
+        ).json()
+        assert [t["content"] for t in view["recent_turns"]] == [
+            f"{user} turn number {i}" for i in range(4, 9)
+        ]
+        stats = await (await client.get(f"{BASE}/stats", headers=client.auth_headers(user))).json()
+        assert stats["tiers"]["short_term"] == 5
