@@ -119,7 +119,13 @@ class ChatPlugin(Plugin):
         super().__init__(context)
         self.service = ChatService(
             self.config,
-            store=ChatStore(context.database, window=max(1, self.config["history_turns"] * 3)),
+            store=ChatStore(
+                context.database,
+                window=max(1, self.config["history_turns"] * 3),
+                # On PostgreSQL other processes write the same sessions: each turn reads
+                # the session and its history from the database, not this process's cache.
+                cache_sessions=0 if context.database.engine == "postgresql" else 4096,
+            ),
             hooks=context.hooks,
             tools=context.tools,
             bus=context.bus,
