@@ -100,8 +100,9 @@ def server_config(
     }
 
 
-class Serve:
-    """``llmmultichat serve`` (optionally pinned to some CPUs, optionally N workers)."""
+class Serve(authbench.Server):
+    """``llmmultichat serve`` (optionally pinned to some CPUs, optionally N workers);
+    stopped like bench/auth.py's servers."""
 
     def __init__(
         self,
@@ -119,9 +120,9 @@ class Serve:
             cmd = ["taskset", "-c", cpus, *cmd]
         self.log = (workdir / f"{name}.log").open("wb")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=workdir)
-        self.workers = workers
 
     async def ready(self) -> None:
+        # the port opens before the workers are up (the arbiter binds it): ask the app
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -134,14 +135,6 @@ class Serve:
                 pass
             await asyncio.sleep(0.2)
         raise RuntimeError("server did not get ready")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 async def fresh_database(admin_url: str) -> tuple[str, str]:

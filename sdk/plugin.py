@@ -120,6 +120,14 @@ class Plugin:
         return []
 
 
+def unless_shared_redis(
+    config: dict[str, Any], kernel_config: dict[str, Any], setting: str
+) -> list[str]:
+    """For ``process_local_settings``: ``[setting]`` when the plugin's ``redis_url``
+    resolves to no Redis (its state would stay in the process), else ``[]``."""
+    return [] if shared_redis_url(str(config.get("redis_url") or ""), kernel_config) else [setting]
+
+
 def shared_redis_url(own: str, kernel_config: dict[str, Any]) -> str:
     """``Plugin.shared_redis_url`` for code that has the configs but no plugin instance."""
     if own == "none":

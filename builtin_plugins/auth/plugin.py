@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sdk import CliCommand, Health, Identity, Plugin, Route, hookimpl
-from sdk.plugin import shared_redis_url
+from sdk.plugin import unless_shared_redis
 
 from . import cli
 from .accounts import Accounts, Settings
@@ -60,9 +60,9 @@ class AuthPlugin(Plugin):
     def process_local_settings(
         cls, config: dict[str, Any], kernel_config: dict[str, Any]
     ) -> list[str]:
-        if shared_redis_url(str(config.get("redis_url") or ""), kernel_config):
-            return []
-        return ["[plugins.auth] redis_url (revocations and account changes)"]
+        return unless_shared_redis(
+            config, kernel_config, "[plugins.auth] redis_url (revocations and account changes)"
+        )
 
     async def initialize(self) -> None:
         cfg = self.config

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from sdk import Event, Health, Identity, Plugin, errors, hookimpl
 from sdk.events import CHAT_MESSAGE_CREATED, SESSION_DELETED, USER_DELETED
-from sdk.plugin import shared_redis_url
+from sdk.plugin import unless_shared_redis
 from sdk.untrusted import repair
 
 from .cache import SessionCache
@@ -219,9 +219,11 @@ class MemoryPlugin(Plugin):
     def process_local_settings(
         cls, config: dict[str, Any], kernel_config: dict[str, Any]
     ) -> list[str]:
-        if shared_redis_url(str(config.get("redis_url") or ""), kernel_config):
-            return []
-        return ["[plugins.memory] redis_url (keeps the processes' vector indexes in step)"]
+        return unless_shared_redis(
+            config,
+            kernel_config,
+            "[plugins.memory] redis_url (keeps the processes' vector indexes in step)",
+        )
 
     async def start(self) -> None:
         assert self.store is not None and self.embedder is not None

@@ -22,10 +22,10 @@ MODEL = "test-model"
 
 
 class Records:
-    """The rows both processes read their indexes from."""
+    """The rows both processes read their indexes from (five to start with)."""
 
     def __init__(self) -> None:
-        self.rows: dict[str, np.ndarray] = {}
+        self.rows: dict[str, np.ndarray] = {f"m{seed}": self.vector(seed) for seed in range(5)}
 
     def vector(self, seed: int) -> np.ndarray:
         v = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
@@ -66,8 +66,6 @@ async def pair() -> Any:
 async def test_a_change_on_one_process_reaches_the_other(pair: Any) -> None:
     (a, _), (b, _) = pair
     records, user = Records(), uuid.uuid4().hex
-    for seed in range(5):
-        records.rows[f"m{seed}"] = records.vector(seed)
     probe = records.vector(100)
     assert await top(a, records, user, probe) == await top(b, records, user, probe)
     loads = b.loads
@@ -97,8 +95,6 @@ async def test_a_change_on_one_process_reaches_the_other(pair: Any) -> None:
 async def test_a_missed_event_is_caught_by_the_version(pair: Any) -> None:
     (a, _), (b, bus_b) = pair
     records, user = Records(), uuid.uuid4().hex
-    for seed in range(5):
-        records.rows[f"m{seed}"] = records.vector(seed)
     probe = records.vector(200)
     await top(a, records, user, probe)
     await top(b, records, user, probe)

@@ -181,6 +181,17 @@ async def test_memories_across_processes(cluster: Any) -> None:
         assert status == 404
 
 
+async def _rest_turn(server: ServerProcess, token: str, session_id: str, text: str) -> str:
+    status, reply, _ = await server.request(
+        "POST",
+        "/api/v1/chat",
+        json={"user_input": text, "session_id": session_id},
+        headers=bearer(token),
+    )
+    assert status == 200, reply
+    return str(reply["response"])
+
+
 async def _sse_turn(server: ServerProcess, token: str, session_id: str, text: str) -> str:
     reply = ""
     async with (
@@ -235,13 +246,7 @@ async def test_a_session_continues_on_other_processes_over_rest_sse_and_websocke
     assert "seen 1 user turns" in first["response"]
     assert "seen 2 user turns" in await _sse_turn(b, token, session_id, "hello from B")
     assert "seen 3 user turns" in await _ws_turn(c, token, session_id, "hello from C")
-    status, again, _ = await b.request(
-        "POST",
-        "/api/v1/chat",
-        json={"user_input": "back on B", "session_id": session_id},
-        headers=bearer(token),
-    )
-    assert status == 200 and "seen 4 user turns" in again["response"]
+    assert "seen 4 user turns" in await _rest_turn(b, token, session_id, "back on B")
     for s in (a, b, c):
         status, history, _ = await s.request(
             "GET", f"/api/v1/chat/history/{session_id}", headers=bearer(token)
@@ -284,23 +289,11 @@ async def test_one_process_killed_mid_stream_the_others_serve_and_it_rejoins(
     # the others go on, with the same accounts and sessions
     for s in (a, b):
         assert await status_of(s, "GET", ME, token) == 200
-        status, more, _ = await s.request(
-            "POST",
-            "/api/v1/chat",
-            json={"user_input": "still here", "session_id": session_id},
-            headers=bearer(token),
-        )
-        assert status == 200, more
+        await _rest_turn(s, token, session_id, "still here")
     # C comes back on its port and rejoins: old tokens, the shared session, revocations
     c.start(wait=True, timeout=120)
     assert await status_of(c, "GET", ME, token) == 200
-    status, more, _ = await c.request(
-        "POST",
-        "/api/v1/chat",
-        json={"user_input": "C is back", "session_id": session_id},
-        headers=bearer(token),
-    )
-    assert status == 200, more
+    await _rest_turn(c, token, session_id, "C is back")
     other = await login(a, user["email"])
     status, _, _ = await a.request(
         "POST", "/api/v1/auth/logout", json={"refresh_token": other["refresh_token"]}
