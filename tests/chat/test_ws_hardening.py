@@ -30,8 +30,8 @@ async def closed_with(ws: Any, code: int = 4401, limit: float = 10) -> str:
             msg = await ws.receive()
             if msg.type == aiohttp.WSMsgType.TEXT:
                 continue  # the error frame explaining the close
-            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), msg
-            assert ws.close_code == code, (ws.close_code, msg.extra)
+            assert msg.type == aiohttp.WSMsgType.CLOSE, msg
+            assert msg.data == code, (msg.data, msg.extra)
             return str(msg.extra or "")
 
 
