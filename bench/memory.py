@@ -29,9 +29,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from builtin_plugins.memory.index import VectorIndex, build_ivf
-from builtin_plugins.memory.store import Memory, MemoryStore, new_id, utcnow
+from builtin_plugins.memory.store import MIGRATIONS, Memory, MemoryStore, new_id, utcnow
 from builtin_plugins.memory.tiers import rank
 from kernel.database import DuckDatabase
+from kernel.migrations import migrate
 
 DIM = 384
 MODEL = "bench-random-384"
@@ -101,8 +102,9 @@ async def run(
     index = VectorIndex(min_vectors=1, max_bytes=8 * 1024**3)
     store = MemoryStore(db, index)  # the plugin's path: index for big users
     sql_store = MemoryStore(db)  # cosine in DuckDB only
-    await store.create_schema()
-    await sql_store.create_schema()
+    await migrate(db, [("memory", MIGRATIONS)])
+    await store.load_dims()
+    await sql_store.load_dims()
     await store.ensure_dim(DIM)
     await sql_store.ensure_dim(DIM)
     rng = np.random.default_rng(42)
@@ -126,7 +128,7 @@ async def run(
         have += singles
         # Loading the index from DuckDB (first search of a big user after a restart).
         fresh = MemoryStore(db, VectorIndex(min_vectors=1, max_bytes=8 * 1024**3))
-        await fresh.create_schema()
+        await fresh.load_dims()
         t0 = time.perf_counter()
         await fresh.search(USER, unit(rng, 1)[0], MODEL, limit=20)
         load_s = time.perf_counter() - t0

@@ -67,18 +67,22 @@ class Kernel:
     # -- assembly ---------------------------------------------------------------------
 
     async def load(self) -> None:
-        """Discover, order, validate configs and initialize; raises StartupError or
-        ConfigError for what must stop the server."""
-        self.resolve()
-        try:
-            await self.database.open()
-        except DatabaseError as exc:
-            raise StartupError(str(exc)) from exc
+        """Discover, order, validate configs, migrate and initialize; raises StartupError
+        or ConfigError for what must stop the server."""
+        await self.prepare()
         await self.migrate()
         for name in self.order:
             await self._initialize(self.records[name])
         self._check_required()
         await self._collect()
+
+    async def prepare(self) -> None:
+        """``resolve``, then open the database (enough for ``llmmultichat db migrate``)."""
+        self.resolve()
+        try:
+            await self.database.open()
+        except DatabaseError as exc:
+            raise StartupError(str(exc)) from exc
 
     def resolve(self) -> None:
         """Discover and order the enabled plugins and validate their configs (nothing is

@@ -1,5 +1,6 @@
-"""``llmmultichat``: serve, plugins, config check, openapi, plugin new, and the
-subcommands plugins contribute (``users create-admin`` from the auth plugin)."""
+"""``llmmultichat``: serve, plugins, config check, openapi, plugin new, db migrate, db
+copy, and the subcommands plugins contribute (``users create-admin`` from the auth
+plugin)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from sdk.plugin import PluginState
 
 from .app import Kernel, build_kernel
 from .config import ConfigError, LoadedConfig, find_config_path, load_config
+from .database import DatabaseError, redact
+from .dbcopy import CopyError, copy_tables, target_database
+from .migrations import migrate
 from .plugins import StartupError, installed_plugins
 from .server import KernelRunner, run_app
 
@@ -147,8 +151,12 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(str(exc), 2)
 
+    database = dict(config.kernel["database"])
+
     async def check() -> Kernel:
-        config.kernel["data_dir"] = _scratch_dir()  # validate without touching the real store
+        # validate without touching the real store
+        config.kernel["data_dir"] = _scratch_dir()
+        config.kernel["database"] = {**database, "url": ""}
         return await _load(config)
 
     try:
@@ -162,8 +170,24 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     for rec in kernel.records.values():
         mark = "ok" if rec.state is not PluginState.ERROR else f"ERROR: {rec.error}"
         print(f"{rec.name}: {mark}")
+    problem = asyncio.run(_reach(database)) if database.get("url") else None
+    if problem:
+        print(f"database: ERROR: {problem}")
+    elif database.get("url"):
+        print(f"database: ok ({redact(database['url'])})")
     print(f"{path}: {'valid' if not errors else 'valid, but some plugins cannot load'}")
-    return 1 if errors else 0
+    return 1 if errors or problem else 0
+
+
+async def _reach(settings: dict[str, Any]) -> str | None:
+    """Why the configured database cannot be opened, or None (nothing is changed)."""
+    db = target_database(str(settings["url"]), 1)
+    try:
+        await db.open()
+    except DatabaseError as exc:
+        return str(exc)
+    await db.close()
+    return None
 
 
 def _scratch_dir() -> str:
@@ -176,6 +200,7 @@ def cmd_openapi(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         config.kernel["data_dir"] = _scratch_dir()
+        config.kernel["database"] = {**config.kernel["database"], "url": ""}
         kernel = asyncio.run(_load(config))
     except (ConfigError, StartupError) as exc:
         return _fail(str(exc), 2)
@@ -183,6 +208,100 @@ def cmd_openapi(args: argparse.Namespace) -> int:
     json.dump(kernel.openapi(), sys.stdout, indent=2)
     print()
     return 0
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _fail(str(exc), 2)
+    _setup_logging("WARNING")
+
+    async def run() -> int:
+        kernel = Kernel(config)
+        try:
+            await kernel.prepare()
+            applied = await kernel.migrate()
+        finally:
+            await kernel.close()
+        print(f"database: {kernel.database.describe()}")
+        failed = 0
+        for name in kernel.order:
+            rec = kernel.records[name]
+            steps = len(rec.cls.migrations) if rec.cls is not None else 0
+            if rec.error and rec.error.startswith("migrate"):
+                failed += 1
+                print(f"{name}: ERROR: {rec.error}")
+            elif steps:
+                done = applied.get(name, [])
+                news = f"applied {', '.join(map(str, done))}" if done else "up to date"
+                print(f"{name}: schema version {steps} ({news})")
+        return 1 if failed else 0
+
+    try:
+        return asyncio.run(run())
+    except (ConfigError, StartupError) as exc:
+        return _fail(str(exc), 2)
+
+
+def cmd_db_copy(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _fail(str(exc), 2)
+    _setup_logging("WARNING")
+
+    async def run() -> int:
+        kernel = await _load(config)
+        try:
+            target = target_database(args.to)
+            await target.open()
+        except BaseException:
+            await kernel.close()
+            raise
+        try:
+            if target.url == kernel.database.url:
+                return _fail("--to names the configured database itself")
+            plans = [
+                (n, r.cls.migrations)
+                for n in kernel.order
+                if (r := kernel.records[n]).cls is not None and r.state is PluginState.INITIALIZED
+            ]
+            report = await migrate(target, plans)
+            for name, problem in report.failed.items():
+                return _fail(f"migrating the target failed for plugin {name!r}: {problem}")
+            tables: list[tuple[str, str]] = []
+            taking_part = set()
+            states = [PluginState.INITIALIZED]
+            for name, fn in kernel.hooks.implementations("copy_tables", states=states):
+                result = fn(target=target)
+                names = await result if asyncio.iscoroutine(result) else result
+                tables += [(name, str(t)) for t in names or []]
+                taking_part.add(name)
+            for name, _ in plans:
+                if kernel.records[name].cls.migrations and name not in taking_part:  # type: ignore[union-attr]
+                    print(
+                        f"warning: plugin {name!r} keeps tables but has no copy_tables hook: "
+                        "its data is not copied",
+                        file=sys.stderr,
+                    )
+            copied = await copy_tables(kernel.database, target, tables)
+        finally:
+            await target.close()
+            await kernel.close()
+        print(f"copied {kernel.database.describe()} -> {target.describe()}")
+        width = max([len(c.table) for c in copied] + [5])
+        for c in copied:
+            print(f"  {c.table:<{width}}  {c.rows:>9} rows  ({c.plugin}, verified)")
+        print(f"  {'total':<{width}}  {sum(c.rows for c in copied):>9} rows")
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except (ConfigError, StartupError) as exc:
+        return _fail(str(exc), 2)
+    except (DatabaseError, CopyError) as exc:
+        return _fail(f"copy failed, the target is unchanged: {exc}")
 
 
 def cmd_plugin_new(args: argparse.Namespace) -> int:
@@ -242,7 +361,7 @@ def _plugin_commands(argv: list[str]) -> list[CliCommand]:
         return []
 
 
-KERNEL_COMMANDS = {"serve", "plugins", "config", "openapi", "plugin", "-h", "--help"}
+KERNEL_COMMANDS = {"serve", "plugins", "config", "openapi", "plugin", "db", "-h", "--help"}
 
 
 def build_parser(commands: list[CliCommand]) -> argparse.ArgumentParser:
@@ -281,6 +400,15 @@ def build_parser(commands: list[CliCommand]) -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--directory", default=".", help="where to create it (default: here)")
     p.set_defaults(func=cmd_plugin_new)
+
+    db = sub.add_parser("db", help="the database").add_subparsers(dest="sub", required=True)
+    p = db.add_parser("migrate", help="apply the plugins' schema migrations, then exit")
+    _add_config(p)
+    p.set_defaults(func=cmd_db_migrate)
+    p = db.add_parser("copy", help="copy every plugin's data into another (empty) database")
+    _add_config(p)
+    p.add_argument("--to", required=True, metavar="URL", help="postgresql://user@host/dbname")
+    p.set_defaults(func=cmd_db_copy)
 
     groups: dict[str, Any] = {}
     for command in commands:

@@ -16,6 +16,7 @@ import pluggy
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from .database import Database
     from .identity import Identity
     from .llm import LLMProvider
     from .routes import Request, Route
@@ -72,6 +73,10 @@ class HookSpecs:
     @hookspec
     def summarize_text(self, identity: Identity | None, text: str, max_words: int) -> str | None:
         """Return a summary of ``text`` in at most ``max_words`` words, or None to let another plugin answer."""
+
+    @hookspec
+    def copy_tables(self, target: Database) -> list[str]:
+        """Return this plugin's tables for ``llmmultichat db copy``, parents first, after creating in ``target`` any table the plugin makes at run time."""
 
 
 class HookCaller(Protocol):

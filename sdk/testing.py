@@ -23,6 +23,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,13 @@ async def _admin(statement: str) -> None:
         await con.close()
 
 
+def _run(coro: Any) -> Any:
+    """Run a coroutine to completion from sync code, even inside a running event loop
+    (fixtures of async tests): in a thread of its own."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def _with_database(url: str, name: str, **query: str) -> str:
     base = url.rsplit("/", 1)[0]
     tail = "&".join(f"{k}={v}" for k, v in query.items())
@@ -152,13 +160,13 @@ def postgres_database() -> Iterator[str]:
     (skips the test when no server answers at ``$LLMMC_TEST_POSTGRES``)."""
     name = f"{TEST_DATABASE_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
     try:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+        _run(_admin(f'CREATE DATABASE "{name}"'))
     except (TimeoutError, OSError) as exc:
         pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
     try:
         yield _with_database(POSTGRES_ADMIN_URL, name)
     finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def fresh_schema_url(database_url: str) -> str:
@@ -166,7 +174,7 @@ def fresh_schema_url(database_url: str) -> str:
     database of its own without the cost of CREATE DATABASE."""
     schema = "t_" + secrets.token_hex(6)
     name = database_url.rsplit("/", 1)[1]
-    asyncio.run(_admin_in(database_url, f'CREATE SCHEMA "{schema}"'))
+    _run(_admin_in(database_url, f'CREATE SCHEMA "{schema}"'))
     return _with_database(database_url, name, search_path=schema)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sdk import CliCommand, Health, Identity, Plugin, Route, hookimpl
+from sdk import CliCommand, Database, Health, Identity, Plugin, Route, hookimpl
 from sdk.plugin import unless_shared_redis
 
 from . import cli
@@ -106,6 +106,11 @@ class AuthPlugin(Plugin):
     @hookimpl
     def register_routes(self) -> list[Route]:
         return build_routes(self)
+
+    @hookimpl
+    async def copy_tables(self, target: Database) -> list[str]:
+        # every auth_* table comes from MIGRATIONS, so the target has them all already
+        return await self.context.database.tables("auth_")
 
     @hookimpl
     def register_cli_commands(self) -> list[CliCommand]:

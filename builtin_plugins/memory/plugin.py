@@ -8,7 +8,7 @@ import contextlib
 from collections import OrderedDict
 from typing import Any, ClassVar
 
-from sdk import Event, Health, Identity, Plugin, errors, hookimpl
+from sdk import Database, Event, Health, Identity, Plugin, errors, hookimpl
 from sdk.events import CHAT_MESSAGE_CREATED, SESSION_DELETED, USER_DELETED
 from sdk.plugin import unless_shared_redis
 from sdk.untrusted import repair
@@ -22,7 +22,7 @@ from .embedders.local import LocalEmbedder, local_model_available
 from .embedders.openai import OpenAIEmbedder
 from .index import VectorIndex
 from .routes import MemoryRoutes
-from .store import MemoryStore
+from .store import MIGRATIONS, MemoryStore
 from .tiers import MemoryService
 
 URL_PATTERN = r"^$|^https?://\S+$"
@@ -39,6 +39,7 @@ REDIS_URL_PATTERN = r"^$|^none$|^(redis|rediss|unix)://\S+$"
 
 class MemoryPlugin(Plugin):
     name = "memory"
+    migrations = MIGRATIONS
     version = "0.1.0"
     description = "Five memory tiers per user (short, mid, long term, associative, knowledge), embeddings and semantic search."
     config_schema: ClassVar[dict[str, Any]] = {
@@ -183,7 +184,7 @@ class MemoryPlugin(Plugin):
             half_min_vectors=int(self.config["index_half_min_vectors"]),
         )
         self.store = MemoryStore(self.context.database, self.index)
-        await self.store.create_schema()
+        await self.store.load_dims()
         self.embedder = self._make_embedder()
         if self.embedder.dim:
             await self.store.ensure_dim(self.embedder.dim)
@@ -406,6 +407,10 @@ class MemoryPlugin(Plugin):
             await self.service.delete_session(user_id, session_id)
 
     # ---- hooks ------------------------------------------------------------------------
+    @hookimpl
+    async def copy_tables(self, target: Database) -> list[str]:
+        return await self.store.prepare_copy(MemoryStore(target))
+
     @hookimpl
     def register_routes(self) -> list[Any]:
         return MemoryRoutes(self).routes()

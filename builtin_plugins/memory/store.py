@@ -1,13 +1,14 @@
-"""All SQL of the memory plugin (DuckDB through ``context.database``).
+"""All SQL of the memory plugin (``context.database``: the DuckDB file or PostgreSQL).
 
 Tables
 - ``memory_items``: one row per memory of every tier. ``fact_key`` names what a long-term
   fact is about (``location``, ``likes:coffee``) so a newer fact replaces an older one;
   ``parent_id`` ties a knowledge chunk to its document; ``searchable`` is false for a
   document row whose text lives in its chunks.
-- ``memory_vectors_<dim>``: the embedding of each searchable memory, as a fixed-size
-  ``FLOAT[<dim>]`` array (one table per dimension, because the array size is part of
-  the type; ``model`` keeps vectors of different models apart). ``user_id``, ``tier``
+- ``memory_vectors_<dim>``: the embedding of each searchable memory, in the engine's
+  vector type (DuckDB: a fixed-size ``FLOAT[<dim>]`` array, searchable in SQL;
+  PostgreSQL: float32 bytes, searched in process). One table per dimension, because the
+  array size is part of the type; ``model`` keeps vectors of different models apart. ``user_id``, ``tier``
   and ``session_id`` are copied here so a search scans one table and joins only the
   top candidates.
 - ``memory_links``: the associative tier, undirected edges stored once (``a_id < b_id``).
@@ -15,7 +16,8 @@ Tables
 
 Timestamps are naive UTC ``TIMESTAMP``s. No primary keys: DuckDB's ART constraints make
 updates delete+insert and slow bulk loads; ids are uuids made here, and a plain index
-serves point lookups.
+serves point lookups. The tables are made by ``MIGRATIONS`` (applied by the kernel), the
+vector tables on first use of a dimension.
 """
 
 from __future__ import annotations
@@ -31,15 +33,67 @@ from typing import Any
 
 import numpy as np
 
-from sdk import Database
+from sdk import Database, Migration, Transaction
 
-from .index import VectorIndex
+from .index import VectorIndex, _Entry
 
 ITEM_COLUMNS = (
     "memory_id, user_id, tier, session_id, content, metadata, importance, fact_key, "
     "parent_id, source_message_id, searchable, created_at, updated_at"
 )
 _DIM_TABLE = re.compile(r"^memory_vectors_(\d+)$")
+_ITEM_NAMES = [c.strip() for c in ITEM_COLUMNS.split(",")]
+_VECTOR_COLUMNS = ["memory_id", "user_id", "tier", "session_id", "model", "embedding"]
+
+
+async def _user_indexes(tx: Transaction) -> None:
+    """PostgreSQL needs these for per-user reads; DuckDB scans its columns fast without
+    them, and each ART index would slow its bulk loads."""
+    if tx.engine != "postgresql":
+        return
+    await tx.execute("CREATE INDEX memory_items_user ON memory_items (user_id, session_id)")
+    await tx.execute("CREATE INDEX memory_links_user ON memory_links (user_id)")
+    await tx.execute("CREATE INDEX memory_entities_user ON memory_entities (user_id, entity)")
+
+
+MIGRATIONS = [
+    Migration(
+        1,
+        "memories, links and entities",
+        [
+            """CREATE TABLE IF NOT EXISTS memory_items (
+                memory_id TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                tier TEXT NOT NULL,
+                session_id TEXT,
+                content TEXT NOT NULL,
+                metadata TEXT NOT NULL DEFAULT '{}',
+                importance DOUBLE PRECISION NOT NULL DEFAULT 0.5,
+                fact_key TEXT,
+                parent_id TEXT,
+                source_message_id TEXT,
+                searchable BOOLEAN NOT NULL DEFAULT TRUE,
+                created_at TIMESTAMP NOT NULL,
+                updated_at TIMESTAMP NOT NULL
+            )""",
+            "CREATE INDEX IF NOT EXISTS memory_items_id ON memory_items (memory_id)",
+            """CREATE TABLE IF NOT EXISTS memory_links (
+                user_id TEXT NOT NULL,
+                a_id TEXT NOT NULL,
+                b_id TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                weight DOUBLE PRECISION NOT NULL DEFAULT 1.0,
+                created_at TIMESTAMP NOT NULL
+            )""",
+            """CREATE TABLE IF NOT EXISTS memory_entities (
+                user_id TEXT NOT NULL,
+                memory_id TEXT NOT NULL,
+                entity TEXT NOT NULL
+            )""",
+        ],
+    ),
+    Migration(2, "per-user indexes (PostgreSQL)", run=_user_indexes),
+]
 
 
 def new_id() -> str:
@@ -121,58 +175,20 @@ class MemoryStore:
         self._ddl_lock = asyncio.Lock()
 
     # -- schema -----------------------------------------------------------------------
-    async def create_schema(self) -> None:
-        def ddl(cur: Any) -> list[str]:
-            cur.execute(
-                """
-                CREATE TABLE IF NOT EXISTS memory_items (
-                    memory_id VARCHAR NOT NULL,
-                    user_id VARCHAR NOT NULL,
-                    tier VARCHAR NOT NULL,
-                    session_id VARCHAR,
-                    content VARCHAR NOT NULL,
-                    metadata VARCHAR NOT NULL DEFAULT '{}',
-                    importance DOUBLE NOT NULL DEFAULT 0.5,
-                    fact_key VARCHAR,
-                    parent_id VARCHAR,
-                    source_message_id VARCHAR,
-                    searchable BOOLEAN NOT NULL DEFAULT TRUE,
-                    created_at TIMESTAMP NOT NULL,
-                    updated_at TIMESTAMP NOT NULL
-                )
-                """
-            )
-            cur.execute("CREATE INDEX IF NOT EXISTS memory_items_id ON memory_items (memory_id)")
-            cur.execute(
-                """
-                CREATE TABLE IF NOT EXISTS memory_links (
-                    user_id VARCHAR NOT NULL,
-                    a_id VARCHAR NOT NULL,
-                    b_id VARCHAR NOT NULL,
-                    kind VARCHAR NOT NULL,
-                    weight DOUBLE NOT NULL DEFAULT 1.0,
-                    created_at TIMESTAMP NOT NULL
-                )
-                """
-            )
-            cur.execute(
-                """
-                CREATE TABLE IF NOT EXISTS memory_entities (
-                    user_id VARCHAR NOT NULL,
-                    memory_id VARCHAR NOT NULL,
-                    entity VARCHAR NOT NULL
-                )
-                """
-            )
-            rows = cur.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'memory_vectors_%'"
-            ).fetchall()
-            return [r[0] for r in rows]
-
-        for name in await self.db.run(ddl):
+    async def load_dims(self) -> None:
+        """Learn which vector tables exist (the tables come from ``MIGRATIONS``)."""
+        for name in await self.db.tables("memory_vectors_"):
             m = _DIM_TABLE.match(name)
             if m:
                 self._dims.add(int(m.group(1)))
+
+    async def prepare_copy(self, target: MemoryStore) -> list[str]:
+        """Make this store's vector tables in ``target``; name every table to copy."""
+        await self.load_dims()
+        for dim in sorted(self._dims):
+            await target.ensure_dim(dim)
+        vectors = [f"memory_vectors_{d}" for d in sorted(self._dims)]
+        return ["memory_items", "memory_links", "memory_entities", *vectors]
 
     async def ensure_dim(self, dim: int) -> None:
         if dim in self._dims:
@@ -182,21 +198,34 @@ class MemoryStore:
                 await self._create_dim(int(dim))
 
     async def _create_dim(self, dim: int) -> None:
-        await self.db.execute(
-            f"""
-            CREATE TABLE IF NOT EXISTS memory_vectors_{dim} (
-                memory_id VARCHAR NOT NULL,
-                user_id VARCHAR NOT NULL,
-                tier VARCHAR NOT NULL,
-                session_id VARCHAR,
-                model VARCHAR NOT NULL,
-                embedding FLOAT[{dim}] NOT NULL
-            )
-            """
-        )
-        await self.db.execute(
-            f"CREATE INDEX IF NOT EXISTS memory_vectors_{dim}_id ON memory_vectors_{dim} (memory_id)"
-        )
+        try:
+            async with self.db.transaction() as tx:
+                await tx.execute(
+                    f"""
+                    CREATE TABLE IF NOT EXISTS memory_vectors_{dim} (
+                        memory_id TEXT NOT NULL,
+                        user_id TEXT NOT NULL,
+                        tier TEXT NOT NULL,
+                        session_id TEXT,
+                        model TEXT NOT NULL,
+                        embedding {self.db.vector_type(dim)} NOT NULL
+                    )
+                    """
+                )
+                await tx.execute(
+                    f"CREATE INDEX IF NOT EXISTS memory_vectors_{dim}_id "
+                    f"ON memory_vectors_{dim} (memory_id)"
+                )
+                if tx.engine == "postgresql":
+                    await tx.execute(
+                        f"CREATE INDEX IF NOT EXISTS memory_vectors_{dim}_user "
+                        f"ON memory_vectors_{dim} (user_id, model)"
+                    )
+        except Exception:
+            # Another process made it at the same moment (PostgreSQL's IF NOT EXISTS is
+            # not race-free); anything else is a real error.
+            if f"memory_vectors_{dim}" not in await self.db.tables(f"memory_vectors_{dim}"):
+                raise
         self._dims.add(dim)
 
     # -- writes -----------------------------------------------------------------------
@@ -214,27 +243,11 @@ class MemoryStore:
         if dim:
             await self.ensure_dim(dim)
         item_rows = [_item_row(m) for m in memories]
-
-        def write(cur: Any) -> None:
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                if len(item_rows) <= 16:
-                    cur.executemany(
-                        f"INSERT INTO memory_items ({ITEM_COLUMNS}) VALUES "
-                        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        item_rows,
-                    )
-                else:
-                    _bulk_items(cur, item_rows)
-                if dim:
-                    assert vectors is not None
-                    _bulk_vectors(cur, dim, searchable, vectors, model)
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-
-        await self.db.run(write)
+        async with self.db.transaction() as tx:
+            await tx.insert_rows("memory_items", _ITEM_NAMES, item_rows)
+            if dim:
+                assert vectors is not None
+                await _insert_vectors(tx, dim, searchable, vectors, model)
         if dim and self.index is not None:
             assert vectors is not None
             self._index_add(searchable, vectors[: len(searchable)], model)
@@ -266,63 +279,45 @@ class MemoryStore:
             await self.ensure_dim(dim)
         dims = sorted(self._dims)
 
-        def write(cur: Any) -> None:
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                cur.execute(
-                    "UPDATE memory_items SET content = ?, metadata = ?, importance = ?, "
-                    "fact_key = ?, session_id = ?, source_message_id = ?, updated_at = ? "
-                    "WHERE memory_id = ? AND user_id = ?",
-                    [
-                        memory.content,
-                        json.dumps(memory.metadata),
-                        memory.importance,
-                        memory.fact_key,
-                        memory.session_id,
-                        memory.source_message_id,
-                        memory.updated_at,
-                        memory.memory_id,
-                        memory.user_id,
-                    ],
-                )
-                if dim:
-                    for d in dims:
-                        cur.execute(
-                            f"DELETE FROM memory_vectors_{d} WHERE memory_id = ?",
-                            [memory.memory_id],
-                        )
-                    assert vector is not None
-                    cur.execute(
-                        f"INSERT INTO memory_vectors_{dim} VALUES (?, ?, ?, ?, ?, ?::FLOAT[{dim}])",
-                        [
-                            memory.memory_id,
-                            memory.user_id,
-                            memory.tier,
-                            memory.session_id,
-                            model,
-                            vector.astype(np.float32).tolist(),
-                        ],
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "UPDATE memory_items SET content = $1, metadata = $2, importance = $3, "
+                "fact_key = $4, session_id = $5, source_message_id = $6, updated_at = $7 "
+                "WHERE memory_id = $8 AND user_id = $9",
+                [
+                    memory.content,
+                    json.dumps(memory.metadata),
+                    memory.importance,
+                    memory.fact_key,
+                    memory.session_id,
+                    memory.source_message_id,
+                    memory.updated_at,
+                    memory.memory_id,
+                    memory.user_id,
+                ],
+            )
+            if dim:
+                for d in dims:
+                    await tx.execute(
+                        f"DELETE FROM memory_vectors_{d} WHERE memory_id = $1", [memory.memory_id]
                     )
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-
-        await self.db.run(write)
+                assert vector is not None
+                await _insert_vectors(tx, dim, [memory], vector.reshape(1, -1), model)
         if dim and self.index is not None:
             assert vector is not None
             self._index_add([memory], vector.reshape(1, -1), model)
 
     async def touch(self, user_id: str, memory_id: str, importance: float) -> None:
         await self.db.execute(
-            "UPDATE memory_items SET importance = ?, updated_at = ? WHERE memory_id = ? AND user_id = ?",
+            "UPDATE memory_items SET importance = $1, updated_at = $2 "
+            "WHERE memory_id = $3 AND user_id = $4",
             [importance, utcnow(), memory_id, user_id],
         )
 
     # -- reads ------------------------------------------------------------------------
     async def get(self, user_id: str, memory_id: str) -> Memory | None:
         row = await self.db.fetchone(
-            f"SELECT {ITEM_COLUMNS} FROM memory_items WHERE memory_id = ? AND user_id = ?",
+            f"SELECT {ITEM_COLUMNS} FROM memory_items WHERE memory_id = $1 AND user_id = $2",
             [memory_id, user_id],
         )
         return Memory.from_row(row) if row else None
@@ -337,7 +332,8 @@ class MemoryStore:
             part = ids[start : start + 256]
             rows = await self.db.fetchall(
                 f"SELECT {ITEM_COLUMNS} FROM memory_items "
-                f"WHERE user_id = ? AND memory_id IN ({', '.join('?' * len(part))})",
+                "WHERE user_id = $1 AND memory_id IN "
+                f"({', '.join(f'${i}' for i in range(2, len(part) + 2))})",
                 [user_id, *part],
             )
             out.extend(Memory.from_row(r) for r in rows)
@@ -346,10 +342,10 @@ class MemoryStore:
     async def list_session(
         self, user_id: str, session_id: str, tier: str | None = None
     ) -> list[Memory]:
-        sql = f"SELECT {ITEM_COLUMNS} FROM memory_items WHERE user_id = ? AND session_id = ?"
+        sql = f"SELECT {ITEM_COLUMNS} FROM memory_items WHERE user_id = $1 AND session_id = $2"
         params: list[Any] = [user_id, session_id]
         if tier:
-            sql += " AND tier = ?"
+            sql += " AND tier = $3"
             params.append(tier)
         rows = await self.db.fetchall(sql + " ORDER BY created_at, memory_id", params)
         return [Memory.from_row(r) for r in rows]
@@ -357,16 +353,16 @@ class MemoryStore:
     async def recent(self, user_id: str, session_id: str, tier: str, limit: int) -> list[Memory]:
         """The newest ``limit`` memories of a tier in a session, oldest first."""
         rows = await self.db.fetchall(
-            f"SELECT {ITEM_COLUMNS} FROM memory_items WHERE user_id = ? AND session_id = ? "
-            "AND tier = ? ORDER BY created_at DESC, memory_id DESC LIMIT ?",
+            f"SELECT {ITEM_COLUMNS} FROM memory_items WHERE user_id = $1 AND session_id = $2 "
+            "AND tier = $3 ORDER BY created_at DESC, memory_id DESC LIMIT $4",
             [user_id, session_id, tier, limit],
         )
         return [Memory.from_row(r) for r in reversed(rows)]
 
     async def find_fact(self, user_id: str, fact_key: str) -> Memory | None:
         row = await self.db.fetchone(
-            f"SELECT {ITEM_COLUMNS} FROM memory_items WHERE user_id = ? AND tier = 'long_term' "
-            "AND fact_key = ? ORDER BY updated_at DESC LIMIT 1",
+            f"SELECT {ITEM_COLUMNS} FROM memory_items WHERE user_id = $1 AND tier = 'long_term' "
+            "AND fact_key = $2 ORDER BY updated_at DESC LIMIT 1",
             [user_id, fact_key],
         )
         return Memory.from_row(row) if row else None
@@ -405,40 +401,71 @@ class MemoryStore:
             )
             if found is not None:
                 return found
-        where = ["user_id = ?", "model = ?"]
-        params: list[Any] = [vector.astype(np.float32).tolist(), user_id, model]
+        if self.db.engine != "duckdb":
+            return await self._search_scan(
+                user_id,
+                vector,
+                model,
+                dim,
+                limit,
+                tiers,
+                session_id,
+                exclude_session_tiers,
+                min_score,
+            )
+        where = ["user_id = $2", "model = $3"]
+        params: list[Any] = [vector.astype(np.float32), user_id, model]
+
+        def param(value: Any) -> str:
+            params.append(value)
+            return f"${len(params)}"
+
         if tiers:
-            where.append("tier IN (SELECT unnest(?::VARCHAR[]))")
-            params.append(list(tiers))
+            where.append(f"tier = ANY({param(list(tiers))}::TEXT[])")
         if session_id is not None:
-            where.append("session_id = ?")
-            params.append(session_id)
+            where.append(f"session_id = {param(session_id)}")
         if exclude_session_tiers is not None:
             ex_session, ex_tiers = exclude_session_tiers
             where.append(
-                "NOT (session_id IS NOT DISTINCT FROM ? AND tier IN (SELECT unnest(?::VARCHAR[])))"
+                f"NOT (session_id IS NOT DISTINCT FROM {param(ex_session)} "
+                f"AND tier = ANY({param(list(ex_tiers))}::TEXT[]))"
             )
-            params.extend([ex_session, list(ex_tiers)])
-        having = ""
-        if min_score is not None:
-            having = "WHERE score >= ?"
+        having = f"WHERE cand.score >= {param(min_score)}" if min_score is not None else ""
         sql = (
             "WITH cand AS ("
             # a zero vector (text with nothing to embed) has no cosine (NaN): rank it as 0
             " SELECT memory_id, coalesce(nullif("
-            f"array_cosine_similarity(embedding, ?::FLOAT[{dim}]), 'NaN'::FLOAT), 0.0) AS score"
+            f"array_cosine_similarity(embedding, $1::FLOAT[{dim}]), 'NaN'::FLOAT), 0.0) AS score"
             f" FROM memory_vectors_{dim} WHERE {' AND '.join(where)}"
-            " ORDER BY score DESC LIMIT ?)"
-            f" SELECT {', '.join('i.' + c.strip() for c in ITEM_COLUMNS.split(','))}, cand.score"
-            " FROM cand JOIN memory_items i ON i.memory_id = cand.memory_id AND i.user_id = ?"
+            f" ORDER BY score DESC LIMIT {param(limit)})"
+            f" SELECT {', '.join('i.' + c for c in _ITEM_NAMES)}, cand.score"
+            " FROM cand JOIN memory_items i ON i.memory_id = cand.memory_id AND i.user_id = $2"
             f" {having} ORDER BY cand.score DESC"
         )
-        params.append(limit)
-        params.append(user_id)
-        if min_score is not None:
-            params.append(min_score)
-        rows = await self.db.fetchall(sql.replace("WHERE score", "WHERE cand.score"), params)
+        rows = await self.db.fetchall(sql, params)
         return [Memory.from_row(r) for r in rows]
+
+    async def _search_scan(
+        self,
+        user_id: str,
+        vector: np.ndarray,
+        model: str,
+        dim: int,
+        limit: int,
+        tiers: Sequence[str] | None,
+        session_id: str | None,
+        exclude: tuple[str, Sequence[str]] | None,
+        min_score: float | None,
+    ) -> list[Memory]:
+        """Search without the index on an engine with no vector functions: the user's
+        vectors are read and scanned here, with the index's own (exact) scan."""
+        ids, tier_list, sessions, matrix = await self.load_vectors(user_id, model, dim)
+        entry = _Entry(dim=dim, matrix=np.zeros((0, dim), np.float32))
+        entry.add(ids, tier_list, sessions, matrix)
+        hits = await asyncio.to_thread(
+            entry.search, vector, limit, tiers, session_id, exclude, min_score
+        )
+        return await self._with_scores(user_id, hits)
 
     async def _search_index(
         self,
@@ -470,10 +497,12 @@ class MemoryStore:
         hits = await asyncio.to_thread(
             entry.search, vector, limit, tiers, session_id, exclude, min_score
         )
+        return await self._with_scores(user_id, hits)
+
+    async def _with_scores(self, user_id: str, hits: list[tuple[str, float]]) -> list[Memory]:
         if not hits:
             return []
-        scores = dict(hits)
-        found = {m.memory_id: m for m in await self.get_many(user_id, scores)}
+        found = {m.memory_id: m for m in await self.get_many(user_id, dict(hits))}
         out = []
         for memory_id, score in hits:
             memory = found.get(memory_id)
@@ -487,39 +516,32 @@ class MemoryStore:
     ) -> tuple[list[str], list[str], list[str | None], np.ndarray]:
         """All of one user's vectors of a model, for the index."""
 
-        def read(cur: Any) -> tuple[list[str], list[str], list[str | None], np.ndarray]:
-            cols = cur.execute(
-                f"SELECT memory_id, tier, session_id, embedding FROM memory_vectors_{dim} "
-                "WHERE user_id = ? AND model = ?",
-                [user_id, model],
-            ).fetchnumpy()
-            ids = [str(x) for x in cols["memory_id"]]
-            if not ids:
-                return [], [], [], np.zeros((0, dim), dtype=np.float32)
-            matrix = np.stack([np.asarray(v, dtype=np.float32) for v in cols["embedding"]])
-            sessions = [
-                None if s is None or s is np.ma.masked else str(s) for s in cols["session_id"]
-            ]
-            return ids, [str(t) for t in cols["tier"]], sessions, matrix
-
-        return await self.db.run(read)
+        rows, matrix = await self.db.fetch_vectors(
+            f"SELECT memory_id, tier, session_id, embedding FROM memory_vectors_{dim} "
+            "WHERE user_id = $1 AND model = $2",
+            [user_id, model],
+            dim,
+        )
+        ids = [str(r[0]) for r in rows]
+        sessions = [None if r[2] is None else str(r[2]) for r in rows]
+        return ids, [str(r[1]) for r in rows], sessions, matrix
 
     async def stats(self, user_id: str, model: str) -> dict[str, Any]:
         tiers = await self.db.fetchall(
-            "SELECT tier, count(*) FROM memory_items WHERE user_id = ? GROUP BY tier", [user_id]
+            "SELECT tier, count(*) FROM memory_items WHERE user_id = $1 GROUP BY tier", [user_id]
         )
         row = await self.db.fetchone(
             "SELECT count(*), count(DISTINCT session_id), min(created_at), max(updated_at), "
-            "coalesce(sum(length(content)), 0) FROM memory_items WHERE user_id = ?",
+            "coalesce(sum(length(content)), 0) FROM memory_items WHERE user_id = $1",
             [user_id],
         )
         links = await self.db.fetchone(
-            "SELECT count(*) FROM memory_links WHERE user_id = ?", [user_id]
+            "SELECT count(*) FROM memory_links WHERE user_id = $1", [user_id]
         )
         embedded = 0
         for dim in sorted(self._dims):
             r = await self.db.fetchone(
-                f"SELECT count(*) FROM memory_vectors_{dim} WHERE user_id = ? AND model = ?",
+                f"SELECT count(*) FROM memory_vectors_{dim} WHERE user_id = $1 AND model = $2",
                 [user_id, model],
             )
             embedded += int(r[0]) if r else 0
@@ -539,10 +561,9 @@ class MemoryStore:
         """Searchable memories without a vector of ``model`` (after a change of embedder)."""
         await self.ensure_dim(dim)
         rows = await self.db.fetchall(
-            f"SELECT {', '.join('i.' + c.strip() for c in ITEM_COLUMNS.split(','))} "
-            f"FROM memory_items i ANTI JOIN (SELECT memory_id FROM memory_vectors_{dim} "
-            "WHERE model = ?) v ON v.memory_id = i.memory_id "
-            "WHERE i.searchable ORDER BY i.created_at LIMIT ?",
+            f"SELECT {', '.join('i.' + c for c in _ITEM_NAMES)} FROM memory_items i "
+            f"WHERE i.searchable AND NOT EXISTS (SELECT 1 FROM memory_vectors_{dim} v "
+            "WHERE v.model = $1 AND v.memory_id = i.memory_id) ORDER BY i.created_at LIMIT $2",
             [model, limit],
         )
         return [Memory.from_row(r) for r in rows]
@@ -557,21 +578,12 @@ class MemoryStore:
         dims = sorted(self._dims)
         ids = [m.memory_id for m in memories]
 
-        def write(cur: Any) -> None:
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                for d in dims:
-                    cur.execute(
-                        f"DELETE FROM memory_vectors_{d} WHERE memory_id IN (SELECT unnest(?::VARCHAR[]))",
-                        [ids],
-                    )
-                _bulk_vectors(cur, dim, memories, vectors, model)
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-
-        await self.db.run(write)
+        async with self.db.transaction() as tx:
+            for d in dims:
+                await tx.execute(
+                    f"DELETE FROM memory_vectors_{d} WHERE memory_id = ANY($1::TEXT[])", [ids]
+                )
+            await _insert_vectors(tx, dim, memories, vectors, model)
         if self.index is not None:
             self._index_add(memories, vectors, model)
 
@@ -592,25 +604,20 @@ class MemoryStore:
         if not rows:
             return 0
 
-        def write(cur: Any) -> int:
-            added = 0
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                for row in rows:
-                    exists = cur.execute(
-                        "SELECT 1 FROM memory_links WHERE user_id = ? AND a_id = ? AND b_id = ? AND kind = ?",
-                        list(row[:4]),
-                    ).fetchone()
-                    if not exists:
-                        cur.execute("INSERT INTO memory_links VALUES (?, ?, ?, ?, ?, ?)", list(row))
-                        added += 1
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            return added
-
-        return await self.db.run(write)
+        added = 0
+        async with self.db.transaction() as tx:
+            for row in rows:
+                exists = await tx.fetchone(
+                    "SELECT 1 FROM memory_links WHERE user_id = $1 AND a_id = $2 AND b_id = $3 "
+                    "AND kind = $4",
+                    list(row[:4]),
+                )
+                if not exists:
+                    await tx.execute(
+                        "INSERT INTO memory_links VALUES ($1, $2, $3, $4, $5, $6)", list(row)
+                    )
+                    added += 1
+        return added
 
     async def related(
         self, user_id: str, memory_ids: Sequence[str]
@@ -620,10 +627,10 @@ class MemoryStore:
         if not memory_ids:
             return out
         rows = await self.db.fetchall(
-            "SELECT a_id, b_id, kind, weight FROM memory_links WHERE user_id = ? AND "
-            "(a_id IN (SELECT unnest(?::VARCHAR[])) OR b_id IN (SELECT unnest(?::VARCHAR[]))) "
+            "SELECT a_id, b_id, kind, weight FROM memory_links WHERE user_id = $1 AND "
+            "(a_id = ANY($2::TEXT[]) OR b_id = ANY($2::TEXT[])) "
             "ORDER BY weight DESC, created_at DESC",
-            [user_id, list(memory_ids), list(memory_ids)],
+            [user_id, list(memory_ids)],
         )
         for a, b, kind, weight in rows:
             if a in out:
@@ -635,7 +642,7 @@ class MemoryStore:
     async def add_entities(self, user_id: str, memory_id: str, entities: Iterable[str]) -> None:
         rows = [(user_id, memory_id, e) for e in dict.fromkeys(entities)]
         if rows:
-            await self.db.executemany("INSERT INTO memory_entities VALUES (?, ?, ?)", rows)
+            await self.db.insert_rows("memory_entities", ["user_id", "memory_id", "entity"], rows)
 
     async def sharing_entities(
         self, user_id: str, memory_id: str, entities: Sequence[str], limit: int
@@ -646,8 +653,8 @@ class MemoryStore:
         rows = await self.db.fetchall(
             "SELECT e.memory_id, e.entity FROM memory_entities e JOIN memory_items i "
             "ON i.memory_id = e.memory_id AND i.user_id = e.user_id "
-            "WHERE e.user_id = ? AND e.memory_id <> ? AND e.entity IN (SELECT unnest(?::VARCHAR[])) "
-            "ORDER BY i.created_at DESC LIMIT ?",
+            "WHERE e.user_id = $1 AND e.memory_id <> $2 AND e.entity = ANY($3::TEXT[]) "
+            "ORDER BY i.created_at DESC LIMIT $4",
             [user_id, memory_id, list(entities), limit],
         )
         return [(r[0], r[1]) for r in rows]
@@ -660,51 +667,31 @@ class MemoryStore:
             return 0
         dims = sorted(self._dims)
 
-        def write(cur: Any) -> tuple[int, list[str]]:
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                user_clause = " AND user_id = ?" if user_id is not None else ""
-                uparams = [user_id] if user_id is not None else []
-                # Chunks of deleted documents go with them.
-                chunk_rows = cur.execute(
-                    "SELECT memory_id FROM memory_items WHERE parent_id IN "
-                    f"(SELECT unnest(?::VARCHAR[])){user_clause}",
-                    [ids, *uparams],
-                ).fetchall()
-                all_ids = list(dict.fromkeys(ids + [r[0] for r in chunk_rows]))
-                n = cur.execute(
-                    "SELECT count(*) FROM memory_items WHERE memory_id IN "
-                    f"(SELECT unnest(?::VARCHAR[])){user_clause}",
-                    [all_ids, *uparams],
-                ).fetchone()[0]
-                cur.execute(
-                    "DELETE FROM memory_items WHERE memory_id IN "
-                    f"(SELECT unnest(?::VARCHAR[])){user_clause}",
+        user_clause = " AND user_id = $2" if user_id is not None else ""
+        uparams = [user_id] if user_id is not None else []
+        async with self.db.transaction() as tx:
+            # Chunks of deleted documents go with them.
+            chunk_rows = await tx.fetchall(
+                f"SELECT memory_id FROM memory_items WHERE parent_id = ANY($1::TEXT[]){user_clause}",
+                [ids, *uparams],
+            )
+            all_ids = list(dict.fromkeys(ids + [r[0] for r in chunk_rows]))
+            gone = await tx.fetchall(
+                "DELETE FROM memory_items WHERE memory_id = ANY($1::TEXT[])"
+                f"{user_clause} RETURNING memory_id",
+                [all_ids, *uparams],
+            )
+            for table in [f"memory_vectors_{d}" for d in dims] + ["memory_entities"]:
+                await tx.execute(
+                    f"DELETE FROM {table} WHERE memory_id = ANY($1::TEXT[]){user_clause}",
                     [all_ids, *uparams],
                 )
-                for d in dims:
-                    cur.execute(
-                        f"DELETE FROM memory_vectors_{d} WHERE memory_id IN "
-                        f"(SELECT unnest(?::VARCHAR[])){user_clause}",
-                        [all_ids, *uparams],
-                    )
-                cur.execute(
-                    "DELETE FROM memory_links WHERE (a_id IN (SELECT unnest(?::VARCHAR[])) "
-                    f"OR b_id IN (SELECT unnest(?::VARCHAR[]))){user_clause}",
-                    [all_ids, all_ids, *uparams],
-                )
-                cur.execute(
-                    "DELETE FROM memory_entities WHERE memory_id IN "
-                    f"(SELECT unnest(?::VARCHAR[])){user_clause}",
-                    [all_ids, *uparams],
-                )
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            return int(n), all_ids
-
-        n, all_ids = await self.db.run(write)
+            await tx.execute(
+                "DELETE FROM memory_links WHERE (a_id = ANY($1::TEXT[]) "
+                f"OR b_id = ANY($1::TEXT[])){user_clause}",
+                [all_ids, *uparams],
+            )
+        n = len(gone)
         if self.index is not None:
             self.index.on_remove(user_id, all_ids)
         return n
@@ -754,65 +741,32 @@ class MemoryStore:
         older_than: datetime | None = None,
     ) -> list[tuple[str, str]]:
         """``(user_id, memory_id)`` of the memories matching every given filter."""
-        where, params = ["TRUE"], []
-        if user_id is not None:
-            where.append("user_id = ?")
-            params.append(user_id)
-        if session_id is not None:
-            where.append("session_id = ?")
-            params.append(session_id)
-        if tier is not None:
-            where.append("tier = ?")
-            params.append(tier)
-        if older_than is not None:
-            where.append("updated_at < ?")
-            params.append(older_than)
+        where, params = _filters(
+            user_id=user_id, session_id=session_id, tier=tier, updated_at=older_than
+        )
         rows = await self.db.fetchall(
-            f"SELECT user_id, memory_id FROM memory_items WHERE {' AND '.join(where)}", params
+            f"SELECT user_id, memory_id FROM memory_items WHERE {where}", params
         )
         return [(r[0], r[1]) for r in rows]
 
     async def delete_links_where(
         self, *, user_id: str | None = None, older_than: datetime | None = None
     ) -> int:
-        where, params = ["TRUE"], []
-        if user_id is not None:
-            where.append("user_id = ?")
-            params.append(user_id)
-        if older_than is not None:
-            where.append("created_at < ?")
-            params.append(older_than)
-        clause = " AND ".join(where)
-
-        def write(cur: Any) -> int:
-            n = cur.execute(f"SELECT count(*) FROM memory_links WHERE {clause}", params).fetchone()[
-                0
-            ]
-            cur.execute(f"DELETE FROM memory_links WHERE {clause}", params)
-            return int(n)
-
-        return await self.db.run(write)
+        where, params = _filters(user_id=user_id, created_at=older_than)
+        gone = await self.db.fetchall(f"DELETE FROM memory_links WHERE {where} RETURNING 1", params)
+        return len(gone)
 
     async def delete_user(self, user_id: str) -> int:
         dims = sorted(self._dims)
 
-        def write(cur: Any) -> int:
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                n = cur.execute(
-                    "SELECT count(*) FROM memory_items WHERE user_id = ?", [user_id]
-                ).fetchone()[0]
-                for table in ["memory_items", "memory_links", "memory_entities"] + [
-                    f"memory_vectors_{d}" for d in dims
-                ]:
-                    cur.execute(f"DELETE FROM {table} WHERE user_id = ?", [user_id])
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            return int(n)
-
-        n = await self.db.run(write)
+        async with self.db.transaction() as tx:
+            n = int(
+                await tx.fetchval("SELECT count(*) FROM memory_items WHERE user_id = $1", [user_id])
+            )
+            for table in ["memory_items", "memory_links", "memory_entities"] + [
+                f"memory_vectors_{d}" for d in dims
+            ]:
+                await tx.execute(f"DELETE FROM {table} WHERE user_id = $1", [user_id])
         if self.index is not None:
             self.index.drop_user(user_id)
         return n
@@ -821,7 +775,7 @@ class MemoryStore:
         if dim not in self._dims:
             return 0
         row = await self.db.fetchone(
-            f"SELECT count(*) FROM memory_vectors_{dim} WHERE user_id = ? AND model = ?",
+            f"SELECT count(*) FROM memory_vectors_{dim} WHERE user_id = $1 AND model = $2",
             [user_id, model],
         )
         return int(row[0]) if row else 0
@@ -845,60 +799,23 @@ def _item_row(m: Memory) -> tuple[Any, ...]:
     )
 
 
-def _bulk_items(cur: Any, rows: list[tuple[Any, ...]]) -> None:
-    """Insert many item rows through a registered columnar view (much faster than executemany)."""
-    cols = [c.strip() for c in ITEM_COLUMNS.split(",")]
-    data = {c: np.array([r[i] for r in rows], dtype=object) for i, c in enumerate(cols)}
-    data["importance"] = np.array([r[6] for r in rows], dtype=np.float64)
-    data["searchable"] = np.array([r[10] for r in rows], dtype=bool)
-    data["created_at"] = np.array([r[11] for r in rows], dtype="datetime64[us]")
-    data["updated_at"] = np.array([r[12] for r in rows], dtype="datetime64[us]")
-    view = "memory_bulk_items_" + uuid.uuid4().hex
-    cur.register(view, data)
-    try:
-        cur.execute(f"INSERT INTO memory_items ({ITEM_COLUMNS}) SELECT {ITEM_COLUMNS} FROM {view}")
-    finally:
-        cur.unregister(view)
+def _filters(**given: Any) -> tuple[str, list[Any]]:
+    """``col = $n`` for each given value (``< $n`` for the time columns), ANDed."""
+    where, params = ["TRUE"], []
+    for column, value in given.items():
+        if value is not None:
+            params.append(value)
+            op = "<" if column.endswith("_at") else "="
+            where.append(f"{column} {op} ${len(params)}")
+    return " AND ".join(where), params
 
 
-def _bulk_vectors(
-    cur: Any, dim: int, memories: Sequence[Memory], vectors: np.ndarray, model: str
+async def _insert_vectors(
+    tx: Transaction, dim: int, memories: Sequence[Memory], vectors: np.ndarray, model: str
 ) -> None:
-    """Insert vectors as FLOAT[dim] arrays: the matrix goes in flat and is regrouped in SQL."""
-    n = len(memories)
-    vectors = np.ascontiguousarray(vectors[:n], dtype=np.float32)
-    if n == 1:
-        m = memories[0]
-        cur.execute(
-            f"INSERT INTO memory_vectors_{dim} VALUES (?, ?, ?, ?, ?, ?::FLOAT[{dim}])",
-            [m.memory_id, m.user_id, m.tier, m.session_id, model, vectors[0].tolist()],
-        )
-        return
-    meta = {
-        "rid": np.arange(n, dtype=np.int64),
-        "memory_id": np.array([m.memory_id for m in memories], dtype=object),
-        "user_id": np.array([m.user_id for m in memories], dtype=object),
-        "tier": np.array([m.tier for m in memories], dtype=object),
-        "session_id": np.array([m.session_id for m in memories], dtype=object),
-    }
-    flat = {
-        "rid": np.repeat(np.arange(n, dtype=np.int64), dim),
-        "pos": np.tile(np.arange(dim, dtype=np.int32), n),
-        "x": vectors.ravel(),
-    }
-    suffix = uuid.uuid4().hex
-    cur.register("memory_bulk_meta_" + suffix, meta)
-    cur.register("memory_bulk_flat_" + suffix, flat)
-    try:
-        cur.execute(
-            f"INSERT INTO memory_vectors_{dim} "
-            f"SELECT m.memory_id, m.user_id, m.tier, m.session_id, ?, v.embedding "
-            f"FROM memory_bulk_meta_{suffix} m JOIN ("
-            f" SELECT rid, list(x ORDER BY pos)::FLOAT[{dim}] AS embedding"
-            f" FROM memory_bulk_flat_{suffix} GROUP BY rid) v ON v.rid = m.rid "
-            "ORDER BY m.rid",
-            [model],
-        )
-    finally:
-        cur.unregister("memory_bulk_meta_" + suffix)
-        cur.unregister("memory_bulk_flat_" + suffix)
+    vectors = np.ascontiguousarray(vectors[: len(memories)], dtype=np.float32)
+    rows = [
+        (m.memory_id, m.user_id, m.tier, m.session_id, model, vectors[i])
+        for i, m in enumerate(memories)
+    ]
+    await tx.insert_rows(f"memory_vectors_{dim}", _VECTOR_COLUMNS, rows)

@@ -8,6 +8,7 @@ import aiohttp
 import pytest
 
 from sdk import Plugin
+from sdk.testing import fresh_schema_url
 
 BASE = "/api/v1/memory"
 
@@ -41,14 +42,18 @@ class FakeLLMPlugin(Plugin):
         return str(body["choices"][0]["message"]["content"])
 
 
-@pytest.fixture(params=["sql", "index"])
+@pytest.fixture(params=["sql", "index", "pg-scan", "pg-index"])
 async def mem(llmmc: Any, request: Any) -> Any:
     """A kernel with only the memory plugin, hashing embedder (fast, no model); every
-    test using it runs twice: searching with SQL in DuckDB, and through the in-process
-    index (index_min_vectors = 1), which must give the same answers."""
+    test using it runs four times, which must all give the same answers: on DuckDB
+    searching with SQL and through the in-process index (index_min_vectors = 1), and on
+    PostgreSQL scanning the vectors read from it and through the index loaded from it."""
     config: dict[str, Any] = {"embedder": "hashing", "redis_url": "none"}
-    if request.param == "index":
+    if request.param.endswith("index"):
         config["index_min_vectors"] = 1
     else:
         config["index_max_mb"] = 0
-    return await llmmc({"plugins": {"enabled": ["memory"], "memory": config}})
+    url = ""
+    if request.param.startswith("pg"):
+        url = fresh_schema_url(request.getfixturevalue("postgres_database"))
+    return await llmmc({"plugins": {"enabled": ["memory"], "memory": config}}, database_url=url)
