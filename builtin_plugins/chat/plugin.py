@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sdk import (
+    Database,
     Health,
     Identity,
     LLMProvider,
@@ -25,7 +26,7 @@ from .openai_compat import openai_routes
 from .providers import BUILTIN_PROVIDERS
 from .routes import chat_routes
 from .service import ChatService
-from .store import ChatStore
+from .store import MIGRATIONS, ChatStore
 from .turn_taking import STRATEGIES
 from .websocket import WebSocketHub, websocket_routes
 
@@ -111,6 +112,7 @@ class ChatPlugin(Plugin):
     the chat service, reached by the transports (REST/SSE, WebSocket, the OpenAI door)."""
 
     name = "chat"
+    migrations = MIGRATIONS
     version = "0.1.0"
     description = "Characters on LLM providers: REST, SSE, WebSocket and an OpenAI-compatible door"
     config_schema = CONFIG_SCHEMA
@@ -141,7 +143,6 @@ class ChatPlugin(Plugin):
 
     # ---- lifecycle ------------------------------------------------------------------
     async def initialize(self) -> None:
-        await self.service.store.create_tables()
         self.context.services.provide(services.LLM, self.service, plugin=self.name)
 
     async def start(self) -> None:
@@ -174,6 +175,10 @@ class ChatPlugin(Plugin):
             self.log.info("erased %d chat sessions of a deleted user", removed)
 
     # ---- hooks ----------------------------------------------------------------------
+    @hookimpl
+    async def copy_tables(self, target: Database) -> list[str]:
+        return await self.context.database.tables("chat_")
+
     @hookimpl
     def register_routes(self) -> list[Route]:
         return [

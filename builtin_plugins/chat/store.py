@@ -1,4 +1,5 @@
-"""Sessions and messages in the shared DuckDB file. All SQL of the chat plugin lives here.
+"""Sessions and messages in the database (DuckDB or PostgreSQL). All SQL of the chat
+plugin lives here.
 
 Every read and write takes the owner's ``user_id``: a session of another user is simply
 not found.
@@ -18,40 +19,41 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sdk import Database
+from sdk import Database, Migration, Transaction
 
 log = logging.getLogger("llmmultichat.chat.store")
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS chat_sessions (
-        session_id VARCHAR PRIMARY KEY,
-        user_id VARCHAR NOT NULL,
-        title VARCHAR NOT NULL DEFAULT '',
+        session_id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        title TEXT NOT NULL DEFAULT '',
         created_at TIMESTAMPTZ NOT NULL,
         updated_at TIMESTAMPTZ NOT NULL,
-        last_character VARCHAR,
+        last_character TEXT,
         message_count INTEGER NOT NULL DEFAULT 0
     )""",
     "CREATE INDEX IF NOT EXISTS chat_sessions_user ON chat_sessions (user_id)",
     """CREATE TABLE IF NOT EXISTS chat_messages (
-        message_id VARCHAR PRIMARY KEY,
-        session_id VARCHAR NOT NULL,
-        user_id VARCHAR NOT NULL,
+        message_id TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
         seq BIGINT NOT NULL,
-        role VARCHAR NOT NULL,
-        character VARCHAR,
-        content VARCHAR NOT NULL,
-        tool_calls VARCHAR,
-        tool_call_id VARCHAR,
-        tool_name VARCHAR,
-        usage VARCHAR,
-        provider VARCHAR,
-        model VARCHAR,
+        role TEXT NOT NULL,
+        character TEXT,
+        content TEXT NOT NULL,
+        tool_calls TEXT,
+        tool_call_id TEXT,
+        tool_name TEXT,
+        usage TEXT,
+        provider TEXT,
+        model TEXT,
         created_at TIMESTAMPTZ NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS chat_messages_session ON chat_messages (session_id, seq)",
     "CREATE INDEX IF NOT EXISTS chat_messages_user ON chat_messages (user_id)",
 ]
+MIGRATIONS = [Migration(1, "sessions and messages", SCHEMA)]
 
 _seq_lock = threading.Lock()
 _last_seq = 0
@@ -152,12 +154,16 @@ _SESSION_COLS = "session_id, title, created_at, updated_at, last_character, mess
 
 
 class ChatStore:
-    """Sessions and messages, with write-behind and two small caches.
+    """Sessions and messages, with group commit and two small caches.
 
-    DuckDB commits cost milliseconds, so new sessions and messages are queued and written
-    by one background writer, many turns per transaction (group commit). Every read of
-    the tables first waits until everything queued before it is committed, so a client
-    always reads its own writes. ``stop()`` drains the queue. Session owners and the last
+    New sessions and messages are queued and written by one background writer, as many
+    operations per transaction as have queued while the previous one was committing
+    (group commit). Each operation's caller waits for the commit that carries it, so a
+    reply acknowledged to the client (REST response, SSE ``complete``, WebSocket
+    ``done``) is in the database even if the process dies right after. When a batch
+    fails, its operations are retried one transaction each, so one request's bad write
+    never discards another's. Every read first waits until everything queued before it
+    is committed, so a client always reads its own writes. Session owners and the last
     messages of recently active sessions are cached, so a chat turn needs no database
     read on its hot path.
     """
@@ -168,36 +174,27 @@ class ChatStore:
         *,
         window: int = 36,
         cache_sessions: int = 4096,
-        linger: float = 0.02,
+        linger: float = 0.0,
     ) -> None:
         self.db = db
-        # how long the writer waits for more work before a commit (unless a read waits)
+        # how long the writer waits for more work before a commit (each caller waits too)
         self.linger = linger
-        self._urgent: asyncio.Event | None = None
         self.window = max(1, window)
         self.cache_sessions = cache_sessions
         self._owners: OrderedDict[str, str] = OrderedDict()
         self._recent: OrderedDict[str, deque[Message]] = OrderedDict()
-        self._pending: list[tuple[str, Any]] = []
-        self._batch_done: asyncio.Future[None] | None = None  # completes when _pending is written
-        self._writing: asyncio.Future[None] | None = None
+        self._pending: list[_Op] = []
+        self._inflight: list[_Op] = []
         self._wake: asyncio.Event | None = None
         self._writer: asyncio.Task[None] | None = None
         self.write_errors = 0
+        self.batches = 0
         # users erased while a reply of theirs may still be in flight: drop its writes
         self._erased: OrderedDict[str, None] = OrderedDict()
-
-    async def create_tables(self) -> None:
-        def create(cur: Any) -> None:
-            for statement in SCHEMA:
-                cur.execute(statement)
-
-        await self.db.run(create)
 
     # ---- the writer -----------------------------------------------------------------
     def start(self) -> None:
         self._wake = asyncio.Event()
-        self._urgent = asyncio.Event()
         self._writer = asyncio.create_task(self._write_loop())
 
     async def stop(self) -> None:
@@ -208,50 +205,68 @@ class ChatStore:
                 await self._writer
             self._writer = None
 
-    def _enqueue(self, op: str, payload: Any) -> asyncio.Future[None]:
-        if self._batch_done is None:
-            self._batch_done = asyncio.get_running_loop().create_future()
-        self._pending.append((op, payload))
-        if self._wake is not None:
+    async def _commit(self, op: str, payload: Any) -> None:
+        """Queue one operation and wait until it is committed (raises if it cannot be)."""
+        item = _Op(op, payload, asyncio.get_running_loop().create_future())
+        self._pending.append(item)
+        if self._writer is None:
+            await self._write_batch()  # not started (or stopped): write inline
+        elif self._wake is not None:
             self._wake.set()
-        return self._batch_done
+        await asyncio.shield(item.done)
 
     async def flush(self) -> None:
-        """Wait until everything queued so far is committed."""
+        """Wait until everything queued so far is committed (or has failed)."""
         if self._writer is None and self._pending:
-            await self._write_batch()  # not started (or stopped): write inline
-        if self._urgent is not None and self._pending:
-            self._urgent.set()
-        for fut in (self._writing, self._batch_done):
-            if fut is not None:
-                await asyncio.shield(fut)
+            await self._write_batch()
+        waiting = [op.done for op in self._inflight + self._pending]
+        if waiting:
+            await asyncio.wait(waiting)
 
     async def _write_loop(self) -> None:
         assert self._wake is not None
-        assert self._urgent is not None
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if self.linger > 0 and not self._urgent.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._urgent.wait(), self.linger)
-            self._urgent.clear()
+            if self.linger > 0:
+                await asyncio.sleep(self.linger)
             while self._pending:
                 await self._write_batch()
 
     async def _write_batch(self) -> None:
         batch, self._pending = self._pending, []
-        done, self._batch_done = self._batch_done, None
-        self._writing = done
+        self._inflight = batch
         try:
-            await self.db.run(lambda cur: _write(cur, batch))
-        except Exception:
-            self.write_errors += 1
-            log.exception("chat store: writing %d queued operations failed", len(batch))
+            try:
+                async with self.db.transaction() as tx:
+                    await _write(tx, batch)
+                results: list[BaseException | None] = [None] * len(batch)
+            except Exception:
+                if len(batch) == 1:
+                    raise
+                # Find the bad operation(s): each alone, so the others still land.
+                results = []
+                for item in batch:
+                    try:
+                        async with self.db.transaction() as tx:
+                            await _write(tx, [item])
+                        results.append(None)
+                    except Exception as exc:
+                        results.append(exc)
+        except Exception as exc:
+            results = [exc]
         finally:
-            self._writing = None
-            if done is not None and not done.done():
-                done.set_result(None)
+            self._inflight = []
+        self.batches += 1
+        for item, error in zip(batch, results, strict=True):
+            if item.done.done():
+                continue
+            if error is None:
+                item.done.set_result(None)
+            else:
+                self.write_errors += 1
+                log.error("chat store: writing a %s failed: %s", item.op, error)
+                item.done.set_exception(error)
 
     # ---- caches ---------------------------------------------------------------------
     def _remember_owner(self, session_id: str, user_id: str) -> None:
@@ -275,7 +290,7 @@ class ChatStore:
         sid = new_id("ses")
         ts = now()
         if user_id not in self._erased:
-            self._enqueue("session", [sid, user_id, title[:120], ts, ts])
+            await self._commit("session", [sid, user_id, title[:120], ts, ts])
         self._remember_owner(sid, user_id)
         self._remember_recent(sid, [])
         return {
@@ -296,7 +311,7 @@ class ChatStore:
     async def get_session(self, user_id: str, session_id: str) -> dict[str, Any] | None:
         await self.flush()
         row = await self.db.fetchone(
-            f"SELECT {_SESSION_COLS} FROM chat_sessions WHERE session_id = ? AND user_id = ?",
+            f"SELECT {_SESSION_COLS} FROM chat_sessions WHERE session_id = $1 AND user_id = $2",
             [session_id, user_id],
         )
         if row:
@@ -308,8 +323,8 @@ class ChatStore:
     ) -> list[dict[str, Any]]:
         await self.flush()
         rows = await self.db.fetchall(
-            f"SELECT {_SESSION_COLS} FROM chat_sessions WHERE user_id = ?"
-            " ORDER BY updated_at DESC, session_id LIMIT ? OFFSET ?",
+            f"SELECT {_SESSION_COLS} FROM chat_sessions WHERE user_id = $1"
+            " ORDER BY updated_at DESC, session_id LIMIT $2 OFFSET $3",
             [user_id, limit, offset],
         )
         return [_session(r) for r in rows]
@@ -317,32 +332,20 @@ class ChatStore:
     async def delete_session(self, user_id: str, session_id: str) -> bool:
         await self.flush()
 
-        def delete(cur: Any) -> bool:
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                found = cur.execute(
-                    "SELECT 1 FROM chat_sessions WHERE session_id = ? AND user_id = ?",
+        async with self.db.transaction() as tx:
+            found = await tx.fetchall(
+                "DELETE FROM chat_sessions WHERE session_id = $1 AND user_id = $2 "
+                "RETURNING session_id",
+                [session_id, user_id],
+            )
+            if found:
+                await tx.execute(
+                    "DELETE FROM chat_messages WHERE session_id = $1 AND user_id = $2",
                     [session_id, user_id],
-                ).fetchone()
-                if found:
-                    cur.execute(
-                        "DELETE FROM chat_messages WHERE session_id = ? AND user_id = ?",
-                        [session_id, user_id],
-                    )
-                    cur.execute(
-                        "DELETE FROM chat_sessions WHERE session_id = ? AND user_id = ?",
-                        [session_id, user_id],
-                    )
-                cur.execute("COMMIT")
-                return bool(found)
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-
-        found = await self.db.run(delete)
+                )
         if found:
             self._forget(session_id)
-        return found
+        return bool(found)
 
     async def delete_user(self, user_id: str) -> int:
         self._erased[user_id] = None
@@ -352,32 +355,23 @@ class ChatStore:
         for sid in [s for s, owner in self._owners.items() if owner == user_id]:
             self._forget(sid)
 
-        def delete(cur: Any) -> int:
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                row = cur.execute(
-                    "SELECT count(*) FROM chat_sessions WHERE user_id = ?", [user_id]
-                ).fetchone()
-                cur.execute("DELETE FROM chat_messages WHERE user_id = ?", [user_id])
-                cur.execute("DELETE FROM chat_sessions WHERE user_id = ?", [user_id])
-                cur.execute("COMMIT")
-                return int(row[0]) if row else 0
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-
-        return await self.db.run(delete)
+        async with self.db.transaction() as tx:
+            await tx.execute("DELETE FROM chat_messages WHERE user_id = $1", [user_id])
+            gone = await tx.fetchall(
+                "DELETE FROM chat_sessions WHERE user_id = $1 RETURNING session_id", [user_id]
+            )
+        return len(gone)
 
     # ---- messages -------------------------------------------------------------------
     async def add_messages(self, user_id: str, messages: list[Message]) -> None:
-        """Queue messages of one session (written by the next group commit)."""
+        """Store messages of one session; returns once they are committed."""
         if not messages or user_id in self._erased:
             return
         for m in messages:
             m.seq = m.seq or next_seq()
             m.created_at = m.created_at or now()
         session_id = messages[0].session_id
-        self._enqueue("messages", (user_id, list(messages)))
+        await self._commit("messages", (user_id, list(messages)))
         recent = self._recent.get(session_id)
         if recent is not None:
             recent.extend(m for m in messages)
@@ -403,14 +397,13 @@ class ChatStore:
     ) -> list[Message]:
         """The last ``limit`` messages (before ``before_seq``), oldest first."""
         await self.flush()
-        params: list[Any] = [session_id, user_id]
-        where = "session_id = ? AND user_id = ?"
+        params: list[Any] = [session_id, user_id, limit]
+        where = "session_id = $1 AND user_id = $2"
         if before_seq is not None:
-            where += " AND seq < ?"
+            where += " AND seq < $4"
             params.append(before_seq)
-        params.append(limit)
         rows = await self.db.fetchall(
-            f"SELECT {_MSG_COLS} FROM chat_messages WHERE {where} ORDER BY seq DESC LIMIT ?",
+            f"SELECT {_MSG_COLS} FROM chat_messages WHERE {where} ORDER BY seq DESC LIMIT $3",
             params,
         )
         return [_message(r) for r in reversed(rows)]
@@ -418,7 +411,8 @@ class ChatStore:
     async def message_seq(self, user_id: str, session_id: str, message_id: str) -> int | None:
         await self.flush()
         row = await self.db.fetchone(
-            "SELECT seq FROM chat_messages WHERE message_id = ? AND session_id = ? AND user_id = ?",
+            "SELECT seq FROM chat_messages WHERE message_id = $1 AND session_id = $2 "
+            "AND user_id = $3",
             [message_id, session_id, user_id],
         )
         return int(row[0]) if row else None
@@ -443,28 +437,53 @@ def _message_row(user_id: str, m: Message) -> list[Any]:
     ]
 
 
-_MSG_INSERT = (
-    "INSERT INTO chat_messages (message_id, session_id, user_id, seq, role, character, content,"
-    " tool_calls, tool_call_id, tool_name, usage, provider, model, created_at) VALUES "
-)
-_MSG_ROW = "(" + ", ".join("?" * 14) + ")"
-_BUMP_ROW = (
-    "(CAST(? AS VARCHAR), CAST(? AS VARCHAR), CAST(? AS TIMESTAMPTZ), CAST(? AS INTEGER),"
-    " CAST(? AS VARCHAR), CAST(? AS VARCHAR))"
-)
-_CHUNK = 400  # rows per INSERT statement
+@dataclass(slots=True)
+class _Op:
+    op: str  # "session" or "messages"
+    payload: Any
+    done: asyncio.Future[None]
 
 
-def _write(cur: Any, batch: list[tuple[str, Any]]) -> None:
-    """One transaction for a batch of queued operations. Multi-row statements, not
-    executemany: DuckDB runs executemany row by row, several times slower."""
-    sessions = [payload for op, payload in batch if op == "session"]
+_MSG_COLUMNS = [
+    "message_id",
+    "session_id",
+    "user_id",
+    "seq",
+    "role",
+    "character",
+    "content",
+    "tool_calls",
+    "tool_call_id",
+    "tool_name",
+    "usage",
+    "provider",
+    "model",
+    "created_at",
+]
+_SESSION_INSERT = ["session_id", "user_id", "title", "created_at", "updated_at"]
+_BUMP_TYPES = ["TEXT", "TEXT", "TIMESTAMPTZ", "INTEGER", "TEXT", "TEXT"]
+_CHUNK = 400  # sessions per UPDATE statement
+
+
+def _bump_rows(n: int) -> str:
+    width = len(_BUMP_TYPES)
+    return ", ".join(
+        "("
+        + ", ".join(f"CAST(${r * width + c + 1} AS {t})" for c, t in enumerate(_BUMP_TYPES))
+        + ")"
+        for r in range(n)
+    )
+
+
+async def _write(tx: Transaction, batch: list[_Op]) -> None:
+    """One transaction's worth of queued operations, in multi-row statements."""
+    sessions = [item.payload for item in batch if item.op == "session"]
     rows: list[list[Any]] = []
     bumps: dict[tuple[str, str], dict[str, Any]] = {}
-    for op, payload in batch:
-        if op != "messages":
+    for item in batch:
+        if item.op != "messages":
             continue
-        user_id, messages = payload
+        user_id, messages = item.payload
         rows.extend(_message_row(user_id, m) for m in messages)
         key = (messages[0].session_id, user_id)
         bump = bumps.setdefault(key, {"count": 0, "last": None, "title": "", "ts": None})
@@ -475,39 +494,22 @@ def _write(cur: Any, batch: list[tuple[str, Any]]) -> None:
         if not bump["title"]:
             bump["title"] = next((m.content[:80] for m in messages if m.role == "user"), "")
         bump["ts"] = messages[-1].created_at
-    cur.execute("BEGIN TRANSACTION")
-    try:
-        for i in range(0, len(sessions), _CHUNK):
-            chunk = sessions[i : i + _CHUNK]
-            cur.execute(
-                "INSERT INTO chat_sessions (session_id, user_id, title, created_at, updated_at)"
-                " VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk)),
-                [v for row in chunk for v in row],
-            )
-        for i in range(0, len(rows), _CHUNK):
-            chunk = rows[i : i + _CHUNK]
-            cur.execute(
-                _MSG_INSERT + ", ".join([_MSG_ROW] * len(chunk)), [v for row in chunk for v in row]
-            )
-        items = list(bumps.items())
-        for i in range(0, len(items), _CHUNK):
-            chunk = items[i : i + _CHUNK]
-            cur.execute(
-                "UPDATE chat_sessions SET updated_at = v.ts,"
-                " message_count = chat_sessions.message_count + v.n,"
-                " last_character = coalesce(v.last, chat_sessions.last_character),"
-                " title = CASE WHEN chat_sessions.title = '' THEN v.title"
-                " ELSE chat_sessions.title END"
-                " FROM (VALUES " + ", ".join([_BUMP_ROW] * len(chunk)) + ")"
-                " AS v(sid, uid, ts, n, last, title)"
-                " WHERE chat_sessions.session_id = v.sid AND chat_sessions.user_id = v.uid",
-                [
-                    v
-                    for (sid, uid), b in chunk
-                    for v in (sid, uid, b["ts"], b["count"], b["last"], b["title"])
-                ],
-            )
-        cur.execute("COMMIT")
-    except BaseException:
-        cur.execute("ROLLBACK")
-        raise
+    await tx.insert_rows("chat_sessions", _SESSION_INSERT, sessions)
+    await tx.insert_rows("chat_messages", _MSG_COLUMNS, rows)
+    items = list(bumps.items())
+    for i in range(0, len(items), _CHUNK):
+        chunk = items[i : i + _CHUNK]
+        await tx.execute(
+            "UPDATE chat_sessions SET updated_at = v.ts,"
+            " message_count = chat_sessions.message_count + v.n,"
+            " last_character = coalesce(v.last, chat_sessions.last_character),"
+            " title = CASE WHEN chat_sessions.title = '' THEN v.title"
+            " ELSE chat_sessions.title END"
+            f" FROM (VALUES {_bump_rows(len(chunk))}) AS v(sid, uid, ts, n, last, title)"
+            " WHERE chat_sessions.session_id = v.sid AND chat_sessions.user_id = v.uid",
+            [
+                v
+                for (sid, uid), b in chunk
+                for v in (sid, uid, b["ts"], b["count"], b["last"], b["title"])
+            ],
+        )
