@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -210,14 +211,21 @@ def cmd_openapi(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_db_migrate(args: argparse.Namespace) -> int:
+def _run_db_command(
+    args: argparse.Namespace, run: Callable[[LoadedConfig], Coroutine[Any, Any, int]]
+) -> int:
     try:
         config = load_config(args.config)
-    except ConfigError as exc:
+        _setup_logging("WARNING")
+        return asyncio.run(run(config))
+    except (ConfigError, StartupError) as exc:
         return _fail(str(exc), 2)
-    _setup_logging("WARNING")
+    except (DatabaseError, CopyError) as exc:
+        return _fail(f"db {args.sub} failed: {exc}")
 
-    async def run() -> int:
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    async def run(config: LoadedConfig) -> int:
         kernel = Kernel(config)
         try:
             await kernel.prepare()
@@ -238,20 +246,11 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
                 print(f"{name}: schema version {steps} ({news})")
         return 1 if failed else 0
 
-    try:
-        return asyncio.run(run())
-    except (ConfigError, StartupError) as exc:
-        return _fail(str(exc), 2)
+    return _run_db_command(args, run)
 
 
 def cmd_db_copy(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        return _fail(str(exc), 2)
-    _setup_logging("WARNING")
-
-    async def run() -> int:
+    async def run(config: LoadedConfig) -> int:
         kernel = await _load(config)
         try:
             target = target_database(args.to)
@@ -296,12 +295,7 @@ def cmd_db_copy(args: argparse.Namespace) -> int:
         print(f"  {'total':<{width}}  {sum(c.rows for c in copied):>9} rows")
         return 0
 
-    try:
-        return asyncio.run(run())
-    except (ConfigError, StartupError) as exc:
-        return _fail(str(exc), 2)
-    except (DatabaseError, CopyError) as exc:
-        return _fail(f"copy failed, the target is unchanged: {exc}")
+    return _run_db_command(args, run)
 
 
 def cmd_plugin_new(args: argparse.Namespace) -> int:

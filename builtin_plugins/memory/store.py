@@ -404,9 +404,9 @@ class MemoryStore:
         if self.db.engine != "duckdb":
             return await self._search_scan(
                 user_id,
-                vector,
                 model,
                 dim,
+                vector,
                 limit,
                 tiers,
                 session_id,
@@ -445,26 +445,14 @@ class MemoryStore:
         rows = await self.db.fetchall(sql, params)
         return [Memory.from_row(r) for r in rows]
 
-    async def _search_scan(
-        self,
-        user_id: str,
-        vector: np.ndarray,
-        model: str,
-        dim: int,
-        limit: int,
-        tiers: Sequence[str] | None,
-        session_id: str | None,
-        exclude: tuple[str, Sequence[str]] | None,
-        min_score: float | None,
-    ) -> list[Memory]:
+    async def _search_scan(self, user_id: str, model: str, dim: int, *query: Any) -> list[Memory]:
         """Search without the index on an engine with no vector functions: the user's
-        vectors are read and scanned here, with the index's own (exact) scan."""
+        vectors are read and scanned here, with the index's own exact scan (``query`` is
+        ``entry.search``'s arguments)."""
         ids, tier_list, sessions, matrix = await self.load_vectors(user_id, model, dim)
         entry = _Entry(dim=dim, matrix=np.zeros((0, dim), np.float32))
         entry.add(ids, tier_list, sessions, matrix)
-        hits = await asyncio.to_thread(
-            entry.search, vector, limit, tiers, session_id, exclude, min_score
-        )
+        hits = await asyncio.to_thread(entry.search, *query)
         return await self._with_scores(user_id, hits)
 
     async def _search_index(
@@ -703,32 +691,19 @@ class MemoryStore:
         ids = list(dict.fromkeys(memory_ids))
         if not ids:
             return
-        marks = ", ".join("?" * len(ids))
+        marks = ", ".join(f"${i}" for i in range(2, len(ids) + 2))
         dims = sorted(self._dims)
-
-        def write(cur: Any) -> None:
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                cur.execute(
-                    f"DELETE FROM memory_items WHERE memory_id IN ({marks}) AND user_id = ?",
-                    [*ids, user_id],
+        async with self.db.transaction() as tx:
+            for table in ["memory_items", *(f"memory_vectors_{d}" for d in dims)]:
+                await tx.execute(
+                    f"DELETE FROM {table} WHERE user_id = $1 AND memory_id IN ({marks})",
+                    [user_id, *ids],
                 )
-                for d in dims:
-                    cur.execute(
-                        f"DELETE FROM memory_vectors_{d} WHERE memory_id IN ({marks}) AND user_id = ?",
-                        [*ids, user_id],
-                    )
-                cur.execute(
-                    f"DELETE FROM memory_links WHERE user_id = ? AND "
-                    f"(a_id IN ({marks}) OR b_id IN ({marks}))",
-                    [user_id, *ids, *ids],
-                )
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-
-        await self.db.run(write)
+            await tx.execute(
+                f"DELETE FROM memory_links WHERE user_id = $1 AND "
+                f"(a_id IN ({marks}) OR b_id IN ({marks}))",
+                [user_id, *ids],
+            )
         if self.index is not None:
             self.index.on_remove(user_id, ids)
 
