@@ -131,16 +131,16 @@ def run_server(
             test_auth=not all_plugins,
         )
         port_q.put(client.base_url)
-        if stats:
-            asyncio.get_running_loop().create_task(write_stats(client.kernel, stats))
+        task = asyncio.get_running_loop().create_task(write_stats(client.kernel, stats))
         await asyncio.to_thread(stop_ev.wait)
+        task.cancel()
         await client.close()
 
     asyncio.run(main())
 
 
 async def write_stats(kernel: Any, path: str) -> None:
-    while True:
+    while path:
         duck = 0
         if kernel.database.engine == "duckdb":
             duck = await kernel.database.fetchval(
