@@ -48,20 +48,16 @@ class BackgroundFake:
         self.thread.join(10)
 
 
-# The plugins the cluster runs (every one of them on PostgreSQL).
-PLUGINS = ["auth", "ratelimit"]
-
-
 def cluster_config(database_url: str, prefix: str, upstream: str) -> dict[str, Any]:
-    config = {
+    return {
         "kernel": {
             "log_level": "WARNING",
             "database": {"url": database_url, "pool_size": 4},
             "bus": {"backend": "redis", "redis_url": REDIS, "channel_prefix": prefix + "ev:"},
         },
         "plugins": {
-            "enabled": list(PLUGINS),
-            "required": list(PLUGINS),
+            "enabled": ["auth", "ratelimit", "chat", "memory"],
+            "required": ["auth", "ratelimit", "chat", "memory"],
             "auth": {"jwt_secret": JWT_SECRET, "bcrypt_rounds": 4, "redis_prefix": prefix + "a:"},
             "ratelimit": {
                 "backend": "redis",
@@ -88,10 +84,6 @@ def cluster_config(database_url: str, prefix: str, upstream: str) -> dict[str, A
             },
         },
     }
-    for name in ("chat", "memory"):
-        if name not in PLUGINS:
-            del config["plugins"][name]
-    return config
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,10 @@ import pytest
 
 from tests.serverproc import BIN, ServerProcess, wait_for
 
-from .conftest import PASSWORD, PLUGINS, bearer, login, register, status_of
+from .conftest import PASSWORD, bearer, login, register, status_of
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 ME = "/api/v1/auth/me"
-needs_memory = pytest.mark.skipif("memory" not in PLUGINS, reason="memory not on PostgreSQL yet")
-needs_chat = pytest.mark.skipif("chat" not in PLUGINS, reason="chat not on PostgreSQL yet")
 
 
 async def test_an_account_made_on_one_process_is_the_same_on_all(cluster: Any) -> None:
@@ -139,7 +137,6 @@ async def test_a_role_change_made_while_serving_shows_on_every_process(cluster: 
         assert status == 200 and sorted(me["user"]["roles"]) == ["admin", "user"]
 
 
-@needs_memory
 async def test_memories_across_processes(cluster: Any) -> None:
     a, b, c = cluster
     user = await register(a)
@@ -231,7 +228,6 @@ async def _ws_turn(server: ServerProcess, token: str, session_id: str, text: str
                 return reply
 
 
-@needs_chat
 async def test_a_session_continues_on_other_processes_over_rest_sse_and_websocket(
     cluster: Any,
 ) -> None:
@@ -256,7 +252,6 @@ async def test_a_session_continues_on_other_processes_over_rest_sse_and_websocke
         assert users == ["hello from A", "hello from B", "hello from C", "back on B"]
 
 
-@needs_chat
 async def test_one_process_killed_mid_stream_the_others_serve_and_it_rejoins(
     cluster: Any, upstream: Any
 ) -> None:
