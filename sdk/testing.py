@@ -141,6 +141,34 @@ async def _admin(statement: str) -> None:
         await con.close()
 
 
+async def _drop_stale() -> None:
+    """Drop the databases of earlier runs whose process is gone (killed before its
+    teardown could run); those of live runs are left alone."""
+    import asyncpg
+
+    con = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
+    try:
+        rows = await con.fetch(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, $1)", TEST_DATABASE_PREFIX
+        )
+        for (name,) in rows:
+            pid = name[len(TEST_DATABASE_PREFIX) :].split("_")[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                await con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await con.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _run(coro: Any) -> Any:
     """Run a coroutine to completion from sync code, even inside a running event loop
     (fixtures of async tests): in a thread of its own."""
@@ -160,6 +188,7 @@ def postgres_database() -> Iterator[str]:
     (skips the test when no server answers at ``$LLMMC_TEST_POSTGRES``)."""
     name = f"{TEST_DATABASE_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
     try:
+        _run(_drop_stale())
         _run(_admin(f'CREATE DATABASE "{name}"'))
     except (TimeoutError, OSError) as exc:
         pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
