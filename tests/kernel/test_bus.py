@@ -12,7 +12,7 @@ import pytest
 
 from kernel.bus import MemoryBus, RedisBus
 from sdk.events import Event
-from tests.serverproc import ServerProcess, wait_for
+from tests.serverproc import ServerProcess, unique_prefix, wait_for
 
 
 async def test_subscribers_are_isolated(caplog: pytest.LogCaptureFixture) -> None:
@@ -55,8 +55,9 @@ async def test_unsubscribe() -> None:
 
 @pytest.mark.redis
 async def test_redis_bus_delivers_between_two_buses_once() -> None:
-    one = RedisBus("redis://127.0.0.1:6379/0", channel_prefix="llmmc-test-bus:")
-    two = RedisBus("redis://127.0.0.1:6379/0", channel_prefix="llmmc-test-bus:")
+    prefix = unique_prefix()  # no other test run's events on these channels
+    one = RedisBus("redis://127.0.0.1:6379/0", channel_prefix=prefix)
+    two = RedisBus("redis://127.0.0.1:6379/0", channel_prefix=prefix)
     seen: dict[str, list[Any]] = {"one": [], "two": []}
 
     async def on_one(e: Event) -> None:
