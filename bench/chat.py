@@ -348,6 +348,8 @@ def start_profile(pid: int, path: str) -> subprocess.Popen[bytes] | None:
     if not path:
         return None
     exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(exe).exists():
+        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
     return subprocess.Popen(
         [
             exe,
