@@ -14,6 +14,7 @@ lint: setup
 
 pytest: setup
 	@bash scripts/redis.sh
+	@bash scripts/browser.sh
 	.venv/bin/pytest -q
 
 test: lint pytest

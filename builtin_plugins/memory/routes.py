@@ -90,6 +90,32 @@ FLUSH_REQUEST: dict[str, Any] = {
     },
 }
 
+LIST_QUERY: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "tier": TIER_SCHEMA,
+        "limit": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+        "offset": {"type": "integer", "minimum": 0, "maximum": 1_000_000, "default": 0},
+    },
+}
+
+
+def _query_int(req: Request, name: str) -> int:
+    """An integer query parameter within LIST_QUERY's bounds (422 naming it otherwise)."""
+    spec = LIST_QUERY["properties"][name]
+    raw = req.query.get(name, "")
+    if raw == "":
+        return int(spec["default"])
+    ok = raw.isascii() and raw.isdigit() and len(raw) <= 9
+    if not ok or not spec["minimum"] <= int(raw) <= spec["maximum"]:
+        bounds = f"an integer from {spec['minimum']} to {spec['maximum']}"
+        raise errors.ValidationFailed(
+            f"{name} must be {bounds}", errors=[{"path": f"/{name}", "message": bounds}]
+        )
+    return int(raw)
+
+
 STATS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["user_id", "total", "tiers", "links", "sessions", "embedder"],
@@ -176,6 +202,26 @@ class MemoryRoutes:
             ),
             Route(
                 "GET",
+                BASE,
+                self.list,
+                query_schema=LIST_QUERY,
+                response_schema={
+                    "type": "object",
+                    "required": ["memories", "total"],
+                    "properties": {
+                        "memories": {"type": "array", "items": MEMORY_SCHEMA},
+                        "total": {"type": "integer"},
+                    },
+                },
+                summary="Browse the caller's memories, newest first, optionally of one tier",
+                description="A knowledge document is listed once (its chunks are not). "
+                "`total` counts every memory that matches, for paging with `offset`.",
+                tags=tags,
+                operation_id="memory_list",
+                responses={422: "A query parameter is out of range or unknown"},
+            ),
+            Route(
+                "GET",
                 f"{BASE}/stats",
                 self.stats,
                 response_schema=STATS_SCHEMA,
@@ -245,6 +291,20 @@ class MemoryRoutes:
                 responses=not_found,
             ),
         ]
+
+    async def list(self, req: Request) -> Any:
+        identity = req.require_identity()
+        tier = req.query.get("tier") or None
+        if tier is not None and tier not in TIERS:
+            raise errors.ValidationFailed(
+                f"tier must be one of {', '.join(TIERS)}",
+                errors=[{"path": "/tier", "message": "an unknown tier"}],
+            )
+        limit, offset = _query_int(req, "limit"), _query_int(req, "offset")
+        service = self.service
+        memories, total = await service.store.page(identity.user_id, tier, limit, offset)
+        pairs = await service.with_related(identity.user_id, memories)
+        return {"memories": [m.to_api(related) for m, related in pairs], "total": total}
 
     async def search(self, req: Request) -> Any:
         identity = req.require_identity()

@@ -350,6 +350,23 @@ class MemoryStore:
         rows = await self.db.fetchall(sql + " ORDER BY created_at, memory_id", params)
         return [Memory.from_row(r) for r in rows]
 
+    async def page(
+        self, user_id: str, tier: str | None, limit: int, offset: int
+    ) -> tuple[list[Memory], int]:
+        """The caller's memories, newest first (a document's chunks stay behind it)."""
+        where = "user_id = ? AND parent_id IS NULL"
+        params: list[Any] = [user_id]
+        if tier:
+            where += " AND tier = ?"
+            params.append(tier)
+        rows = await self.db.fetchall(
+            f"SELECT {ITEM_COLUMNS} FROM memory_items WHERE {where} "
+            "ORDER BY created_at DESC, memory_id DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        total = await self.db.fetchone(f"SELECT count(*) FROM memory_items WHERE {where}", params)
+        return [Memory.from_row(r) for r in rows], int(total[0]) if total else 0
+
     async def recent(self, user_id: str, session_id: str, tier: str, limit: int) -> list[Memory]:
         """The newest ``limit`` memories of a tier in a session, oldest first."""
         rows = await self.db.fetchall(

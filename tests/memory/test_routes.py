@@ -379,3 +379,45 @@ async def test_large_document_bulk_path(mem: Any) -> None:
     assert (await mem.delete(f"{BASE}/sessions/lib/all", headers=h)).status == 200
     stats = await (await mem.get(f"{BASE}/stats", headers=h)).json()
     assert stats["total"] == 0 and stats["embedded"] == 0
+
+
+async def test_browse_by_tier_newest_first(mem: Any) -> None:
+    h = mem.auth_headers("alice")
+    first = await add(mem, "alice", "Alice grows tomatoes")
+    second = await add(mem, "alice", "Alice cycles to work")
+    note = await add(mem, "alice", "tomatoes and cycling", tier="associative")
+    doc = await add(mem, "alice", "A long document. " * 400, tier="knowledge")
+    await add(mem, "bob", "Bob's secret fact")
+
+    r = await mem.get(f"{BASE}?tier=long_term", headers=h)
+    assert r.status == 200
+    page = await r.json()
+    assert [m["memory_id"] for m in page["memories"]] == [
+        second["memory_id"],
+        first["memory_id"],
+    ]
+    assert page["total"] == 2
+
+    r = await mem.get(f"{BASE}?limit=2&offset=1", headers=h)
+    page = await r.json()
+    assert page["total"] == 4  # a document counts once, not once per chunk
+    assert [m["memory_id"] for m in page["memories"]] == [note["memory_id"], second["memory_id"]]
+    r = await mem.get(f"{BASE}?tier=knowledge", headers=h)
+    assert [m["memory_id"] for m in (await r.json())["memories"]] == [doc["memory_id"]]
+
+    r = await mem.get(BASE, headers=mem.auth_headers("carol"))
+    assert await r.json() == {"memories": [], "total": 0}
+
+    for query in (
+        "tier=nope",
+        "limit=0",
+        "limit=201",
+        "offset=-1",
+        "limit=²",
+        "limit=" + "9" * 2000,
+    ):
+        r = await mem.get(f"{BASE}?{query}", headers=h)
+        assert r.status == 422, query
+        assert (await r.json())["errors"][0]["path"] in ("/tier", "/limit", "/offset")
+    r = await mem.get(BASE)
+    assert r.status == 401

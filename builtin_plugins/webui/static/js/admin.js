@@ -1,0 +1,62 @@
+// Administration: plugin states, and users when the server offers the admin API.
+import { ApiError, enc, get } from "./api.js";
+import { clear, formatTime, h, uid } from "./dom.js";
+import { hasRoute } from "./features.js";
+import { currentLang, t } from "./i18n.js";
+
+export function adminView({ app }) {
+  const plugins = h("div", { class: "table-wrap" });
+  const usersPanel = h("section", { class: "panel", hidden: true, "aria-labelledby": "admin-users" },
+    h("h2", { id: "admin-users", text: t("users") }));
+  const users = h("div", { class: "table-wrap" });
+  const total = h("p", { class: "muted" });
+  const qId = uid("q");
+  const q = h("input", { id: qId, type: "search", autocomplete: "off" });
+  usersPanel.append(
+    h("form", { class: "inline-form", role: "search", onsubmit: (e) => { e.preventDefault(); loadUsers(); } },
+      h("div", { class: "field grow" }, h("label", { for: qId, text: t("search") }), q),
+      h("button", { type: "submit", class: "primary", text: t("search") })),
+    total, users);
+  const el = h("div", { class: "page admin-page" },
+    h("h1", { text: t("admin") }),
+    h("section", { class: "panel", "aria-labelledby": "admin-plugins" }, h("h2", { id: "admin-plugins", text: t("plugins") }), plugins),
+    usersPanel);
+
+  async function loadPlugins() {
+    let list;
+    try { list = (await get("/api/v1/plugins")).plugins; } catch (err) { return app.fail(err); }
+    clear(plugins).append(h("table", null,
+      h("thead", null, h("tr", null, ["Plugin", t("state"), t("status"), "Version"].map((x) => h("th", { scope: "col", text: x })))),
+      h("tbody", null, list.map((p) => h("tr", { "data-plugin": p.name },
+        h("th", { scope: "row" }, h("strong", { text: p.name }), p.description ? h("span", { class: "muted block", text: p.description }) : null),
+        h("td", null, h("span", { class: ["state", `state-${String(p.state).toLowerCase()}`], text: p.state })),
+        h("td", { text: [p.status, p.detail || p.error].filter(Boolean).join(" — ") }),
+        h("td", { text: p.version }))))));
+  }
+
+  // The users list appears only when the server answers the admin API.
+  async function loadUsers() {
+    let page;
+    try {
+      page = await get(`/api/v1/admin/users?limit=100${q.value.trim() ? `&q=${enc(q.value.trim())}` : ""}`);
+    } catch (err) {
+      if (err instanceof ApiError && [404, 405].includes(err.status)) { usersPanel.hidden = true; return; }
+      if (!usersPanel.hidden) app.fail(err);
+      return;
+    }
+    usersPanel.hidden = false;
+    total.textContent = t("total", { count: page.total ?? page.users.length });
+    clear(users).append(h("table", null,
+      h("thead", null, h("tr", null, [t("username"), t("email"), t("roles"), t("lastLogin"), t("disabled")].map((x) => h("th", { scope: "col", text: x })))),
+      h("tbody", null, page.users.map((u) => h("tr", null,
+        h("th", { scope: "row", text: u.username }),
+        h("td", { text: u.email }),
+        h("td", { text: (u.roles || []).join(", ") }),
+        h("td", { text: u.last_login_at ? formatTime(u.last_login_at, currentLang()) : "—" }),
+        h("td", { text: u.disabled ? "✔" : "" }))))));
+  }
+
+  loadPlugins();
+  hasRoute("get", "/api/v1/admin/users").then((yes) => yes && loadUsers());
+  return { el };
+}

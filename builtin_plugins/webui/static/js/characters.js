@@ -1,0 +1,48 @@
+// Characters as the chat shows them: a colour each and a generated SVG avatar (initials).
+import { svg } from "./dom.js";
+
+const KNOWN = { lumina: "#d9822b", claris: "#2f7ed8", nox: "#7b52c7" };
+
+export function colourOf(id) {
+  if (KNOWN[id]) return KNOWN[id];
+  let hash = 0;
+  for (const ch of String(id)) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
+  return `hsl(${hash % 360} 55% 45%)`;
+}
+
+export function initials(name) {
+  const words = String(name || "?").trim().split(/\s+/);
+  const first = Array.from(words[0] || "?")[0] || "?";
+  const second = words.length > 1 ? Array.from(words[1])[0] : "";
+  return (first + second).toUpperCase();
+}
+
+export function avatar(character, size = 36) {
+  const name = character ? character.name : "?";
+  const el = svg("svg", {
+    class: "avatar", width: size, height: size, viewBox: "0 0 40 40", "aria-hidden": "true",
+    vars: { "--who": character ? colourOf(character.id) : "var(--muted)" },
+  },
+  svg("circle", { cx: 20, cy: 20, r: 20, class: "avatar-bg" }),
+  svg("text", { x: 20, y: 21, "text-anchor": "middle", "dominant-baseline": "middle", class: "avatar-text" }, initials(name)));
+  return el;
+}
+
+// The character named at the start of a message ("クラリス、...", "Claris: ...", "@nox ...").
+export function nominee(text, characters) {
+  const trimmed = String(text).trimStart();
+  let best = null;
+  for (const c of characters) {
+    for (const name of [c.name, c.id, ...(c.aliases || [])]) {
+      if (!name) continue;
+      const lower = trimmed.toLowerCase();
+      const n = name.toLowerCase();
+      const at = lower.startsWith(`@${n}`) ? 1 : lower.startsWith(n) ? 0 : -1;
+      if (at < 0) continue;
+      const next = trimmed.slice(at + name.length, at + name.length + 1);
+      if (next && !/[\s,，、。:：!！?？.]/.test(next)) continue;
+      if (!best || name.length > best.len) best = { character: c, len: name.length };
+    }
+  }
+  return best ? best.character : null;
+}

@@ -1,0 +1,465 @@
+// The chat: conversations on the side, messages streaming in over the WebSocket, one
+// bubble per character, tool calls as cards, nominating a character by picker or name.
+import { ApiError, del, enc, get, patch } from "./api.js";
+import { avatar, colourOf, nominee } from "./characters.js";
+import { clear, formatTime, h, uid } from "./dom.js";
+import { currentLang, t } from "./i18n.js";
+import { hasRoute } from "./features.js";
+import { icon } from "./icons.js";
+import { renderMarkdown } from "./markdown.js";
+import { toolCallLine, toolCard } from "./tools.js";
+import { toast } from "./toast.js";
+
+const PAGE = 100;
+
+export function chatView({ app, socket, characters, sessionId }) {
+  const byId = Object.fromEntries(characters.map((c) => [c.id, c]));
+  const state = { sessionId: sessionId || null, messages: [], sessions: [], hasEarlier: false, canRename: false };
+  const pending = new Map(); // request_id -> { sessionId, text, sentAt, bubbles: Map(character -> bubble), userEl }
+
+  // ---- layout ----------------------------------------------------------------------
+  const list = h("ul", { class: "session-list" });
+  const sidebar = h("aside", { class: "sessions", id: uid("sessions"), "aria-label": t("sessions") },
+    h("div", { class: "sessions-head" },
+      h("h2", { text: t("sessions") }),
+      h("button", { type: "button", class: "primary new-chat", onclick: () => openSession(null) }, icon("plus"), h("span", { text: t("newChat") }))),
+    list);
+  const drawerToggle = h("button", {
+    type: "button", class: "drawer-toggle", "aria-controls": sidebar.id, "aria-expanded": "false",
+    "aria-label": t("sessions"), onclick: () => toggleDrawer(),
+  }, icon("menu", 20));
+  const title = h("h2", { class: "conv-title", id: uid("title") });
+  const connection = h("span", { class: "connection", role: "status" });
+  const roster = h("div", { class: "roster", role: "group", "aria-label": t("characters") },
+    characters.map((c) => h("button", {
+      type: "button", class: "who", "data-character": c.id, title: c.description || c.name,
+      vars: { "--who": colourOf(c.id) }, onclick: () => { picker.value = c.id; updateNominee(); input.focus(); },
+    }, avatar(c, 28), h("span", { text: c.name }))));
+  const messages = h("ol", { class: "messages", role: "log", "aria-live": "polite", "aria-labelledby": title.id, tabindex: "0" });
+  const earlier = h("button", { type: "button", class: "link earlier", hidden: true, onclick: () => loadEarlier(), text: t("loadEarlier") });
+  const scroller = h("div", { class: "scroller" }, earlier, messages);
+
+  const pickerId = uid("picker");
+  const picker = h("select", { id: pickerId, name: "character", onchange: () => updateNominee() },
+    h("option", { value: "", text: t("auto") }),
+    characters.map((c) => h("option", { value: c.id, text: c.name })));
+  const inputId = uid("message");
+  const input = h("textarea", {
+    id: inputId, name: "message", rows: 2, placeholder: t("composerPlaceholder"), required: true,
+    maxlength: 16000, autocomplete: "off",
+    oninput: () => updateNominee(),
+    onkeydown: (e) => {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
+        e.preventDefault();
+        form.requestSubmit();
+      }
+    },
+  });
+  const chip = h("p", { class: "nominee", "aria-live": "polite" });
+  const sendBtn = h("button", { type: "submit", class: "primary send", text: t("send") });
+  const stopBtn = h("button", { type: "button", class: "stop", hidden: true, onclick: () => cancelAll(), text: t("stop") });
+  const form = h("form", { class: "composer", onsubmit: (e) => { e.preventDefault(); send(); } },
+    h("div", { class: "composer-who" }, h("label", { for: pickerId, text: t("whoAnswers") }), picker, chip),
+    h("label", { for: inputId, class: "visually-hidden", text: t("composerLabel") }),
+    h("div", { class: "composer-row" }, input, h("div", { class: "composer-buttons" }, sendBtn, stopBtn)));
+
+  const conversation = h("section", { class: "conversation", "aria-labelledby": title.id },
+    h("div", { class: "conv-head" }, drawerToggle, title, connection), roster, scroller, form);
+  const el = h("div", { class: "chat" }, sidebar, conversation);
+
+  // ---- sessions --------------------------------------------------------------------
+  function toggleDrawer(open) {
+    const next = open ?? !el.classList.contains("drawer-open");
+    el.classList.toggle("drawer-open", next);
+    drawerToggle.setAttribute("aria-expanded", String(next));
+    if (next) sidebar.querySelector("button")?.focus();
+  }
+
+  async function loadSessions() {
+    try {
+      state.sessions = (await get("/api/v1/chat/sessions?limit=200")).sessions;
+    } catch (err) {
+      return app.fail(err);
+    }
+    renderSessions();
+  }
+
+  function renderSessions() {
+    clear(list);
+    if (!state.sessions.length) list.append(h("li", { class: "empty", text: t("noSessions") }));
+    for (const s of state.sessions) {
+      const current = s.session_id === state.sessionId;
+      const open = h("a", {
+        href: `#/chat/${enc(s.session_id)}`, class: "session-open", "aria-current": current ? "page" : null,
+        onclick: () => toggleDrawer(false),
+      }, h("span", { class: "session-title", text: s.title || t("untitled") }),
+      h("span", { class: "session-time", text: formatTime(s.updated_at, currentLang()) }));
+      const item = h("li", { class: ["session", current && "current"], "data-session": s.session_id }, open,
+        h("div", { class: "session-actions" },
+          state.canRename ? h("button", { type: "button", class: "icon", "aria-label": `${t("rename")}: ${s.title || t("untitled")}`, title: t("rename"), onclick: () => rename(s, item) }, icon("pencil")) : null,
+          h("button", { type: "button", class: "icon danger", "aria-label": `${t("delete")}: ${s.title || t("untitled")}`, title: t("delete"), onclick: () => remove(s) }, icon("trash"))));
+      list.append(item);
+    }
+  }
+
+  function rename(s, item) {
+    const id = uid("rename");
+    const field = h("input", { id, value: s.title || "", maxlength: 200, required: true });
+    const error = h("p", { class: "field-error", id: `${id}-error` });
+    field.setAttribute("aria-describedby", error.id);
+    const done = () => renderSessions();
+    const editor = h("form", {
+      class: "rename", onsubmit: async (e) => {
+        e.preventDefault();
+        try {
+          const updated = await patch(`/api/v1/chat/sessions/${enc(s.session_id)}`, { title: field.value });
+          Object.assign(s, updated);
+          if (s.session_id === state.sessionId) title.textContent = s.title;
+          done();
+          list.querySelector(`[data-session="${CSS.escape(s.session_id)}"] .session-open`)?.focus();
+        } catch (err) {
+          error.textContent = err instanceof ApiError ? (err.fieldErrors.title || err.userMessage) : String(err);
+          field.setAttribute("aria-invalid", "true");
+        }
+      },
+    }, h("label", { for: id, class: "visually-hidden", text: t("renamePrompt") }), field,
+    h("button", { type: "submit", class: "primary", text: t("save") }),
+    h("button", { type: "button", onclick: done, text: t("cancel") }), error);
+    field.addEventListener("keydown", (e) => { if (e.key === "Escape") done(); });
+    clear(item).append(editor);
+    field.focus();
+    field.select();
+  }
+
+  async function remove(s) {
+    if (!window.confirm(t("deleteSessionConfirm", { title: s.title || t("untitled") }))) return;
+    try {
+      await del(`/api/v1/chat/sessions/${enc(s.session_id)}`);
+    } catch (err) {
+      if (!(err instanceof ApiError && err.status === 404)) return app.fail(err);
+    }
+    state.sessions = state.sessions.filter((x) => x.session_id !== s.session_id);
+    if (s.session_id === state.sessionId) openSession(null);
+    else renderSessions();
+    toast(t("deleted"));
+  }
+
+  function openSession(id) {
+    if (id) window.location.hash = `#/chat/${enc(id)}`;
+    else if (window.location.hash !== "#/chat") window.location.hash = "#/chat";
+    else showSession(null);
+  }
+
+  // ---- messages --------------------------------------------------------------------
+  async function showSession(id) {
+    state.sessionId = id;
+    state.messages = [];
+    state.hasEarlier = false;
+    clear(messages);
+    renderSessions();
+    const s = state.sessions.find((x) => x.session_id === id);
+    title.textContent = id ? (s?.title || t("loading")) : t("newChat");
+    if (!id) {
+      messages.append(h("li", { class: "empty-chat" },
+        h("p", { class: "hint", text: t("emptyChat") }),
+        h("ul", { class: "intro" }, characters.map((c) => h("li", { class: "intro-card", vars: { "--who": colourOf(c.id) } },
+          avatar(c, 44), h("div", null, h("strong", { text: c.name }), h("p", { text: c.description || "" })))))));
+      earlier.hidden = true;
+      input.focus();
+      return;
+    }
+    await loadHistory();
+    if (!s) {
+      await loadSessions();
+      const found = state.sessions.find((x) => x.session_id === id);
+      if (found) title.textContent = found.title || t("untitled");
+    }
+    input.focus();
+  }
+
+  async function loadHistory() {
+    const id = state.sessionId;
+    if (!id) return;
+    let page;
+    try {
+      page = await get(`/api/v1/chat/history/${enc(id)}?limit=${PAGE}`);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 404) {
+        title.textContent = t("notFound");
+        clear(messages).append(h("li", { class: "hint", text: t("notFound") }));
+        return;
+      }
+      return app.fail(err);
+    }
+    if (id !== state.sessionId) return;
+    // keep what is already loaded before the page (after "load earlier")
+    const first = page.messages[0];
+    const at = first ? state.messages.findIndex((m) => m.message_id === first.message_id) : -1;
+    state.messages = at > 0 ? [...state.messages.slice(0, at), ...page.messages] : page.messages;
+    if (at <= 0 && !state.hasEarlier) state.hasEarlier = page.messages.length >= PAGE;
+    renderMessages();
+  }
+
+  async function loadEarlier() {
+    const first = state.messages[0];
+    if (!first) return;
+    try {
+      const page = await get(`/api/v1/chat/history/${enc(state.sessionId)}?limit=${PAGE}&before=${enc(first.message_id)}`);
+      state.messages = [...page.messages, ...state.messages];
+      state.hasEarlier = page.messages.length >= PAGE;
+      const height = scroller.scrollHeight;
+      clear(messages);
+      renderMessages();
+      scroller.scrollTop = scroller.scrollHeight - height;
+    } catch (err) {
+      app.fail(err);
+    }
+  }
+
+  // New messages only ever arrive at the end: keep the nodes that match, replace the rest
+  // (streamed bubbles become the stored messages), so a screen reader hears only what is new.
+  function renderMessages() {
+    const stick = nearBottom();
+    earlier.hidden = !state.hasEarlier;
+    const nodes = Array.from(messages.children);
+    let keep = 0;
+    while (keep < nodes.length && keep < state.messages.length && nodes[keep].dataset.id === state.messages[keep].message_id) keep += 1;
+    for (const node of nodes.slice(keep)) if (!node.dataset.request || !pendingStreaming(node.dataset.request)) node.remove();
+    const tail = Array.from(messages.children).slice(keep);
+    for (const m of state.messages.slice(keep)) {
+      const node = messageNode(m);
+      if (node) messages.insertBefore(node, tail[0] || null);
+    }
+    if (stick) scrollDown();
+  }
+
+  function pendingStreaming(requestId) {
+    return pending.has(requestId);
+  }
+
+  function messageNode(m) {
+    if (m.role === "user") {
+      return h("li", { class: "msg user", "data-id": m.message_id },
+        h("div", { class: "bubble" },
+          h("p", { class: "meta" }, h("span", { class: "visually-hidden", text: `${t("you")}: ` }), h("time", { datetime: m.created_at, text: formatTime(m.created_at, currentLang()) })),
+          h("div", { class: "body plain", text: m.content })));
+    }
+    if (m.role === "tool") {
+      return h("li", { class: "msg tool", "data-id": m.message_id, "data-tool": m.tool_name || "" }, toolCard(m));
+    }
+    const c = byId[m.character] || { id: m.character || "?", name: m.character || "?" };
+    const calls = (m.tool_calls || []).map((call) => toolCallLine(call, c));
+    if (!m.content && calls.length) {
+      return h("li", { class: "msg calls", "data-id": m.message_id, "data-character": c.id, vars: { "--who": colourOf(c.id) } }, calls);
+    }
+    const node = characterBubble(c, m.created_at);
+    node.dataset.id = m.message_id;
+    node.querySelector(".body").append(renderMarkdown(m.content));
+    if (calls.length) node.querySelector(".bubble").append(...calls);
+    return node;
+  }
+
+  function characterBubble(c, createdAt) {
+    return h("li", { class: "msg assistant", "data-character": c.id, vars: { "--who": colourOf(c.id) } },
+      avatar(c),
+      h("div", { class: "bubble" },
+        h("p", { class: "meta" }, h("span", { class: "name", text: c.name }),
+          createdAt ? h("time", { datetime: createdAt, text: formatTime(createdAt, currentLang()) }) : null),
+        h("div", { class: "body" })));
+  }
+
+  // ---- sending and streaming -------------------------------------------------------
+  function updateNominee() {
+    const chosen = picker.value ? byId[picker.value] : nominee(input.value, characters);
+    chip.textContent = chosen ? t("nominated", { name: chosen.name }) : "";
+    chip.style.setProperty("--who", chosen ? colourOf(chosen.id) : "transparent");
+    return chosen;
+  }
+
+  function send() {
+    const text = input.value.trim();
+    if (!text) return;
+    const chosen = updateNominee();
+    const requestId = crypto.randomUUID();
+    const frame = { type: "chat", message: text, request_id: requestId };
+    if (state.sessionId) frame.session_id = state.sessionId;
+    if (chosen) frame.character = chosen.id;
+    messages.querySelector(".empty-chat")?.remove();
+    const userEl = h("li", { class: "msg user", "data-request": requestId },
+      h("div", { class: "bubble" }, h("p", { class: "meta visually-hidden", text: `${t("you")}:` }), h("div", { class: "body plain", text })));
+    messages.append(userEl);
+    const typing = h("li", { class: "msg typing", "data-request": requestId, "aria-hidden": "true" },
+      h("span", { class: "dots" }, h("span"), h("span"), h("span")));
+    messages.append(typing);
+    pending.set(requestId, { sessionId: state.sessionId, text, sentAt: Date.now(), bubbles: new Map(), userEl, typing });
+    input.value = "";
+    picker.value = "";
+    updateNominee();
+    busy();
+    scrollDown();
+    socket.send(frame);
+  }
+
+  function busy() {
+    const any = pending.size > 0;
+    stopBtn.hidden = !any;
+    conversation.setAttribute("aria-busy", String(any));
+  }
+
+  function bubbleFor(p, requestId, characterId) {
+    let b = p.bubbles.get(characterId);
+    if (!b) {
+      const c = byId[characterId] || { id: characterId, name: characterId };
+      const node = characterBubble(c, null);
+      node.dataset.request = requestId;
+      node.classList.add("streaming");
+      node.setAttribute("aria-busy", "true");
+      b = { node, body: node.querySelector(".body"), raw: "", frame: 0 };
+      p.bubbles.set(characterId, b);
+      messages.insertBefore(node, p.typing);
+    }
+    return b;
+  }
+
+  function paint(b) {
+    if (b.frame) return;
+    b.frame = requestAnimationFrame(() => {
+      b.frame = 0;
+      const stick = nearBottom();
+      clear(b.body).append(renderMarkdown(b.raw));
+      if (stick) scrollDown();
+    });
+  }
+
+  function adoptSession(id) {
+    if (!id || state.sessionId) return;
+    state.sessionId = id;
+    window.history.replaceState(null, "", `#/chat/${enc(id)}`);
+    for (const p of pending.values()) if (!p.sessionId) p.sessionId = id;
+  }
+
+  function onFrame(frame) {
+    if (frame.type === "reconnected") return resync();
+    const p = frame.request_id ? pending.get(frame.request_id) : null;
+    if (!p) return;
+    const here = !p.sessionId || p.sessionId === state.sessionId;
+    if (frame.type === "start") {
+      if (!p.sessionId) { adoptSession(frame.session_id); p.sessionId = frame.session_id; }
+      if (here) bubbleFor(p, frame.request_id, frame.character);
+    } else if (frame.type === "chunk") {
+      if (!here) return;
+      const b = bubbleFor(p, frame.request_id, frame.character);
+      b.raw += frame.data;
+      paint(b);
+    } else if (frame.type === "complete") {
+      if (!p.sessionId) { adoptSession(frame.session_id); p.sessionId = frame.session_id; }
+      finish(frame.request_id, frame.cancelled ? t("cancelled") : null);
+      if (p.sessionId === state.sessionId) loadHistory();
+      loadSessions().then(() => { title.textContent = currentTitle(); });
+    } else if (frame.type === "error") {
+      failed(frame.request_id, p, frame);
+    }
+  }
+
+  function currentTitle() {
+    const s = state.sessions.find((x) => x.session_id === state.sessionId);
+    return s ? (s.title || t("untitled")) : t("newChat");
+  }
+
+  function finish(requestId, note) {
+    const p = pending.get(requestId);
+    if (!p) return;
+    pending.delete(requestId);
+    p.typing.remove();
+    for (const b of p.bubbles.values()) {
+      b.node.classList.remove("streaming");
+      b.node.removeAttribute("aria-busy");
+      if (b.frame) { cancelAnimationFrame(b.frame); b.frame = 0; clear(b.body).append(renderMarkdown(b.raw)); }
+    }
+    if (note) messages.insertBefore(h("li", { class: "msg note", "data-request": requestId, text: note }), p.typing.nextSibling);
+    busy();
+  }
+
+  function failed(requestId, p, frame) {
+    const error = new ApiError(frame.status || (frame.code === "RATE_LIMITED" ? 429 : 500), { code: frame.code, detail: frame.message }, frame.retry_after ?? null);
+    const started = p.bubbles.size > 0;
+    finish(requestId);
+    const text = error.status === 429 ? `${error.userMessage} ${frame.message || ""}`.trim() : error.userMessage;
+    const note = h("li", { class: "msg error", role: "alert", "data-request": started ? null : requestId, text });
+    messages.append(note);
+    if (!started) {
+      // nothing of it was stored: give the text back so nothing is lost
+      p.userEl.classList.add("failed");
+      if (!input.value) input.value = p.text;
+    } else if (p.sessionId === state.sessionId) {
+      setTimeout(() => loadHistory(), 300);
+    }
+    scrollDown();
+  }
+
+  function cancelAll() {
+    for (const [requestId, p] of pending) {
+      if (socket.unqueue((f) => f.request_id === requestId)) {
+        finish(requestId, t("cancelled"));
+        p.userEl.remove();
+        if (!input.value) input.value = p.text;
+      } else {
+        socket.send({ type: "cancel", request_id: requestId });
+      }
+    }
+  }
+
+  // The socket came back: replies in flight went on on the server and were stored. Show
+  // them from the history, looking again until the conversation stops growing.
+  async function resync() {
+    const lost = Array.from(pending.entries());
+    if (!lost.length) return;
+    for (const [requestId, p] of lost) {
+      pending.delete(requestId);
+      p.typing.remove();
+      for (const b of p.bubbles.values()) b.node.remove();
+      if (!p.sessionId) {
+        await loadSessions();
+        const recent = state.sessions.find((s) => Date.parse(s.created_at) >= p.sentAt - 5000);
+        if (recent) { adoptSession(recent.session_id); p.sessionId = recent.session_id; }
+      }
+    }
+    busy();
+    toast(t("replyAfterReconnect"));
+    let last = -1;
+    let stable = 0;
+    for (let round = 0; round < 40 && stable < 2; round += 1) {
+      await loadHistory();
+      const n = state.messages.length;
+      const answered = state.messages.length && state.messages[state.messages.length - 1].role !== "user";
+      stable = n === last && answered ? stable + 1 : 0;
+      last = n;
+      await new Promise((r) => setTimeout(r, 1500));
+    }
+    loadSessions();
+  }
+
+  function nearBottom() {
+    return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
+  }
+  function scrollDown() {
+    scroller.scrollTop = scroller.scrollHeight;
+  }
+
+  function setConnection(stateName) {
+    const label = { connecting: t("connecting"), reconnecting: t("reconnecting"), open: t("connected"), closed: t("offline") }[stateName] || "";
+    connection.textContent = label;
+    connection.dataset.state = stateName;
+  }
+
+  hasRoute("patch", "/api/v1/chat/sessions/{session_id}").then((yes) => { state.canRename = yes; renderSessions(); });
+  loadSessions().then(() => showSession(state.sessionId));
+  setConnection(socket.state);
+
+  return {
+    el,
+    onFrame,
+    setConnection,
+    open: (id) => { if (id !== state.sessionId) showSession(id); },
+  };
+}

@@ -1,0 +1,117 @@
+// The chat WebSocket: authenticates with the access token as its first message, renews
+// it after every token refresh, and reconnects with backoff after a drop. Frames sent
+// while it is down wait in a queue and go out once it is authenticated again.
+import { refresh, session } from "./api.js";
+import { prefs } from "./prefs.js";
+
+const BACKOFF = [500, 1000, 2000, 4000, 8000, 10000];
+
+export class ChatSocket {
+  constructor({ onFrame, onState }) {
+    this.onFrame = onFrame;
+    this.onState = onState;
+    this.ws = null;
+    this.state = "idle"; // idle | connecting | open | reconnecting | closed
+    this.queue = [];
+    this.attempt = 0;
+    this.timer = null;
+    this.stopped = false;
+    this.wasOpen = false;
+    this.unsubscribe = session.onChange((kind) => {
+      if (kind === "tokens" && this.state === "open") this.raw({ type: "auth", token: session.accessToken });
+    });
+  }
+
+  setState(state) {
+    if (this.state === state) return;
+    this.state = state;
+    this.onState(state);
+  }
+
+  async connect() {
+    if (this.stopped || (this.ws && this.ws.readyState <= WebSocket.OPEN)) return;
+    clearTimeout(this.timer);
+    this.setState(this.wasOpen ? "reconnecting" : "connecting");
+    try {
+      await refreshIfStale();
+    } catch {
+      if (!session.signedIn) return this.close();
+    }
+    const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(`${scheme}//${window.location.host}/ws/chat`);
+    this.ws = ws;
+    ws.addEventListener("open", () => ws.send(JSON.stringify({ type: "auth", token: session.accessToken })));
+    ws.addEventListener("message", (event) => this.receive(event.data));
+    ws.addEventListener("close", (event) => this.closed(ws, event));
+  }
+
+  receive(data) {
+    let frame;
+    try { frame = JSON.parse(data); } catch { return; }
+    if (!frame || typeof frame !== "object") return;
+    if (frame.type === "auth_ok") {
+      const reconnected = this.wasOpen;
+      this.attempt = 0;
+      this.wasOpen = true;
+      this.setState("open");
+      const waiting = this.queue.splice(0);
+      for (const f of waiting) this.raw(f);
+      if (reconnected) this.onFrame({ type: "reconnected" });
+      return;
+    }
+    if (frame.type === "error" && (frame.code === "INVALID_TOKEN" || frame.code === "AUTH_REQUIRED") && !frame.request_id) {
+      // the token expired or was revoked: the close that follows reconnects after a refresh
+      this.needsRefresh = true;
+      return;
+    }
+    this.onFrame(frame);
+  }
+
+  async closed(ws, event) {
+    if (ws !== this.ws) return;
+    this.ws = null;
+    if (this.stopped) return this.setState("closed");
+    this.setState("reconnecting");
+    if (event.code === 4401 || event.code === 1008 || this.needsRefresh) {
+      this.needsRefresh = false;
+      try { await refresh(); } catch { if (!session.signedIn) return this.close(); }
+    }
+    const delay = BACKOFF[Math.min(this.attempt, BACKOFF.length - 1)] * (0.75 + Math.random() / 2);
+    this.attempt += 1;
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  raw(frame) {
+    this.ws.send(JSON.stringify(frame));
+  }
+
+  // Send now if authenticated, else as soon as the socket is back.
+  send(frame) {
+    if (this.state === "open" && this.ws && this.ws.readyState === WebSocket.OPEN) this.raw(frame);
+    else {
+      this.queue.push(frame);
+      if (!this.ws) this.connect();
+    }
+  }
+
+  // Drop a queued frame that has not gone out (e.g. a cancelled request).
+  unqueue(predicate) {
+    const before = this.queue.length;
+    this.queue = this.queue.filter((f) => !predicate(f));
+    return before !== this.queue.length;
+  }
+
+  close() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.unsubscribe();
+    if (this.ws) this.ws.close(1000, "bye");
+    this.ws = null;
+    this.setState("closed");
+  }
+}
+
+async function refreshIfStale() {
+  const at = Number(prefs.get("expires") || 0);
+  if (at - Date.now() < 20_000) await refresh();
+}

@@ -1,0 +1,251 @@
+"""The web client in real headless Chromium (Debian's ``chromium``, driven by Playwright
+for Python) against a real ``llmmultichat serve`` process whose characters talk to a fake
+OpenAI server and whose weather tool talks to a fake Open-Meteo, both on 127.0.0.1.
+
+Every page records what it asked for: a request to any host other than 127.0.0.1 is
+refused and fails the test, and so does any console error or uncaught exception.
+Screenshots go to ``SCREENSHOTS`` (``build/webui-screenshots`` unless
+``$LLMMC_SCREENSHOTS`` names another folder).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.fakes.llm_common import ScriptedReply
+from tests.fakes.open_meteo import FakeOpenMeteo
+from tests.fakes.openai_server import FakeOpenAI
+from tests.serverproc import ROOT, ServerProcess
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = os.environ.get("LLMMC_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(os.environ.get("LLMMC_SCREENSHOTS") or ROOT / "build" / "webui-screenshots")
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 780}
+XSS = '<img src=x onerror="window.__xss=1"> and <script>window.__xss=2</script> **still bold**'
+
+
+class ScriptedOpenAI(FakeOpenAI):
+    """Answers by what was asked, so the order in which tests (and memory's background
+    summaries) call it does not matter:
+
+    - a conversation whose last message is a tool result: a sentence about that weather;
+    - a user message about the weather, with tools offered: a ``weather`` call for Tokyo;
+    - "xss please": a reply full of HTML that must show as text;
+    - "slowly": a long reply streamed word by word over several seconds (for Stop);
+    - anything else: "Hello! You said: ..." streamed a word at a time.
+    """
+
+    def _next_reply(self, body: dict[str, Any]) -> ScriptedReply:
+        if self._script:
+            return self._script.popleft()
+        messages = body.get("messages") or []
+        last = messages[-1] if messages else {}
+        user = next((m for m in reversed(messages) if m.get("role") == "user"), {})
+        text = str(user.get("content") or "")
+        if last.get("role") == "tool":
+            data = json.loads(last.get("content") or "{}")
+            return ScriptedReply(
+                content=f"It is {data.get('temperature')} degrees in {data.get('city')}.",
+                chunk_delay=0.02,
+            )
+        if "weather" in text.lower() and body.get("tools"):
+            return ScriptedReply(tool_calls=[{"name": "weather", "arguments": {"city": "Tokyo"}}])
+        if "xss please" in text.lower():
+            return ScriptedReply(content=XSS, chunk_delay=0.01)
+        if "slowly" in text.lower():
+            return ScriptedReply(content=" ".join(["word"] * 200), chunk_delay=0.05)
+        return ScriptedReply(content=self._default_text(body), chunk_delay=0.03)
+
+
+class Upstreams:
+    """The fakes on their own event loop in a thread (the browser tests are synchronous)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.llm = ScriptedOpenAI()
+        self.weather = FakeOpenMeteo()
+        self._run(self.llm.start())
+        self._run(self.weather.start())
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def close(self) -> None:
+        self._run(self.llm.close())
+        self._run(self.weather.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def server_config(llm_url: str, weather_url: str) -> dict[str, Any]:
+    character = {"provider": "fake", "talkativeness": 0.0}
+    return {
+        "plugins": {
+            "enabled": ["auth", "ratelimit", "chat", "memory", "weather", "translate", "webui"],
+            "required": ["auth", "webui"],
+            "auth": {"bcrypt_rounds": 4},
+            "ratelimit": {"default": "100000/minute", "routes": {}},
+            "chat": {
+                "default_provider": "fake",
+                "max_retries": 0,
+                "providers": {"fake": {"type": "openai", "base_url": llm_url, "model": "fake"}},
+                "characters": {
+                    "lumina": {
+                        **character,
+                        "name": "Lumina",
+                        "aliases": ["ルミナ"],
+                        "persona": "Host.",
+                    },
+                    "claris": {
+                        **character,
+                        "name": "Claris",
+                        "aliases": ["クラリス"],
+                        "persona": "Explains.",
+                    },
+                    "nox": {
+                        **character,
+                        "name": "Nox",
+                        "aliases": ["ノクス"],
+                        "persona": "Checks.",
+                        "keywords": ["weather", "天気"],
+                    },
+                },
+            },
+            "memory": {"embedder": "hashing"},
+            "weather": {"base_url": weather_url, "geocoding_url": weather_url},
+            "translate": {"base_url": "http://127.0.0.1:9"},
+        }
+    }
+
+
+@pytest.fixture(scope="session")
+def upstreams() -> Iterator[Upstreams]:
+    ups = Upstreams()
+    try:
+        yield ups
+    finally:
+        ups.close()
+
+
+@pytest.fixture(scope="session")
+def server(
+    upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    workdir = tmp_path_factory.mktemp("webui")
+    proc = ServerProcess(server_config(upstreams.llm.url, upstreams.weather.url), workdir)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"Chromium is not installed at {CHROMIUM}: run `bash scripts/browser.sh` "
+            "(apt-get install chromium) or set LLMMC_CHROMIUM"
+        )
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with playwright_sync.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class Watched:
+    """A page and everything it did that a test must not allow."""
+
+    def __init__(self, page: Any, base: str) -> None:
+        self.page = page
+        self.base = base
+        self.offsite: list[str] = []
+        self.errors: list[str] = []
+        # resource paths a test expects to fail (Chromium logs every 4xx as a console error)
+        self.expected_failures: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
+        page.on("websocket", lambda ws: self._check(ws.url))
+
+    def _console(self, msg: Any) -> None:
+        if msg.type != "error":
+            return
+        url = (msg.location or {}).get("url", "")
+        if msg.text.startswith("Failed to load resource") and any(
+            part in url for part in self.expected_failures
+        ):
+            return
+        self.errors.append(f"console: {msg.text} ({url})")
+
+    def _check(self, url: str) -> bool:
+        host = urlsplit(url).hostname
+        if url.startswith(("data:", "blob:", "about:")) or host == "127.0.0.1":
+            return True
+        self.offsite.append(url)
+        return False
+
+    def route(self, route: Any) -> None:
+        if self._check(route.request.url):
+            route.continue_()
+        else:
+            route.abort()
+
+    def assert_clean(self) -> None:
+        assert self.offsite == [], f"requests left 127.0.0.1: {self.offsite}"
+        assert self.errors == [], f"the page logged errors: {self.errors}"
+
+
+@pytest.fixture
+def open_page(browser: Any, server: ServerProcess) -> Iterator[Any]:
+    """``open_page(viewport=..., locale=...)`` → a Watched page; checked when the test ends."""
+    watched: list[Watched] = []
+    contexts: list[Any] = []
+
+    def factory(viewport: dict[str, int] | None = None, locale: str = "en-US") -> Watched:
+        context = browser.new_context(viewport=viewport or DESKTOP, locale=locale)
+        contexts.append(context)
+        page = context.new_page()
+        w = Watched(page, server.url)
+        context.route("**/*", w.route)
+        watched.append(w)
+        return w
+
+    yield factory
+    try:
+        for w in watched:
+            w.assert_clean()
+    finally:
+        for c in contexts:
+            c.close()
+
+
+def shot(page: Any, name: str) -> Path:
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
