@@ -75,7 +75,15 @@ def test_defaults_are_filled() -> None:
 def test_the_shipped_plugins_toml_is_valid_for_the_kernel() -> None:
     cfg = load_config(ROOT / "plugins.toml")
     assert cfg.required == ["auth"]
-    assert set(cfg.enabled) == {"auth", "ratelimit", "chat", "memory", "weather", "translate"}
+    assert set(cfg.enabled) == {
+        "auth",
+        "ratelimit",
+        "chat",
+        "memory",
+        "weather",
+        "translate",
+        "webui",
+    }
 
 
 def test_config_check_names_plugin_key_and_expectation(

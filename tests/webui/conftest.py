@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ import pytest
 from tests.fakes.llm_common import ScriptedReply
 from tests.fakes.open_meteo import FakeOpenMeteo
 from tests.fakes.openai_server import FakeOpenAI
-from tests.serverproc import ROOT, ServerProcess
+from tests.serverproc import BIN, ROOT, ServerProcess
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
@@ -42,6 +43,7 @@ CHROMIUM_FLAGS = [
 SCREENSHOTS = Path(os.environ.get("LLMMC_SCREENSHOTS") or ROOT / "build" / "webui-screenshots")
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 780}
+ADMIN = {"email": "root@example.com", "username": "root", "password": "Admin-Horse-42"}
 XSS = '<img src=x onerror="window.__xss=1"> and <script>window.__xss=2</script> **still bold**'
 
 
@@ -52,6 +54,7 @@ class ScriptedOpenAI(FakeOpenAI):
     - a conversation whose last message is a tool result: a sentence about that weather;
     - a user message about the weather, with tools offered: a ``weather`` call for Tokyo;
     - "xss please": a reply full of HTML that must show as text;
+    - "reconnect": a reply streamed over about three seconds (time to drop the socket);
     - "slowly": a long reply streamed word by word over several seconds (for Stop);
     - anything else: "Hello! You said: ..." streamed a word at a time.
     """
@@ -69,10 +72,13 @@ class ScriptedOpenAI(FakeOpenAI):
                 content=f"It is {data.get('temperature')} degrees in {data.get('city')}.",
                 chunk_delay=0.02,
             )
-        if "weather" in text.lower() and body.get("tools"):
+        if ("weather" in text.lower() or "天気" in text) and body.get("tools"):
             return ScriptedReply(tool_calls=[{"name": "weather", "arguments": {"city": "Tokyo"}}])
         if "xss please" in text.lower():
             return ScriptedReply(content=XSS, chunk_delay=0.01)
+        if "reconnect" in text.lower():
+            words = f"Hello! You said: {text} " + " ".join(["again"] * 20)
+            return ScriptedReply(content=words, chunk_delay=0.15)
         if "slowly" in text.lower():
             return ScriptedReply(content=" ".join(["word"] * 200), chunk_delay=0.05)
         return ScriptedReply(content=self._default_text(body), chunk_delay=0.03)
@@ -103,11 +109,15 @@ class Upstreams:
 def server_config(llm_url: str, weather_url: str) -> dict[str, Any]:
     character = {"provider": "fake", "talkativeness": 0.0}
     return {
+        "kernel": {"trusted_proxies": ["127.0.0.1/32"]},
         "plugins": {
             "enabled": ["auth", "ratelimit", "chat", "memory", "weather", "translate", "webui"],
             "required": ["auth", "webui"],
             "auth": {"bcrypt_rounds": 4},
-            "ratelimit": {"default": "100000/minute", "routes": {}},
+            "ratelimit": {
+                "default": "100000/minute",
+                "routes": {"POST /api/v1/auth/login": "5/minute"},
+            },
             "chat": {
                 "default_provider": "fake",
                 "max_retries": 0,
@@ -137,7 +147,7 @@ def server_config(llm_url: str, weather_url: str) -> dict[str, Any]:
             "memory": {"embedder": "hashing"},
             "weather": {"base_url": weather_url, "geocoding_url": weather_url},
             "translate": {"base_url": "http://127.0.0.1:9"},
-        }
+        },
     }
 
 
@@ -156,6 +166,20 @@ def server(
 ) -> Iterator[ServerProcess]:
     workdir = tmp_path_factory.mktemp("webui")
     proc = ServerProcess(server_config(upstreams.llm.url, upstreams.weather.url), workdir)
+    made = subprocess.run(
+        [
+            str(BIN),
+            *("users", "create-admin", "--config", str(proc.config_path)),
+            *("--email", ADMIN["email"], "--username", ADMIN["username"]),
+        ],
+        env={**proc.env, "LLMMC_ADMIN_PASSWORD": ADMIN["password"]},
+        cwd=str(workdir),
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
     proc.start()
     try:
         yield proc
@@ -227,8 +251,19 @@ def open_page(browser: Any, server: ServerProcess) -> Iterator[Any]:
     watched: list[Watched] = []
     contexts: list[Any] = []
 
-    def factory(viewport: dict[str, int] | None = None, locale: str = "en-US") -> Watched:
-        context = browser.new_context(viewport=viewport or DESKTOP, locale=locale)
+    def factory(
+        viewport: dict[str, int] | None = None,
+        locale: str = "en-US",
+        client_ip: str | None = None,
+    ) -> Watched:
+        # the server trusts 127.0.0.1 as a proxy: a page can stand for another client
+        headers = {"X-Forwarded-For": client_ip} if client_ip else None
+        context = browser.new_context(
+            viewport=viewport or DESKTOP,
+            locale=locale,
+            extra_http_headers=headers,
+            reduced_motion="reduce",  # no transitions half-way through a screenshot
+        )
         contexts.append(context)
         page = context.new_page()
         w = Watched(page, server.url)

@@ -66,13 +66,24 @@ export function chatView({ app, socket, characters, sessionId }) {
   const conversation = h("section", { class: "conversation", "aria-labelledby": title.id },
     h("div", { class: "conv-head" }, drawerToggle, title, connection), roster, scroller, form);
   const el = h("div", { class: "chat" }, sidebar, conversation);
+  conversation.addEventListener("click", (e) => closeOnTap(e), true);
 
   // ---- sessions --------------------------------------------------------------------
   function toggleDrawer(open) {
-    const next = open ?? !el.classList.contains("drawer-open");
+    const was = el.classList.contains("drawer-open");
+    const next = open ?? !was;
     el.classList.toggle("drawer-open", next);
     drawerToggle.setAttribute("aria-expanded", String(next));
     if (next) sidebar.querySelector("button")?.focus();
+    else if (was && sidebar.contains(document.activeElement)) drawerToggle.focus();
+  }
+  sidebar.addEventListener("keydown", (e) => { if (e.key === "Escape") toggleDrawer(false); });
+  // on a phone, a tap beside the open drawer closes it (and does nothing else)
+  function closeOnTap(e) {
+    if (!el.classList.contains("drawer-open") || sidebar.contains(e.target) || drawerToggle.contains(e.target)) return;
+    e.preventDefault();
+    e.stopPropagation();
+    toggleDrawer(false);
   }
 
   async function loadSessions() {
@@ -221,6 +232,9 @@ export function chatView({ app, socket, characters, sessionId }) {
   function renderMessages() {
     const stick = nearBottom();
     earlier.hidden = !state.hasEarlier;
+    // notes ("Stopped.") stay after the message they are about
+    const notes = Array.from(messages.querySelectorAll(":scope > li[data-after]"));
+    for (const n of notes) n.remove();
     const nodes = Array.from(messages.children);
     let keep = 0;
     while (keep < nodes.length && keep < state.messages.length && nodes[keep].dataset.id === state.messages[keep].message_id) keep += 1;
@@ -229,6 +243,10 @@ export function chatView({ app, socket, characters, sessionId }) {
     for (const m of state.messages.slice(keep)) {
       const node = messageNode(m);
       if (node) messages.insertBefore(node, tail[0] || null);
+    }
+    for (const n of notes) {
+      const anchor = messages.querySelector(`:scope > li[data-id="${CSS.escape(n.dataset.after)}"]`);
+      if (anchor) anchor.after(n);
     }
     if (stick) scrollDown();
   }
@@ -353,7 +371,7 @@ export function chatView({ app, socket, characters, sessionId }) {
       paint(b);
     } else if (frame.type === "complete") {
       if (!p.sessionId) { adoptSession(frame.session_id); p.sessionId = frame.session_id; }
-      finish(frame.request_id, frame.cancelled ? t("cancelled") : null);
+      finish(frame.request_id, frame.cancelled ? t("cancelled") : null, frame.message_id);
       if (p.sessionId === state.sessionId) loadHistory();
       loadSessions().then(() => { title.textContent = currentTitle(); });
     } else if (frame.type === "error") {
@@ -366,7 +384,7 @@ export function chatView({ app, socket, characters, sessionId }) {
     return s ? (s.title || t("untitled")) : t("newChat");
   }
 
-  function finish(requestId, note) {
+  function finish(requestId, note, afterId) {
     const p = pending.get(requestId);
     if (!p) return;
     pending.delete(requestId);
@@ -376,7 +394,12 @@ export function chatView({ app, socket, characters, sessionId }) {
       b.node.removeAttribute("aria-busy");
       if (b.frame) { cancelAnimationFrame(b.frame); b.frame = 0; clear(b.body).append(renderMarkdown(b.raw)); }
     }
-    if (note) messages.insertBefore(h("li", { class: "msg note", "data-request": requestId, text: note }), p.typing.nextSibling);
+    if (note) {
+      const last = Array.from(p.bubbles.values()).pop();
+      const node = h("li", { class: "msg note", "data-request": requestId, "data-after": afterId || null, text: note });
+      if (last) last.node.after(node);
+      else messages.append(node);
+    }
     busy();
   }
 

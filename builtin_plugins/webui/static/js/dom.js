@@ -73,3 +73,9 @@ export function formatTime(iso, lang) {
     ? { hour: "2-digit", minute: "2-digit" }
     : { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" }).format(d);
 }
+
+export function formatDate(iso, lang) {
+  const d = new Date(iso);
+  if (!iso || Number.isNaN(d.getTime())) return "";
+  return new Intl.DateTimeFormat(lang, { year: "numeric", month: "long", day: "numeric" }).format(d);
+}

@@ -80,15 +80,14 @@ async function ensureSignedIn() {
   if (state.me) return true;
   if (!session.signedIn) return false;
   session.resume();
+  const characters = get("/api/v1/chat/characters").catch((err) => { app.fail(err); return []; });
   try {
-    const [me, characters] = await Promise.all([get("/api/v1/auth/me"), get("/api/v1/chat/characters")]);
-    state.me = me.user;
-    state.characters = characters;
+    state.me = (await get("/api/v1/auth/me")).user;
   } catch (err) {
-    if (err instanceof ApiError && err.status === 401) return false;
-    state.me = state.me || null;
-    if (!state.me) { app.fail(err); return false; }
+    app.fail(err);
+    return false;
   }
+  state.characters = await characters;
   state.socket = new ChatSocket({
     onFrame: (frame) => state.chat && state.chat.onFrame(frame),
     onState: (s) => state.chat && state.chat.setConnection(s),

@@ -1,7 +1,7 @@
 // Profile: today's tokens against the quota, API keys (made, copied once, revoked),
 // password change.
 import { ApiError, del, enc, get, post } from "./api.js";
-import { clear, field, formatTime, h, uid } from "./dom.js";
+import { clear, field, formatDate, formatTime, h, uid } from "./dom.js";
 import { currentLang, formatNumber, t } from "./i18n.js";
 import { toast } from "./toast.js";
 
@@ -36,18 +36,19 @@ export function profileView({ app }) {
     const u = me.user;
     clear(account).append(
       h("p", { class: "who-am-i" }, h("strong", { text: u.username }), " · ", u.email),
-      h("p", { class: "muted" }, t("memberSince", { date: formatTime(u.created_at, currentLang()) }),
+      h("p", { class: "muted" }, t("memberSince", { date: formatDate(u.created_at, currentLang()) }),
         " · ", t("roles"), ": ", u.roles.join(", ")));
     const q = me.quota || { tokens_per_day: 0, used_today: 0 };
     clear(usage);
     if (!q.tokens_per_day) {
       usage.append(h("p", { text: t("unlimited", { used: formatNumber(q.used_today) }) }));
     } else {
-      const pct = Math.min(100, Math.round((q.used_today / q.tokens_per_day) * 100));
+      const exact = (q.used_today / q.tokens_per_day) * 100;
+      const pct = Math.min(100, exact >= 10 ? Math.round(exact) : Math.round(exact * 10) / 10);
       const label = t("usageOf", { used: formatNumber(q.used_today), limit: formatNumber(q.tokens_per_day), pct });
       usage.append(
         h("div", { class: ["meter", pct >= 90 && "high"], role: "progressbar", "aria-valuemin": 0, "aria-valuemax": q.tokens_per_day, "aria-valuenow": q.used_today, "aria-valuetext": label, "aria-label": t("usage") },
-          h("div", { class: "meter-fill", vars: { "--pct": `${pct}%` } })),
+          h("div", { class: "meter-fill", vars: { "--pct": `${q.used_today ? Math.max(pct, 1) : 0}%` } })),
         h("p", { class: "meter-label", text: label }));
     }
   }

@@ -1,0 +1,188 @@
+"""The rest of the app in a real browser: errors where the user looks for them, Stop,
+a dropped socket, Japanese on a phone, the profile, administration, keyboard use."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from playwright.sync_api import expect
+
+from tests.serverproc import ServerProcess
+
+from .conftest import ADMIN, PHONE, shot
+from .test_flow import send, sign_up, unique
+
+
+def test_sign_up_and_login_errors_are_shown_where_they_belong(
+    open_page: Any, server: ServerProcess
+) -> None:
+    w = open_page(client_ip="10.9.8.7")  # its own login limit (5/minute)
+    w.expected_failures += ["/api/v1/auth/register", "/api/v1/auth/login"]
+    page = w.page
+    email = sign_up(page, server.url, "err")
+    page.get_by_role("button", name="Log out").click()
+
+    # 422: the weak password's message sits under the password field
+    page.get_by_role("link", name=re.compile("Create an account")).click()
+    username, other = unique("weak")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Email").fill(other)
+    page.get_by_label("Password").fill("short")
+    page.get_by_role("button", name="Sign up").click()
+    password = page.get_by_label("Password")
+    expect(password).to_have_attribute("aria-invalid", "true")
+    error_id = password.get_attribute("aria-describedby").split()[0]
+    expect(page.locator(f"#{error_id}")).not_to_be_empty()
+    expect(password).to_be_focused()
+
+    # 409: a taken email is said above the button
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill("Correct-Horse-9")
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.locator(".form-error")).not_to_be_empty()
+
+    # 401 on a wrong password, then 429 with the time to wait (login is limited to 5/minute)
+    page.get_by_role("link", name=re.compile("Log in")).click()
+    page.get_by_label("Email").fill(email)
+    for _ in range(5):
+        page.get_by_label("Password").fill("Wrong-Password-1")
+        page.get_by_role("button", name="Log in").click()
+        expect(page.locator(".form-error")).to_have_text("The email or password is not correct.")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator(".form-error")).to_contain_text(re.compile(r"Try again in \d+ s"))
+    shot(page, "desktop-login-rate-limited")
+
+
+def test_stop_a_reply_and_survive_a_dropped_socket(open_page: Any, server: ServerProcess) -> None:
+    w = open_page()
+    page = w.page
+    sockets: list[Any] = []
+
+    def through(route: Any) -> None:
+        route.connect_to_server()
+        sockets.append(route)
+
+    page.route_web_socket(re.compile(r"/ws/chat$"), through)
+    sign_up(page, server.url, "drop")
+
+    # Stop: the reply ends part-written, marked stopped, and the composer is free again
+    send(page, "tell me slowly")
+    streaming = page.locator("li.msg.assistant.streaming")
+    expect(streaming.locator(".body")).to_contain_text("word")
+    page.get_by_role("button", name="Stop").click()
+    expect(page.locator("li.msg.note")).to_have_text("Stopped.")
+    expect(page.get_by_role("button", name="Stop")).to_be_hidden()
+    expect(streaming).to_have_count(0)
+
+    # the socket drops mid-reply: the page reconnects and shows the reply the server finished
+    send(page, "please reconnect")
+    expect(page.locator("li.msg.assistant.streaming .body")).to_contain_text("Hello")
+    sockets[-1].close(code=4000, reason="test drops the connection")
+    expect(page.locator(".connection")).to_have_attribute("data-state", "open", timeout=15000)
+    expect(page.locator("li.msg.assistant .body").last).to_have_text(
+        "Hello! You said: please reconnect " + " ".join(["again"] * 20), timeout=20000
+    )
+    assert len(sockets) >= 2
+
+
+def test_japanese_on_a_phone(open_page: Any, server: ServerProcess) -> None:
+    page = open_page(viewport=PHONE, locale="ja-JP").page
+    page.goto(server.url + "/app/")
+    expect(page.get_by_role("heading", name="ログイン")).to_be_visible()
+    assert page.evaluate("document.documentElement.lang") == "ja"
+    shot(page, "phone-login-ja")
+    page.get_by_role("link", name=re.compile("アカウントを作成")).click()
+    username, email = unique("hanako")
+    page.get_by_label("ユーザー名").fill(username)
+    page.get_by_label("メールアドレス").fill(email)
+    page.get_by_label("パスワード").fill("Correct-Horse-9")
+    page.get_by_role("button", name="新規登録").click()
+    box = page.get_by_label("メッセージ", exact=True)
+    box.fill("ノクス、東京の天気は？")
+    expect(page.locator(".nominee")).to_have_text("Noxが答えます")
+    box.press("Enter")
+    expect(page.locator('li.msg.assistant[data-character="nox"]')).to_be_visible()
+    expect(page.locator("li.msg.tool .card-weather")).to_contain_text("天気")
+    expect(page.locator("li.msg.assistant.streaming")).to_have_count(0)
+    shot(page, "phone-chat-ja")
+    page.get_by_role("button", name="会話").click()
+    expect(page.locator(".session-list .session")).to_have_count(1)
+    shot(page, "phone-sessions-ja")
+    page.keyboard.press("Escape")
+
+    # switch to English: the choice sticks after a reload
+    page.get_by_label("言語").select_option("en")
+    expect(page.get_by_role("link", name="Memory")).to_be_visible()
+    page.reload()
+    expect(page.get_by_role("link", name="Memory")).to_be_visible()
+    stored = page.evaluate("Object.keys(localStorage).sort()")
+    assert stored == ["llmmc.access", "llmmc.expires", "llmmc.lang", "llmmc.refresh"]
+
+
+def test_profile_quota_keys_and_password(open_page: Any, server: ServerProcess) -> None:
+    w = open_page()
+    w.expected_failures.append("/api/v1/auth/change-password")  # the weak password's 422
+    page = w.page
+    sign_up(page, server.url, "prof")
+    send(page, "count my tokens")
+    expect(page.locator("li.msg.assistant .body")).to_have_text("Hello! You said: count my tokens")
+    page.get_by_role("link", name="Profile").click()
+    meter = page.get_by_role("progressbar", name="Today's token use")
+    expect(meter).to_have_attribute("aria-valuemax", "200000")
+    assert int(meter.get_attribute("aria-valuenow")) > 0
+
+    page.get_by_label("Key name").fill("laptop script")
+    page.get_by_role("button", name="Make key").click()
+    key = page.locator(".key-value")
+    expect(key).to_have_value(re.compile(r".{20,}"))
+    secret = key.input_value()
+    expect(page.locator(".keys li.key")).to_have_count(1)
+    shot(page, "desktop-profile")
+    page.get_by_role("button", name="Close").click()
+    assert secret not in page.content()  # shown once
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Revoke: laptop script").click()
+    expect(page.locator(".keys")).to_contain_text("No API keys.")
+
+    page.get_by_label("Current password").fill("Correct-Horse-9")
+    page.get_by_label("New password").fill("x")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_label("New password")).to_have_attribute("aria-invalid", "true")
+    page.get_by_label("New password").fill("Another-Horse-10")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_role("status").last).to_contain_text("Password changed")
+
+
+def test_admin_sees_plugins_and_users(open_page: Any, server: ServerProcess) -> None:
+    page = open_page().page
+    page.goto(server.url + "/app/#/login")
+    page.get_by_label("Email").fill(ADMIN["email"])
+    page.get_by_label("Password").fill(ADMIN["password"])
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("link", name="Admin").click()
+    rows = page.locator("tr[data-plugin]")
+    expect(rows).to_have_count(7)
+    expect(page.locator('tr[data-plugin="webui"] .state')).to_have_text("RUNNING")
+    shot(page, "desktop-admin")
+
+
+def test_keyboard_only_and_every_control_is_labelled(open_page: Any, server: ServerProcess) -> None:
+    page = open_page().page
+    sign_up(page, server.url, "keys")
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll('input, select, textarea, button, a[href]')]
+            .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                && !el.getAttribute('aria-labelledby') && !el.textContent.trim())
+            .map((el) => el.outerHTML.slice(0, 80))"""
+    )
+    assert unlabelled == []
+    # the composer has focus after sign-up; type and send with the keyboard only
+    expect(page.get_by_label("Message", exact=True)).to_be_focused()
+    page.keyboard.type("typed with keys")
+    page.keyboard.press("Enter")
+    expect(page.locator("li.msg.assistant .body")).to_have_text("Hello! You said: typed with keys")
+    page.keyboard.press("Shift+Tab")
+    expect(page.get_by_label("Who answers")).to_be_focused()
+    page.keyboard.press("ArrowDown")  # Lumina
+    expect(page.locator(".nominee")).to_have_text("Lumina will answer")
