@@ -245,6 +245,12 @@ export function chatView({ app, socket, characters, sessionId }) {
       if (node) messages.insertBefore(node, tail[0] || null);
     }
     for (const n of notes) {
+      if (!n.dataset.after) {
+        // stopped before anything was stored: it follows the last message shown now
+        const last = Array.from(messages.querySelectorAll(":scope > li[data-id]")).pop();
+        if (last) { last.after(n); n.dataset.after = last.dataset.id; }
+        continue;
+      }
       const anchor = messages.querySelector(`:scope > li[data-id="${CSS.escape(n.dataset.after)}"]`);
       if (anchor) anchor.after(n);
     }
@@ -396,7 +402,7 @@ export function chatView({ app, socket, characters, sessionId }) {
     }
     if (note) {
       const last = Array.from(p.bubbles.values()).pop();
-      const node = h("li", { class: "msg note", "data-request": requestId, "data-after": afterId || null, text: note });
+      const node = h("li", { class: "msg note", "data-request": requestId, "data-after": afterId || "", text: note });
       if (last) last.node.after(node);
       else messages.append(node);
     }
