@@ -29,6 +29,8 @@ from tests.fakes.openai_server import FakeOpenAI
 from tests.serverproc import BIN, ROOT, ServerProcess
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
+# a loaded CI machine can take seconds to answer; waits end as soon as the page is ready
+playwright_sync.expect.set_options(timeout=20_000)
 
 CHROMIUM = os.environ.get("LLMMC_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -54,7 +56,7 @@ class ScriptedOpenAI(FakeOpenAI):
     - a conversation whose last message is a tool result: a sentence about that weather;
     - a user message about the weather, with tools offered: a ``weather`` call for Tokyo;
     - "xss please": a reply full of HTML that must show as text;
-    - "reconnect": a reply streamed over about three seconds (time to drop the socket);
+    - "reconnect": a reply streamed over about six seconds (time to drop the socket);
     - "slowly": a long reply streamed word by word over several seconds (for Stop);
     - anything else: "Hello! You said: ..." streamed a word at a time.
     """
@@ -77,7 +79,7 @@ class ScriptedOpenAI(FakeOpenAI):
         if "xss please" in text.lower():
             return ScriptedReply(content=XSS, chunk_delay=0.01)
         if "reconnect" in text.lower():
-            words = f"Hello! You said: {text} " + " ".join(["again"] * 20)
+            words = f"Hello! You said: {text} " + " ".join(["again"] * 40)
             return ScriptedReply(content=words, chunk_delay=0.15)
         if "slowly" in text.lower():
             return ScriptedReply(content=" ".join(["word"] * 200), chunk_delay=0.05)

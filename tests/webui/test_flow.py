@@ -13,6 +13,16 @@ from tests.serverproc import ServerProcess
 
 from .conftest import PHONE, shot
 
+# Records every text a bubble shows while it is streaming (a MutationObserver sees each
+# paint, however fast the reply is).
+WATCH_STREAMING = """() => {
+  window.__streamed = [];
+  new MutationObserver(() => {
+    for (const b of document.querySelectorAll('li.msg.assistant.streaming .body'))
+      window.__streamed.push(b.textContent);
+  }).observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""
+
 
 def unique(name: str) -> tuple[str, str]:
     tag = uuid.uuid4().hex[:8]
@@ -46,14 +56,15 @@ def test_a_whole_visit(open_page: Any, server: ServerProcess) -> None:
     shot(page, "desktop-empty-chat")
 
     # the reply streams in: the bubble is seen part-written before it is complete
+    page.evaluate(WATCH_STREAMING)
     send(page, "hello there, my cat is called Mochi")
+    final = "Hello! You said: hello there, my cat is called Mochi"
     bubble = page.locator("li.msg.assistant").last
-    expect(page.locator("li.msg.assistant.streaming")).to_have_count(1)
-    expect(bubble.locator(".body")).to_contain_text("Hello!")
+    expect(bubble.locator(".body")).to_have_text(final)
     expect(page.locator("li.msg.assistant.streaming")).to_have_count(0)
-    expect(bubble.locator(".body")).to_have_text(
-        "Hello! You said: hello there, my cat is called Mochi"
-    )
+    seen = page.evaluate("window.__streamed")
+    partial = [t for t in seen if t and t != final]
+    assert partial and all(final.startswith(t) for t in partial), seen
     expect(page).to_have_url(re.compile(r"#/chat/[\w-]+$"))
     session_url = page.url
 
