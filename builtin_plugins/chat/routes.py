@@ -11,7 +11,7 @@ from aiohttp import web
 from sdk import Request, Response, Route, errors
 
 from .service import ChatService, turn_problem
-from .store import iso, now
+from .store import MAX_TITLE, iso, now
 
 PREFIX = "/api/v1/chat"
 TAGS = ["chat"]
@@ -88,6 +88,13 @@ MESSAGE = {
         "tool_call_id": {"type": "string"},
         "tool_name": {"type": ["string", "null"]},
     },
+}
+
+RENAME_REQUEST = {
+    "type": "object",
+    "required": ["title"],
+    "additionalProperties": False,
+    "properties": {"title": {"type": "string", "minLength": 1, "maxLength": 1000}},
 }
 
 SESSION = {
@@ -242,6 +249,12 @@ class ChatRoutes:
         identity = req.require_identity()
         return await self.service.session(identity.user_id, req.match_info["session_id"])
 
+    async def rename_session(self, req: Request) -> Any:
+        identity = req.require_identity()
+        return await self.service.rename_session(
+            identity.user_id, req.match_info["session_id"], req.body["title"]
+        )
+
     async def delete_session(self, req: Request) -> Any:
         identity = req.require_identity()
         await self.service.delete_session(identity.user_id, req.match_info["session_id"])
@@ -354,6 +367,19 @@ def chat_routes(service: ChatService) -> list[Route]:
             summary="One session",
             tags=TAGS,
             operation_id="chat_session",
+            responses=not_found,
+        ),
+        Route(
+            "PATCH",
+            f"{PREFIX}/sessions/{{session_id}}",
+            h.rename_session,
+            request_schema=RENAME_REQUEST,
+            response_schema=SESSION,
+            summary="Rename a session",
+            description="`title` is kept on one line (runs of whitespace become one space), "
+            f"1 to {MAX_TITLE} characters. The session's place in the list does not change.",
+            tags=TAGS,
+            operation_id="chat_session_rename",
             responses=not_found,
         ),
         Route(

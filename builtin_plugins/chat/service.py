@@ -22,7 +22,7 @@ from .characters import Character, find_character, load_characters
 from .graph import ConversationGraph, Emit, Turn
 from .providers.registry import ProviderRegistry
 from .publisher import Publisher
-from .store import ChatStore, Message, new_id
+from .store import MAX_TITLE, ChatStore, Message, new_id
 from .turn_taking import TurnTaking
 
 log = logging.getLogger("llmmultichat.chat")
@@ -328,6 +328,19 @@ class ChatService:
                     errors=[{"path": "/before", "message": "unknown message_id"}],
                 )
         return await self.store.history(user_id, session_id, limit=limit, before_seq=before_seq)
+
+    async def rename_session(self, user_id: str, session_id: str, title: str) -> dict[str, Any]:
+        # one line, as lists show it: runs of whitespace (newlines included) become a space
+        clean = " ".join(title.split())
+        if not clean or len(clean) > MAX_TITLE:
+            raise errors.ValidationFailed(
+                f"title must have 1 to {MAX_TITLE} characters besides spaces",
+                errors=[{"path": "/title", "message": f"1 to {MAX_TITLE} characters"}],
+            )
+        renamed = await self.store.rename_session(user_id, session_id, clean)
+        if renamed is None:
+            raise errors.NotFound("no such session", code="SESSION_NOT_FOUND")
+        return renamed
 
     async def delete_session(self, user_id: str, session_id: str) -> None:
         if not await self.store.delete_session(user_id, session_id):

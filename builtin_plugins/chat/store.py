@@ -151,6 +151,7 @@ def _session(row: tuple[Any, ...]) -> dict[str, Any]:
 
 
 _SESSION_COLS = "session_id, title, created_at, updated_at, last_character, message_count"
+MAX_TITLE = 120
 
 
 class ChatStore:
@@ -290,12 +291,12 @@ class ChatStore:
         sid = new_id("ses")
         ts = now()
         if user_id not in self._erased:
-            await self._commit("session", [sid, user_id, title[:120], ts, ts])
+            await self._commit("session", [sid, user_id, title[:MAX_TITLE], ts, ts])
         self._remember_owner(sid, user_id)
         self._remember_recent(sid, [])
         return {
             "session_id": sid,
-            "title": title[:120],
+            "title": title[:MAX_TITLE],
             "created_at": iso(ts),
             "updated_at": iso(ts),
             "last_character": None,
@@ -328,6 +329,18 @@ class ChatStore:
             [user_id, limit, offset],
         )
         return [_session(r) for r in rows]
+
+    async def rename_session(
+        self, user_id: str, session_id: str, title: str
+    ) -> dict[str, Any] | None:
+        """The session with its new title, or None when the user has no such session."""
+        await self.flush()
+        row = await self.db.fetchone(
+            "UPDATE chat_sessions SET title = $1 WHERE session_id = $2 AND user_id = $3"
+            f" RETURNING {_SESSION_COLS}",
+            [title, session_id, user_id],
+        )
+        return _session(row) if row else None
 
     async def delete_session(self, user_id: str, session_id: str) -> bool:
         await self.flush()

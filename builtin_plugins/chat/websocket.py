@@ -6,7 +6,8 @@ Client → server: ``{"type": "auth", "token"}``, ``{"type": "chat", "message",
 
 Server → client: ``{"type": "auth_ok", "user_id"}``, ``{"type": "start", "request_id",
 "session_id", "character"}``, ``{"type": "chunk", "request_id", "character", "data"}``,
-``{"type": "complete", "request_id", "session_id", "message_id", "replies",
+``{"type": "tool", "request_id", "character", "name", "arguments", "ok"}`` (a tool call
+a character made, once it has run; like SSE's ``tool`` event), ``{"type": "complete", "request_id", "session_id", "message_id", "replies",
 "cancelled"}``, ``{"type": "pong"}``, ``{"type": "error", "code", "message",
 "request_id"?}``.
 
@@ -345,6 +346,17 @@ class Connection:
                         "request_id": request_id,
                         "session_id": turn.session_id,
                         "character": event["character"],
+                    }
+                )
+            elif kind == "tool":
+                await self.send(
+                    {
+                        "type": "tool",
+                        "request_id": request_id,
+                        "character": event["character"],
+                        "name": event["name"],
+                        "arguments": event["arguments"],
+                        "ok": event["ok"],
                     }
                 )
 

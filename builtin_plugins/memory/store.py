@@ -354,14 +354,15 @@ class MemoryStore:
         self, user_id: str, tier: str | None, limit: int, offset: int
     ) -> tuple[list[Memory], int]:
         """The caller's memories, newest first (a document's chunks stay behind it)."""
-        where = "user_id = ? AND parent_id IS NULL"
+        where = "user_id = $1 AND parent_id IS NULL"
         params: list[Any] = [user_id]
         if tier:
-            where += " AND tier = ?"
+            where += " AND tier = $2"
             params.append(tier)
+        n = len(params)
         rows = await self.db.fetchall(
             f"SELECT {ITEM_COLUMNS} FROM memory_items WHERE {where} "
-            "ORDER BY created_at DESC, memory_id DESC LIMIT ? OFFSET ?",
+            f"ORDER BY created_at DESC, memory_id DESC LIMIT ${n + 1} OFFSET ${n + 2}",
             [*params, limit, offset],
         )
         total = await self.db.fetchone(f"SELECT count(*) FROM memory_items WHERE {where}", params)

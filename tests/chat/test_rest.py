@@ -85,6 +85,7 @@ async def test_another_users_session_is_404_everywhere(llmmc):
             ("GET", f"/api/v1/chat/history/{sid}", None),
             ("GET", f"/api/v1/chat/sessions/{sid}", None),
             ("DELETE", f"/api/v1/chat/sessions/{sid}", None),
+            ("PATCH", f"/api/v1/chat/sessions/{sid}", {"title": "mine now"}),
             ("POST", "/api/v1/chat", {"user_input": "hi", "session_id": sid}),
             ("POST", "/api/v1/chat/stream", {"user_input": "hi", "session_id": sid}),
         ]:
@@ -104,6 +105,8 @@ async def test_another_users_session_is_404_everywhere(llmmc):
                 and frame["status"] == 404
             )
         # alice still has everything
+        r = await client.get(f"/api/v1/chat/sessions/{sid}", headers=alice)
+        assert (await r.json())["title"] != "mine now"
         r = await client.get(f"/api/v1/chat/history/{sid}", headers=alice)
         assert len((await r.json())["messages"]) == 2
         assert len(fake.requests) == 1
@@ -215,3 +218,59 @@ async def test_fallback_provider_answers_when_the_first_fails(llmmc):
         )
         assert r.status == 200 and (await r.json())["response"] == "backup here"
         assert len(broken.requests) == 1 and len(backup.requests) == 1
+
+
+async def test_rename_a_session(llmmc):
+    async with FakeOpenAI() as fake:
+        client = await llmmc(chat_config(fake.url))
+        h = client.auth_headers("u1")
+        r = await client.post("/api/v1/chat", json={"user_input": "first"}, headers=h)
+        sid = (await r.json())["session_id"]
+        r = await client.post("/api/v1/chat", json={"user_input": "second"}, headers=h)
+        other = (await r.json())["session_id"]
+        r = await client.get("/api/v1/chat/sessions", headers=h)
+        order = [s["session_id"] for s in (await r.json())["sessions"]]
+        before = await (await client.get(f"/api/v1/chat/sessions/{sid}", headers=h)).json()
+
+        r = await client.patch(
+            f"/api/v1/chat/sessions/{sid}", json={"title": "  Trip\n to  京都 "}, headers=h
+        )
+        assert r.status == 200, await r.text()
+        renamed = await r.json()
+        assert renamed["title"] == "Trip to 京都"
+        assert renamed["session_id"] == sid
+        assert renamed["updated_at"] == before["updated_at"]
+        assert renamed["message_count"] == before["message_count"] == 2
+        r = await client.get(f"/api/v1/chat/sessions/{sid}", headers=h)
+        assert (await r.json())["title"] == "Trip to 京都"
+        r = await client.get("/api/v1/chat/sessions", headers=h)
+        listed = (await r.json())["sessions"]
+        assert [s["session_id"] for s in listed] == order  # renaming does not reorder
+        assert next(s for s in listed if s["session_id"] == other)["title"] != "Trip to 京都"
+        r = await client.patch(f"/api/v1/chat/sessions/{sid}", json={"title": "x" * 120}, headers=h)
+        assert r.status == 200
+
+        for body in (
+            {"title": ""},
+            {"title": " \n\t "},
+            {"title": "x" * 121},
+            {},
+            {"title": 3},
+            {"title": "ok", "extra": 1},
+        ):
+            r = await client.patch(f"/api/v1/chat/sessions/{sid}", json=body, headers=h)
+            assert r.status == 422, body
+            problem = await r.json()
+            assert problem["errors"][0]["path"] in ("/title", "/", ""), problem
+        r = await client.patch(
+            f"/api/v1/chat/sessions/{sid}",
+            data="{nope",
+            headers={**h, "Content-Type": "application/json"},
+        )
+        assert r.status == 400
+        r = await client.patch("/api/v1/chat/sessions/ses_nope", json={"title": "a"}, headers=h)
+        assert r.status == 404 and (await r.json())["code"] == "SESSION_NOT_FOUND"
+        r = await client.patch(f"/api/v1/chat/sessions/{sid}", json={"title": "a"})
+        assert r.status == 401
+        r = await client.get(f"/api/v1/chat/sessions/{sid}", headers=h)
+        assert (await r.json())["title"] == "x" * 120

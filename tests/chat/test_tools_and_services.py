@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from sdk import LLMProvider, Plugin, Route, StreamEvent, Tool, Usage, errors, hookimpl, services
-from tests.chat.helpers import chat_config
+from tests.chat.helpers import chat_config, frames_until, is_done
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -232,3 +232,30 @@ async def test_plugins_register_characters_and_provider_types(llmmc):
         assert body["character"] == "sage" and body["response"] == "cba、者賢"
         r = await client.get("/health")
         assert (await r.json())["plugins"]["chat"]["status"] == "ok"
+
+
+async def test_a_tool_call_is_announced_over_the_websocket(llmmc):
+    CALLS.clear()
+    async with FakeOpenAI() as fake:
+        client = await llmmc(
+            chat_config(fake.url, enabled=("chat", "toolbox")), plugins={"toolbox": ToolsPlugin}
+        )
+        fake.queue(tool_calls=[{"name": "forecast", "arguments": {"city": "Tokyo"}}])
+        fake.queue("Sunny.")
+        async with client.ws_connect("/ws/chat", headers=client.auth_headers("u1")) as ws:
+            await ws.send_json({"type": "chat", "message": "weather?", "request_id": "w1"})
+            frames = await frames_until(ws, is_done("w1"))
+        tool = [f for f in frames if f["type"] == "tool"]
+        assert tool == [
+            {
+                "type": "tool",
+                "request_id": "w1",
+                "character": "lumina",
+                "name": "forecast",
+                "arguments": '{"city": "Tokyo"}',
+                "ok": True,
+            }
+        ]
+        kinds = [f["type"] for f in frames]
+        # announced after the call ran, before the answer that uses its result
+        assert kinds.index("tool") < kinds.index("chunk") < kinds.index("complete")

@@ -13,13 +13,16 @@ from tests.serverproc import ServerProcess
 
 from .conftest import PHONE, shot
 
-# Records every text a bubble shows while it is streaming (a MutationObserver sees each
-# paint, however fast the reply is).
+# Records every text a bubble shows while it is streaming, and every tool call announced
+# while a reply runs (a MutationObserver sees each paint, however fast the reply is).
 WATCH_STREAMING = """() => {
   window.__streamed = [];
+  window.__liveTools = [];
   new MutationObserver(() => {
     for (const b of document.querySelectorAll('li.msg.assistant.streaming .body'))
       window.__streamed.push(b.textContent);
+    for (const t of document.querySelectorAll('li.msg.calls.live'))
+      window.__liveTools.push(t.textContent);
   }).observe(document.body, {subtree: true, childList: true, characterData: true});
 }"""
 
@@ -87,14 +90,23 @@ def test_a_whole_visit(open_page: Any, server: ServerProcess) -> None:
         "It is 27.0 degrees in Tokyo"
     )
     expect(page.locator("li.msg.calls")).to_contain_text("Nox used weather")
+    # the call was announced while the reply was running, before the stored history came
+    assert any("Nox used weather" in t for t in page.evaluate("window.__liveTools"))
     shot(page, "desktop-chat")
+
+    # rename the conversation in the list
+    page.get_by_role("button", name=re.compile(r"^Rename: ")).click()
+    page.get_by_label("New title").fill("Mochi and the weather")
+    page.get_by_label("New title").press("Enter")
+    expect(page.locator(".session.current .session-title")).to_have_text("Mochi and the weather")
+    expect(page.locator(".conv-title")).to_have_text("Mochi and the weather")
 
     # reload keeps the session and its messages
     page.reload()
     expect(page).to_have_url(session_url)
     expect(page.locator("li.msg.tool .card-weather")).to_be_visible()
     expect(page.locator("li.msg.user").first).to_contain_text("my cat is called Mochi")
-    expect(page.locator(".session.current .session-title")).not_to_have_text("")
+    expect(page.locator(".session.current .session-title")).to_have_text("Mochi and the weather")
 
     # memory search finds what was said
     page.get_by_role("link", name="Memory").click()

@@ -375,6 +375,16 @@ export function chatView({ app, socket, characters, sessionId }) {
       const b = bubbleFor(p, frame.request_id, frame.character);
       b.raw += frame.data;
       paint(b);
+    } else if (frame.type === "tool") {
+      if (!here) return;
+      // the call has run; its card comes with the stored history when the reply completes
+      const c = byId[frame.character] || { id: frame.character, name: frame.character };
+      const line = h("li", { class: "msg calls live", "data-request": frame.request_id, vars: { "--who": colourOf(c.id) } },
+        toolCallLine({ function: { name: frame.name, arguments: frame.arguments } }, c));
+      messages.insertBefore(line, p.typing);
+      const b = p.bubbles.get(frame.character);
+      if (b && !b.raw) { b.node.remove(); p.bubbles.delete(frame.character); }
+      if (nearBottom()) scrollDown();
     } else if (frame.type === "complete") {
       if (!p.sessionId) { adoptSession(frame.session_id); p.sessionId = frame.session_id; }
       finish(frame.request_id, frame.cancelled ? t("cancelled") : null, frame.message_id);
