@@ -340,7 +340,9 @@ export function chatView({ app, socket, characters, sessionId }) {
       node.setAttribute("aria-busy", "true");
       b = { node, body: node.querySelector(".body"), raw: "", frame: 0 };
       p.bubbles.set(characterId, b);
+      const stick = nearBottom();
       messages.insertBefore(node, p.typing);
+      if (stick) scrollDown();
     }
     return b;
   }
@@ -381,10 +383,11 @@ export function chatView({ app, socket, characters, sessionId }) {
       const c = byId[frame.character] || { id: frame.character, name: frame.character };
       const line = h("li", { class: "msg calls live", "data-request": frame.request_id, vars: { "--who": colourOf(c.id) } },
         toolCallLine({ function: { name: frame.name, arguments: frame.arguments } }, c));
+      const stick = nearBottom();
       messages.insertBefore(line, p.typing);
       const b = p.bubbles.get(frame.character);
       if (b && !b.raw) { b.node.remove(); p.bubbles.delete(frame.character); }
-      if (nearBottom()) scrollDown();
+      if (stick) scrollDown();
     } else if (frame.type === "complete") {
       if (!p.sessionId) { adoptSession(frame.session_id); p.sessionId = frame.session_id; }
       finish(frame.request_id, frame.cancelled ? t("cancelled") : null, frame.message_id);
