@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import signal
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,10 +29,13 @@ from sdk.services import Services
 from sdk.tools import Tool
 
 from .bus import MemoryBus, PluginBus, make_bus
+from .compression import compression_middleware
 from .config import ConfigError, LoadedConfig, is_validator_schema_valid, validate_plugin_config
 from .database import DatabaseError, open_database
 from .http import ClientIP, RouteHandler, request_middleware, security_headers_hook
+from .metrics import KernelMetrics, MetricsHub
 from .migrations import migrate
+from .observe import Observer, OpsRoutes
 from .openapi import build_openapi
 from .plugins import Hooks, PluginRecord, StartupError, dependents_of, discover, start_order
 from .routes import KernelRoutes, static_routes
@@ -43,9 +47,15 @@ DB_FILE = "llmmultichat.duckdb"
 
 class Kernel:
     def __init__(
-        self, config: LoadedConfig, *, extra_plugins: dict[str, type[Plugin]] | None = None
+        self,
+        config: LoadedConfig,
+        *,
+        extra_plugins: dict[str, type[Plugin]] | None = None,
+        serve: bool = False,
     ) -> None:
         self.config = config
+        # True in ``llmmultichat serve``: SIGTERM turns readiness off, then drains.
+        self.serve = serve
         self.kernel_config = config.kernel
         self.extra_plugins = extra_plugins or {}
         self.data_dir = Path(self.kernel_config["data_dir"]).resolve()
@@ -63,6 +73,10 @@ class Kernel:
         self.cli_commands: list[CliCommand] = []
         self.websockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self._openapi: dict[str, Any] | None = None
+        self.metrics_hub = MetricsHub()
+        self.kernel_metrics = KernelMetrics(self.metrics_hub)
+        self.started = False  # every plugin has had its start; cleared again by stop
+        self.draining = False  # shutting down: readiness is off for good
 
     # -- assembly ---------------------------------------------------------------------
 
@@ -158,6 +172,7 @@ class Kernel:
             tools=self.tools,
             services=_PluginServices(self.services, rec.name),
             database=self.database,
+            metrics=self.metrics_hub.for_plugin(rec.name),
         )
 
     def _blocked_by(self, rec: PluginRecord, ok_states: set[PluginState]) -> str | None:
@@ -190,7 +205,7 @@ class Kernel:
     async def _collect(self) -> None:
         """Routes, tools and CLI commands of every initialized plugin."""
         llm_types: dict[str, str] = {}  # provider type -> the plugin that registered it
-        kernel_routes = KernelRoutes(self).routes()
+        kernel_routes = KernelRoutes(self).routes() + OpsRoutes(self).routes()
         seen: dict[str, str] = {r.key: "kernel" for r in kernel_routes}
         self.routes = list(kernel_routes)
         problems = []
@@ -239,7 +254,7 @@ class Kernel:
 
     def build_app(self) -> web.Application:
         app = web.Application(
-            middlewares=[request_middleware],
+            middlewares=[Observer(self).middleware, compression_middleware, request_middleware],
             client_max_size=self.max_body_bytes,
             # aiohttp's keep-alive timer also runs while a request's headers trickle in,
             # so it is the header read timeout (and the idle timeout between requests);
@@ -298,6 +313,8 @@ class Kernel:
             if rec.state is PluginState.ERROR:
                 for dep in dependents_of(name, self.records):
                     log.warning("plugin %r is not running because %r failed", dep, name)
+        self.started = True
+        self.sync_plugin_metrics()
         await self.bus.publish(
             KERNEL_STARTED,
             {"plugins": {n: r.state.value for n, r in self.records.items()}},
@@ -305,6 +322,7 @@ class Kernel:
         )
 
     async def stop(self) -> None:
+        self.started = False
         for name in reversed(self.order):
             rec = self.records[name]
             if rec.state is not PluginState.RUNNING or rec.instance is None:
@@ -316,6 +334,7 @@ class Kernel:
             except Exception as exc:
                 rec.fail("stop", exc)
             await self._announce(rec)
+        self.sync_plugin_metrics()
         await self.bus.stop()
 
     async def _announce(self, rec: PluginRecord) -> None:
@@ -335,12 +354,58 @@ class Kernel:
         except BaseException:
             await self.close()
             raise
+        if self.serve:
+            self._watch_sigterm()
         yield
         await self.stop()
         await self.close()
 
+    # -- readiness ----------------------------------------------------------------------
+
+    def not_ready_reasons(self) -> list[str]:
+        """Why ``/readyz`` says 503; empty when the process is ready for traffic."""
+        reasons = []
+        if self.draining:
+            reasons.append("draining: the server is shutting down")
+        elif not self.started:
+            reasons.append("starting: plugins are not all started")
+        for name in self.config.required:
+            rec = self.records.get(name)
+            if rec is not None and rec.state is not PluginState.RUNNING:
+                reasons.append(f"required plugin {name!r} is {rec.state.value}")
+        return reasons
+
+    def sync_plugin_metrics(self) -> None:
+        self.kernel_metrics.plugin_states((n, r.state) for n, r in self.records.items())
+        self.kernel_metrics.ready.set(0 if self.not_ready_reasons() else 1)
+
+    def _watch_sigterm(self) -> None:
+        """SIGTERM: readiness off at once, requests still served for
+        ``drain_delay_seconds`` (so load balancers move away), then aiohttp's graceful
+        shutdown. A second SIGTERM, or SIGINT, shuts down at once."""
+        loop = asyncio.get_running_loop()
+        delay = float(self.kernel_config["drain_delay_seconds"])
+
+        def shut_down() -> None:
+            raise web.GracefulExit()
+
+        def on_sigterm() -> None:
+            if self.draining:
+                shut_down()
+            self.draining = True
+            self.sync_plugin_metrics()
+            log.info("SIGTERM: not ready any more; shutting down in %g s", delay)
+            loop.call_later(delay, shut_down)
+
+        try:
+            loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
+            pass
+
     async def _on_shutdown(self, app: web.Application) -> None:
         """Before in-flight requests drain: let plugins close long-lived connections."""
+        self.draining = True
+        self.sync_plugin_metrics()
         for name in reversed(self.order):
             rec = self.records[name]
             if rec.state is PluginState.RUNNING and rec.instance is not None:
@@ -424,9 +489,12 @@ async def _maybe(value: Any) -> Any:
 
 
 async def build_kernel(
-    config: LoadedConfig, *, extra_plugins: dict[str, type[Plugin]] | None = None
+    config: LoadedConfig,
+    *,
+    extra_plugins: dict[str, type[Plugin]] | None = None,
+    serve: bool = False,
 ) -> tuple[Kernel, web.Application]:
-    kernel = Kernel(config, extra_plugins=extra_plugins)
+    kernel = Kernel(config, extra_plugins=extra_plugins, serve=serve)
     try:
         await kernel.load()
     except BaseException:

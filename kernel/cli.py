@@ -21,6 +21,7 @@ from .app import Kernel, build_kernel
 from .config import ConfigError, LoadedConfig, find_config_path, load_config
 from .database import DatabaseError, redact
 from .dbcopy import CopyError, copy_tables, target_database
+from .logs import configure_logging
 from .migrations import migrate
 from .plugins import StartupError, installed_plugins
 from .server import KernelRunner, run_app
@@ -37,19 +38,12 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         return _fail(str(exc), 2)
-    _setup_logging(config.kernel["log_level"])
+    configure_logging(config.kernel["log_level"], config.kernel["log_format"])
     if args.host:
         config.kernel["host"] = args.host
     if args.port is not None:
@@ -61,7 +55,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     holder: dict[str, Kernel] = {}
 
     async def factory() -> web.Application:
-        kernel, app = await build_kernel(config)
+        kernel, app = await build_kernel(config, serve=True)
         holder["kernel"] = kernel
         return app
 
@@ -216,7 +210,7 @@ def _run_db_command(
 ) -> int:
     try:
         config = load_config(args.config)
-        _setup_logging("WARNING")
+        configure_logging("WARNING", config.kernel["log_format"])
         return asyncio.run(run(config))
     except (ConfigError, StartupError) as exc:
         return _fail(str(exc), 2)

@@ -7,6 +7,7 @@ all of them are reported at once, so a deployer fixes the file in one pass.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import os
 import re
 import tomllib
@@ -44,6 +45,31 @@ KERNEL_SCHEMA: dict[str, Any] = {
         "log_level": {
             "enum": ["DEBUG", "INFO", "WARNING", "ERROR"],
             "default": "INFO",
+        },
+        "log_format": {
+            "enum": ["text", "json"],
+            "default": "text",
+            "description": "log lines (the access log included) as text or one JSON object each",
+        },
+        "drain_delay_seconds": {
+            "type": "number",
+            "minimum": 0,
+            "default": 0,
+            "description": "after SIGTERM, how long /readyz answers 503 while requests are "
+            "still served, so a load balancer stops sending traffic before the port closes",
+        },
+        "metrics": {
+            "type": "object",
+            "additionalProperties": False,
+            "default": {},
+            "properties": {
+                "allow": {
+                    "type": "array",
+                    "items": {"type": "string", "pattern": r"^[0-9a-fA-F:.]+(/\d{1,3})?$"},
+                    "default": ["127.0.0.0/8", "::1/128"],
+                    "description": "CIDRs that may read GET /metrics; others get 403",
+                },
+            },
         },
         "bus": {
             "type": "object",
@@ -199,6 +225,7 @@ def from_dict(parsed: dict[str, Any], source: str = "<dict>") -> LoadedConfig:
     problems += validate(raw["kernel"], KERNEL_SCHEMA, "kernel")
     problems += validate(raw["plugins"], PLUGINS_SCHEMA, "plugins")
     if not problems:
+        problems += _bad_networks(raw["kernel"])
         missing = [n for n in raw["plugins"]["required"] if n not in raw["plugins"]["enabled"]]
         problems += [
             f"plugins.required: {n!r} is required but not in plugins.enabled" for n in missing
@@ -206,6 +233,22 @@ def from_dict(parsed: dict[str, Any], source: str = "<dict>") -> LoadedConfig:
     if problems:
         raise ConfigError(problems, source)
     return LoadedConfig(raw=raw, source=source)
+
+
+def _bad_networks(kernel: dict[str, Any]) -> list[str]:
+    """CIDRs that match the schema's pattern but are not addresses (``300.1.1.1/8``)."""
+    lists = {
+        "kernel.trusted_proxies": kernel["trusted_proxies"],
+        "kernel.metrics.allow": kernel["metrics"]["allow"],
+    }
+    problems = []
+    for where, cidrs in lists.items():
+        for i, cidr in enumerate(cidrs):
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                problems.append(f"{where}[{i}]: {exc}")
+    return problems
 
 
 def _with_defaults(validator_class: Any) -> Any:

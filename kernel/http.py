@@ -31,6 +31,7 @@ from sdk.errors import (
 )
 from sdk.identity import Identity
 from sdk.plugin import PluginState
+from sdk.request_context import set_request_id
 from sdk.routes import Request, Response, Route
 from sdk.untrusted import check_strings, loads
 
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("llmmultichat.http")
 REQUEST_ID = "X-Request-ID"
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
+# The route's view of the request (identity, route template), for the access log.
+ROUTE_REQUEST_KEY = web.RequestKey("route_request", Request)
 # One encoder built once: json.dumps(..., default=...) would build a new one per call.
 dumps = json.JSONEncoder(default=str).encode
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -134,6 +137,7 @@ async def request_middleware(
     if not rid or len(rid) > 200 or not rid.isprintable():
         rid = os.urandom(16).hex()  # uuid4's randomness without building a UUID
     request[REQUEST_ID_KEY] = rid
+    set_request_id(rid)
     try:
         check_edge_text(request)
         response = await handler(request)
@@ -173,18 +177,33 @@ def check_edge_text(request: web.Request) -> None:
     check_strings(request.match_info.items(), "path parameter")
 
 
-class ClientIP:
-    """The client's address; ``X-Forwarded-For`` is believed only from trusted proxies."""
+class Networks:
+    """CIDR ranges; an IPv4 address seen through IPv6 (``::ffff:127.0.0.1``) counts as IPv4."""
 
-    def __init__(self, trusted: list[str]) -> None:
-        self.networks = [ipaddress.ip_network(c, strict=False) for c in trusted]
+    def __init__(self, cidrs: list[str]) -> None:
+        self.networks = [ipaddress.ip_network(c, strict=False) for c in cidrs]
 
-    def _trusted(self, addr: str) -> bool:
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+    def __contains__(self, addr: str) -> bool:
         try:
             ip = ipaddress.ip_address(addr)
         except ValueError:
             return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
         return any(ip in net for net in self.networks)
+
+
+class ClientIP:
+    """The client's address; ``X-Forwarded-For`` is believed only from trusted proxies."""
+
+    def __init__(self, trusted: list[str]) -> None:
+        self.networks = Networks(trusted)
+
+    def _trusted(self, addr: str) -> bool:
+        return addr in self.networks
 
     def __call__(self, request: web.Request) -> str:
         peer = request.remote or ""
@@ -253,6 +272,7 @@ class RouteHandler:
             client_ip=kernel.client_ip,
             request_id=raw.get(REQUEST_ID_KEY, ""),
         )
+        raw[ROUTE_REQUEST_KEY] = request
         # Rate limits come first, so floods of bad tokens and bad bodies are counted too.
         asked = route.rate_limit is not None and kernel.hooks.has("before_request")
         try:

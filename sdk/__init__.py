@@ -4,7 +4,7 @@ from sdk import Plugin, Route, Tool, hookimpl, errors
 from sdk import LLMProvider, StreamEvent, Usage   # to add an LLM backend
 """
 
-from . import credentials, errors, events, llm, services
+from . import credentials, errors, events, llm, metrics, services
 from .cli import CliCommand
 from .database import Database, Migration, Transaction
 from .errors import Problem
@@ -12,6 +12,7 @@ from .events import Event, EventBus
 from .hooks import HookCaller, hookimpl, hookspec
 from .identity import Identity
 from .llm import Completion, LLMProvider, StreamEvent, ToolCallRequest, Usage
+from .metrics import Metrics
 from .plugin import Health, Plugin, PluginContext, PluginState
 from .routes import Request, Response, Route
 from .services import LLMService, RateLimiter, Services
@@ -31,6 +32,7 @@ __all__ = [
     "Identity",
     "LLMProvider",
     "LLMService",
+    "Metrics",
     "Migration",
     "Plugin",
     "PluginContext",
@@ -54,5 +56,6 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "llm",
+    "metrics",
     "services",
 ]

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from .metrics import Metrics, NullMetrics
+
 if TYPE_CHECKING:
     from .database import Database, Migration
     from .events import EventBus
@@ -55,6 +57,8 @@ class PluginContext:
     tools: ToolRegistry
     services: Services
     database: Database
+    # Prometheus metrics of this plugin (``sdk.metrics``); names get ``llmmc_<plugin>_``.
+    metrics: Metrics = field(default_factory=NullMetrics)
 
 
 class Plugin:

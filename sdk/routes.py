@@ -30,6 +30,7 @@ class Request:
         "_client_ip_of",
         "body",
         "identity",
+        "log_fields",
         "raw",
         "request_id",
         "response_headers",
@@ -58,6 +59,13 @@ class Request:
         # the kernel passes a function: the address is worked out only when asked for
         self._client_ip: str | None = client_ip if isinstance(client_ip, str) else None
         self._client_ip_of = None if isinstance(client_ip, str) else client_ip
+        self.log_fields: dict[str, Any] | None = None
+
+    def add_log_fields(self, **fields: Any) -> None:
+        """Fields for this request's access-log line (a WebSocket's message counts)."""
+        if self.log_fields is None:
+            self.log_fields = {}
+        self.log_fields.update(fields)
 
     @property
     def client_ip(self) -> str:

@@ -397,6 +397,10 @@ class VectorIndex:
     def nbytes(self) -> int:
         return sum(e.nbytes for e in self._entries.values())
 
+    def counts(self) -> tuple[int, int]:
+        """(users whose vectors are loaded, vectors held)."""
+        return len(self._entries), sum(e.alive_count for e in self._entries.values())
+
     # -- kept in step by the store --------------------------------------------------
     def on_add(
         self,

@@ -184,10 +184,25 @@ class MemoryPlugin(Plugin):
             half_min_vectors=int(self.config["index_half_min_vectors"]),
         )
         self.store = MemoryStore(self.context.database, self.index)
+        self._declare_index_metrics(self.index)
         await self.store.load_dims()
         self.embedder = self._make_embedder()
         if self.embedder.dim:
             await self.store.ensure_dim(self.embedder.dim)
+
+    def _declare_index_metrics(self, index: VectorIndex) -> None:
+        metrics = self.context.metrics
+        size = metrics.gauge("index_bytes", "Memory held by the in-process vector index")
+        vectors = metrics.gauge("index_vectors", "Vectors held by the in-process vector index")
+        users = metrics.gauge("index_users", "Users whose vectors the index holds")
+
+        def collect() -> None:
+            size.set(index.nbytes())
+            n_users, n_vectors = index.counts()
+            users.set(n_users)
+            vectors.set(n_vectors)
+
+        metrics.on_collect(collect)
 
     def _make_embedder(self) -> Embedder:
         kind = self.config["embedder"]

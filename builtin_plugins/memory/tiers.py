@@ -18,6 +18,7 @@ import asyncio
 import logging
 import math
 import re
+import time
 import weakref
 from collections import OrderedDict
 from dataclasses import replace
@@ -97,6 +98,11 @@ class MemoryService:
         # (user, session) -> its summary, or None for "none yet". Only without Redis: then
         # this process is the only writer of summaries (see docs/memory.md, caches).
         self._summaries: OrderedDict[tuple[str, str], Memory | None] = OrderedDict()
+        self.search_seconds = context.metrics.histogram(
+            "search_duration_seconds",
+            "Time of a semantic search: embedding the query, then scanning the index",
+            labels=("phase",),
+        )
 
     # -- helpers ----------------------------------------------------------------------
     def lock(self, user_id: str) -> asyncio.Lock:
@@ -299,7 +305,9 @@ class MemoryService:
         min_score: float | None = None,
         exclude_session_tiers: tuple[str, list[str]] | None = None,
     ) -> list[Memory]:
+        started = time.perf_counter()
         vector = (await self.embed([query]))[0]
+        self.search_seconds.labels(phase="embed").observe(time.perf_counter() - started)
         return await self.search_vector(
             user_id,
             vector,
@@ -321,6 +329,7 @@ class MemoryService:
         min_score: float | None = None,
         exclude_session_tiers: tuple[str, list[str]] | None = None,
     ) -> list[Memory]:
+        started = time.perf_counter()
         candidates = await self.store.search(
             user_id,
             vector,
@@ -331,6 +340,7 @@ class MemoryService:
             min_score=min_score,
             exclude_session_tiers=exclude_session_tiers,
         )
+        self.search_seconds.labels(phase="scan").observe(time.perf_counter() - started)
         return rank(candidates, top_k)
 
     # -- short and mid term: the chat turns -------------------------------------------

@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 from sdk import Identity, errors
+from sdk.metrics import CounterMetric
 
 from .backends import Backend, BackendUnavailable
 from .limits import Limit, parse_limit
@@ -35,6 +36,7 @@ class Limiter:
         tokens_per_day: dict[str, int],
         on_backend_error: str,
         logger: logging.Logger,
+        refusals: CounterMetric,
     ) -> None:
         self.backend = backend
         self.default = parse_limit(default)
@@ -43,6 +45,7 @@ class Limiter:
         self.fail_open = on_backend_error == "open"
         self.log = logger
         self._warned = False
+        self.refusals = refusals  # labels: route, reason
 
     # -- limits ---------------------------------------------------------------------------
 
@@ -99,11 +102,14 @@ class Limiter:
         try:
             result = await self.backend.hit(key, limit, quota_key, quota_limit)
         except BackendUnavailable as exc:
+            if not self.fail_open:
+                self.refusals.labels(route=route_key, reason="backend_unavailable").inc()
             return self._backend_down(exc)
         if self._warned:
             self.log.info("rate-limit backend is back")
             self._warned = False
         if result.decision is None:
+            self.refusals.labels(route=route_key, reason="quota_exceeded").inc()
             raise errors.TooManyRequests(
                 f"The daily quota of {quota_limit} LLM tokens is spent; it renews at 00:00 UTC.",
                 code="QUOTA_EXCEEDED",
@@ -113,6 +119,7 @@ class Limiter:
         decision = result.decision
         headers = decision.headers()
         if not decision.allowed:
+            self.refusals.labels(route=route_key, reason="rate_limited").inc()
             raise errors.TooManyRequests(
                 f"Rate limit of {limit.text} exceeded for {route_key}.",
                 retry_after=math.ceil(decision.retry_after),

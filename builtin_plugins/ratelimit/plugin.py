@@ -101,6 +101,11 @@ class RateLimitPlugin(Plugin):
             tokens_per_day=quotas.get("tokens_per_day", {"user": 200000, "admin": 0}),
             on_backend_error=cfg["on_backend_error"],
             logger=self.log,
+            refusals=self.context.metrics.counter(
+                "refusals",
+                "Requests refused by a rate limit, a token quota or an unreachable backend",
+                labels=("route", "reason"),
+            ),
         )
         self.context.services.provide(services.RATELIMIT, self.limiter, plugin=self.name)
         self.context.services.provide(services.QUOTA, self.limiter, plugin=self.name)

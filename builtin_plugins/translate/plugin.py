@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import aiohttp
 
 from sdk import Health, Plugin, Tool, ToolCall, errors, hookimpl
-from sdk.http import Upstream, close_session
+from sdk.http import Upstream, client_session, close_session, upstream_latency
 
 from .providers import Provider
 from .providers.deepl import DeepL
@@ -129,7 +129,7 @@ class TranslatePlugin(Plugin):
     # ---- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
         total = float(self.config["timeout_seconds"])
-        self._session = aiohttp.ClientSession(
+        self._session = client_session(
             timeout=aiohttp.ClientTimeout(
                 total=total, connect=float(self.config["connect_timeout_seconds"])
             ),
@@ -139,6 +139,11 @@ class TranslatePlugin(Plugin):
             self._provider(self._session, total),
             int(self.config["max_text_chars"]),
             float(self.config["languages_cache_seconds"]),
+            self.context.metrics.counter(
+                "languages_cache_lookups",
+                "Lookups of the provider's cached language list, by result (hit or miss)",
+                ("result",),
+            ),
         )
         if missing := self.missing_setting():
             self.log.warning(
@@ -153,13 +158,14 @@ class TranslatePlugin(Plugin):
         if name == "llm":
             self._llm = LLMTranslator(self.context, str(self.config["llm_provider"]))
             return self._llm
+        latency = upstream_latency(self.context.metrics)
         if name == "google":
-            return GoogleTranslate(
-                Upstream(session, "Google Translation", timeout), self.base_url(), key
-            )
+            upstream = Upstream(session, "Google Translation", timeout, latency=latency)
+            return GoogleTranslate(upstream, self.base_url(), key)
         if name == "deepl":
-            return DeepL(Upstream(session, "DeepL", timeout), self.base_url(), key)
-        return LibreTranslate(Upstream(session, "LibreTranslate", timeout), self.base_url(), key)
+            return DeepL(Upstream(session, "DeepL", timeout, latency=latency), self.base_url(), key)
+        upstream = Upstream(session, "LibreTranslate", timeout, latency=latency)
+        return LibreTranslate(upstream, self.base_url(), key)
 
     async def stop(self) -> None:
         self._service = None

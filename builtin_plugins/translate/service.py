@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from sdk import Identity, errors
+from sdk.metrics import CounterMetric
 
 from .languages import CODE_PATTERN, SOURCE_PATTERN, Language, match, same_language
 from .providers import Provider
@@ -106,8 +107,16 @@ LANGUAGES_RESULT: dict[str, Any] = {
 
 
 class TranslateService:
-    def __init__(self, provider: Provider, max_text_chars: int, languages_ttl: float) -> None:
+    def __init__(
+        self,
+        provider: Provider,
+        max_text_chars: int,
+        languages_ttl: float,
+        cache_lookups: CounterMetric,
+    ) -> None:
         self.provider = provider
+        self.cache_hits = cache_lookups.labels(result="hit")
+        self.cache_misses = cache_lookups.labels(result="miss")
         self.max_text_chars = max_text_chars
         self.languages_ttl = languages_ttl
         self._languages: list[Language] | None = None
@@ -129,8 +138,11 @@ class TranslateService:
         async with self._lock:
             fresh = time.monotonic() - self._languages_at < self.languages_ttl
             if self._languages is None or not fresh:
+                self.cache_misses.inc()
                 self._languages = await self.provider.languages()
                 self._languages_at = time.monotonic()
+            else:
+                self.cache_hits.inc()
             return self._languages
 
     async def translate(

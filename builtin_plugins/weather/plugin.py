@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import aiohttp
 
 from sdk import Health, Plugin, Tool, ToolCall, errors, hookimpl
-from sdk.http import Upstream, close_session
+from sdk.http import Upstream, client_session, close_session, upstream_latency
 
 from .cache import Cache, MemoryCache, RedisCache
 from .providers import Provider
@@ -112,7 +112,7 @@ class WeatherPlugin(Plugin):
         timeout = aiohttp.ClientTimeout(
             total=total, connect=float(self.config["connect_timeout_seconds"])
         )
-        self._session = aiohttp.ClientSession(
+        self._session = client_session(
             timeout=timeout,
             headers={"User-Agent": f"llmmultichat-weather/{self.version}"},
             raise_for_status=False,
@@ -123,7 +123,12 @@ class WeatherPlugin(Plugin):
         else:
             self._cache = MemoryCache()
         self._service = WeatherService(
-            self._provider(self._session, total), self._cache, int(self.config["cache_seconds"])
+            self._provider(self._session, total),
+            self._cache,
+            int(self.config["cache_seconds"]),
+            self.context.metrics.counter(
+                "cache_lookups", "Weather cache lookups, by result (hit or miss)", ("result",)
+            ),
         )
         if missing := self.missing_setting():
             self.log.warning(
@@ -135,13 +140,15 @@ class WeatherPlugin(Plugin):
     def _provider(self, session: aiohttp.ClientSession, timeout: float) -> Provider:
         base_url = str(self.config["base_url"])
         key = str(self.config["api_key"] or "")
+        latency = upstream_latency(self.context.metrics)
         if self.provider_name == "openweathermap":
             if base_url.rstrip("/") == OPEN_METEO_BASE_URL:
                 base_url = OWM_DEFAULT_BASE_URL
-            return OpenWeatherMap(Upstream(session, "OpenWeatherMap", timeout), base_url, key)
+            upstream = Upstream(session, "OpenWeatherMap", timeout, latency=latency)
+            return OpenWeatherMap(upstream, base_url, key)
         return OpenMeteo(
-            Upstream(session, "Open-Meteo forecast", timeout),
-            Upstream(session, "Open-Meteo geocoding", timeout),
+            Upstream(session, "Open-Meteo forecast", timeout, latency=latency),
+            Upstream(session, "Open-Meteo geocoding", timeout, latency=latency),
             base_url,
             str(self.config["geocoding_url"]),
             key,

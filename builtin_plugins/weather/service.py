@@ -8,6 +8,8 @@ from typing import Any
 
 import jsonschema
 
+from sdk.metrics import CounterMetric
+
 from .cache import Cache, cache_key
 from .providers import Provider
 
@@ -67,8 +69,16 @@ _RESULT_VALIDATOR = jsonschema.Draft202012Validator(RESULT)
 
 
 class WeatherService:
-    def __init__(self, provider: Provider, cache: Cache | None, cache_seconds: int) -> None:
+    def __init__(
+        self,
+        provider: Provider,
+        cache: Cache | None,
+        cache_seconds: int,
+        cache_lookups: CounterMetric,
+    ) -> None:
         self.provider = provider
+        self.cache_hits = cache_lookups.labels(result="hit")
+        self.cache_misses = cache_lookups.labels(result="miss")
         self.cache = cache if cache_seconds > 0 else None
         self.cache_seconds = cache_seconds
         self._inflight: dict[str, asyncio.Task[dict[str, Any]]] = {}
@@ -79,7 +89,9 @@ class WeatherService:
         if self.cache is not None:
             hit = await self.cache.get(key)
             if hit is not None and _RESULT_VALIDATOR.is_valid(hit):
+                self.cache_hits.inc()
                 return hit
+            self.cache_misses.inc()
         # Concurrent calls for the same (city, units) share one upstream fetch.
         task = self._inflight.get(key)
         if task is None:

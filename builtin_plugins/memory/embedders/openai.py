@@ -9,6 +9,7 @@ import aiohttp
 import numpy as np
 
 from sdk import errors
+from sdk.http import client_session
 
 from .base import Embedder
 
@@ -28,9 +29,7 @@ class OpenAIEmbedder(Embedder):
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._timeout)
-            )
+            self._session = client_session(timeout=aiohttp.ClientTimeout(total=self._timeout))
         return self._session
 
     async def close(self) -> None:

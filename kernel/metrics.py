@@ -1,0 +1,257 @@
+"""Prometheus metrics: the kernel's own, the ones plugins declare through ``sdk.metrics``,
+and the exposition behind ``GET /metrics``.
+
+Each kernel has its own registry (tests run several kernels in one process). With
+``serve --workers N`` (N > 1) the parent calls :func:`prepare_worker_metrics` before it
+starts the workers: prometheus-client's multiprocess mode then keeps every worker's
+values in files of one directory, and a scrape of any worker reads them all, so
+``/metrics`` describes the whole server whichever worker answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    multiprocess,
+    values,
+)
+from prometheus_client.exposition import choose_encoder
+
+from sdk.metrics import DEFAULT_BUCKETS, Aggregate, CounterMetric, GaugeMetric, HistogramMetric
+from sdk.plugin import PluginState
+
+from . import __version__
+
+log = logging.getLogger("llmmultichat.metrics")
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+PREFIX = "llmmc_"
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+# Methods outside this set are counted as OTHER: a client must not mint label values.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED_ROUTE = "(unmatched)"
+
+
+def prepare_worker_metrics(workers: int) -> Path | None:
+    """In the parent process, before starting ``workers`` worker processes: switch
+    prometheus-client to multiprocess mode, in ``$PROMETHEUS_MULTIPROC_DIR`` when the
+    deployer set it (emptied of an earlier run's files), else in a fresh temporary
+    directory removed at exit by :func:`cleanup_worker_metrics`. Workers inherit the
+    setting through the environment (spawned) or the switched module (forked)."""
+    if workers <= 1:
+        return None
+    given = os.environ.get(MULTIPROCESS_ENV, "")
+    if given:
+        directory = Path(given)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="llmmc-metrics-"))
+    os.environ[MULTIPROCESS_ENV] = str(directory)
+    # Metrics pick their value store when they are built; the choice is read at import,
+    # so a process that imported prometheus-client already must be told again.
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    return directory
+
+
+def worker_exited(pid: int) -> None:
+    """In the parent, when a worker ends: its live gauges (in-flight, open sockets) stop
+    counting. Its counters stay: what it served was served."""
+    if os.environ.get(MULTIPROCESS_ENV):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def cleanup_worker_metrics(directory: Path | None) -> None:
+    """In the parent, at exit: remove the directory :func:`prepare_worker_metrics` made."""
+    if directory is not None and directory.name.startswith("llmmc-metrics-"):
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _mode(aggregate: Aggregate) -> str:
+    # "live" modes forget a worker once it has exited.
+    return "liveall" if aggregate == "all" else f"live{aggregate}"
+
+
+class MetricsHub:
+    """Every metric of one kernel, and the exposition of them all."""
+
+    def __init__(self) -> None:
+        # ``*_created`` series double the output and no alert or dashboard here uses them
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry()
+        self.multiprocess = bool(os.environ.get(MULTIPROCESS_ENV))
+        self._declared: dict[str, tuple[str, tuple[str, ...], Any]] = {}
+        self._before_collect: list[tuple[str, Callable[[], None]]] = []
+
+    def declare(
+        self, kind: str, name: str, help: str, labels: Sequence[str], **options: Any
+    ) -> Any:
+        """The metric called ``name``; declaring it again with the same kind and labels
+        returns the same one (a plugin initialized twice in one process)."""
+        labels = tuple(labels)
+        found = self._declared.get(name)
+        if found is not None:
+            if found[:2] != (kind, labels):
+                raise ValueError(
+                    f"metric {name} is already declared as a {found[0]} with labels {found[1]}"
+                )
+            return found[2]
+        cls = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}[kind]
+        if kind == "gauge" and "aggregate" in options:
+            options["multiprocess_mode"] = _mode(options.pop("aggregate"))
+        metric = cls(name, help, labels, registry=self.registry, **options)
+        self._declared[name] = (kind, labels, metric)
+        return metric
+
+    def for_plugin(self, plugin: str) -> PluginMetrics:
+        return PluginMetrics(self, plugin)
+
+    def before_collect(self, owner: str, fn: Callable[[], None]) -> None:
+        self._before_collect.append((owner, fn))
+
+    def refresh(self) -> None:
+        """Run the plugins' ``on_collect`` functions (on the event loop, before rendering)."""
+        for owner, fn in self._before_collect:
+            try:
+                fn()
+            except Exception:
+                log.exception("metrics collection of %r failed", owner)
+
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """The exposition in the format ``accept`` asks for (Prometheus text, or
+        OpenMetrics) and its content type. In multiprocess mode it reads files: run it in
+        a thread."""
+        encode, content_type = choose_encoder(accept)
+        if self.multiprocess:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return encode(registry), content_type
+        return encode(self.registry), content_type
+
+
+class PluginMetrics:
+    """``sdk.metrics.Metrics`` for one plugin: its names start with ``llmmc_<plugin>_``."""
+
+    def __init__(self, hub: MetricsHub, plugin: str) -> None:
+        self.hub = hub
+        self.plugin = plugin
+
+    def _name(self, name: str) -> str:
+        if not _NAME.match(name):
+            raise ValueError(f"metric name {name!r} must match {_NAME.pattern}")
+        return f"{PREFIX}{self.plugin}_{name}"
+
+    def counter(self, name: str, help: str, labels: Sequence[str] = ()) -> CounterMetric:
+        metric: CounterMetric = self.hub.declare("counter", self._name(name), help, labels)
+        return metric
+
+    def gauge(
+        self,
+        name: str,
+        help: str,
+        labels: Sequence[str] = (),
+        *,
+        aggregate: Aggregate = "sum",
+    ) -> GaugeMetric:
+        metric: GaugeMetric = self.hub.declare(
+            "gauge", self._name(name), help, labels, aggregate=aggregate
+        )
+        return metric
+
+    def histogram(
+        self,
+        name: str,
+        help: str,
+        labels: Sequence[str] = (),
+        *,
+        buckets: Sequence[float] = DEFAULT_BUCKETS,
+    ) -> HistogramMetric:
+        metric: HistogramMetric = self.hub.declare(
+            "histogram", self._name(name), help, labels, buckets=tuple(buckets)
+        )
+        return metric
+
+    def on_collect(self, fn: Callable[[], None]) -> None:
+        self.hub.before_collect(self.plugin, fn)
+
+
+class KernelMetrics:
+    """The kernel's own metrics. ``observe`` runs once per request, so the labelled
+    children are looked up once per (route, method, status) and kept."""
+
+    def __init__(self, hub: MetricsHub) -> None:
+        self.hub = hub
+        self.requests = hub.declare(
+            "counter",
+            PREFIX + "http_requests",
+            "HTTP requests answered, by route template, method and status",
+            ("route", "method", "status"),
+        )
+        self.duration = hub.declare(
+            "histogram",
+            PREFIX + "http_request_duration_seconds",
+            "Time from a request's arrival to the end of its answer, by route template and "
+            "method (WebSocket sessions are left out: they last as long as the client stays)",
+            ("route", "method"),
+            buckets=DEFAULT_BUCKETS,
+        )
+        self.in_flight = hub.declare(
+            "gauge",
+            PREFIX + "http_requests_in_flight",
+            "Requests being answered now (open SSE streams and WebSockets included)",
+            (),
+            aggregate="sum",
+        )
+        self.plugin_state = hub.declare(
+            "gauge",
+            PREFIX + "plugin_state",
+            "1 for the lifecycle state each plugin is in (summed over worker processes)",
+            ("plugin", "state"),
+            aggregate="sum",
+        )
+        self.ready = hub.declare(
+            "gauge",
+            PREFIX + "ready",
+            "1 while the process is ready for traffic (summed over worker processes)",
+            (),
+            aggregate="sum",
+        )
+        info = hub.declare(
+            "gauge", PREFIX + "build_info", "The running version", ("version",), aggregate="max"
+        )
+        info.labels(version=__version__).set(1)
+        self._counted: dict[tuple[str, str, int], Any] = {}
+        self._timed: dict[tuple[str, str], Any] = {}
+
+    def observe(self, route: str, method: str, status: int, seconds: float | None) -> None:
+        if method not in METHODS:
+            method = "OTHER"
+        key = (route, method, status)
+        counter = self._counted.get(key)
+        if counter is None:
+            counter = self._counted[key] = self.requests.labels(route, method, str(status))
+        counter.inc()
+        if seconds is not None:
+            timed = self._timed.get(key[:2])
+            if timed is None:
+                timed = self._timed[key[:2]] = self.duration.labels(route, method)
+            timed.observe(seconds)
+
+    def plugin_states(self, states: Iterable[tuple[str, PluginState]]) -> None:
+        for plugin, current in states:
+            for state in PluginState:
+                self.plugin_state.labels(plugin, state.value).set(1 if state is current else 0)

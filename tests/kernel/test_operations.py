@@ -1,0 +1,405 @@
+"""Operations through HTTP: /metrics (kernel and plugin metrics, the allow list),
+/livez and /readyz, the access log, request ids reaching upstreams, and compression."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import brotli
+import pytest
+from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
+
+from sdk import Plugin, Request, Route, hookimpl
+from tests.fakes.open_meteo import FakeOpenMeteo
+from tests.serverproc import ServerProcess, wait_for
+
+THING = "/api/v1/things/{thing_id}"
+
+
+class ThingsPlugin(Plugin):
+    """A route with a path parameter, a metric of its own, and an SSE stream that waits
+    for the test between its two events."""
+
+    name = "things"
+
+    async def initialize(self) -> None:
+        self.made = self.context.metrics.counter("made", "Things made", labels=("kind",))
+        self.size = self.context.metrics.gauge("size", "Things held")
+        self.held = 0
+        self.context.metrics.on_collect(lambda: self.size.set(self.held))
+        self.release = asyncio.Event()
+
+    @hookimpl
+    def register_routes(self) -> list[Route]:
+        return [
+            Route("GET", THING, self.get_thing, auth="user", rate_limit=None),
+            Route("GET", "/api/v1/big", self.big, auth="public", rate_limit=None),
+            Route("GET", "/api/v1/stream", self.stream, auth="public", rate_limit=None),
+        ]
+
+    async def get_thing(self, req: Request) -> Any:
+        self.made.labels(kind="plain").inc()
+        self.held += 1
+        return {"thing_id": req.match_info["thing_id"]}
+
+    async def big(self, req: Request) -> Any:
+        return {"items": [f"item number {i}" for i in range(500)]}
+
+    async def stream(self, req: Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(req.raw)
+        await resp.write(b"data: " + b"x" * 2000 + b"\n\n")
+        await self.release.wait()
+        await resp.write(b"data: last\n\n")
+        await resp.write_eof()
+        return resp
+
+
+def config(**kernel: Any) -> dict[str, Any]:
+    return {"kernel": kernel, "plugins": {"enabled": ["things"]}}
+
+
+async def scrape(client: Any, **kwargs: Any) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """Every sample of GET /metrics, by name and sorted labels."""
+    r = await client.get("/metrics", **kwargs)
+    assert r.status == 200, await r.text()
+    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(await r.text()):
+        for s in family.samples:
+            samples.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+    return samples
+
+
+def value(samples: dict[str, Any], name: str, **labels: str) -> float:
+    return float(samples.get(name, {}).get(tuple(sorted(labels.items())), 0.0))
+
+
+async def test_metrics_follow_the_requests_made(llmmc: Any) -> None:
+    client = await llmmc(config(), plugins={"things": ThingsPlugin})
+    before = await scrape(client)
+    assert value(before, "llmmc_plugin_state", plugin="things", state="RUNNING") == 1
+    assert value(before, "llmmc_plugin_state", plugin="things", state="ERROR") == 0
+    assert value(before, "llmmc_ready") == 1
+
+    user = client.auth_headers("u1")
+    for thing in ("a", "b", "c"):
+        assert (await client.get(f"/api/v1/things/{thing}", headers=user)).status == 200
+    assert (await client.get("/api/v1/things/a")).status == 401
+    assert (await client.get("/no/such/path")).status == 404
+    assert (await client.request("PROPFIND", "/api/v1/things/a")).status == 405
+
+    after = await scrape(client)
+    route = {"route": THING, "method": "GET"}
+    assert value(after, "llmmc_http_requests_total", **route, status="200") == 3
+    assert value(after, "llmmc_http_requests_total", **route, status="401") == 1
+    # Paths never become labels: what matched no route is counted under one name, and
+    # an invented method under OTHER.
+    assert (
+        value(after, "llmmc_http_requests_total", route="(unmatched)", method="GET", status="404")
+        == 1
+    )
+    assert (
+        value(after, "llmmc_http_requests_total", route="(unmatched)", method="OTHER", status="405")
+        == 1
+    )
+    assert value(after, "llmmc_http_request_duration_seconds_count", **route) == 4
+    assert value(after, "llmmc_http_request_duration_seconds_bucket", **route, le="+Inf") == 4
+    assert value(after, "llmmc_http_requests_in_flight") == 1  # the scrape itself
+    # The plugin's own metrics, prefixed with its name; the gauge set just before the scrape.
+    assert value(after, "llmmc_things_made_total", kind="plain") == 3
+    assert value(after, "llmmc_things_size") == 3
+    assert value(after, "llmmc_build_info", version="0.1.0") == 1
+
+
+async def test_metrics_only_for_allowed_addresses(llmmc: Any) -> None:
+    client = await llmmc(
+        config(metrics={"allow": ["10.0.0.0/8"]}), plugins={"things": ThingsPlugin}
+    )
+    r = await client.get("/metrics")
+    assert r.status == 403
+    assert (await r.json())["code"] == "METRICS_FORBIDDEN"
+    # X-Forwarded-For is not believed from a peer that is not a trusted proxy.
+    r = await client.get("/metrics", headers={"X-Forwarded-For": "10.1.2.3"})
+    assert r.status == 403
+
+    proxied = await llmmc(
+        config(metrics={"allow": ["10.0.0.0/8"]}, trusted_proxies=["127.0.0.1/32"]),
+        plugins={"things": ThingsPlugin},
+    )
+    assert (await proxied.get("/metrics", headers={"X-Forwarded-For": "10.1.2.3"})).status == 200
+    assert (await proxied.get("/metrics", headers={"X-Forwarded-For": "192.0.2.7"})).status == 403
+
+
+async def test_livez_and_readyz(llmmc: Any) -> None:
+    client = await llmmc(config(), plugins={"things": ThingsPlugin})
+    r = await client.get("/livez")
+    assert r.status == 200 and (await r.json())["status"] == "alive"
+    r = await client.get("/readyz")
+    assert r.status == 200 and await r.json() == {"status": "ready", "reasons": []}
+
+
+def test_sigterm_turns_readiness_off_then_drains(
+    tmp_path: Path, samples_env: dict[str, str]
+) -> None:
+    """A real ``serve``: after SIGTERM, /readyz says 503 at once while requests are still
+    served for drain_delay_seconds; the request in flight finishes; the process exits 0.
+    Its JSON log has one access line per request, with the client's request id."""
+    server = ServerProcess(
+        {
+            "kernel": {"log_format": "json", "drain_delay_seconds": 2},
+            "plugins": {"enabled": ["echoer"]},
+        },
+        tmp_path,
+        env=samples_env,
+    ).start()
+
+    async def scenario() -> tuple[int, Any]:
+        assert (await server.request("GET", "/readyz"))[:2] == (
+            200,
+            {"status": "ready", "reasons": []},
+        )
+        slow = asyncio.create_task(
+            server.request(
+                "GET", "/api/v1/echoer/slow?seconds=2.5", headers={"X-Request-ID": "slow-1"}
+            )
+        )
+        await asyncio.sleep(0.3)
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)
+
+        async def not_ready() -> Any:
+            status, body, _ = await server.request("GET", "/readyz")
+            return body if status == 503 else None
+
+        body = await wait_for(not_ready, timeout=1.5)
+        assert body and body["reasons"] == ["draining: the server is shutting down"]
+        assert (await server.request("GET", "/livez"))[0] == 200
+        status, answer, _ = await slow
+        return status, answer
+
+    try:
+        assert asyncio.run(scenario()) == (200, {"slept": True})
+        assert server.wait(30) == 0
+    finally:
+        server.stop()
+    lines = [json.loads(x) for x in server.output().splitlines() if x.startswith("{")]
+    assert any(x["message"].startswith("SIGTERM: not ready") for x in lines)
+    access = [x for x in lines if x["logger"] == "llmmultichat.access"]
+    slow_line = next(x for x in access if x["request_id"] == "slow-1")
+    assert slow_line["route"] == "/api/v1/echoer/slow" and slow_line["status"] == 200
+    assert slow_line["method"] == "GET" and slow_line["client_ip"] == "127.0.0.1"
+    assert slow_line["duration_ms"] >= 2500 and slow_line["user_id"] is None
+    assert slow_line["time"].endswith("+00:00") and slow_line["level"] == "INFO"
+    readyz = [x["status"] for x in access if x["route"] == "/readyz"]
+    assert readyz[0] == 200 and 503 in readyz
+
+
+async def test_access_log_line_per_request(llmmc: Any, caplog: pytest.LogCaptureFixture) -> None:
+    client = await llmmc(config(), plugins={"things": ThingsPlugin})
+    caplog.set_level(logging.INFO, logger="llmmultichat.access")
+    headers = {**client.auth_headers("alice"), "X-Request-ID": "trace-abc-1"}
+    await client.get("/api/v1/things/x1", headers=headers)
+    await client.get("/api/v1/things/x2", headers={"X-Forwarded-For": "203.0.113.9"})
+    lines = [r for r in caplog.records if r.name == "llmmultichat.access"]
+    assert len(lines) == 2
+    first, second = (r.access for r in lines)  # type: ignore[attr-defined]
+    assert lines[0].request_id == "trace-abc-1"  # type: ignore[attr-defined]
+    assert first["method"] == "GET" and first["route"] == THING
+    assert first["path"] == "/api/v1/things/x1"
+    assert first["status"] == 200 and first["user_id"] == "alice"
+    assert first["client_ip"] == "127.0.0.1" and first["duration_ms"] >= 0
+    assert first["bytes"] > 0
+    assert second["status"] == 401 and second["user_id"] is None
+    assert second["client_ip"] == "127.0.0.1"  # no trusted proxy: the header is ignored
+    # the generated id is the one the client got back
+    assert lines[1].request_id and len(lines[1].request_id) == 32  # type: ignore[attr-defined]
+
+
+async def test_request_id_reaches_the_upstream_and_tool_metrics(llmmc: Any) -> None:
+    async with FakeOpenMeteo() as fake:
+        client = await llmmc(
+            {
+                "plugins": {
+                    "enabled": ["weather"],
+                    "weather": {"base_url": fake.url, "geocoding_url": fake.url},
+                }
+            }
+        )
+        call = {"tool": "weather", "params": {"city": "Berlin"}}
+        headers = {**client.auth_headers("u1"), "X-Request-ID": "req-weather-42"}
+        for _ in range(2):
+            r = await client.post("/api/v1/plugins/weather/execute", json=call, headers=headers)
+            assert r.status == 200
+        assert fake.count("/v1/forecast") == 1  # the second came from the cache
+        assert fake.last("/v1/search").headers["X-Request-ID"] == "req-weather-42"
+        assert fake.last("/v1/forecast").headers["X-Request-ID"] == "req-weather-42"
+        samples = await scrape(client)
+    assert value(samples, "llmmc_weather_cache_lookups_total", result="miss") == 1
+    assert value(samples, "llmmc_weather_cache_lookups_total", result="hit") == 1
+    latency = "llmmc_weather_upstream_request_duration_seconds_count"
+    assert value(samples, latency, service="Open-Meteo forecast", outcome="ok") == 1
+    assert value(samples, latency, service="Open-Meteo geocoding", outcome="ok") == 1
+
+
+async def test_rate_limit_refusals_are_counted(llmmc: Any) -> None:
+    client = await llmmc(
+        {
+            "plugins": {
+                "enabled": ["ratelimit", "things"],
+                "ratelimit": {"routes": {f"GET {THING}": "2/minute"}},
+            }
+        },
+        plugins={"things": LimitedThings},
+    )
+    user = client.auth_headers("u1")
+    statuses = [(await client.get("/api/v1/things/a", headers=user)).status for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    samples = await scrape(client)
+    refused = "llmmc_ratelimit_refusals_total"
+    assert value(samples, refused, route=f"GET {THING}", reason="rate_limited") == 1
+    assert value(samples, "llmmc_http_requests_total", route=THING, method="GET", status="429") == 1
+
+
+class LimitedThings(ThingsPlugin):
+    @hookimpl
+    def register_routes(self) -> list[Route]:
+        return [Route("GET", THING, self.get_thing, auth="user")]
+
+
+async def test_memory_metrics(llmmc: Any) -> None:
+    client = await llmmc(
+        {
+            "plugins": {
+                "enabled": ["memory"],
+                "memory": {"embedder": "hashing", "redis_url": "none", "index_min_vectors": 1},
+            }
+        }
+    )
+    user = client.auth_headers("u1")
+    r = await client.post(
+        "/api/v1/memory", json={"content": "I keep bees", "tier": "long_term"}, headers=user
+    )
+    assert r.status == 201
+    r = await client.post("/api/v1/memory/search", json={"query": "bees"}, headers=user)
+    assert r.status == 200
+    samples = await scrape(client)
+    assert value(samples, "llmmc_memory_search_duration_seconds_count", phase="embed") == 1
+    assert value(samples, "llmmc_memory_search_duration_seconds_count", phase="scan") == 1
+    assert value(samples, "llmmc_memory_index_vectors") == 1
+    assert value(samples, "llmmc_memory_index_users") == 1
+    assert value(samples, "llmmc_memory_index_bytes") > 0
+
+
+@pytest.mark.parametrize(
+    ("accept", "coding"),
+    [
+        ("gzip", "gzip"),
+        ("gzip, deflate, br", "br"),
+        ("br;q=0.5, gzip", "gzip"),
+        ("gzip;q=0, br;q=0", None),
+        ("identity", None),
+        ("*", "br"),
+    ],
+)
+async def test_compression_follows_accept_encoding(
+    llmmc: Any, accept: str, coding: str | None
+) -> None:
+    client = await llmmc(config(), plugins={"things": ThingsPlugin})
+    async with client.session.get(
+        client.url("/api/v1/big"), headers={"Accept-Encoding": accept}, auto_decompress=False
+    ) as r:
+        raw = await r.read()
+        assert r.status == 200
+        assert r.headers.get("Content-Encoding") == coding
+        assert "Accept-Encoding" in r.headers["Vary"]
+        assert r.headers["X-Request-ID"]
+    plain = {"gzip": gzip.decompress, "br": brotli.decompress, None: bytes}[coding](raw)
+    assert json.loads(plain)["items"][499] == "item number 499"
+    if coding:
+        assert len(raw) < len(plain) / 4
+
+
+async def test_small_answers_and_streams_are_not_compressed(llmmc: Any) -> None:
+    client = await llmmc(config(), plugins={"things": ThingsPlugin})
+    enc = {"Accept-Encoding": "gzip, br"}
+    async with client.session.get(client.url("/ping"), headers=enc, auto_decompress=False) as r:
+        assert "Content-Encoding" not in r.headers
+        assert json.loads(await r.read()) == {"pong": True}
+    # The first event arrives while the handler still waits to send the second: nothing
+    # holds it back in a compressor.
+    plugin = client.plugin("things")
+    async with client.session.get(client.url("/api/v1/stream"), headers=enc) as r:
+        assert "Content-Encoding" not in r.headers
+        first = await asyncio.wait_for(r.content.readuntil(b"\n\n"), 10)
+        assert first.startswith(b"data: xxx")
+        plugin.release.set()
+        assert await r.content.read() == b"data: last\n\n"
+    # static files stream through gzip
+    async with client.session.get(
+        client.url("/redoc/static/redoc.standalone.js"), headers=enc, auto_decompress=False
+    ) as r:
+        assert r.headers["Content-Encoding"] == "gzip"
+        assert b"redoc" in gzip.decompress(await r.read())[:4096].lower()
+
+
+WORKERS_SCRIPT = """
+import os
+from kernel.metrics import (
+    KernelMetrics, MetricsHub, cleanup_worker_metrics, prepare_worker_metrics, worker_exited,
+)
+import prometheus_client  # imported before the switch, as in a real parent
+
+directory = prepare_worker_metrics(2)
+pids = []
+for n in range(2):
+    pid = os.fork()
+    if pid == 0:
+        worker = KernelMetrics(MetricsHub())
+        worker.observe("/x", "GET", 200, 0.01)
+        worker.in_flight.inc()
+        os._exit(0)
+    pids.append(pid)
+for pid in pids:
+    os.waitpid(pid, 0)
+hub = MetricsHub()
+KernelMetrics(hub)
+print(hub.render("")[0].decode())
+print("----")
+for pid in pids:
+    worker_exited(pid)
+print(hub.render("")[0].decode())
+cleanup_worker_metrics(directory)
+print("left:", directory.exists())
+"""
+
+
+def test_worker_processes_are_summed_in_one_exposition() -> None:
+    """What serve --workers relies on: the parent switches to multiprocess mode before
+    forking, any process's scrape sums every worker, and an exited worker's live gauges
+    go away while its counters stay."""
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    out = subprocess.run(
+        [sys.executable, "-c", WORKERS_SCRIPT], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    running, _, exited = out.partition("----")
+    first = {s.name: s for f in text_string_to_metric_families(running) for s in f.samples}
+    after = {
+        s.name: s
+        for f in text_string_to_metric_families(exited.split("left:")[0])
+        for s in f.samples
+    }
+    assert first["llmmc_http_requests_total"].value == 2
+    assert first["llmmc_http_requests_in_flight"].value == 2
+    assert after["llmmc_http_requests_total"].value == 2
+    assert after["llmmc_http_requests_in_flight"].value == 0
+    assert out.strip().endswith("left: False")
