@@ -43,6 +43,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         return _fail(str(exc), 2)
+    if args.reload:
+        from .reload import serve_with_reload
+
+        child = ["serve"]
+        for flag, value in (
+            ("--config", args.config),
+            ("--host", args.host),
+            ("--port", args.port),
+        ):
+            if value is not None:
+                child += [flag, str(value)]
+        return serve_with_reload(child, find_config_path(args.config), config.enabled)
     configure_logging(config.kernel["log_level"], config.kernel["log_format"])
     if args.host:
         config.kernel["host"] = args.host
@@ -367,6 +379,12 @@ def build_parser(commands: list[CliCommand]) -> argparse.ArgumentParser:
         metavar="N",
         help="worker processes on the one port (N > 1 needs PostgreSQL and Redis; "
         "docs/scaleout.md)",
+    )
+    p.add_argument(
+        "--reload",
+        action="store_true",
+        help="restart when a source file of the kernel, the SDK or an enabled plugin, or the "
+        "configuration, changes (plugin development)",
     )
     p.set_defaults(func=cmd_serve)
 

@@ -403,3 +403,73 @@ def test_worker_processes_are_summed_in_one_exposition() -> None:
     assert after["llmmc_http_requests_total"].value == 2
     assert after["llmmc_http_requests_in_flight"].value == 0
     assert out.strip().endswith("left: False")
+
+
+DEV_PLUGIN = """
+from sdk import Plugin, Route, hookimpl
+
+
+class DevPlugin(Plugin):
+    name = "devplug"
+
+    @hookimpl
+    def register_routes(self):
+        async def version(req):
+            return {"answer": ANSWER}
+
+        return [Route("GET", "/api/v1/devplug", version, auth="public")]
+
+
+ANSWER = "%s"
+"""
+
+
+def test_serve_reload_restarts_on_a_plugin_change(tmp_path: Path) -> None:
+    """A plugin under development, installed with an entry point: editing its source
+    restarts the server, which then serves the new code."""
+    site = tmp_path / "site"
+    (site / "devplug").mkdir(parents=True)
+    source = site / "devplug" / "__init__.py"
+    source.write_text(DEV_PLUGIN % "first")
+    dist = site / "devplug-0.0.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: devplug\nVersion: 0.0.0\n")
+    (dist / "entry_points.txt").write_text("[llmmultichat.plugins]\ndevplug = devplug:DevPlugin\n")
+    server = ServerProcess(
+        {"plugins": {"enabled": ["devplug"]}}, tmp_path, env={"PYTHONPATH": str(site)}
+    )
+    server_args = ["serve", "--reload", "--config", str(server.config_path)]
+
+    async def answer() -> Any:
+        try:
+            status, body, _ = await server.request("GET", "/api/v1/devplug")
+        except OSError:
+            return None
+        return body["answer"] if status == 200 else None
+
+    async def scenario() -> None:
+        assert await wait_for(answer, timeout=30) == "first"
+        source.write_text(DEV_PLUGIN % "second")
+        assert await wait_for(lambda: _is(answer, "second"), timeout=30)
+
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "llmmultichat"), *server_args],
+        stdout=server.log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=server.env,
+        cwd=str(tmp_path),
+    )
+    try:
+        asyncio.run(scenario())
+    finally:
+        proc.terminate()
+        code = proc.wait(20)
+    output = server.output()
+    assert "__init__.py changed; restarting" in output, output
+    assert code == 0
+    # the server child went with the watcher: nothing listens any more
+    assert asyncio.run(answer()) is None
+
+
+async def _is(fetch: Any, expected: str) -> bool:
+    return bool(await fetch() == expected)
