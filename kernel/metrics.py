@@ -15,7 +15,9 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,14 @@ from prometheus_client import (
     multiprocess,
     values,
 )
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.utils import floatToGoString
 
 from sdk.metrics import DEFAULT_BUCKETS, Aggregate, CounterMetric, GaugeMetric, HistogramMetric
 from sdk.plugin import PluginState
@@ -189,33 +198,109 @@ class PluginMetrics:
         self.hub.before_collect(self.plugin, fn)
 
 
+REQUESTS = PREFIX + "http_requests"
+REQUESTS_HELP = "HTTP requests answered, by route template, method and status"
+DURATION = PREFIX + "http_request_duration_seconds"
+DURATION_HELP = (
+    "Time from a request's arrival to the end of its answer, by route template and method "
+    "(WebSocket sessions are left out: they last as long as the client stays)"
+)
+IN_FLIGHT = PREFIX + "http_requests_in_flight"
+IN_FLIGHT_HELP = "Requests being answered now (open SSE streams and WebSockets included)"
+
+
+class LocalHttpStats:
+    """The per-request numbers of one process, in plain ints on the event loop: counting
+    a request costs a dict lookup and a bisect, where prometheus-client's locked values
+    cost several microseconds. Exported at scrape time as a collector."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.counts: dict[tuple[str, str, int], int] = {}
+        # (route, method) -> [count per bucket, the last one +Inf], and the sum
+        self.durations: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
+        self.bounds = DEFAULT_BUCKETS
+
+    def begin(self) -> None:
+        self.in_flight += 1
+
+    def end(self, route: str, method: str, status: int, seconds: float | None) -> None:
+        self.in_flight -= 1
+        key = (route, method, status)
+        counts = self.counts
+        counts[key] = counts.get(key, 0) + 1
+        if seconds is not None:
+            timed = self.durations.get((route, method))
+            if timed is None:
+                timed = self.durations[(route, method)] = ([0] * (len(self.bounds) + 1), [0.0])
+            timed[0][bisect_left(self.bounds, seconds)] += 1
+            timed[1][0] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            REQUESTS, REQUESTS_HELP, labels=("route", "method", "status")
+        )
+        for (route, method, status), n in self.counts.items():
+            requests.add_metric((route, method, str(status)), n)
+        yield requests
+        duration = HistogramMetricFamily(DURATION, DURATION_HELP, labels=("route", "method"))
+        les = [floatToGoString(b) for b in self.bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
+        for (route, method), (per_bucket, total) in self.durations.items():
+            cumulative = list(accumulate(per_bucket))
+            duration.add_metric(
+                (route, method), list(zip(les, cumulative, strict=True)), sum_value=total[0]
+            )
+        yield duration
+        yield GaugeMetricFamily(IN_FLIGHT, IN_FLIGHT_HELP, value=self.in_flight)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # no collect at registration
+
+
+class SharedHttpStats:
+    """The same numbers in prometheus-client's multiprocess values (files shared by the
+    workers). The labelled children are looked up once per label set and kept."""
+
+    def __init__(self, hub: MetricsHub) -> None:
+        self.requests = hub.declare(
+            "counter", REQUESTS, REQUESTS_HELP, ("route", "method", "status")
+        )
+        self.duration = hub.declare(
+            "histogram", DURATION, DURATION_HELP, ("route", "method"), buckets=DEFAULT_BUCKETS
+        )
+        self.in_flight = hub.declare("gauge", IN_FLIGHT, IN_FLIGHT_HELP, (), aggregate="sum")
+        self._counted: dict[tuple[str, str, int], Any] = {}
+        self._timed: dict[tuple[str, str], Any] = {}
+
+    def begin(self) -> None:
+        self.in_flight.inc()
+
+    def end(self, route: str, method: str, status: int, seconds: float | None) -> None:
+        self.in_flight.dec()
+        key = (route, method, status)
+        counter = self._counted.get(key)
+        if counter is None:
+            counter = self._counted[key] = self.requests.labels(route, method, str(status))
+        counter.inc()
+        if seconds is not None:
+            timed = self._timed.get(key[:2])
+            if timed is None:
+                timed = self._timed[key[:2]] = self.duration.labels(route, method)
+            timed.observe(seconds)
+
+
 class KernelMetrics:
-    """The kernel's own metrics. ``observe`` runs once per request, so the labelled
-    children are looked up once per (route, method, status) and kept."""
+    """The kernel's own metrics: per request (``begin``/``end``, on the hot path), plugin
+    states, readiness and the version."""
 
     def __init__(self, hub: MetricsHub) -> None:
         self.hub = hub
-        self.requests = hub.declare(
-            "counter",
-            PREFIX + "http_requests",
-            "HTTP requests answered, by route template, method and status",
-            ("route", "method", "status"),
-        )
-        self.duration = hub.declare(
-            "histogram",
-            PREFIX + "http_request_duration_seconds",
-            "Time from a request's arrival to the end of its answer, by route template and "
-            "method (WebSocket sessions are left out: they last as long as the client stays)",
-            ("route", "method"),
-            buckets=DEFAULT_BUCKETS,
-        )
-        self.in_flight = hub.declare(
-            "gauge",
-            PREFIX + "http_requests_in_flight",
-            "Requests being answered now (open SSE streams and WebSockets included)",
-            (),
-            aggregate="sum",
-        )
+        self.http: LocalHttpStats | SharedHttpStats
+        if hub.multiprocess:
+            self.http = SharedHttpStats(hub)
+        else:
+            self.http = LocalHttpStats()
+            hub.registry.register(self.http)
         self.plugin_state = hub.declare(
             "gauge",
             PREFIX + "plugin_state",
@@ -234,22 +319,12 @@ class KernelMetrics:
             "gauge", PREFIX + "build_info", "The running version", ("version",), aggregate="max"
         )
         info.labels(version=__version__).set(1)
-        self._counted: dict[tuple[str, str, int], Any] = {}
-        self._timed: dict[tuple[str, str], Any] = {}
 
-    def observe(self, route: str, method: str, status: int, seconds: float | None) -> None:
-        if method not in METHODS:
-            method = "OTHER"
-        key = (route, method, status)
-        counter = self._counted.get(key)
-        if counter is None:
-            counter = self._counted[key] = self.requests.labels(route, method, str(status))
-        counter.inc()
-        if seconds is not None:
-            timed = self._timed.get(key[:2])
-            if timed is None:
-                timed = self._timed[key[:2]] = self.duration.labels(route, method)
-            timed.observe(seconds)
+    def begin(self) -> None:
+        self.http.begin()
+
+    def end(self, route: str, method: str, status: int, seconds: float | None) -> None:
+        self.http.end(route, method if method in METHODS else "OTHER", status, seconds)
 
     def plugin_states(self, states: Iterable[tuple[str, PluginState]]) -> None:
         for plugin, current in states:

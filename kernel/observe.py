@@ -40,8 +40,8 @@ class Observer:
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
         started = time.perf_counter()
-        in_flight = self.metrics.in_flight
-        in_flight.inc()
+        metrics = self.metrics
+        metrics.begin()
         response: web.StreamResponse | None = None
         status = 500
         try:
@@ -55,7 +55,6 @@ class Observer:
             status = CLIENT_CLOSED
             raise
         finally:
-            in_flight.dec()
             self._record(request, response, status, time.perf_counter() - started)
             set_request_id("")  # the connection's next request gets its own
 
@@ -73,7 +72,7 @@ class Observer:
             resource = request.match_info.route.resource
             route = resource.canonical if resource is not None else UNMATCHED_ROUTE
         # A WebSocket's time is the client's session, not the server's speed.
-        self.metrics.observe(route, request.method, status, seconds if status != 101 else None)
+        self.metrics.end(route, request.method, status, seconds if status != 101 else None)
         if not self.access_log.isEnabledFor(logging.INFO):
             return
         identity = routed.identity if routed is not None else None

@@ -365,8 +365,9 @@ for n in range(2):
     pid = os.fork()
     if pid == 0:
         worker = KernelMetrics(MetricsHub())
-        worker.observe("/x", "GET", 200, 0.01)
-        worker.in_flight.inc()
+        worker.begin()
+        worker.end("/x", "GET", 200, 0.01)
+        worker.begin()  # still in flight when the worker dies
         os._exit(0)
     pids.append(pid)
 for pid in pids:
