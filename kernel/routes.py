@@ -238,6 +238,7 @@ class KernelRoutes:
         reports = await asyncio.gather(*(self._health_of(n) for n in names))
         plugins = {}
         status = "healthy"
+        problems: list[str] = []  # what a user would notice, one line each
         for name, h in zip(names, reports, strict=True):
             rec = self.kernel.records[name]
             plugins[name] = {
@@ -247,14 +248,25 @@ class KernelRoutes:
                 "required": rec.required,
                 **({"checks": h.checks} if h.checks else {}),
             }
+            if h.status != "ok":
+                problems.append(f"{name}: {h.detail or h.status}")
             if rec.required and rec.state is not PluginState.RUNNING:
                 status = "unhealthy"
             elif status == "healthy" and (h.status != "ok"):
                 status = "degraded"
         bus = self.kernel.bus.health()
-        if status == "healthy" and bus.get("status") != "ok":
-            status = "degraded"
-        body = {"status": status, "version": __version__, "bus": bus, "plugins": plugins}
+        if bus.get("status") != "ok":
+            why = bus.get("error") or bus.get("status")
+            problems.append(f"event bus: Redis unreachable ({why}); events stay in this process")
+            if status == "healthy":
+                status = "degraded"
+        body = {
+            "status": status,
+            "problems": problems,
+            "version": __version__,
+            "bus": bus,
+            "plugins": plugins,
+        }
         return Response(body, status=503 if status == "unhealthy" else 200)
 
     async def openapi(self, req: Request) -> Any:
@@ -341,6 +353,11 @@ HEALTH_SCHEMA: dict[str, Any] = {
     "required": ["status", "plugins"],
     "properties": {
         "status": {"enum": ["healthy", "degraded", "unhealthy"]},
+        "problems": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "what is impaired, one line each ('<plugin>: <what>'); empty when healthy",
+        },
         "version": {"type": "string"},
         "bus": {"type": "object"},
         "plugins": {

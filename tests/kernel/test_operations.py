@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from sdk import Plugin, Request, Route, hookimpl
+from sdk import Health, Plugin, Request, Route, hookimpl
 from tests.fakes.open_meteo import FakeOpenMeteo
 from tests.serverproc import ServerProcess, wait_for
 
@@ -38,6 +38,10 @@ class ThingsPlugin(Plugin):
         self.held = 0
         self.context.metrics.on_collect(lambda: self.size.set(self.held))
         self.release = asyncio.Event()
+        self.impaired = ""
+
+    async def health(self) -> Health:
+        return Health("degraded", self.impaired) if self.impaired else Health()
 
     @hookimpl
     def register_routes(self) -> list[Route]:
@@ -202,6 +206,17 @@ def test_sigterm_turns_readiness_off_then_drains(
     assert slow_line["time"].endswith("+00:00") and slow_line["level"] == "INFO"
     readyz = [x["status"] for x in access if x["route"] == "/readyz"]
     assert readyz[0] == 200 and 503 in readyz
+
+
+async def test_health_says_what_is_impaired(llmmc: Any) -> None:
+    client = await llmmc(config(), plugins={"things": ThingsPlugin})
+    r = await client.get("/health")
+    body = await r.json()
+    assert r.status == 200 and body["status"] == "healthy" and body["problems"] == []
+    client.plugin("things").impaired = "the thing store is read-only"
+    body = await (await client.get("/health")).json()
+    assert body["status"] == "degraded"
+    assert body["problems"] == ["things: the thing store is read-only"]
 
 
 async def test_access_log_line_per_request(llmmc: Any, caplog: pytest.LogCaptureFixture) -> None:
