@@ -21,7 +21,7 @@ from user input: each distinct value is a new time series.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 # How a gauge's values from several worker processes are combined into one.
 Aggregate = Literal["sum", "max", "min", "all"]
@@ -115,28 +115,12 @@ class _Nothing:
 class NullMetrics:
     """Metrics that go nowhere: for a plugin built outside a kernel (unit tests, tools)."""
 
-    def counter(self, name: str, help: str, labels: Sequence[str] = ()) -> CounterMetric:
+    def _declare(
+        self, name: str, help: str, labels: Sequence[str] = (), **options: Any
+    ) -> _Nothing:
         return _Nothing()
 
-    def gauge(
-        self,
-        name: str,
-        help: str,
-        labels: Sequence[str] = (),
-        *,
-        aggregate: Aggregate = "sum",
-    ) -> GaugeMetric:
-        return _Nothing()
-
-    def histogram(
-        self,
-        name: str,
-        help: str,
-        labels: Sequence[str] = (),
-        *,
-        buckets: Sequence[float] = DEFAULT_BUCKETS,
-    ) -> HistogramMetric:
-        return _Nothing()
+    counter = gauge = histogram = _declare
 
     def on_collect(self, fn: Callable[[], None]) -> None:
         pass

@@ -28,6 +28,7 @@ from sdk.hooks import HookCaller
 from sdk.untrusted import repair_text
 
 from .characters import Character, normalize
+from .metrics import ChatMetrics
 from .publisher import Publisher
 from .store import ChatStore, Message, iso, new_id, now
 from .turn_taking import TurnTaking
@@ -169,8 +170,10 @@ class ConversationGraph:
         default_provider: str,
         max_tool_rounds: int,
         memory_max_tokens: int | None,
+        metrics: ChatMetrics,
     ) -> None:
         self.characters = characters
+        self.metrics = metrics
         self.turn_taking = turn_taking
         self.providers = providers
         self.store = store
@@ -418,6 +421,9 @@ class ConversationGraph:
             "usage": usage.to_dict(),
         }
         turn.replies.append(public)
+        self.metrics.turns.labels(
+            provider=turn.current_provider or "", model=turn.current_model or ""
+        ).inc()
         await turn.emit(
             {
                 "type": "end",

@@ -22,6 +22,7 @@ from sdk import (
 )
 
 from .characters import CHARACTER_SCHEMA, DEFAULT_CHARACTERS
+from .metrics import ChatMetrics
 from .openai_compat import openai_routes
 from .providers import BUILTIN_PROVIDERS
 from .routes import chat_routes
@@ -119,6 +120,7 @@ class ChatPlugin(Plugin):
 
     def __init__(self, context: PluginContext) -> None:
         super().__init__(context)
+        metrics = ChatMetrics(context.metrics)
         self.service = ChatService(
             self.config,
             store=ChatStore(
@@ -132,9 +134,11 @@ class ChatPlugin(Plugin):
             tools=context.tools,
             bus=context.bus,
             logger=self.log,
+            metrics=metrics,
         )
         self.websockets = WebSocketHub(
             self.service,
+            metrics=metrics,
             settings=self.config["websocket"],
             hooks=context.hooks,
             services=context.services,

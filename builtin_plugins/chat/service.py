@@ -20,6 +20,7 @@ from sdk.llm import provider_class_problem
 
 from .characters import Character, find_character, load_characters
 from .graph import ConversationGraph, Emit, Turn
+from .metrics import ChatMetrics
 from .providers.registry import ProviderRegistry
 from .publisher import Publisher
 from .store import MAX_TITLE, ChatStore, Message, new_id
@@ -46,8 +47,10 @@ class ChatService:
         tools: ToolRegistry,
         bus: EventBus,
         logger: logging.Logger,
+        metrics: ChatMetrics,
     ) -> None:
         self.config = config
+        self.metrics = metrics
         self.store = store
         self.hooks = hooks
         self.tools = tools
@@ -71,6 +74,7 @@ class ChatService:
             max_retries=cfg["max_retries"],
             retry_backoff=float(cfg["retry_backoff_seconds"]),
             default_provider=self.default_provider,
+            metrics=self.metrics,
         )
         await self.providers.start()
         self.characters = load_characters(
@@ -97,6 +101,7 @@ class ChatService:
             default_provider=self.default_provider,
             max_tool_rounds=cfg["max_tool_rounds"],
             memory_max_tokens=cfg["memory_max_tokens"] if cfg["memory"] else None,
+            metrics=self.metrics,
         )
         for name, reason in self.providers.unavailable().items():
             self.log.warning("chat provider %r unavailable: %s", name, reason)
@@ -132,27 +137,55 @@ class ChatService:
         ]
 
     async def health(self) -> Health:
+        """Degraded only for what a user would notice: a character that cannot answer, or
+        answers through a fallback instead of its own provider. A provider no character
+        uses (the sample openai/anthropic tables without keys) is listed in ``checks``
+        but does not degrade the plugin."""
         if self.providers is None:
             return Health(status="unavailable", detail="not started")
-        unavailable = self.providers.unavailable()
+        providers = self.providers.providers
+        down = self.providers.unavailable()
+        for name, _ in (
+            p for c in self.characters.values() for p in c.chain(self.default_provider)
+        ):
+            if name not in providers:
+                down.setdefault(name, f"no provider {name!r} is configured")
         checks: dict[str, Any] = {"providers": self.providers.checks()}
-        stranded = [
-            c.id
-            for c in self.characters.values()
-            if all(
-                name in unavailable or name not in self.providers.providers
-                for name, _ in c.chain(self.default_provider)
-            )
-        ]
+        problems: list[str] = []
+        stranded: list[str] = []
+        used: set[str] = set()
+        for c in self.characters.values():
+            chain = [name for name, _ in c.chain(self.default_provider)]
+            used.update(chain)
+            working = [name for name in chain if name not in down]
+            first = chain[0]
+            if not working:
+                stranded.append(c.id)
+                why = "; ".join(f"{n}: {down[n]}" for n in chain)
+                problems.append(f"character {c.name!r} cannot answer ({why})")
+            elif working[0] != first:
+                problems.append(
+                    f"character {c.name!r} answers through {working[0]!r} instead of "
+                    f"{first!r} ({down[first]})"
+                )
         if stranded:
             checks["characters_without_provider"] = stranded
-        if unavailable:
-            return Health(
-                status="degraded",
-                detail="unavailable providers: "
-                + "; ".join(f"{name}: {reason}" for name, reason in sorted(unavailable.items())),
-                checks=checks,
+        if self.default_provider in down:
+            # other plugins' completions (memory summaries, the llm translator) use it
+            used.add(self.default_provider)
+            problems.append(
+                f"default provider {self.default_provider!r} is unavailable "
+                f"({down[self.default_provider]}): completions for other plugins fail"
             )
+        unused = sorted(set(down) - used)
+        if unused:
+            checks["unused_unavailable_providers"] = unused
+        if not self.characters:
+            return Health("unavailable", "no character is configured", checks)
+        if len(stranded) == len(self.characters):
+            return Health("unavailable", "; ".join(problems), checks)
+        if problems:
+            return Health("degraded", "; ".join(problems), checks)
         return Health(status="ok", checks=checks)
 
     # ---- characters -----------------------------------------------------------------

@@ -42,9 +42,11 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from sdk import Identity, Request, Route, Services, credentials, errors, events, services
 from sdk.hooks import HookCaller
+from sdk.request_context import request_id_scope
 from sdk.untrusted import loads, repair
 
 from .graph import Turn
+from .metrics import ChatMetrics
 from .service import ChatService, turn_problem
 
 log = logging.getLogger("llmmultichat.chat.ws")
@@ -85,6 +87,7 @@ class Connection:
         self.tasks: dict[str, asyncio.Task[Any]] = {}
         self.closed = False
         self.messages_seen = 0
+        self.messages_sent = 0
         self.writer = asyncio.create_task(self._write())
 
     # ---- sending --------------------------------------------------------------------
@@ -110,6 +113,7 @@ class Connection:
             return
         # an upstream's reply may hold lone surrogates, which have no UTF-8 form
         frame = json.dumps(repair(data), ensure_ascii=False)
+        self.messages_sent += 1
         try:
             await asyncio.wait_for(self.queue.put(frame), timeout=self.hub.send_timeout)
         except TimeoutError:
@@ -312,21 +316,25 @@ class Connection:
             )
         limiter = self.hub.services.get(services.RATELIMIT)
         identity = self.identity
-        try:
-            if limiter is not None:
-                await limiter.check("POST /api/v1/chat", identity, self.req.client_ip, quota=True)
-            turn, _created = await self.service.prepare_turn(
-                identity,
-                message,
-                session_id=session_id,
-                character=character,
-                request_id=request_id,
-            )
-        except errors.Problem as exc:
-            extra = {"status": exc.status}
-            if exc.status == 429 and "Retry-After" in exc.headers:
-                extra["retry_after"] = int(exc.headers["Retry-After"])
-            return await self.error(error_code(exc), exc.detail, request_id, **extra)
+        # this message's work (its log lines, the upstream calls) carries its request_id
+        with request_id_scope(request_id):
+            try:
+                if limiter is not None:
+                    await limiter.check(
+                        "POST /api/v1/chat", identity, self.req.client_ip, quota=True
+                    )
+                turn, _created = await self.service.prepare_turn(
+                    identity,
+                    message,
+                    session_id=session_id,
+                    character=character,
+                    request_id=request_id,
+                )
+            except errors.Problem as exc:
+                extra = {"status": exc.status}
+                if exc.status == 429 and "Retry-After" in exc.headers:
+                    extra["retry_after"] = int(exc.headers["Retry-After"])
+                return await self.error(error_code(exc), exc.detail, request_id, **extra)
 
         async def emit(event: dict[str, Any]) -> None:
             kind = event.get("type")
@@ -361,7 +369,8 @@ class Connection:
                 )
 
         turn.emit = emit
-        task = self.service.launch(turn)
+        with request_id_scope(request_id):
+            task = self.service.launch(turn)
         self.tasks[request_id] = task
         task.add_done_callback(lambda t: asyncio.ensure_future(self._finished(request_id, turn, t)))
         return None
@@ -417,8 +426,12 @@ class WebSocketHub:
         settings: dict[str, Any],
         hooks: HookCaller,
         services: Services,
+        metrics: ChatMetrics,
     ) -> None:
         self.service = service
+        self.open_sockets = metrics.websockets
+        self.received = metrics.websocket_messages.labels(direction="received")
+        self.sent = metrics.websocket_messages.labels(direction="sent")
         # [plugins.chat.websocket], defaults filled by the kernel
         self.settings = settings
         self.send_timeout = float(settings["send_timeout_seconds"])
@@ -445,10 +458,15 @@ class WebSocketHub:
         await ws.prepare(req.raw)
         conn = Connection(self, req, ws)
         self.connections.add(conn)
+        self.open_sockets.inc()
         try:
             await conn.run()
         finally:
+            self.open_sockets.dec()
             self.connections.discard(conn)
+            self.received.inc(conn.messages_seen)
+            self.sent.inc(conn.messages_sent)
+            req.add_log_fields(messages_in=conn.messages_seen, messages_out=conn.messages_sent)
             if not ws.closed:
                 with contextlib.suppress(Exception):
                     await ws.close()

@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 
 from sdk import LLMProvider, errors
+from sdk.http import client_session
 
 log = logging.getLogger("llmmultichat.chat.providers")
 
@@ -48,7 +49,7 @@ class HTTPProvider(LLMProvider):
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
+            self._session = client_session(
                 connector=aiohttp.TCPConnector(
                     limit=int(self.settings.get("max_connections", 100))
                 ),

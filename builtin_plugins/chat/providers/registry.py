@@ -4,10 +4,14 @@ fallback along a character's chain of them."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from sdk import Completion, LLMProvider, StreamEvent, errors
+from sdk.metrics import NullMetrics
+
+from ..metrics import ChatMetrics
 
 log = logging.getLogger("llmmultichat.chat")
 
@@ -37,8 +41,10 @@ class ProviderRegistry:
         max_retries: int,
         retry_backoff: float,
         default_provider: str,
+        metrics: ChatMetrics | None = None,
     ) -> None:
         self.default = default_provider
+        self.metrics = metrics or ChatMetrics(NullMetrics())
         self.providers: dict[str, LLMProvider] = {}
         for name, settings in providers_config.items():
             kind = str(settings.get("type") or "")
@@ -119,6 +125,7 @@ class ProviderRegistry:
                 continue
             use_model = model or provider.model
             produced = False
+            started = time.perf_counter()
             try:
                 async for event in provider.stream(
                     messages,
@@ -128,11 +135,18 @@ class ProviderRegistry:
                     temperature=temperature,
                 ):
                     if event.type in ("delta", "tool_call"):
+                        if not produced:
+                            elapsed = time.perf_counter() - started
+                            self.metrics.first_token(name, use_model, elapsed)
                         produced = True
+                    elif event.type == "usage" and event.usage is not None:
+                        self.metrics.used(name, use_model, event.usage)
                     yield provider, use_model, event
+                self.metrics.call_done(name, use_model, None)
                 return
-            except FALLBACK_ERRORS as exc:
-                if produced:
+            except errors.Problem as exc:
+                self.metrics.call_failed(name, use_model, exc.code)
+                if produced or not isinstance(exc, FALLBACK_ERRORS):
                     raise
                 last = exc
                 if len(chain) > 1:
@@ -154,14 +168,25 @@ class ProviderRegistry:
             try:
                 provider = self.get(name)
                 provider.check_available()
-                return await provider.complete(
+            except FALLBACK_ERRORS as exc:
+                last = exc
+                continue
+            use_model = model or provider.model
+            try:
+                result = await provider.complete(
                     messages,
-                    model=model or provider.model,
+                    model=use_model,
                     tools=tools if provider.supports_tools else None,
                     max_tokens=max_tokens,
                     temperature=temperature,
                 )
-            except FALLBACK_ERRORS as exc:
+            except errors.Problem as exc:
+                self.metrics.call_failed(name, use_model, exc.code)
+                if not isinstance(exc, FALLBACK_ERRORS):
+                    raise
                 last = exc
+                continue
+            self.metrics.call_done(name, use_model, result.usage)
+            return result
         assert last is not None
         raise last
