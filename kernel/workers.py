@@ -22,6 +22,7 @@ from aiohttp import web
 from gunicorn.app.base import BaseApplication
 
 from .config import LoadedConfig
+from .metrics import cleanup_worker_metrics, prepare_worker_metrics, worker_exited
 
 # A worker that has not reported for this long is killed and replaced; generous because
 # a worker reports only once its kernel is up (plugins may load models first).
@@ -57,6 +58,8 @@ class WorkerArbiter(BaseApplication):  # type: ignore[misc]
             "errorlog": "-",
             "loglevel": str(kernel["log_level"]).lower(),
             "proc_name": "llmmultichat",
+            # a dead worker's in-flight requests and open sockets leave /metrics
+            "child_exit": _child_exit,
         }
         if "control_socket_disable" in self.cfg.settings:
             # one fixed socket path per user: several servers on a machine would collide
@@ -73,9 +76,17 @@ class WorkerArbiter(BaseApplication):  # type: ignore[misc]
 def run_workers(
     config: LoadedConfig, workers: int, make_runner: Callable[[], Awaitable[web.AppRunner]]
 ) -> int:
-    """Run the arbiter until it is stopped; its exit status."""
+    """Run the arbiter until it is stopped; its exit status. Prometheus metrics switch to
+    multiprocess mode first, so that every worker's scrape sums them all."""
+    metrics_dir = prepare_worker_metrics(workers)
     try:
         WorkerArbiter(config, workers, make_runner).run()
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
+    finally:
+        cleanup_worker_metrics(metrics_dir)
     return 0
+
+
+def _child_exit(arbiter: Any, worker: Any) -> None:
+    worker_exited(worker.pid)

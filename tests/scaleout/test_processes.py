@@ -95,3 +95,55 @@ async def test_workers_share_one_port_and_a_killed_worker_is_replaced(
             assert status == 200
     finally:
         server.stop()
+
+
+async def test_one_scrape_of_any_worker_counts_them_all(
+    fresh_config: dict[str, Any], tmp_path: Path
+) -> None:
+    """/metrics under --workers: whichever worker answers, the counters cover every
+    worker, live gauges count the live ones, and a killed worker's requests stay counted."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    server = ServerProcess(fresh_config, tmp_path, name="metrics", args=("--workers", "2"))
+
+    async def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        status, text, _ = await server.request("GET", "/metrics")
+        assert status == 200, text
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+        }
+
+    pings = (
+        "llmmc_http_requests_total",
+        (("method", "GET"), ("route", "/ping"), ("status", "200")),
+    )
+    ready = ("llmmc_ready", ())
+    running = ("llmmc_plugin_state", (("plugin", "auth"), ("state", "RUNNING")))
+    try:
+        await asyncio.to_thread(server.start, True, 120)
+        assert server.proc is not None
+        arbiter = server.proc.pid
+
+        async def both_ready() -> bool:
+            return len(children(arbiter)) == 2 and (await scrape()).get(ready) == 2
+
+        assert await wait_for(both_ready, timeout=60), server.output()
+        for _ in range(30):  # a new connection each: the kernel spreads them over both
+            assert (await server.request("GET", "/ping"))[0] == 200
+        for _ in range(6):
+            seen = await scrape()
+            assert seen[pings] == 30 and seen[ready] == 2 and seen[running] == 2
+        victim = sorted(children(arbiter))[0]
+        os.kill(victim, signal.SIGKILL)
+
+        async def replaced() -> bool:
+            now = children(arbiter)
+            return victim not in now and len(now) == 2 and (await scrape()).get(ready) == 2
+
+        assert await wait_for(replaced, timeout=60), server.output()
+        seen = await scrape()
+        assert seen[pings] == 30 and seen[running] == 2
+    finally:
+        server.stop()
