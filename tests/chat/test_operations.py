@@ -7,26 +7,11 @@ import logging
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fakes.openai_server import FakeOpenAI
+from tests.prometheus import scrape, value
 
 from .helpers import chat_config, read_sse
-
-
-async def scrape(client: Any) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    r = await client.get("/metrics")
-    assert r.status == 200
-    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-    for family in text_string_to_metric_families(await r.text()):
-        for s in family.samples:
-            samples.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
-    return samples
-
-
-def value(samples: dict[str, Any], name: str, **labels: str) -> float:
-    return float(samples.get(name, {}).get(tuple(sorted(labels.items())), 0.0))
-
 
 FAKE = {"provider": "fake", "model": "fake-model"}
 

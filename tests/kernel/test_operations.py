@@ -17,10 +17,10 @@ from typing import Any
 import brotli
 import pytest
 from aiohttp import web
-from prometheus_client.parser import text_string_to_metric_families
 
 from sdk import Health, Plugin, Request, Route, hookimpl
 from tests.fakes.open_meteo import FakeOpenMeteo
+from tests.prometheus import parse, scrape, value
 from tests.serverproc import ServerProcess, wait_for
 
 THING = "/api/v1/things/{thing_id}"
@@ -71,21 +71,6 @@ class ThingsPlugin(Plugin):
 
 def config(**kernel: Any) -> dict[str, Any]:
     return {"kernel": kernel, "plugins": {"enabled": ["things"]}}
-
-
-async def scrape(client: Any, **kwargs: Any) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    """Every sample of GET /metrics, by name and sorted labels."""
-    r = await client.get("/metrics", **kwargs)
-    assert r.status == 200, await r.text()
-    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-    for family in text_string_to_metric_families(await r.text()):
-        for s in family.samples:
-            samples.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
-    return samples
-
-
-def value(samples: dict[str, Any], name: str, **labels: str) -> float:
-    return float(samples.get(name, {}).get(tuple(sorted(labels.items())), 0.0))
 
 
 async def test_metrics_follow_the_requests_made(llmmc: Any) -> None:
@@ -408,16 +393,12 @@ def test_worker_processes_are_summed_in_one_exposition() -> None:
         [sys.executable, "-c", WORKERS_SCRIPT], capture_output=True, text=True, env=env, check=True
     ).stdout
     running, _, exited = out.partition("----")
-    first = {s.name: s for f in text_string_to_metric_families(running) for s in f.samples}
-    after = {
-        s.name: s
-        for f in text_string_to_metric_families(exited.split("left:")[0])
-        for s in f.samples
-    }
-    assert first["llmmc_http_requests_total"].value == 2
-    assert first["llmmc_http_requests_in_flight"].value == 2
-    assert after["llmmc_http_requests_total"].value == 2
-    assert after["llmmc_http_requests_in_flight"].value == 0
+    first, after = parse(running), parse(exited.split("left:")[0])
+    requests = {"method": "GET", "route": "/x", "status": "200"}
+    assert value(first, "llmmc_http_requests_total", **requests) == 2
+    assert value(first, "llmmc_http_requests_in_flight") == 2
+    assert value(after, "llmmc_http_requests_total", **requests) == 2
+    assert value(after, "llmmc_http_requests_in_flight") == 0
     assert out.strip().endswith("left: False")
 
 

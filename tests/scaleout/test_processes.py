@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from sdk.testing import fresh_schema_url
+from tests.prometheus import Samples, parse, value
 from tests.serverproc import ServerProcess, unique_prefix, wait_for
 
 from .conftest import bearer, cluster_config, login, register
@@ -102,48 +103,45 @@ async def test_one_scrape_of_any_worker_counts_them_all(
 ) -> None:
     """/metrics under --workers: whichever worker answers, the counters cover every
     worker, live gauges count the live ones, and a killed worker's requests stay counted."""
-    from prometheus_client.parser import text_string_to_metric_families
-
     server = ServerProcess(fresh_config, tmp_path, name="metrics", args=("--workers", "2"))
 
-    async def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    async def scrape() -> Samples:
         status, text, _ = await server.request("GET", "/metrics")
         assert status == 200, text
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for f in text_string_to_metric_families(text)
-            for s in f.samples
-        }
+        return parse(text)
 
-    pings = (
-        "llmmc_http_requests_total",
-        (("method", "GET"), ("route", "/ping"), ("status", "200")),
-    )
-    ready = ("llmmc_ready", ())
-    running = ("llmmc_plugin_state", (("plugin", "auth"), ("state", "RUNNING")))
+    def pings(seen: Samples) -> float:
+        return value(seen, "llmmc_http_requests_total", method="GET", route="/ping", status="200")
+
+    def ready(seen: Samples) -> float:
+        return value(seen, "llmmc_ready")
+
+    def running(seen: Samples) -> float:
+        return value(seen, "llmmc_plugin_state", plugin="auth", state="RUNNING")
+
     try:
         await asyncio.to_thread(server.start, True, 120)
         assert server.proc is not None
         arbiter = server.proc.pid
 
         async def both_ready() -> bool:
-            return len(children(arbiter)) == 2 and (await scrape()).get(ready) == 2
+            return len(children(arbiter)) == 2 and ready(await scrape()) == 2
 
         assert await wait_for(both_ready, timeout=60), server.output()
         for _ in range(30):  # a new connection each: the kernel spreads them over both
             assert (await server.request("GET", "/ping"))[0] == 200
         for _ in range(6):
             seen = await scrape()
-            assert seen[pings] == 30 and seen[ready] == 2 and seen[running] == 2
+            assert (pings(seen), ready(seen), running(seen)) == (30, 2, 2)
         victim = sorted(children(arbiter))[0]
         os.kill(victim, signal.SIGKILL)
 
         async def replaced() -> bool:
             now = children(arbiter)
-            return victim not in now and len(now) == 2 and (await scrape()).get(ready) == 2
+            return victim not in now and len(now) == 2 and ready(await scrape()) == 2
 
         assert await wait_for(replaced, timeout=60), server.output()
         seen = await scrape()
-        assert seen[pings] == 30 and seen[running] == 2
+        assert (pings(seen), running(seen)) == (30, 2)
     finally:
         server.stop()
