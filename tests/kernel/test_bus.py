@@ -100,7 +100,7 @@ async def test_redis_bus_delivers_between_two_buses_once() -> None:
 
 @pytest.mark.redis
 def test_events_reach_another_server_process(tmp_path: Path, samples_env: dict[str, str]) -> None:
-    prefix = f"llmmc-test-{tmp_path.name}:"
+    prefix = unique_prefix()  # tmp_path.name is the same in concurrent runs of the suite
     config = {
         "kernel": {
             "bus": {
