@@ -160,6 +160,33 @@ class Kernel:
             self.records[name].fail("migrate", problem)
         return report.applied
 
+    async def load_cli_commands(self) -> list[CliCommand]:
+        """The enabled plugins' subcommands, found without opening the database or
+        initializing anything (a server may hold the data_dir). A plugin that cannot
+        offer them is left in ERROR with the reason."""
+        self.records.update(discover(self.config.enabled, self.extra_plugins))
+        commands: list[CliCommand] = []
+        for name, rec in self.records.items():
+            if rec.cls is None or not hasattr(rec.cls, "register_cli_commands"):
+                continue
+            try:
+                rec.config = validate_plugin_config(
+                    name, self.config.plugin_table(name), rec.cls.config_schema
+                )
+                instance = rec.cls(self._context(rec))
+                fn = getattr(instance, "register_cli_commands", None)
+                found: list[CliCommand] = (await _maybe(fn())) if fn else []
+            except ConfigError as exc:
+                rec.fail("config", "; ".join(exc.problems))
+                continue
+            except Exception as exc:
+                rec.fail("register", exc)
+                continue
+            for cmd in found or []:
+                cmd.plugin = name
+                commands.append(cmd)
+        return commands
+
     def _context(self, rec: PluginRecord) -> PluginContext:
         return PluginContext(
             name=rec.name,

@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -320,6 +321,17 @@ def _run_plugin_command(command: CliCommand, args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         return _fail(str(exc), 2)
+    if command.via_server is not None:
+        # A running server holds the database (DuckDB: one process): ask it first.
+        data_dir = Path(config.kernel["data_dir"]).resolve()
+        via_server = command.via_server
+
+        async def ask() -> int | None:
+            return await via_server(data_dir, args)
+
+        code = asyncio.run(ask())
+        if code is not None:
+            return code
 
     async def run() -> int:
         kernel = await _load(config)
@@ -341,24 +353,31 @@ def _run_plugin_command(command: CliCommand, args: argparse.Namespace) -> int:
 
 def _plugin_commands(argv: list[str]) -> list[CliCommand]:
     """Commands contributed by enabled plugins (loaded only when the first word is not
-    a kernel command, so ``serve`` never loads plugins twice)."""
+    a kernel command, so ``serve`` never loads plugins twice). Nothing is opened, so
+    this works while a server runs on the same data_dir. When the command asked for is
+    not among them, say on stderr which plugins could not offer theirs, and why."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     known, _ = pre.parse_known_args(argv)
     try:
         config = load_config(known.config)
-        kernel = Kernel(config)
-
-        async def collect() -> list[CliCommand]:
-            try:
-                await kernel.load()
-            finally:
-                await kernel.close()
-            return kernel.cli_commands
-
-        return asyncio.run(collect())
-    except (ConfigError, StartupError, Exception):
+    except ConfigError as exc:
+        print(f"llmmultichat: plugin commands unavailable: {exc}", file=sys.stderr)
         return []
+    kernel = Kernel(config)
+    try:
+        commands = asyncio.run(kernel.load_cli_commands())
+    except Exception as exc:
+        print(f"llmmultichat: plugin commands unavailable: {exc!r}", file=sys.stderr)
+        return []
+    if argv and argv[0] not in {c.name.split()[0] for c in commands}:
+        for rec in kernel.records.values():
+            if rec.state is PluginState.ERROR:
+                print(
+                    f"llmmultichat: plugin {rec.name!r} offers no commands: {rec.error}",
+                    file=sys.stderr,
+                )
+    return commands
 
 
 KERNEL_COMMANDS = {"serve", "plugins", "config", "openapi", "plugin", "db", "-h", "--help"}

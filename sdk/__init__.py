@@ -4,7 +4,7 @@ from sdk import Plugin, Route, Tool, hookimpl, errors
 from sdk import LLMProvider, StreamEvent, Usage   # to add an LLM backend
 """
 
-from . import credentials, errors, events, llm, metrics, services
+from . import audit, credentials, errors, events, llm, metrics, services
 from .cli import CliCommand
 from .database import Database, Migration, Transaction
 from .errors import Problem
@@ -50,6 +50,7 @@ __all__ = [
     "ToolRegistry",
     "Transaction",
     "Usage",
+    "audit",
     "credentials",
     "errors",
     "events",

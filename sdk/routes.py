@@ -87,6 +87,24 @@ class Request:
     def headers(self) -> Mapping[str, str]:
         return self.raw.headers
 
+    def query_int(self, name: str, default: int, lo: int, hi: int) -> int:
+        """An integer query parameter within [lo, hi]; 422 naming it otherwise."""
+        raw = self.raw.query.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            value = lo - 1
+        if not lo <= value <= hi:
+            from .errors import ValidationFailed
+
+            raise ValidationFailed(
+                f"{name} must be an integer from {lo} to {hi}",
+                errors=[{"path": f"/{name}", "message": f"an integer from {lo} to {hi}"}],
+            )
+        return value
+
     def require_identity(self) -> Identity:
         """The caller's identity; routes with auth 'user'/'admin' always have one."""
         if self.identity is None:

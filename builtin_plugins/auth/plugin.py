@@ -1,24 +1,42 @@
-"""The auth plugin: accounts, JWT access tokens, rotating refresh tokens, API keys, roles."""
+"""The auth plugin: accounts, JWT access tokens, rotating refresh tokens, API keys, roles,
+and their administration (users, disabling, password resets, the audit log)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sdk import CliCommand, Database, Health, Identity, Plugin, Route, hookimpl
+from sdk import CliCommand, Database, Health, Identity, Plugin, Route, audit, hookimpl
 from sdk.plugin import unless_shared_redis
 
-from . import cli
+from . import cli, control
 from .accounts import Accounts, Settings
+from .auditlog import AuditLog
+from .lockout import LockoutSettings, LoginGuard
+from .mailer import EmailSettings
 from .revocation import RevocationStore
 from .routes import build_routes
 from .store import MIGRATIONS, AuthStore
 from .tokens import TokenService, load_or_create_secret
 
 
+def _ints(defaults: dict[str, int], minimum: int = 1) -> dict[str, Any]:
+    return {k: {"type": "integer", "minimum": minimum, "default": v} for k, v in defaults.items()}
+
+
+LOCKOUT_DEFAULTS = {
+    "max_failures": 5,
+    "account_max_failures": 50,
+    "window_seconds": 900,
+    "lock_seconds": 30,
+    "max_lock_seconds": 900,
+    "known_ip_days": 30,
+}
+
+
 class AuthPlugin(Plugin):
     name = "auth"
-    version = "0.1.0"
-    description = "Accounts, JWT access tokens, rotating refresh tokens, API keys and roles."
+    version = "0.2.0"
+    description = "Accounts, JWT access tokens, rotating refresh tokens, API keys, roles and their administration."
     optional = ("ratelimit",)
     config_schema = {
         "type": "object",
@@ -41,10 +59,63 @@ class AuthPlugin(Plugin):
             "redis_url": {
                 "type": "string",
                 "default": "",
-                "description": "Redis that shares token revocations between instances; empty: "
-                "[kernel.bus] redis_url when the bus backend is redis, else none (one instance).",
+                "description": "Redis that shares token revocations and login locks between "
+                "instances; empty: [kernel.bus] redis_url when the bus backend is redis, else "
+                "none (one instance).",
             },
             "redis_prefix": {"type": "string", "default": "llmmc:auth:"},
+            "audit_days": {
+                "type": "integer",
+                "minimum": 1,
+                "default": 90,
+                "description": "audit events older than this are deleted",
+            },
+            "reset_token_minutes": {
+                "type": "integer",
+                "minimum": 5,
+                "maximum": 10080,
+                "default": 60,
+                "description": "how long a password-reset token works",
+            },
+            "forgot_password_interval_seconds": {
+                "type": "integer",
+                "minimum": 0,
+                "default": 60,
+                "description": "at most one reset mail per account in this time",
+            },
+            "admin_socket": {
+                "type": "boolean",
+                "default": True,
+                "description": "serve the command line on data_dir/auth-admin.sock (mode 0600)",
+            },
+            "lockout": {
+                "type": "object",
+                "additionalProperties": False,
+                "default": {},
+                "properties": _ints(LOCKOUT_DEFAULTS),
+            },
+            "email": {
+                "type": "object",
+                "additionalProperties": False,
+                "default": {},
+                "description": "SMTP for POST /api/v1/auth/forgot-password; without a host "
+                "that route answers 503.",
+                "properties": {
+                    "host": {"type": "string", "default": ""},
+                    "port": {"type": "integer", "minimum": 1, "maximum": 65535, "default": 587},
+                    "security": {"enum": ["starttls", "tls", "none"], "default": "starttls"},
+                    "username": {"type": "string", "default": ""},
+                    "password": {"type": "string", "default": "", "x-secret": True},
+                    "from_address": {"type": "string", "default": ""},
+                    "reset_url": {
+                        "type": "string",
+                        "default": "",
+                        "description": "link mailed, with {token} replaced; empty: the "
+                        "mail holds the token itself",
+                    },
+                    "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "default": 10},
+                },
+            },
         },
     }
 
@@ -52,6 +123,9 @@ class AuthPlugin(Plugin):
 
     accounts: Accounts
     revocations: RevocationStore
+    audit_log: AuditLog
+    guard: LoginGuard
+    control: control.ControlServer | None = None
 
     def _redis_url(self) -> str:
         return self.shared_redis_url(str(self.config.get("redis_url") or ""))
@@ -79,6 +153,12 @@ class AuthPlugin(Plugin):
         self.revocations = RevocationStore(
             store, access_seconds, self.log, self._redis_url(), cfg["redis_prefix"]
         )
+        self.guard = LoginGuard(
+            LockoutSettings.from_config({**LOCKOUT_DEFAULTS, **(cfg.get("lockout") or {})}),
+            self.log,
+            self._redis_url(),
+            cfg["redis_prefix"],
+        )
         self.accounts = Accounts(
             store,
             tokens,
@@ -89,19 +169,45 @@ class AuthPlugin(Plugin):
                 allow_registration=bool(cfg["allow_registration"]),
                 access_seconds=access_seconds,
                 refresh_seconds=int(cfg["refresh_token_days"]) * 86400,
+                reset_seconds=int(cfg.get("reset_token_minutes", 60)) * 60,
+                forgot_interval_seconds=int(cfg.get("forgot_password_interval_seconds", 60)),
+                email=EmailSettings.from_config(cfg.get("email") or {}),
             ),
+            self.guard,
+            self.log,
         )
+        self.audit_log = AuditLog(store, int(cfg.get("audit_days", 90)), self.log)
 
     async def start(self) -> None:
+        bus = self.context.bus
+        bus.subscribe(audit.TOPIC_PREFIX + "*", self.audit_log.on_event)
         await self.revocations.start()
+        await self.guard.start()
         await self.accounts.prepare()
+        await self.audit_log.start()
+        if self.config.get("admin_socket", True):
+            self.control = control.ControlServer(
+                self.context.data_dir / control.SOCKET_NAME, self._control, self.log
+            )
+            await self.control.start()
+
+    async def _control(self, message: dict[str, Any]) -> dict[str, Any]:
+        return await cli.execute(self.accounts, message)
 
     async def stop(self) -> None:
+        if self.control is not None:
+            await self.control.stop()
+        await self.accounts.finish_mails()
+        await self.audit_log.stop()
+        await self.guard.stop()
         await self.revocations.stop()
 
     async def health(self) -> Health:
         ok, detail = self.revocations.status()
-        return Health("ok" if ok else "degraded", detail, {"revocations": detail})
+        checks: dict[str, Any] = {"revocations": detail}
+        if self.control is not None:
+            checks["admin_socket"] = self.control.detail
+        return Health("ok" if ok else "degraded", detail, checks)
 
     @hookimpl
     def register_routes(self) -> list[Route]:

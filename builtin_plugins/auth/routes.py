@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sdk import Request, Response, Route, services
+from sdk import Request, Response, Route, audit, errors, services
 
-from .accounts import Accounts, user_json
+from .accounts import KNOWN_ROLES, Accounts, admin_user_json, iso, user_json
 
 if TYPE_CHECKING:
     from .plugin import AuthPlugin
 
 PREFIX = "/api/v1/auth"
+ADMIN = "/api/v1/admin"
 TAGS = ["auth"]
+ADMIN_TAGS = ["admin"]
 
 USER = {
     "type": "object",
@@ -34,6 +36,28 @@ TOKEN_PAIR = {
         "token_type": {"const": "bearer"},
         "expires_in": {"type": "integer", "description": "seconds until the access token expires"},
         "user": USER,
+    },
+}
+ADMIN_USER = {
+    "type": "object",
+    "required": [*USER["required"], "disabled", "last_login_at"],
+    "properties": {
+        **USER["properties"],
+        "disabled": {"type": "boolean"},
+        "last_login_at": {"type": ["string", "null"], "format": "date-time"},
+    },
+}
+AUDIT_EVENT = {
+    "type": "object",
+    "required": ["event_id", "at", "type", "user_id", "actor_id", "ip", "detail"],
+    "properties": {
+        "event_id": {"type": "string"},
+        "at": {"type": "string", "format": "date-time"},
+        "type": {"type": "string", "description": "login.ok, login.failed, user.disabled, ..."},
+        "user_id": {"type": ["string", "null"], "description": "the account it is about"},
+        "actor_id": {"type": ["string", "null"], "description": "who did it, when not the user"},
+        "ip": {"type": ["string", "null"]},
+        "detail": {"type": "object"},
     },
 }
 PASSWORD = {"type": "string", "minLength": 1, "maxLength": 1024}
@@ -77,17 +101,85 @@ def build_routes(plugin: AuthPlugin) -> list[Route]:
 
     async def register(req: Request) -> Any:
         b = req.body
-        return secret(await accounts().register(b["username"], b["email"], b["password"]), 201)
+        return secret(
+            await accounts().register(b["username"], b["email"], b["password"], req.client_ip),
+            201,
+        )
 
     async def login(req: Request) -> Any:
-        return secret(await accounts().login(req.body["email"], req.body["password"]))
+        return secret(
+            await accounts().login(req.body["email"], req.body["password"], req.client_ip)
+        )
 
     async def refresh(req: Request) -> Any:
         return secret(await accounts().refresh(req.body["refresh_token"]))
 
     async def logout(req: Request) -> Any:
-        await accounts().logout(req.body["refresh_token"])
+        await accounts().logout(req.body["refresh_token"], req.client_ip)
         return Response(None, 204)
+
+    async def reset_password(req: Request) -> Any:
+        b = req.body
+        await accounts().reset_password(b["reset_token"], b["new_password"], req.client_ip)
+        return Response(None, 204)
+
+    async def forgot_password(req: Request) -> Any:
+        await accounts().forgot_password(req.body["email"], req.client_ip)
+        return Response(
+            {"detail": "If an account has this email, a reset link is on its way."}, 202
+        )
+
+    async def admin_list_users(req: Request) -> Any:
+        q = req.query.get("q", "")
+        if len(q) > 254:
+            raise errors.ValidationFailed(
+                "q is at most 254 characters.", errors=[{"path": "/q", "message": "too long"}]
+            )
+        limit = req.query_int("limit", 50, 1, 200)
+        offset = req.query_int("offset", 0, 0, 10**9)
+        users, total = await accounts().list_users(q, limit, offset)
+        return {"users": [admin_user_json(u) for u in users], "total": total}
+
+    async def admin_get_user(req: Request) -> Any:
+        return admin_user_json(await accounts().get_user(req.match_info["user_id"]))
+
+    async def admin_update_user(req: Request) -> Any:
+        b = req.body
+        user = await accounts().update_user(
+            req.require_identity(),
+            req.match_info["user_id"],
+            roles=b.get("roles"),
+            disabled=b.get("disabled"),
+            ip=req.client_ip,
+        )
+        return admin_user_json(user)
+
+    async def admin_password_reset(req: Request) -> Any:
+        token, expires = await accounts().admin_reset(
+            req.require_identity(), req.match_info["user_id"], req.client_ip
+        )
+        return {"reset_token": token, "expires_at": iso(expires)}
+
+    async def admin_audit(req: Request) -> Any:
+        event_type = req.query.get("type", "")
+        if event_type:
+            try:
+                audit.check_type(event_type)
+            except ValueError:
+                raise errors.ValidationFailed(
+                    "type must be a dotted lowercase event type (login, login.failed, ...).",
+                    errors=[{"path": "/type", "message": "a dotted lowercase name"}],
+                ) from None
+        user_id = req.query.get("user_id", "")
+        before = req.query.get("before", "")
+        if len(user_id) > 64 or len(before) > 64:
+            raise errors.ValidationFailed(
+                "user_id and before are at most 64 characters.",
+                errors=[{"path": "/user_id", "message": "at most 64 characters"}],
+            )
+        limit = req.query_int("limit", 100, 1, 1000)
+        events = await plugin.audit_log.events(user_id, event_type, before, limit)
+        return {"events": events}
 
     async def me(req: Request) -> Any:
         identity = req.require_identity()
@@ -102,18 +194,20 @@ def build_routes(plugin: AuthPlugin) -> list[Route]:
     async def change_password(req: Request) -> Any:
         b = req.body
         await accounts().change_password(
-            req.require_identity(), b["current_password"], b["new_password"]
+            req.require_identity(), b["current_password"], b["new_password"], req.client_ip
         )
         return Response(None, 204)
 
     async def delete_user(req: Request) -> Any:
-        await accounts().delete_user(req.require_identity(), req.match_info["user_id"])
+        await accounts().delete_user(
+            req.require_identity(), req.match_info["user_id"], req.client_ip
+        )
         return Response(None, 204)
 
     async def create_key(req: Request) -> Any:
         b = req.body
         key = await accounts().create_api_key(
-            req.require_identity(), b["name"], b.get("expires_in_days")
+            req.require_identity(), b["name"], b.get("expires_in_days"), req.client_ip
         )
         return secret(key, 201)
 
@@ -121,7 +215,9 @@ def build_routes(plugin: AuthPlugin) -> list[Route]:
         return await accounts().list_api_keys(req.require_identity())
 
     async def delete_key(req: Request) -> Any:
-        await accounts().delete_api_key(req.require_identity(), req.match_info["key_id"])
+        await accounts().delete_api_key(
+            req.require_identity(), req.match_info["key_id"], req.client_ip
+        )
         return Response(None, 204)
 
     return [
@@ -277,5 +373,174 @@ def build_routes(plugin: AuthPlugin) -> list[Route]:
             responses={404: "No such key (or not yours)"},
             tags=TAGS,
             operation_id="auth_delete_api_key",
+        ),
+        Route(
+            "POST",
+            f"{PREFIX}/reset-password",
+            reset_password,
+            auth="public",
+            status=204,
+            summary="Choose a new password with a one-time reset token",
+            description="The token (from an admin or a reset mail) works once; every login "
+            "of the user ends.",
+            request_schema={
+                "type": "object",
+                "required": ["reset_token", "new_password"],
+                "additionalProperties": False,
+                "properties": {
+                    "reset_token": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "new_password": PASSWORD,
+                },
+            },
+            responses={400: "Unknown, used or expired reset token"},
+            tags=TAGS,
+            operation_id="auth_reset_password",
+        ),
+        Route(
+            "POST",
+            f"{PREFIX}/forgot-password",
+            forgot_password,
+            auth="public",
+            status=202,
+            summary="Mail a password-reset token to the account with this email",
+            description="The same 202 whether or not an account has this email.",
+            request_schema={
+                "type": "object",
+                "required": ["email"],
+                "additionalProperties": False,
+                "properties": {"email": {"type": "string", "minLength": 1, "maxLength": 254}},
+            },
+            response_schema={
+                "type": "object",
+                "required": ["detail"],
+                "properties": {"detail": {"type": "string"}},
+            },
+            responses={503: "Email is not configured on this server"},
+            tags=TAGS,
+            operation_id="auth_forgot_password",
+        ),
+        Route(
+            "GET",
+            f"{ADMIN}/users",
+            admin_list_users,
+            auth="admin",
+            summary="List and search accounts (oldest first)",
+            query_schema={
+                "type": "object",
+                "properties": {
+                    "q": {
+                        "type": "string",
+                        "maxLength": 254,
+                        "description": "part of the username or email (any case)",
+                    },
+                    "limit": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+                    "offset": {"type": "integer", "minimum": 0, "default": 0},
+                },
+            },
+            response_schema={
+                "type": "object",
+                "required": ["users", "total"],
+                "properties": {
+                    "users": {"type": "array", "items": ADMIN_USER},
+                    "total": {"type": "integer", "description": "accounts matching q in all"},
+                },
+            },
+            tags=ADMIN_TAGS,
+            operation_id="admin_list_users",
+        ),
+        Route(
+            "GET",
+            f"{ADMIN}/users/{{user_id}}",
+            admin_get_user,
+            auth="admin",
+            summary="One account",
+            response_schema=ADMIN_USER,
+            responses={404: "No such user"},
+            tags=ADMIN_TAGS,
+            operation_id="admin_get_user",
+        ),
+        Route(
+            "PATCH",
+            f"{ADMIN}/users/{{user_id}}",
+            admin_update_user,
+            auth="admin",
+            summary="Set an account's roles or disable it",
+            description="A removed role, or disabling, takes effect at once on every instance: "
+            "the user's earlier access tokens stop working (a removed role comes back only "
+            "with a fresh token, so the client refreshes). Disabling also ends every refresh "
+            "token, API key and open WebSocket of the user. Every account keeps the role "
+            "'user'. Removing the admin role from (or disabling) the last enabled admin is 409.",
+            request_schema={
+                "type": "object",
+                "additionalProperties": False,
+                "minProperties": 1,
+                "properties": {
+                    "roles": {
+                        "type": "array",
+                        "items": {"enum": list(KNOWN_ROLES)},
+                        "maxItems": len(KNOWN_ROLES),
+                        "uniqueItems": True,
+                    },
+                    "disabled": {"type": "boolean"},
+                },
+            },
+            response_schema=ADMIN_USER,
+            responses={404: "No such user", 409: "It would leave no enabled admin"},
+            tags=ADMIN_TAGS,
+            operation_id="admin_update_user",
+        ),
+        Route(
+            "POST",
+            f"{ADMIN}/users/{{user_id}}/password-reset",
+            admin_password_reset,
+            auth="admin",
+            status=201,
+            summary="Issue a one-time password-reset token (shown only in this answer)",
+            description="Give it to the user, who sends it to POST /api/v1/auth/reset-password. "
+            "A new token replaces the user's earlier unused ones.",
+            response_schema={
+                "type": "object",
+                "required": ["reset_token", "expires_at"],
+                "properties": {
+                    "reset_token": {"type": "string"},
+                    "expires_at": {"type": "string", "format": "date-time"},
+                },
+            },
+            responses={404: "No such user"},
+            tags=ADMIN_TAGS,
+            operation_id="admin_password_reset",
+        ),
+        Route(
+            "GET",
+            f"{ADMIN}/audit",
+            admin_audit,
+            auth="admin",
+            summary="The audit log, newest first",
+            query_schema={
+                "type": "object",
+                "properties": {
+                    "user_id": {
+                        "type": "string",
+                        "description": "events about this user or done by them",
+                    },
+                    "type": {
+                        "type": "string",
+                        "description": "a type ('login.failed') or a prefix of types ('login')",
+                    },
+                    "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                    "before": {
+                        "type": "string",
+                        "description": "the event_id of the last event seen (next page), "
+                        "or an ISO 8601 time",
+                    },
+                },
+            },
+            response_schema={
+                "type": "object",
+                "required": ["events"],
+                "properties": {"events": {"type": "array", "items": AUDIT_EVENT}},
+            },
+            tags=ADMIN_TAGS,
+            operation_id="admin_audit",
         ),
     ]

@@ -96,12 +96,48 @@ async def refold_names(tx: Transaction) -> None:
         )
 
 
+ADMINISTRATION = [
+    # Disabled accounts and last logins; DuckDB cannot add a NOT NULL column, so reads
+    # treat NULL as FALSE. Each statement may run again harmlessly (IF NOT EXISTS).
+    "ALTER TABLE auth_users ADD COLUMN IF NOT EXISTS disabled BOOLEAN DEFAULT FALSE",
+    "ALTER TABLE auth_users ADD COLUMN IF NOT EXISTS last_login_at DOUBLE PRECISION",
+    """CREATE TABLE IF NOT EXISTS auth_reset_tokens (
+        token_hash TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        used_at DOUBLE PRECISION,
+        origin TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS auth_reset_user ON auth_reset_tokens (user_id)",
+    """CREATE TABLE IF NOT EXISTS auth_audit (
+        event_id TEXT PRIMARY KEY,
+        occurred_at DOUBLE PRECISION NOT NULL,
+        type TEXT NOT NULL,
+        user_id TEXT,
+        actor_id TEXT,
+        ip TEXT,
+        detail TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS auth_audit_at ON auth_audit (occurred_at)",
+    "CREATE INDEX IF NOT EXISTS auth_audit_user ON auth_audit (user_id)",
+]
 MIGRATIONS = [
     Migration(1, "users, refresh tokens, API keys, revocations", SCHEMA),
     Migration(2, "usernames and emails keyed after NFKC and case folding", run=refold_names),
+    Migration(3, "administration: disabled, last login, reset tokens, audit log", ADMINISTRATION),
 ]
 
-_USER_COLUMNS = "user_id, username, email, roles, created_at, password_hash"
+_USER_COLUMNS = (
+    "user_id, username, email, roles, created_at, password_hash, disabled, last_login_at"
+)
+# Roles are a comma list; this matches rows that hold the admin role.
+_IS_ADMIN = "(',' || roles || ',') LIKE '%,admin,%'"
+_ENABLED_ADMIN = f"{_IS_ADMIN} AND NOT COALESCE(disabled, FALSE)"
+
+
+class LastAdmin(Exception):
+    """The change would leave the server without an enabled admin."""
 
 
 class DuplicateUser(Exception):
@@ -118,11 +154,37 @@ class UserRow:
     roles: tuple[str, ...]
     created_at: float
     password_hash: str
+    disabled: bool = False
+    last_login_at: float | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> UserRow:
         roles = tuple(r for r in str(row[3]).split(",") if r)
-        return cls(str(row[0]), str(row[1]), str(row[2]), roles, float(row[4]), str(row[5]))
+        return cls(
+            str(row[0]),
+            str(row[1]),
+            str(row[2]),
+            roles,
+            float(row[4]),
+            str(row[5]),
+            bool(row[6]),
+            None if row[7] is None else float(row[7]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    event_id: str
+    at: float
+    type: str
+    user_id: str | None
+    actor_id: str | None
+    ip: str | None
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +204,10 @@ class ApiKeyRow:
     name: str
     created_at: float
     expires_at: float | None
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
 def _is_constraint_error(exc: BaseException) -> bool:
@@ -207,20 +273,96 @@ class AuthStore:
         )
         return UserRow.from_row(row) if row else None
 
+    async def user_by_username(self, username: str) -> UserRow | None:
+        row = await self.db.fetchone(
+            f"SELECT {_USER_COLUMNS} FROM auth_users WHERE username_norm = $1", [fold(username)]
+        )
+        return UserRow.from_row(row) if row else None
+
     async def set_password(self, user_id: str, password_hash: str) -> None:
         await self.db.execute(
             "UPDATE auth_users SET password_hash = $1 WHERE user_id = $2", [password_hash, user_id]
         )
 
-    async def set_roles(self, user_id: str, roles: tuple[str, ...]) -> None:
-        await self.db.execute(
-            "UPDATE auth_users SET roles = $1 WHERE user_id = $2", [",".join(roles), user_id]
+    async def update_user(
+        self, user_id: str, roles: tuple[str, ...], disabled: bool, keep_an_admin: bool
+    ) -> UserRow | None:
+        """Set roles and disabled together. With ``keep_an_admin``, refuse (LastAdmin) a
+        change that would leave no enabled admin: the check and the write are one
+        transaction, and on PostgreSQL the admins' rows are locked first, so two such
+        changes from two processes run one after the other."""
+        async with self.db.transaction() as tx:
+            if keep_an_admin and tx.engine == "postgresql":
+                await tx.execute(f"SELECT user_id FROM auth_users WHERE {_IS_ADMIN} FOR UPDATE")
+            row = await tx.fetchone(
+                f"SELECT {_USER_COLUMNS} FROM auth_users WHERE user_id = $1", [user_id]
+            )
+            if row is None:
+                return None
+            before = UserRow.from_row(row)
+            loses_admin = before.is_admin and not before.disabled
+            loses_admin = loses_admin and ("admin" not in roles or disabled)
+            if keep_an_admin and loses_admin:
+                others = await tx.fetchval(
+                    f"SELECT COUNT(*) FROM auth_users WHERE {_ENABLED_ADMIN} AND user_id <> $1",
+                    [user_id],
+                )
+                if not others:
+                    raise LastAdmin()
+            await tx.execute(
+                "UPDATE auth_users SET roles = $1, disabled = $2 WHERE user_id = $3",
+                [",".join(roles), disabled, user_id],
+            )
+        return UserRow.from_row((*row[:3], ",".join(roles), *row[4:6], disabled, row[7]))
+
+    async def is_last_admin(self, user_id: str) -> bool:
+        """True when this user is the only enabled admin."""
+        row = await self.db.fetchone(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE user_id = $1) FROM auth_users "
+            f"WHERE {_ENABLED_ADMIN}",
+            [user_id],
         )
+        return row is not None and row[0] == 1 and row[1] == 1
+
+    async def touch_login(self, user_id: str, at: float) -> None:
+        await self.db.execute(
+            "UPDATE auth_users SET last_login_at = $1 WHERE user_id = $2", [at, user_id]
+        )
+
+    async def search_users(self, q: str, limit: int, offset: int) -> tuple[list[UserRow], int]:
+        """Users whose username or email contains ``q`` (case-insensitively), oldest
+        first, and how many match in all."""
+        where, params = "", []
+        if q:
+            where = "WHERE username_norm LIKE $1 ESCAPE '!' OR email_norm LIKE $1 ESCAPE '!'"
+            params = ["%" + _like_escape(fold(q)) + "%"]
+        total = await self.db.fetchval(f"SELECT COUNT(*) FROM auth_users {where}", params)
+        n = len(params)
+        rows = await self.db.fetchall(
+            f"SELECT {_USER_COLUMNS} FROM auth_users {where} "
+            f"ORDER BY created_at, user_id LIMIT ${n + 1} OFFSET ${n + 2}",
+            [*params, limit, offset],
+        )
+        return [UserRow.from_row(r) for r in rows], int(total or 0)
+
+    async def end_credentials(self, user_id: str) -> list[str]:
+        """Revoke every refresh token and delete every API key of the user (disabling);
+        returns the deleted keys' ids."""
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "UPDATE auth_refresh_tokens SET revoked = TRUE WHERE user_id = $1 AND NOT revoked",
+                [user_id],
+            )
+            keys = await tx.fetchall(
+                "DELETE FROM auth_api_keys WHERE user_id = $1 RETURNING key_id", [user_id]
+            )
+        return [str(k[0]) for k in keys]
 
     async def delete_user(self, user_id: str) -> bool:
         async with self.db.transaction() as tx:
             await tx.execute("DELETE FROM auth_api_keys WHERE user_id = $1", [user_id])
             await tx.execute("DELETE FROM auth_refresh_tokens WHERE user_id = $1", [user_id])
+            await tx.execute("DELETE FROM auth_reset_tokens WHERE user_id = $1", [user_id])
             gone = await tx.fetchall(
                 "DELETE FROM auth_users WHERE user_id = $1 RETURNING user_id", [user_id]
             )
@@ -335,3 +477,102 @@ class AuthStore:
             "SELECT kind, subject, after, keep, expires_at FROM auth_revocations"
         )
         return [(r[0], r[1], float(r[2]), r[3], float(r[4])) for r in rows]
+
+    # -- password reset tokens ------------------------------------------------------------
+
+    async def insert_reset(
+        self, token_hash: str, user_id: str, created_at: float, expires_at: float, origin: str
+    ) -> None:
+        """Store a new reset token; the user's earlier unused ones stop working."""
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "DELETE FROM auth_reset_tokens WHERE user_id = $1 AND used_at IS NULL", [user_id]
+            )
+            await tx.execute(
+                "INSERT INTO auth_reset_tokens (token_hash, user_id, created_at, expires_at, "
+                "origin) VALUES ($1, $2, $3, $4, $5)",
+                [token_hash, user_id, created_at, expires_at, origin],
+            )
+
+    async def use_reset(self, token_hash: str, now: float) -> str | None:
+        """Spend a live reset token; the user id, or None if unknown, used or expired."""
+        rows = await self.db.fetchall(
+            "UPDATE auth_reset_tokens SET used_at = $1 WHERE token_hash = $2 "
+            "AND used_at IS NULL AND expires_at > $1 RETURNING user_id",
+            [now, token_hash],
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def last_reset_at(self, user_id: str, origin: str) -> float | None:
+        value = await self.db.fetchval(
+            "SELECT MAX(created_at) FROM auth_reset_tokens WHERE user_id = $1 AND origin = $2",
+            [user_id, origin],
+        )
+        return None if value is None else float(value)
+
+    async def purge_reset(self, now: float) -> None:
+        await self.db.execute(
+            "DELETE FROM auth_reset_tokens WHERE expires_at < $1 OR used_at IS NOT NULL", [now]
+        )
+
+    # -- audit log ------------------------------------------------------------------------
+
+    async def insert_audit(self, row: AuditRow) -> None:
+        # The event id is the bus event's: the same event arriving from another instance
+        # (shared database) is stored once.
+        await self.db.execute(
+            "INSERT INTO auth_audit (event_id, occurred_at, type, user_id, actor_id, ip, "
+            "detail) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            [row.event_id, row.at, row.type, row.user_id, row.actor_id, row.ip, row.detail],
+        )
+
+    async def audit_at(self, event_id: str) -> float | None:
+        value = await self.db.fetchval(
+            "SELECT occurred_at FROM auth_audit WHERE event_id = $1", [event_id]
+        )
+        return None if value is None else float(value)
+
+    async def audit_events(
+        self,
+        user_id: str | None,
+        type_prefix: str | None,
+        before: tuple[float, str] | None,
+        limit: int,
+    ) -> list[AuditRow]:
+        """Newest first. ``before`` = (time, event_id) of the last event already seen."""
+        clauses: list[str] = []
+        params: list[Any] = []
+
+        def add(sql: str, *values: Any) -> None:
+            for value in values:
+                params.append(value)
+                sql = sql.replace("?", f"${len(params)}", 1)
+            clauses.append(sql)
+
+        if user_id:
+            add("(user_id = ? OR actor_id = ?)", user_id, user_id)
+        if type_prefix:
+            # "login" matches "login" and "login.failed", "login.ok", ...
+            add(
+                "(type = ? OR type LIKE ? ESCAPE '!')",
+                type_prefix,
+                _like_escape(type_prefix) + ".%",
+            )
+        if before is not None:
+            add(
+                "(occurred_at < ? OR (occurred_at = ? AND event_id < ?))",
+                before[0],
+                before[0],
+                before[1],
+            )
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        params.append(limit)
+        rows = await self.db.fetchall(
+            "SELECT event_id, occurred_at, type, user_id, actor_id, ip, detail FROM auth_audit "
+            f"{where} ORDER BY occurred_at DESC, event_id DESC LIMIT ${len(params)}",
+            params,
+        )
+        return [AuditRow(r[0], float(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows]
+
+    async def prune_audit(self, older_than: float) -> None:
+        await self.db.execute("DELETE FROM auth_audit WHERE occurred_at < $1", [older_than])

@@ -82,3 +82,11 @@ async def server(llmmc, database_url):
 @pytest.fixture
 def accounts(server):
     return Accounts(server)
+
+
+async def make_admin(server: Any, accounts: Accounts) -> dict[str, Any]:
+    """A registered user given the admin role (as `users create-admin` does), logged in
+    again so that their tokens carry the role."""
+    user = await accounts.register()
+    await server.plugin("auth").accounts.promote_admin(user["user"]["email"], "", None)
+    return await accounts.login(user["user"]["email"])

@@ -65,3 +65,91 @@ async def test_logout_change_password_and_delete_reach_the_other_server(two_serv
         )
         assert status == 204
         assert (await call(s, "GET", keys_b, headers=bearer(logins[1]["access_token"])))[0] == 401
+
+
+async def test_disabling_and_role_removal_on_one_server_hold_on_the_other(two_servers):
+    """An admin (made with the CLI through server A's admin socket) disables a user and
+    demotes another admin on A; B refuses their earlier tokens at once."""
+    import asyncio
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sa, sb = two_servers
+    a, b = sa.base_url, sb.base_url
+    env = {**os.environ, "LLMMC_ADMIN_PASSWORD": "R00t-password"}
+    r = await asyncio.to_thread(
+        subprocess.run,
+        [
+            str(Path(sys.executable).parent / "llmmultichat"),
+            "users",
+            "create-admin",
+            "--config",
+            str(sa.config_path),
+            "--email",
+            "root@example.com",
+            "--username",
+            "root",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    async with aiohttp.ClientSession() as s:
+        status, root = await call(
+            s,
+            "POST",
+            a + "/api/v1/auth/login",
+            json={"email": "root@example.com", "password": "R00t-password"},
+        )
+        assert status == 200
+        users = []
+        for name in ("victim", "deputy"):
+            tag = uuid.uuid4().hex[:8]
+            body = {
+                "username": f"{name}_{tag}",
+                "email": f"{tag}@example.com",
+                "password": PASSWORD,
+            }
+            status, user = await call(s, "POST", a + "/api/v1/auth/register", json=body)
+            assert status == 201
+            users.append(user)
+        victim, deputy = users
+        h = bearer(root["access_token"])
+        me_b = b + "/api/v1/auth/api-keys"
+        assert (await call(s, "GET", me_b, headers=bearer(victim["access_token"])))[0] == 200
+        status, _ = await call(
+            s,
+            "PATCH",
+            a + f"/api/v1/admin/users/{victim['user']['user_id']}",
+            json={"disabled": True},
+            headers=h,
+        )
+        assert status == 200
+        assert (await call(s, "GET", me_b, headers=bearer(victim["access_token"])))[0] == 401
+
+        status, _ = await call(
+            s,
+            "PATCH",
+            a + f"/api/v1/admin/users/{deputy['user']['user_id']}",
+            json={"roles": ["user", "admin"]},
+            headers=h,
+        )
+        status, fresh = await call(
+            s, "POST", a + "/api/v1/auth/refresh", json={"refresh_token": deputy["refresh_token"]}
+        )
+        assert fresh["user"]["roles"] == ["user", "admin"]
+        status, _ = await call(
+            s,
+            "PATCH",
+            a + f"/api/v1/admin/users/{deputy['user']['user_id']}",
+            json={"roles": ["user"]},
+            headers=h,
+        )
+        assert status == 200
+        # B does not hold the deputy in its own store, yet the admin token is refused there
+        assert (await call(s, "GET", me_b, headers=bearer(fresh["access_token"])))[0] == 401
