@@ -71,6 +71,10 @@ class ControlServer:
             self._server = await asyncio.start_unix_server(
                 self._serve, path=str(self.path), limit=MAX_MESSAGE
             )
+        except OSError as exc:  # another worker of `serve --workers` bound it first
+            self.detail = f"{self.path}: {exc}"
+            self.log.info("admin socket not opened here: %s", self.detail)
+            return
         finally:
             os.umask(old)
         os.chmod(self.path, 0o600)
