@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sdk import Request, Response, Route, errors
+from sdk import Request, Response, Route
 
 from .service import ChatService, turn_problem
 from .store import MAX_TITLE, iso, now
@@ -109,22 +109,6 @@ SESSION = {
         "message_count": {"type": "integer"},
     },
 }
-
-
-def _int_param(req: Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = req.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = lo - 1
-    if not lo <= value <= hi:
-        raise errors.ValidationFailed(
-            f"{name} must be an integer from {lo} to {hi}",
-            errors=[{"path": f"/{name}", "message": f"an integer from {lo} to {hi}"}],
-        )
-    return value
 
 
 def sse_frame(event: str, data: dict[str, Any]) -> bytes:
@@ -233,7 +217,7 @@ class ChatRoutes:
     async def history(self, req: Request) -> Any:
         identity = req.require_identity()
         session_id = req.match_info["session_id"]
-        limit = _int_param(req, "limit", 50, 1, 500)
+        limit = req.query_int("limit", 50, 1, 500)
         messages = await self.service.history(
             identity.user_id, session_id, limit=limit, before=req.query.get("before")
         )
@@ -241,8 +225,8 @@ class ChatRoutes:
 
     async def sessions(self, req: Request) -> Any:
         identity = req.require_identity()
-        limit = _int_param(req, "limit", 50, 1, 500)
-        offset = _int_param(req, "offset", 0, 0, 10_000_000)
+        limit = req.query_int("limit", 50, 1, 500)
+        offset = req.query_int("offset", 0, 0, 10_000_000)
         return {"sessions": await self.service.sessions(identity.user_id, limit, offset)}
 
     async def session(self, req: Request) -> Any:
