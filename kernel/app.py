@@ -1,9 +1,9 @@
 """The kernel: builds the aiohttp application from the configuration and the plugins.
 
-``Kernel.build()`` discovers, orders, validates and initializes the plugins and mounts
-their routes; starting and stopping happen in the app's ``cleanup_ctx`` (start in
-dependency order, stop in reverse, only what started). ``init_app`` is the factory that
-``llmmultichat serve`` runs.
+``build_kernel()`` is the factory ``llmmultichat serve`` runs: ``Kernel.load()``
+discovers, orders, validates and initializes the plugins and collects their routes, and
+``Kernel.build_app()`` mounts them; starting and stopping happen in the app's
+``cleanup_ctx`` (start in dependency order, stop in reverse, only what started).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import asyncio
 import logging
 import re
 import signal
-import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from sdk.tools import Tool
 
 from .bus import MemoryBus, PluginBus, make_bus
 from .compression import compression_middleware
-from .config import ConfigError, LoadedConfig, is_validator_schema_valid, validate_plugin_config
+from .config import ConfigError, LoadedConfig, schema_problems, validate_plugin_config
 from .database import DatabaseError, open_database
 from .http import ClientIP, RouteHandler, request_middleware, security_headers_hook
 from .metrics import KernelMetrics, MetricsHub
@@ -71,7 +70,6 @@ class Kernel:
         self.database = open_database(self.kernel_config["database"], self.data_dir, DB_FILE)
         self.routes: list[Route] = []
         self.cli_commands: list[CliCommand] = []
-        self.websockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self._openapi: dict[str, Any] | None = None
         self.metrics_hub = MetricsHub()
         self.kernel_metrics = KernelMetrics(self.metrics_hub)
@@ -111,9 +109,9 @@ class Kernel:
             rec = self.records[name]
             if rec.cls is None:
                 continue
-            schema_problems = is_validator_schema_valid(rec.cls.config_schema)
-            if schema_problems:
-                rec.fail("validate", f"the plugin's config schema is invalid: {schema_problems[0]}")
+            broken = schema_problems(rec.cls.config_schema)
+            if broken:
+                rec.fail("validate", f"the plugin's config schema is invalid: {broken[0]}")
                 continue
             try:
                 rec.config = validate_plugin_config(

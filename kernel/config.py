@@ -265,7 +265,8 @@ def _with_defaults(validator_class: Any) -> Any:
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})  # type: ignore[no-untyped-call]
 
 
-_DefaultingValidator = _with_defaults(Draft202012Validator)
+# Validates and fills in `default` values (plugin configs, query parameters)
+DefaultingValidator: Any = _with_defaults(Draft202012Validator)
 
 
 def error_path(error: ValidationError, prefix: str = "") -> str:
@@ -296,7 +297,7 @@ def describe(error: ValidationError) -> str:
 
 def validate(instance: Any, schema: dict[str, Any], prefix: str) -> list[str]:
     """Validate (filling defaults in ``instance``) and return readable problems."""
-    validator = _DefaultingValidator(schema)
+    validator = DefaultingValidator(schema)
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
     return [f"{error_path(e, prefix)}: {describe(e)}" for e in errors]
 
@@ -340,7 +341,7 @@ def redact(value: Any, schema: dict[str, Any] | None = None, key: str = "") -> A
     return value
 
 
-def is_validator_schema_valid(schema: dict[str, Any]) -> list[str]:
+def schema_problems(schema: dict[str, Any]) -> list[str]:
     """Problems with a plugin's own schema (a plugin author's bug, reported at load)."""
     try:
         Draft202012Validator.check_schema(schema)

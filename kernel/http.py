@@ -10,6 +10,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,8 @@ from sdk.plugin import PluginState
 from sdk.request_context import set_request_id
 from sdk.routes import Request, Response, Route
 from sdk.untrusted import check_strings, loads
+
+from .config import DefaultingValidator
 
 if TYPE_CHECKING:
     from .app import Kernel
@@ -118,6 +121,29 @@ def json_response(
         content_type="application/json",
         headers=headers,
     )
+
+
+def query_value(values: list[str], schema: Any) -> Any:
+    """One query parameter as the type its schema declares: all its values for an array,
+    else the first. A value that does not parse stays a string, for the validator to name."""
+    declared = schema.get("type") if isinstance(schema, dict) else None
+    kinds = [declared] if isinstance(declared, str) else list(declared or [])
+    if "array" in kinds:
+        items = schema.get("items") if isinstance(schema, dict) else None
+        return [query_value([v], items) for v in values]
+    value = values[0]
+    for kind in kinds:
+        if kind == "integer" and _INTEGER.fullmatch(value):
+            return int(value)
+        if kind == "number" and _NUMBER.fullmatch(value):
+            return float(value)
+        if kind == "boolean" and value in ("true", "false"):
+            return value == "true"
+    return value
+
+
+_INTEGER = re.compile(r"[+-]?\d{1,18}")
+_NUMBER = re.compile(r"[+-]?(\d{1,18}(\.\d{0,18})?|\.\d{1,18})([eE][+-]?\d{1,3})?")
 
 
 def schema_errors(validator: Draft202012Validator, instance: Any) -> list[dict[str, str]]:
@@ -227,6 +253,10 @@ class RouteHandler:
         self.validator = (
             Draft202012Validator(route.request_schema) if route.request_schema is not None else None
         )
+        # fills the schema's defaults in, so handlers read every declared parameter
+        self.query_validator = (
+            DefaultingValidator(route.query_schema) if route.query_schema is not None else None
+        )
         limit = kernel.max_body_bytes
         self.max_body = min(limit, route.max_body_bytes) if route.max_body_bytes else limit
         self.record = kernel.records.get(route.plugin)
@@ -283,6 +313,8 @@ class RouteHandler:
                 raise auth_error
             if route.auth != "public":
                 await self.authorize(identity, raw)
+            if self.query_validator is not None:
+                request.params = self.read_query(raw)
             if raw.method in _BODY_METHODS:
                 request.body = await self.read_body(raw)
             result = await route.handler(request)
@@ -329,6 +361,27 @@ class RouteHandler:
                 return None  # a public route serves anyone; a bad token gets no identity
             raise
         return identity
+
+    def read_query(self, raw: web.Request) -> dict[str, Any]:
+        """The query parameters, typed and checked against ``query_schema`` (422 naming
+        each bad one). An empty value of a non-string parameter counts as absent."""
+        assert self.query_validator is not None
+        properties = (self.route.query_schema or {}).get("properties") or {}
+        params: dict[str, Any] = {}
+        for name in dict.fromkeys(raw.query.keys()):
+            schema = properties.get(name)
+            values = raw.query.getall(name)
+            if values == [""] and isinstance(schema, dict) and schema.get("type") != "string":
+                continue
+            params[name] = query_value(values, schema)
+        errors = schema_errors(self.query_validator, params)
+        if errors:
+            first = errors[0]
+            where = f"query parameter {first['path'][1:]}" if first["path"] != "/" else "query"
+            raise ValidationFailed(
+                f"The {where} is not valid: {first['message'][:200]}", errors=errors
+            )
+        return params
 
     async def read_body(self, raw: web.Request) -> Any:
         length = raw.content_length

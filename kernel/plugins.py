@@ -14,11 +14,11 @@ import logging
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any
 
 import pluggy
 from stevedore import NamedExtensionManager
-from stevedore import _cache as stevedore_cache
 
 from sdk import ENTRY_POINT_GROUP
 from sdk.errors import Problem, ServiceUnavailable
@@ -88,15 +88,8 @@ def discover(
         failures[entrypoint.name] = exc
 
     if from_entry_points:
-        # A distribution installed since this process started must be found too:
-        # stevedore keeps per-process copies of entry points that never expire (its
-        # on-disk cache is keyed on path mtimes, so that part stays correct).
         importlib.invalidate_caches()
-        NamedExtensionManager.ENTRY_POINT_CACHE.pop(ENTRY_POINT_GROUP, None)
-        internal = getattr(getattr(stevedore_cache, "_c", None), "_internal", None)
-        if isinstance(internal, dict):
-            internal.clear()
-        manager = NamedExtensionManager(
+        manager = _FreshEntryPoints(
             ENTRY_POINT_GROUP,
             names=from_entry_points,
             invoke_on_load=False,
@@ -126,10 +119,17 @@ def discover(
     return records
 
 
+class _FreshEntryPoints(NamedExtensionManager):  # type: ignore[type-arg]
+    """stevedore's manager, reading the entry points afresh each time it is built: stevedore
+    keeps per-process copies that never expire, and a distribution installed since this
+    process started (a plugin added with pip) must be found too."""
+
+    def list_entry_points(self) -> list[Any]:
+        return list(entry_points(group=self.namespace))
+
+
 def installed_plugins() -> list[tuple[str, str, str]]:
     """(name, value, distribution) of every entry point in the group, imported or not."""
-    from importlib.metadata import entry_points
-
     out = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist = getattr(ep, "dist", None)

@@ -2,7 +2,8 @@
 
 A plugin returns :class:`Route` objects from its ``register_routes`` hook. The kernel
 mounts them, authenticates, checks permissions and rate limits, validates the JSON body
-against ``request_schema`` (400/415/422 as Problem Details) and documents everything in
+against ``request_schema`` and the query against ``query_schema`` (400/415/422 as Problem
+Details) and documents everything in
 ``/openapi.json`` from these same declarations.
 """
 
@@ -31,6 +32,7 @@ class Request:
         "body",
         "identity",
         "log_fields",
+        "params",
         "raw",
         "request_id",
         "response_headers",
@@ -50,6 +52,9 @@ class Request:
         self.raw = raw
         self.identity = identity
         self.body = body  # parsed and validated JSON body, or None
+        # the query parameters checked against the route's query_schema, typed as it
+        # declares, with its defaults filled in ({} for a route without one)
+        self.params: dict[str, Any] = {}
         self.route = route
         self.request_id = request_id
         # Headers the answer must carry (X-Request-ID, RateLimit-*). The kernel adds them to
@@ -145,7 +150,9 @@ class Route:
     rate_limit: str | None = "default"
     request_schema: JSONSchema | None = None
     response_schema: JSONSchema | None = None
-    query_schema: JSONSchema | None = None  # object schema of query parameters (documentation)
+    # object schema of the query parameters: validated (422 naming each bad one), typed and
+    # defaulted into ``Request.params``, and documented
+    query_schema: JSONSchema | None = None
     status: int = 200
     summary: str = ""
     description: str = ""

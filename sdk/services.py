@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 
 RATELIMIT = "ratelimit"
 LLM = "llm"
-# Added by the auth/ratelimit engineer (issue 3): the ratelimit plugin publishes its daily
-# token quotas so that the auth plugin's GET /api/v1/auth/me can show them without importing it.
+# The ratelimit plugin publishes its daily token quotas so that the auth plugin's
+# GET /api/v1/auth/me can show them without importing it.
 QUOTA = "quota"
 
 
@@ -40,7 +40,7 @@ class RateLimiter(Protocol):
 
 @runtime_checkable
 class QuotaService(Protocol):
-    """Published by the ratelimit plugin as ``"quota"`` (issue 3 addition)."""
+    """Published by the ratelimit plugin as ``"quota"``."""
 
     async def usage(self, identity: Identity) -> dict[str, Any]:
         """``{"tokens_per_day": int, "used_today": int}`` for this UTC day; 0 tokens_per_day = unlimited."""

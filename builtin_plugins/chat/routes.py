@@ -217,17 +217,20 @@ class ChatRoutes:
     async def history(self, req: Request) -> Any:
         identity = req.require_identity()
         session_id = req.match_info["session_id"]
-        limit = req.query_int("limit", 50, 1, 500)
         messages = await self.service.history(
-            identity.user_id, session_id, limit=limit, before=req.query.get("before")
+            identity.user_id,
+            session_id,
+            limit=req.params["limit"],
+            before=req.params.get("before"),
         )
         return {"session_id": session_id, "messages": [m.public() for m in messages]}
 
     async def sessions(self, req: Request) -> Any:
         identity = req.require_identity()
-        limit = req.query_int("limit", 50, 1, 500)
-        offset = req.query_int("offset", 0, 0, 10_000_000)
-        return {"sessions": await self.service.sessions(identity.user_id, limit, offset)}
+        sessions = await self.service.sessions(
+            identity.user_id, req.params["limit"], req.params["offset"]
+        )
+        return {"sessions": sessions}
 
     async def session(self, req: Request) -> Any:
         identity = req.require_identity()

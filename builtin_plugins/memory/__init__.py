@@ -1,1 +1,1 @@
-"""The memory plugin: five memory tiers, embeddings and semantic search (issue 5)."""
+"""The memory plugin: five memory tiers, embeddings and semantic search."""

@@ -93,12 +93,11 @@ class RateLimitPlugin(Plugin):
             )
         else:
             backend = MemoryBackend()
-        quotas = cfg.get("quotas") or {}
         self.limiter = Limiter(
             backend,
             default=cfg["default"],
-            routes=cfg.get("routes") or {},
-            tokens_per_day=quotas.get("tokens_per_day", {"user": 200000, "admin": 0}),
+            routes=cfg["routes"],
+            tokens_per_day=cfg["quotas"]["tokens_per_day"],
             on_backend_error=cfg["on_backend_error"],
             logger=self.log,
             refusals=self.context.metrics.counter(

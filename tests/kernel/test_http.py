@@ -309,3 +309,60 @@ async def test_before_request_counts_refused_requests_and_its_headers_reach_erro
     ]
     await client.get("/ping")  # rate_limit=None: not asked
     assert len(counter.seen) == 3
+
+
+QUERY = {
+    "type": "object",
+    "required": ["q"],
+    "properties": {
+        "q": {"type": "string", "minLength": 1},
+        "limit": {"type": "integer", "minimum": 1, "maximum": 50, "default": 10},
+        "ratio": {"type": "number"},
+        "exact": {"type": "boolean", "default": False},
+        "tag": {"type": "array", "items": {"type": "integer"}},
+    },
+}
+
+
+class Search(Plugin):
+    name = "search"
+
+    @hookimpl
+    def register_routes(self) -> list[Route]:
+        async def search(req: Request) -> dict[str, Any]:
+            return {"params": req.params}
+
+        return [Route("GET", "/api/v1/search", search, auth="public", query_schema=QUERY)]
+
+
+async def test_query_parameters_are_validated_typed_and_defaulted(llmmc: Any) -> None:
+    client = await llmmc({"plugins": {"enabled": ["search"]}}, plugins={"search": Search})
+    r = await client.get("/api/v1/search?q=tea&ratio=0.5&tag=1&tag=2&other=x")
+    assert r.status == 200
+    assert (await r.json())["params"] == {
+        "q": "tea",
+        "limit": 10,
+        "ratio": 0.5,
+        "exact": False,
+        "tag": [1, 2],
+        "other": "x",  # undeclared parameters pass through as strings
+    }
+    r = await client.get("/api/v1/search?q=tea&limit=&exact=true")  # empty: the default
+    assert (await r.json())["params"] == {"q": "tea", "limit": 10, "exact": True}
+    for query, path in [
+        ("q=tea&limit=0", "/limit"),
+        ("q=tea&limit=51", "/limit"),
+        ("q=tea&limit=ten", "/limit"),
+        ("q=tea&limit=99999999999999999999999", "/limit"),
+        ("q=tea&exact=yes", "/exact"),
+        ("q=tea&tag=1&tag=x", "/tag/1"),
+        ("q=", "/q"),
+        ("limit=5", "/"),
+    ]:
+        r = await client.get(f"/api/v1/search?{query}")
+        body = await r.json()
+        assert r.status == 422, query
+        assert r.headers["Content-Type"].startswith("application/problem+json")
+        assert body["errors"][0]["path"] == path, (query, body)
+    r = await client.get("/api/v1/search?q=tea&limit=0")
+    assert (await r.json())["detail"].startswith("The query parameter limit is not valid")

@@ -81,6 +81,12 @@ class ProviderRegistry:
             )
         return provider
 
+    def ready(self, name: str) -> LLMProvider:
+        """The provider ``name`` if it can serve; 503 ``PROVIDER_UNAVAILABLE`` otherwise."""
+        provider = self.get(name)
+        provider.check_available()
+        return provider
+
     def unavailable(self) -> dict[str, str]:
         out = {}
         for name, provider in self.providers.items():
@@ -118,8 +124,7 @@ class ProviderRegistry:
         last: errors.Problem | None = None
         for name, model in chain:
             try:
-                provider = self.get(name)
-                provider.check_available()
+                provider = self.ready(name)
             except errors.ServiceUnavailable as exc:
                 last = exc
                 continue
@@ -166,8 +171,7 @@ class ProviderRegistry:
         last: errors.Problem | None = None
         for name, model in chain:
             try:
-                provider = self.get(name)
-                provider.check_available()
+                provider = self.ready(name)
             except FALLBACK_ERRORS as exc:
                 last = exc
                 continue

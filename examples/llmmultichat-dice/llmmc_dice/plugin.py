@@ -44,8 +44,8 @@ class DicePlugin(Plugin):
                 query_schema={
                     "type": "object",
                     "properties": {
-                        "count": {"type": "integer", "minimum": 1},
-                        "sides": {"type": "integer", "minimum": 2},
+                        "count": {"type": "integer", "minimum": 1, "default": 1},
+                        "sides": {"type": "integer", "minimum": 2, "maximum": 1000},
                     },
                 },
                 response_schema=ROLL_RESULT,
@@ -82,14 +82,8 @@ class DicePlugin(Plugin):
         return {"sides": sides, "rolls": rolls, "total": sum(rolls)}
 
     async def roll_route(self, req: Request) -> dict[str, Any]:
-        try:
-            count = int(req.query.get("count", "1"))
-            sides = int(req.query.get("sides", str(self.config["default_sides"])))
-        except ValueError:
-            raise ValidationFailed("count and sides must be whole numbers") from None
-        if count < 1 or not 2 <= sides <= 1000:
-            raise ValidationFailed("count must be >= 1 and sides between 2 and 1000")
-        return self.roll(count, sides)
+        # the kernel has checked both against query_schema (422 otherwise) and typed them
+        return self.roll(req.params["count"], req.params.get("sides", self.config["default_sides"]))
 
     async def roll_tool(self, params: dict[str, Any], call: ToolCall) -> dict[str, Any]:
         return self.roll(params.get("count", 1), params.get("sides", self.config["default_sides"]))
