@@ -128,7 +128,7 @@ class AuthPlugin(Plugin):
     control: control.ControlServer | None = None
 
     def _redis_url(self) -> str:
-        return self.shared_redis_url(str(self.config.get("redis_url") or ""))
+        return self.shared_redis_url(self.config["redis_url"])
 
     @classmethod
     def process_local_settings(

@@ -428,7 +428,12 @@ class MemoryPlugin(Plugin):
 
     @hookimpl
     def register_routes(self) -> list[Any]:
-        return MemoryRoutes(self).routes()
+        return MemoryRoutes(
+            self.require_service,
+            max_content_chars=self.config["max_content_chars"],
+            embedder_info=self.embedder_info,
+            log=self.log,
+        ).routes()
 
     @hookimpl
     async def memory_context(

@@ -3,17 +3,17 @@ another user's memory answers 404 exactly like one that never existed."""
 
 from __future__ import annotations
 
+import json
+import logging
 import re
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sdk import Request, Response, Route, errors
 
 from .store import utcnow
-from .tiers import TIERS, turn_dict
-
-if TYPE_CHECKING:
-    from .plugin import MemoryPlugin
+from .tiers import TIERS, MemoryService, turn_dict
 
 BASE = "/api/v1/memory"
 MAX_DOCUMENT_CHARS = 200_000
@@ -149,19 +149,28 @@ def parse_older_than(value: str) -> datetime:
             errors=[{"path": "/older_than", "message": f"cannot read {value!r}"}],
         ) from None
     if ts.tzinfo is not None:
-        from datetime import UTC
-
         ts = ts.astimezone(UTC).replace(tzinfo=None)
     return ts
 
 
 class MemoryRoutes:
-    def __init__(self, plugin: MemoryPlugin) -> None:
-        self.plugin = plugin
+    def __init__(
+        self,
+        service: Callable[[], MemoryService],
+        *,
+        max_content_chars: int,
+        embedder_info: Callable[[], dict[str, Any]],
+        log: logging.Logger,
+    ) -> None:
+        # the service exists only while the plugin runs: asked for at each request (503 otherwise)
+        self._service = service
+        self.max_content_chars = max_content_chars
+        self.embedder_info = embedder_info
+        self.log = log
 
     @property
-    def service(self) -> Any:
-        return self.plugin.require_service()
+    def service(self) -> MemoryService:
+        return self._service()
 
     def routes(self) -> list[Route]:
         tags = ["memory"]
@@ -326,7 +335,7 @@ class MemoryRoutes:
         body = req.body or {}
         tier = body.get("tier", "long_term")
         content = body["content"].strip()
-        limit = int(self.plugin.config["max_content_chars"])
+        limit = self.max_content_chars
         if tier != "knowledge" and len(content) > limit:
             raise errors.ValidationFailed(
                 f"content is longer than {limit} characters (use tier 'knowledge' for documents)",
@@ -338,8 +347,6 @@ class MemoryRoutes:
                 errors=[{"path": "/session_id", "message": f"required for tier {tier}"}],
             )
         metadata = body.get("metadata") or {}
-        import json
-
         if len(json.dumps(metadata)) > MAX_METADATA_CHARS:
             raise errors.ValidationFailed(
                 f"metadata is larger than {MAX_METADATA_CHARS} characters as JSON",
@@ -387,7 +394,7 @@ class MemoryRoutes:
             "content_chars": raw["content_chars"],
             "oldest": raw["oldest"],
             "newest": raw["newest"],
-            "embedder": self.plugin.embedder_info(),
+            "embedder": self.embedder_info(),
         }
 
     async def session(self, req: Request) -> Any:
@@ -419,7 +426,7 @@ class MemoryRoutes:
         deleted, links_deleted = await self.service.flush(
             body.get("user_id"), body.get("tier"), older_than
         )
-        self.plugin.log.info(
+        self.log.info(
             "admin %s flushed %d memories (user=%s tier=%s older_than=%s)",
             req.identity.user_id if req.identity else "?",
             deleted,
