@@ -86,7 +86,7 @@ def run_server(
     import logging
 
     logging.disable(logging.WARNING)
-    from sdk.testing import start_kernel
+    from kernel.testing import start_kernel
 
     chat: dict[str, Any] = {
         "default_provider": "fake",

@@ -4,7 +4,7 @@ aiohttp answers a request its parser refuses (over-long headers, a broken reques
 with ``text/plain`` that quotes the request back. :class:`KernelRunner` serves with a
 protocol whose answer is Problem Details (431 for over-long headers), carries the
 security headers and quotes nothing. ``run_app`` is aiohttp's ``run_app`` with that
-runner; ``sdk.testing`` uses the same runner, so tests see what production serves.
+runner; ``kernel.testing`` uses the same runner, so tests see what production serves.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Shared by every test folder. The ``llmmc`` fixture comes from ``sdk.testing``."""
+"""Shared by every test folder. The ``llmmc`` fixture comes from ``kernel.testing`` (the pytest11 entry point)."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import response_schema_conformance, status_code_conformance
 
-from sdk.testing import start_kernel
+from kernel.testing import start_kernel
 from tests.fakes.openai_server import FakeOpenAI
 
 ENABLED = ["auth", "ratelimit", "chat", "memory", "weather", "translate"]

@@ -60,7 +60,7 @@ async def test_accounts_stored_before_folding_keep_working(tmp_path):
     """Data from before the rule (keys merely lower-cased) is re-keyed once at start."""
     import duckdb
 
-    from sdk.testing import start_kernel
+    from kernel.testing import start_kernel
 
     from .conftest import auth_config
 

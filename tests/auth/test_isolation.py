@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sdk.testing import start_kernel
+from kernel.testing import start_kernel
 
 from .conftest import JWT_SECRET, PASSWORD, Accounts, auth_config, bearer
 

@@ -178,7 +178,7 @@ async def test_token_after_logout_fails(server, accounts):
 
 async def test_secret_is_generated_once_and_kept(llmmc, tmp_path):
     """With jwt_secret empty, tokens survive a restart on the same data_dir."""
-    from sdk.testing import start_kernel
+    from kernel.testing import start_kernel
 
     from .conftest import Accounts, auth_config
 

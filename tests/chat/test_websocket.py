@@ -7,7 +7,7 @@ import asyncio
 
 import aiohttp
 
-from sdk.testing import start_kernel
+from kernel.testing import start_kernel
 from tests.chat.helpers import chat_config, frames_until, is_done
 from tests.fakes.openai_server import FakeOpenAI
 

@@ -7,8 +7,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from kernel.testing import fresh_schema_url
 from sdk import Plugin
-from sdk.testing import fresh_schema_url
 
 BASE = "/api/v1/memory"
 

@@ -114,7 +114,7 @@ async def test_openai_embedder_through_the_plugin(llmmc: Any) -> None:
 async def test_switching_embedder_reembeds_existing_memories(tmp_path: Any) -> None:
     """Vectors of two models are never compared: after a switch, existing memories are
     embedded again for the new model in the background."""
-    from sdk.testing import start_kernel
+    from kernel.testing import start_kernel
 
     data = tmp_path / "shared"
     first = await start_kernel(

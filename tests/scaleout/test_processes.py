@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sdk.testing import fresh_schema_url
+from kernel.testing import fresh_schema_url
 from tests.prometheus import Samples, parse, value
 from tests.serverproc import ServerProcess, unique_prefix, wait_for
 

@@ -1,0 +1,263 @@
+"""The host side of testing plugins: the ``llmmc`` fixture starts the real kernel for a
+test, on a random loopback port with a fresh ``data_dir``, with plugins found through entry
+points exactly as in production (plus any classes passed in ``plugins=``); it is all
+stopped when the test ends. Installed as a pytest plugin (``pytest11``) with
+``llmmultichat``; the identities it hands out come from :mod:`sdk.testing`.
+
+Also here: ``start_kernel`` (the same without the fixture) and the PostgreSQL fixtures
+(``postgres_database``, ``database_url``) that run a test on both database engines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+import secrets
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from sdk.plugin import Plugin
+from sdk.testing import TestAuthPlugin, auth_headers
+
+from .app import build_kernel
+from .config import from_dict
+from .server import KernelRunner
+
+
+class KernelClient:
+    """HTTP client bound to one running kernel. Responses come back already read."""
+
+    def __init__(self, kernel: Any, runner: web.AppRunner, base_url: str) -> None:
+        self.kernel = kernel
+        self.runner = runner
+        self.base_url = base_url
+        self.session = aiohttp.ClientSession()
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    @staticmethod
+    def auth_headers(user_id: str, admin: bool = False) -> dict[str, str]:
+        return auth_headers(user_id, admin)
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        async with self.session.request(method, self.url(path), **kwargs) as resp:
+            await resp.read()
+            return resp
+
+    async def get(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.request("GET", path, **kwargs)
+
+    async def post(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.request("POST", path, **kwargs)
+
+    async def put(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.request("PUT", path, **kwargs)
+
+    async def patch(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.request("PATCH", path, **kwargs)
+
+    async def delete(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.request("DELETE", path, **kwargs)
+
+    def stream(self, method: str, path: str, **kwargs: Any) -> Any:
+        """An unread response context (``async with client.stream(...) as r``), for SSE."""
+        return self.session.request(method, self.url(path), **kwargs)
+
+    def ws_connect(self, path: str, **kwargs: Any) -> Any:
+        ws_url = "ws" + self.url(path)[len("http") :]
+        return self.session.ws_connect(ws_url, **kwargs)
+
+    def plugin(self, name: str) -> Any:
+        """The running instance of a plugin (to wait for its background work in a test)."""
+        return self.kernel.records[name].instance
+
+    def plugin_state(self, name: str) -> str:
+        return str(self.kernel.records[name].state.value)
+
+    async def close(self) -> None:
+        await self.session.close()
+        await self.runner.cleanup()
+
+
+# The PostgreSQL server the tests use (trust auth); each test run makes its own database.
+POSTGRES_ADMIN_URL = os.environ.get(
+    "LLMMC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+TEST_DATABASE_PREFIX = "llmmc_test_"
+
+
+async def _admin(statement: str) -> None:
+    import asyncpg
+
+    con = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
+    try:
+        await con.execute(statement)
+    finally:
+        await con.close()
+
+
+async def _drop_stale() -> None:
+    """Drop the databases of earlier runs whose process is gone (killed before its
+    teardown could run); those of live runs are left alone."""
+    import asyncpg
+
+    con = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
+    try:
+        rows = await con.fetch(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, $1)", TEST_DATABASE_PREFIX
+        )
+        for (name,) in rows:
+            pid = name[len(TEST_DATABASE_PREFIX) :].split("_")[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                await con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await con.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _run(coro: Any) -> Any:
+    """Run a coroutine to completion from sync code, even inside a running event loop
+    (fixtures of async tests): in a thread of its own."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def _with_database(url: str, name: str, **query: str) -> str:
+    base = url.rsplit("/", 1)[0]
+    tail = "&".join(f"{k}={v}" for k, v in query.items())
+    return f"{base}/{name}" + (f"?{tail}" if tail else "")
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """The URL of a fresh PostgreSQL database for this test run, dropped when it ends
+    (skips the test when no server answers at ``$LLMMC_TEST_POSTGRES``)."""
+    name = f"{TEST_DATABASE_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
+    try:
+        _run(_drop_stale())
+        _run(_admin(f'CREATE DATABASE "{name}"'))
+    except (TimeoutError, OSError) as exc:
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
+    try:
+        yield _with_database(POSTGRES_ADMIN_URL, name)
+    finally:
+        _run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def fresh_schema_url(database_url: str) -> str:
+    """A URL on ``database_url`` whose tables go to a new, empty schema: each test gets a
+    database of its own without the cost of CREATE DATABASE."""
+    schema = "t_" + secrets.token_hex(6)
+    name = database_url.rsplit("/", 1)[1]
+    _run(_admin_in(database_url, f'CREATE SCHEMA "{schema}"'))
+    return _with_database(database_url, name, search_path=schema)
+
+
+async def _admin_in(url: str, statement: str) -> None:
+    import asyncpg
+
+    con = await asyncpg.connect(url, timeout=5)
+    try:
+        await con.execute(statement)
+    finally:
+        await con.close()
+
+
+@pytest.fixture(params=["duckdb", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """``[kernel.database] url`` for each engine in turn: "" (the embedded DuckDB file)
+    and a fresh schema of the run's PostgreSQL database. Pass it to ``llmmc(...,
+    database_url=database_url)`` to run a test on both engines."""
+    if request.param == "duckdb":
+        return ""
+    return fresh_schema_url(request.getfixturevalue("postgres_database"))
+
+
+def test_config(
+    config: dict[str, Any] | None, data_dir: Path, test_auth: bool = True
+) -> dict[str, Any]:
+    """The config dict ``start_kernel`` uses: a random port, a fresh data_dir, and the
+    test identities when the auth plugin is not enabled."""
+    cfg = copy.deepcopy(config or {})
+    kernel = cfg.setdefault("kernel", {})
+    kernel.setdefault("host", "127.0.0.1")
+    kernel["port"] = 0
+    kernel.setdefault("data_dir", str(data_dir))
+    plugins = cfg.setdefault("plugins", {})
+    enabled = plugins.setdefault("enabled", [])
+    plugins.setdefault("required", [])
+    if test_auth and "auth" not in enabled and "testauth" not in enabled:
+        enabled.insert(0, "testauth")
+    return cfg
+
+
+async def start_kernel(
+    config: dict[str, Any] | None = None,
+    *,
+    plugins: dict[str, type[Plugin]] | None = None,
+    data_dir: Path | None = None,
+    test_auth: bool = True,
+) -> KernelClient:
+    """Start a real kernel on 127.0.0.1 (random port) and return a client for it."""
+    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="llmmc-test-"))
+    extra: dict[str, type[Plugin]] = {"testauth": TestAuthPlugin, **(plugins or {})}
+    loaded = from_dict(test_config(config, data_dir, test_auth), "<test config>")
+    kernel, app = await build_kernel(loaded, extra_plugins=extra)
+    runner = KernelRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return KernelClient(kernel, runner, f"http://127.0.0.1:{port}")
+
+
+@pytest.fixture
+async def llmmc(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[KernelClient]]]:
+    """Factory fixture: ``client = await llmmc(config, plugins={...})``.
+
+    ``database_url=`` sets ``[kernel.database] url`` (see the ``database_url`` fixture).
+
+    ``test_auth=False`` leaves out the test identities (to see how routes behave with no
+    authenticating plugin at all)."""
+    clients: list[KernelClient] = []
+    counter = 0
+
+    async def factory(
+        config: dict[str, Any] | None = None,
+        *,
+        plugins: dict[str, type[Plugin]] | None = None,
+        test_auth: bool = True,
+        database_url: str = "",
+    ) -> KernelClient:
+        nonlocal counter
+        counter += 1
+        if database_url:
+            config = copy.deepcopy(config or {})
+            config.setdefault("kernel", {}).setdefault("database", {})["url"] = database_url
+        client = await start_kernel(
+            config, plugins=plugins, data_dir=tmp_path / f"kernel{counter}", test_auth=test_auth
+        )
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in reversed(clients):
+        await client.close()
