@@ -16,6 +16,7 @@ import pluggy
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from .cli import CliCommand
     from .database import Database
     from .identity import Identity
     from .llm import LLMProvider
@@ -45,7 +46,7 @@ class HookSpecs:
         """Return extra chat characters, each a dict shaped like a ``[plugins.chat.characters.*]`` table plus ``id``."""
 
     @hookspec
-    def register_cli_commands(self) -> list[Any]:
+    def register_cli_commands(self) -> list[CliCommand]:
         """Return :class:`sdk.cli.CliCommand` objects that become ``llmmultichat`` subcommands."""
 
     @hookspec
