@@ -134,3 +134,44 @@ async def test_seed_format_messages_are_chat(llmmc: Any) -> None:
             frames = await frames_until(ws, lambda f: f["type"] in ("complete", "error"))
             assert frames[-1]["type"] == "complete" and frames[-1]["session_id"] == session
             assert frames[0]["character"] == "nox"
+
+
+async def test_a_socket_ends_with_its_login_password_or_account(llmmc: Any) -> None:
+    """Logout of one login, a password change and disabling each close the sockets they
+    end with 4401 and a reason, at once; sockets the event does not concern chat on."""
+    async with FakeOpenAI() as fake:
+        cfg = chat_config(fake.url, enabled=("auth", "chat"))
+        cfg["plugins"]["auth"] = {"jwt_secret": "x" * 40, "bcrypt_rounds": 4}
+        client = await llmmc(cfg)
+        password = "correct horse battery 9"
+        body = {"username": "lee", "email": "lee@example.com", "password": password}
+        logins = [await (await client.post("/api/v1/auth/register", json=body)).json()]
+        for _ in range(2):
+            login = {"email": "lee@example.com", "password": password}
+            logins.append(await (await client.post("/api/v1/auth/login", json=login)).json())
+        a, b, c = ({"Authorization": f"Bearer {t['access_token']}"} for t in logins)
+        async with (
+            client.ws_connect("/ws/chat", headers=a) as ws_a,
+            client.ws_connect("/ws/chat", headers=b) as ws_b,
+            client.ws_connect("/ws/chat", headers=c) as ws_c,
+        ):
+            assert await chats(ws_a) and await chats(ws_b) and await chats(ws_c)
+            r = await client.post(
+                "/api/v1/auth/logout", json={"refresh_token": logins[0]["refresh_token"]}, headers=a
+            )
+            assert r.status == 204
+            await closed_with(ws_a, limit=5)
+            assert await chats(ws_b) and await chats(ws_c)  # other logins live on
+
+            r = await client.post(
+                "/api/v1/auth/change-password",
+                json={"current_password": password, "new_password": password + "x"},
+                headers=b,
+            )
+            assert r.status == 204
+            assert "password" in await closed_with(ws_c, limit=5)
+            assert await chats(ws_b)  # the login that changed the password stays
+
+            accounts = client.kernel.records["auth"].instance.accounts
+            await accounts.update_user(None, logins[0]["user"]["user_id"], disabled=True)
+            assert "disabled" in await closed_with(ws_b, limit=5)
