@@ -16,15 +16,19 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sdk import CliCommand, errors
 
 from . import control
 from .accounts import Accounts, iso
 
-if TYPE_CHECKING:
-    from .plugin import AuthPlugin
+
+class HasAccounts(Protocol):
+    """What a command needs of the plugin that runs it (the kernel passes the plugin)."""
+
+    accounts: Accounts
+
 
 PASSWORD_ENV = "LLMMC_ADMIN_PASSWORD"
 NEW_PASSWORD_ENV = "LLMMC_NEW_PASSWORD"
@@ -162,7 +166,7 @@ def _params(op: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _command(op: str, help_text: str, arguments: list[Any]) -> CliCommand:
-    async def run(plugin: AuthPlugin, args: argparse.Namespace) -> int:
+    async def run(plugin: HasAccounts, args: argparse.Namespace) -> int:
         async def local(message: dict[str, Any]) -> dict[str, Any]:
             return await execute(plugin.accounts, message)
 
@@ -194,7 +198,7 @@ def _command(op: str, help_text: str, arguments: list[Any]) -> CliCommand:
 USER_ARG = (("user",), {"help": "the account: its email, user_id or username"})
 
 
-def commands(plugin: AuthPlugin) -> list[CliCommand]:
+def commands() -> list[CliCommand]:
     return [
         _command(
             "create-admin",

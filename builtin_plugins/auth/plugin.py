@@ -211,7 +211,7 @@ class AuthPlugin(Plugin):
 
     @hookimpl
     def register_routes(self) -> list[Route]:
-        return build_routes(self)
+        return build_routes(lambda: self.accounts, lambda: self.audit_log, self.context.services)
 
     @hookimpl
     async def copy_tables(self, target: Database) -> list[str]:
@@ -220,7 +220,7 @@ class AuthPlugin(Plugin):
 
     @hookimpl
     def register_cli_commands(self) -> list[CliCommand]:
-        return cli.commands(self)
+        return cli.commands()
 
     @hookimpl
     async def authenticate(self, request: Any) -> Identity | None:

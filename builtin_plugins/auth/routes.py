@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from sdk import Request, Response, Route, audit, errors, services
+from sdk import Request, Response, Route, Services, audit, errors
+from sdk import services as sdk_services
 
 from .accounts import KNOWN_ROLES, Accounts, admin_user_json, iso, user_json
-
-if TYPE_CHECKING:
-    from .plugin import AuthPlugin
+from .auditlog import AuditLog
 
 PREFIX = "/api/v1/auth"
 ADMIN = "/api/v1/admin"
@@ -95,9 +95,10 @@ def secret(body: Any, status: int = 200) -> Response:
     return Response(body, status, dict(NO_STORE))
 
 
-def build_routes(plugin: AuthPlugin) -> list[Route]:
-    def accounts() -> Accounts:
-        return plugin.accounts
+def build_routes(
+    accounts: Callable[[], Accounts], audit_log: Callable[[], AuditLog], services: Services
+) -> list[Route]:
+    """The routes, given getters for the parts the plugin makes when it initializes."""
 
     async def register(req: Request) -> Any:
         b = req.body
@@ -178,13 +179,13 @@ def build_routes(plugin: AuthPlugin) -> list[Route]:
                 errors=[{"path": "/user_id", "message": "at most 64 characters"}],
             )
         limit = req.query_int("limit", 100, 1, 1000)
-        events = await plugin.audit_log.events(user_id, event_type, before, limit)
+        events = await audit_log().events(user_id, event_type, before, limit)
         return {"events": events}
 
     async def me(req: Request) -> Any:
         identity = req.require_identity()
         user = await accounts().me(identity)
-        quota_service = plugin.context.services.get(services.QUOTA)
+        quota_service = services.get(sdk_services.QUOTA)
         if quota_service is None:
             quota = {"tokens_per_day": 0, "used_today": 0}  # ratelimit not running: no quota
         else:
