@@ -24,8 +24,9 @@ weather, translate), as a deployment does.
 
 For each measure against chat alone, the same requests go once straight to the fake and
 once through the server; the platform's overhead is the difference of the medians (p50)
-and of the 99th percentiles (p99). ``--profile FILE`` runs pyinstrument in the
-all-plugins server during the comparison and writes its report to FILE.
+and of the 99th percentiles (p99). ``--profile FILE`` samples the
+all-plugins server with py-spy during the comparison (``--profile-alone FILE`` the
+chat-alone one) and prints where its busy samples went; the raw stacks stay in FILE.
 """
 
 from __future__ import annotations
@@ -79,7 +80,12 @@ def run_fake(port_q: Any, stop_ev: Any) -> None:
 
 
 def run_server(
-    fake_url: str, port_q: Any, stop_ev: Any, all_plugins: bool = False, stats: str = ""
+    fake_url: str,
+    port_q: Any,
+    stop_ev: Any,
+    all_plugins: bool = False,
+    stats: str = "",
+    memory: dict[str, Any] | None = None,
 ) -> None:
     """``stats``: a file where the server writes, every few seconds, what it holds in
     Python objects and in DuckDB's buffers (to tell the parts of its RSS apart)."""
@@ -115,7 +121,7 @@ def run_server(
                     "quotas": {"tokens_per_day": {"user": 0, "admin": 0}},
                 },
                 "chat": chat,
-                "memory": {"embedder": "local"},
+                "memory": {"embedder": "local", **(memory or {})},
             },
         }
     else:
@@ -369,7 +375,7 @@ def start_profile(pid: int, path: str) -> subprocess.Popen[bytes] | None:
     )
 
 
-def print_profile(spy: subprocess.Popen[bytes], path: str) -> None:
+def print_profile(spy: subprocess.Popen[bytes], path: str, server: str = "all-plugins") -> None:
     """Share of the server's busy samples by what they were doing (collapsed stacks)."""
     spy.send_signal(signal.SIGINT)
     spy.wait(60)
@@ -389,7 +395,7 @@ def print_profile(spy: subprocess.Popen[bytes], path: str) -> None:
         "ratelimit": "builtin_plugins/ratelimit",
         "event loop: aiohttp, asyncio": "base_events.py",
     }
-    print(f"\nProfile of the all-plugins server (py-spy, {total} busy samples, stacks in {path})")
+    print(f"\nProfile of the {server} server (py-spy, {total} busy samples, stacks in {path})")
     for label, needle in groups.items():
         n = sum(c for st, c in stacks.items() if needle in st)
         print(f"  {label:<52} {100 * n / total:5.1f} %")
@@ -476,6 +482,7 @@ async def client_main(
             _, sid = await platform_turn(http, base, sid)
             _, fsid = await platform_turn(http, full, fsid, SAYINGS[i % len(SAYINGS)], full_headers)
         spy = start_profile(pids[1], args.profile)
+        spy_alone = start_profile(pids[0], args.profile_alone)
         print(
             f"\nTurn cost, every default plugin on against chat alone (sequential REST turns, "
             f"{args.rounds} interleaved rounds, zero-latency upstream)"
@@ -490,6 +497,8 @@ async def client_main(
         )
         if spy is not None:
             print_profile(spy, args.profile)
+        if spy_alone is not None:
+            print_profile(spy_alone, args.profile_alone, "chat-alone")
         if args.compare_only:
             return
         assert sid is not None
@@ -546,7 +555,13 @@ def main() -> None:
     ap.add_argument(
         "--compare-only", action="store_true", help="only the all plugins / chat alone comparison"
     )
-    ap.add_argument("--profile", default="", help="pyinstrument report of the all-plugins server")
+    ap.add_argument("--profile", default="", help="py-spy stacks of the all-plugins server")
+    ap.add_argument(
+        "--memory-config",
+        default="{}",
+        help="JSON merged into the all-plugins server's [plugins.memory], e.g. '{\"auto_extract\": false}'",
+    )
+    ap.add_argument("--profile-alone", default="", help="py-spy stacks of the chat-alone server")
     args = ap.parse_args()
 
     ctx = mp.get_context("spawn")
@@ -560,7 +575,7 @@ def main() -> None:
     base = q.get(timeout=60)
     full_server = ctx.Process(
         target=run_server,
-        args=(fake_url, q, stop, True),
+        args=(fake_url, q, stop, True, "", json.loads(args.memory_config)),
         daemon=True,
     )
     full_server.start()

@@ -98,32 +98,33 @@ async def memory_context(
                 "session_id": hit.session_id,
             }
         )
-    related = await service.store.related(user_id, [h.memory_id for h in hits])
-    wanted: dict[str, tuple[str, float]] = {}
-    for hit in hits:
-        for other, _kind, weight in related.get(hit.memory_id, []):
-            if other in seen or other in wanted:
+    # One query for the hop: the linked memories with their rows, strongest link first.
+    by_hit: dict[str, list[tuple[float, Memory]]] = {h.memory_id: [] for h in hits}
+    for via, weight, m in await service.store.linked(user_id, list(by_hit)):
+        by_hit[via].append((weight, m))
+    wanted: dict[str, tuple[str, float, Memory]] = {}
+    for hit in hits:  # a memory linked to several hits hangs from the best-ranked one
+        for weight, m in by_hit[hit.memory_id]:
+            if m.memory_id in seen or m.memory_id in wanted:
                 continue
-            wanted[other] = (hit.memory_id, 0.8 * float(hit.score or 0.0) * min(1.0, weight + 0.3))
-    if wanted:
-        linked = await service.store.get_many(user_id, list(wanted))
-        linked = [
-            m
-            for m in linked
-            if not (session_id and m.session_id == session_id and m.tier == "short_term")
-        ]
-        linked.sort(key=lambda m: wanted[m.memory_id][1], reverse=True)
-        for m in linked[: int(config["context_top_k"])]:
-            via, score = wanted[m.memory_id]
-            offer(
-                {
-                    "memory_id": m.memory_id,
-                    "tier": "associative",
-                    "content": m.content,
-                    "score": round(score, 4),
-                    "session_id": m.session_id,
-                    "via": via,
-                    "source_tier": m.tier,
-                }
-            )
+            score = 0.8 * float(hit.score or 0.0) * min(1.0, weight + 0.3)
+            wanted[m.memory_id] = (hit.memory_id, score, m)
+    wanted = {
+        k: w
+        for k, w in wanted.items()
+        if not (session_id and w[2].session_id == session_id and w[2].tier == "short_term")
+    }
+    ranked = sorted(wanted.values(), key=lambda w: w[1], reverse=True)
+    for via, score, m in ranked[: int(config["context_top_k"])]:
+        offer(
+            {
+                "memory_id": m.memory_id,
+                "tier": "associative",
+                "content": m.content,
+                "score": round(score, 4),
+                "session_id": m.session_id,
+                "via": via,
+                "source_tier": m.tier,
+            }
+        )
     return items

@@ -70,6 +70,15 @@ class MemoryPlugin(Plugin):
             },
             "hashing_dim": {"type": "integer", "minimum": 64, "maximum": 4096, "default": 512},
             "auto_extract": {"type": "boolean", "default": True},
+            "record_linger_ms": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 10000,
+                "default": 250,
+                "description": "chat turns are recorded in batches: a worker waits this long "
+                "after the first turn for more (one embedding call and one transaction per "
+                "user for all of them); 0: record each at once",
+            },
             "extractor": {
                 "type": "string",
                 "enum": ["auto", "llm", "rules"],
@@ -119,8 +128,9 @@ class MemoryPlugin(Plugin):
             "index_min_vectors": {
                 "type": "integer",
                 "minimum": 1,
-                "default": 5000,
-                "description": "users with at least this many vectors are searched through the in-process index",
+                "default": 1,
+                "description": "users with at least this many vectors are searched through the "
+                "in-process index (1: every user who searches; the SQL scan only with the index off)",
             },
             "index_ivf_min_vectors": {
                 "type": "integer",
@@ -166,6 +176,9 @@ class MemoryPlugin(Plugin):
         self._contexts = 0  # memory_context calls in progress
         self._quiet = asyncio.Event()
         self._quiet.set()
+        self._gathering = asyncio.Lock()
+        self._flush = asyncio.Event()  # set: record what is waiting now (idle(), stop())
+        self._flushers = 0
         # Users deleted while this process runs: a chat reply finishing after the deletion
         # must not bring memories back. Bounded; user ids are never reused.
         self._deleted_users: OrderedDict[str, None] = OrderedDict()
@@ -285,6 +298,7 @@ class MemoryPlugin(Plugin):
         self._unsubscribe = []
         if self._inbox is not None:
             # Turns already received are recorded before stopping, within reason.
+            self._flush.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._inbox.join(), STOP_DRAIN_SECONDS)
         for task in list(self._tasks):
@@ -347,7 +361,14 @@ class MemoryPlugin(Plugin):
         """Wait until every chat turn received is recorded and every other background
         task (warm-up) is done. For tests and orderly shutdowns."""
         if self._inbox is not None:
-            await self._inbox.join()
+            self._flushers += 1
+            self._flush.set()
+            try:
+                await self._inbox.join()
+            finally:
+                self._flushers -= 1
+                if not self._flushers:
+                    self._flush.clear()
         while others := [t for t in self._tasks if not t.get_name().startswith("memory-record-")]:
             await asyncio.gather(*others, return_exceptions=True)
 
@@ -384,10 +405,18 @@ class MemoryPlugin(Plugin):
         await self._inbox.put(repair(dict(event.data)))
 
     async def _record_turns(self, inbox: asyncio.Queue[dict[str, Any]]) -> None:
+        linger = int(self.config["record_linger_ms"]) / 1000
         while True:
-            batch = [await inbox.get()]
-            while len(batch) < RECORD_BATCH and not inbox.empty():
-                batch.append(inbox.get_nowait())
+            # One worker gathers a batch at a time (the other records the previous one):
+            # turns that arrive within the linger are recorded together, so the cost per
+            # turn falls as the rate rises instead of competing with every reply.
+            async with self._gathering:
+                batch = [await inbox.get()]
+                if linger and inbox.qsize() < RECORD_BATCH and not self._flush.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._flush.wait(), linger)
+                while len(batch) < RECORD_BATCH and not inbox.empty():
+                    batch.append(inbox.get_nowait())
             if not self._quiet.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._quiet.wait(), YIELD_SECONDS)

@@ -488,10 +488,12 @@ class MemoryStore:
         """Search through the in-process index (index.py) when this user has enough
         vectors for it to pay; None means: use the SQL path."""
         assert self.index is not None
-        if self.index.has(user_id, model):
-            count = self.index.min_vectors
-        else:
+        known = self.index.min_vectors if self.index.has(user_id, model) else None
+        count = known if known is not None else self.index.known_count(user_id, model)
+        if count is None:
+            # counted once; the index keeps the count in step with every add and remove
             count = await self.count_vectors(user_id, model, dim)
+            self.index.note_count(user_id, model, count)
 
         async def load() -> tuple[list[str], list[str], list[str | None], np.ndarray]:
             return await self.load_vectors(user_id, model, dim)
@@ -645,6 +647,32 @@ class MemoryStore:
                 out[b].append((a, kind, float(weight)))
         return out
 
+    async def linked(
+        self, user_id: str, memory_ids: Sequence[str]
+    ) -> list[tuple[str, float, Memory]]:
+        """The memories linked to any of ``memory_ids``, read in one query (the context
+        hook's associative hop is on the reply's path): ``(via, weight, memory)``,
+        strongest link first; ``via`` is the id among ``memory_ids`` it hangs from."""
+        ids = list(dict.fromkeys(memory_ids))
+        if not ids:
+            return []
+        marks = ", ".join(f"${i}" for i in range(2, len(ids) + 2))
+        cols = ", ".join("i." + c.strip() for c in ITEM_COLUMNS.split(","))
+
+        def side(via: str, other: str) -> str:
+            return (
+                f"SELECT l.{via} AS via, l.weight, l.created_at AS linked_at, {cols} "
+                f"FROM memory_links l JOIN memory_items i ON i.user_id = l.user_id "
+                f"AND i.memory_id = l.{other} WHERE l.user_id = $1 AND l.{via} IN ({marks})"
+            )
+
+        rows = await self.db.fetchall(
+            f"SELECT * FROM ({side('a_id', 'b_id')} UNION ALL {side('b_id', 'a_id')}) "
+            "ORDER BY weight DESC, linked_at DESC",
+            [user_id, *ids],
+        )
+        return [(str(r[0]), float(r[1]), Memory.from_row(r[3:])) for r in rows]
+
     async def add_entities(self, user_id: str, memory_id: str, entities: Iterable[str]) -> None:
         rows = [(user_id, memory_id, e) for e in dict.fromkeys(entities)]
         if rows:
@@ -703,27 +731,63 @@ class MemoryStore:
         return n
 
     async def delete_turns(self, user_id: str, memory_ids: Sequence[str]) -> None:
-        """Delete short-term turns (the trim after every chat turn): they have no chunks
-        and no entities, so only their rows, vectors and (explicit) links go. Constant
-        IN lists let DuckDB use the memory_id index instead of scanning every table."""
+        """Delete short-term turns (the trim after every chat turn)."""
         ids = list(dict.fromkeys(memory_ids))
         if not ids:
             return
-        marks = ", ".join(f"${i}" for i in range(2, len(ids) + 2))
-        dims = sorted(self._dims)
         async with self.db.transaction() as tx:
-            for table in ["memory_items", *(f"memory_vectors_{d}" for d in dims)]:
-                await tx.execute(
-                    f"DELETE FROM {table} WHERE user_id = $1 AND memory_id IN ({marks})",
-                    [user_id, *ids],
-                )
-            await tx.execute(
-                f"DELETE FROM memory_links WHERE user_id = $1 AND "
-                f"(a_id IN ({marks}) OR b_id IN ({marks}))",
-                [user_id, *ids],
-            )
+            await self._delete_turn_rows(tx, user_id, ids)
         if self.index is not None:
             self.index.on_remove(user_id, ids)
+
+    async def _delete_turn_rows(self, tx: Transaction, user_id: str, ids: list[str]) -> None:
+        """Short-term turns have no chunks and no entities, so only their rows, vectors
+        and (explicit) links go. Constant IN lists let DuckDB use the memory_id index
+        instead of scanning every table."""
+        marks = ", ".join(f"${i}" for i in range(2, len(ids) + 2))
+        for table in ["memory_items", *(f"memory_vectors_{d}" for d in sorted(self._dims))]:
+            await tx.execute(
+                f"DELETE FROM {table} WHERE user_id = $1 AND memory_id IN ({marks})",
+                [user_id, *ids],
+            )
+        await tx.execute(
+            f"DELETE FROM memory_links WHERE user_id = $1 AND "
+            f"(a_id IN ({marks}) OR b_id IN ({marks}))",
+            [user_id, *ids],
+        )
+
+    async def insert_turns(
+        self, turns: Sequence[Memory], vectors: np.ndarray, model: str, keep: int
+    ) -> dict[str, list[Memory]]:
+        """Insert one user's new short-term turns and trim each of their sessions to its
+        newest ``keep`` turns, in one transaction (one commit per recorded batch instead
+        of one for the insert and one for every trim); returns each session's kept turns,
+        oldest first."""
+        user_id = turns[0].user_id
+        dim = int(vectors.shape[1])
+        await self.ensure_dim(dim)
+        kept: dict[str, list[Memory]] = {}
+        gone: list[str] = []
+        async with self.db.transaction() as tx:
+            await tx.insert_rows("memory_items", _ITEM_NAMES, [_item_row(t) for t in turns])
+            await _insert_vectors(tx, dim, turns, vectors, model)
+            for session_id in dict.fromkeys(str(t.session_id) for t in turns):
+                rows = await tx.fetchall(
+                    f"SELECT {ITEM_COLUMNS} FROM memory_items WHERE user_id = $1 AND "
+                    "session_id = $2 AND tier = 'short_term' ORDER BY created_at, memory_id",
+                    [user_id, session_id],
+                )
+                session_turns = [Memory.from_row(r) for r in rows]
+                cut = max(0, len(session_turns) - keep)
+                gone += [t.memory_id for t in session_turns[:cut]]
+                kept[session_id] = session_turns[cut:]
+            if gone:
+                await self._delete_turn_rows(tx, user_id, gone)
+        if self.index is not None:
+            self._index_add(turns, vectors[: len(turns)], model)
+            if gone:
+                self.index.on_remove(user_id, gone)
+        return kept
 
     async def ids_where(
         self,

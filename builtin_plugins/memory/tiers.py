@@ -41,6 +41,7 @@ MAX_LINKED_CHUNKS = 50
 # Sessions whose summary (or its absence) is remembered in-process when there is no
 # Redis: a chat turn then reads it without a query. Least recently used dropped first.
 SUMMARY_CACHE_SESSIONS = 10_000
+EXTRACT_CHARS = 4000  # what one extraction reads (extract.py)
 
 
 def chunk_text(text: str, size: int, overlap: int) -> list[str]:
@@ -349,9 +350,9 @@ class MemoryService:
         await self.record_turns([data])
 
     async def record_turns(self, events: list[dict[str, Any]]) -> None:
-        """Handle ``chat.message.created`` events, in order. Turns of one user that arrive
-        together (a message and its reply) are embedded, stored and trimmed together:
-        one write and one trim per session instead of one per turn."""
+        """Handle ``chat.message.created`` events, in order. The turns that arrive together
+        (a message and its reply; under load many users' turns) are embedded in one call,
+        and each user's are stored and their sessions trimmed in one transaction."""
         by_user: dict[str, list[dict[str, Any]]] = {}
         for data in events:
             user_id = str(data.get("user_id") or "")
@@ -361,13 +362,26 @@ class MemoryService:
                 and str(data.get("content") or "").strip()
             ):
                 by_user.setdefault(user_id, []).append(data)
-        for user_id, items in by_user.items():
+        limit = int(self.config["max_content_chars"])
+        texts = [str(d.get("content")).strip()[:limit] for items in by_user.values() for d in items]
+        vectors: np.ndarray | None = None
+        if texts:
             try:
-                await self._record_user_turns(user_id, items)
+                vectors = await self.embed(texts, background=True)
+            except Exception:  # each user's turns are tried again on their own below
+                self.log.exception("memory: could not embed %d chat turns", len(texts))
+        at = 0
+        for user_id, items in by_user.items():
+            mine = None if vectors is None else vectors[at : at + len(items)]
+            at += len(items)
+            try:
+                await self._record_user_turns(user_id, items, mine)
             except Exception:  # one user's failure must not lose the others' turns
                 self.log.exception("memory: could not record %d chat turns", len(items))
 
-    async def _record_user_turns(self, user_id: str, items: list[dict[str, Any]]) -> None:
+    async def _record_user_turns(
+        self, user_id: str, items: list[dict[str, Any]], vectors: np.ndarray | None = None
+    ) -> None:
         identity = Identity(user_id=user_id, roles=("user",), scheme="event")
         limit = int(self.config["max_content_chars"])
         keep = int(self.config["short_term_turns"])
@@ -392,40 +406,54 @@ class MemoryService:
                         source_message_id=message_id,
                     )
                 )
+            sessions: dict[str, list[Memory]] = {}
             try:
-                vectors = await self.embed([t.content for t in turns], background=True)
-                await self.store.insert(turns, vectors, self.model)
+                if vectors is None:
+                    vectors = await self.embed([t.content for t in turns], background=True)
+                sessions = await self.store.insert_turns(turns, vectors, self.model, keep)
             except Exception:
                 if len(turns) == 1:
                     raise
                 # One bad turn must not sink the others: store them one by one.
+                self.log.exception("memory: storing %d turns together failed", len(turns))
                 kept = []
                 for data, turn in zip(items, turns, strict=True):
                     try:
-                        vectors = await self.embed([turn.content], background=True)
-                        await self.store.insert([turn], vectors, self.model)
+                        vector = await self.embed([turn.content], background=True)
+                        sessions.update(
+                            await self.store.insert_turns([turn], vector, self.model, keep)
+                        )
                         kept.append((data, turn))
                     except Exception:
                         self.log.exception("memory: could not record a chat turn")
                 items, turns = [d for d, _ in kept], [t for _, t in kept]
-            sessions: dict[str, list[Memory]] = {}
-            for turn in turns:
-                assert turn.session_id is not None
-                if self.cache is not None:
+            if self.cache is not None:
+                for turn in turns:
+                    assert turn.session_id is not None
                     await self.cache.push_turn(user_id, turn.session_id, turn_dict(turn), keep)
-                sessions.setdefault(turn.session_id, [])
-            for session_id in sessions:
-                sessions[session_id] = await self._trim_short_term(user_id, session_id)
             if self.config["auto_extract"]:
-                for data, turn in zip(items, turns, strict=True):
+                # One extraction (one LLM call) per session for the user's messages that
+                # were recorded together, its facts attributed to the newest of them.
+                said: list[tuple[str, list[Memory]]] = []
+                for turn in turns:
                     if turn.metadata["role"] != "user":
                         continue
+                    group = next((g for s, g in reversed(said) if s == turn.session_id), None)
+                    # the extractors read 4 000 characters: a full group starts another
+                    if (
+                        group is None
+                        or sum(len(m.content) + 1 for m in group) + len(turn.content)
+                        > EXTRACT_CHARS
+                    ):
+                        said.append((str(turn.session_id), group := []))
+                    group.append(turn)
+                for session_id, messages in said:
                     try:
                         await self._extract_and_store(
                             identity,
-                            str(data.get("content")).strip(),
-                            turn.session_id,
-                            turn.source_message_id,
+                            "\n".join(m.content for m in messages),
+                            session_id,
+                            messages[-1].source_message_id,
                         )
                     except Exception:
                         self.extraction_errors += 1
@@ -600,6 +628,9 @@ class MemoryService:
         self, identity: Identity, text: str, session_id: str | None, message_id: str | None
     ) -> list[Memory]:
         facts, method = await self.extract_facts(identity, text, background=True)
+        if len(facts) > 1:
+            # one embedding call for all of them (remember_fact finds them in the cache)
+            await self.embed([f.text for f in facts], background=True)
         stored = []
         for fact in facts:
             stored.append(
