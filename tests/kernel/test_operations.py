@@ -193,6 +193,80 @@ def test_sigterm_turns_readiness_off_then_drains(
     assert readyz[0] == 200 and 503 in readyz
 
 
+def slow_start_config(marker: Path, **kernel: Any) -> dict[str, Any]:
+    """The sample ``slowstart`` plugin (required) starts once ``marker`` exists."""
+    return {
+        "kernel": kernel,
+        "plugins": {
+            "enabled": ["echoer", "slowstart"],
+            "required": ["slowstart"],
+            "slowstart": {"wait_for": str(marker)},
+        },
+    }
+
+
+async def answers_while_starting(server: ServerProcess, answers: int = 1) -> None:
+    """While a plugin's start() waits: the port answers, /livez 200, /readyz 503
+    "starting", any other route 503 Problem Details with Retry-After (``answers`` times
+    each: under --workers another worker may answer each time)."""
+
+    async def slowstart_is_starting() -> bool:
+        try:
+            status, body, _ = await server.request("GET", "/readyz")
+        except OSError:  # the port is not open yet
+            return False
+        return status == 503 and body["reasons"] == ["starting: plugin 'slowstart' is starting"]
+
+    assert await wait_for(slowstart_is_starting, timeout=60), server.output()
+    for _ in range(answers):
+        assert (await server.request("GET", "/livez"))[:2] == (200, {"status": "alive"})
+        status, body, _ = await server.request("GET", "/readyz")
+        assert status == 503 and body["status"] == "not ready", body
+        assert body["reasons"] and all(r.startswith("starting: ") for r in body["reasons"])
+        for path in ("/api/v1/echoer/events", "/metrics", "/no/such/route"):
+            status, body, headers = await server.request(
+                "GET", path, headers={"X-Request-ID": "early-1"}
+            )
+            assert status == 503 and body["code"] == "STARTING", (path, body)
+            assert headers["Content-Type"].startswith("application/problem+json")
+            assert int(headers["Retry-After"]) >= 1
+            assert headers["X-Request-ID"] == "early-1"
+            assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_readiness_while_plugins_start(tmp_path: Path, samples_env: dict[str, str]) -> None:
+    """A real ``serve`` opens its port before its plugins start: a load balancer sees
+    a live process that is not ready yet, clients a 503 to retry, until every plugin
+    runs."""
+    marker = tmp_path / "model-loaded"
+    server = ServerProcess(
+        slow_start_config(marker, log_format="json"), tmp_path, env=samples_env
+    ).start(wait=False)
+
+    async def scenario() -> None:
+        await answers_while_starting(server)
+        marker.touch()
+
+        async def ready() -> Any:
+            status, body, _ = await server.request("GET", "/readyz")
+            return status == 200 and body == {"status": "ready", "reasons": []}
+
+        assert await wait_for(ready, timeout=30), server.output()
+        assert (await server.request("GET", "/api/v1/echoer/events"))[:2] == (
+            200,
+            {"events": []},
+        )
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()
+    lines = [json.loads(x) for x in server.output().splitlines() if x.startswith("{")]
+    early = [x for x in lines if x.get("route") == "(starting)"]
+    assert early and all(x["logger"] == "llmmultichat.access" for x in early)
+    assert {x["status"] for x in early} == {200, 503}
+
+
 async def test_health_says_what_is_impaired(llmmc: Any) -> None:
     client = await llmmc(config(), plugins={"things": ThingsPlugin})
     r = await client.get("/health")
