@@ -19,6 +19,9 @@ What :class:`KernelWorker` adds to aiohttp's worker:
   serving, and connections it does not accept go to them instead of getting a 503.
   A worker whose required plugin fails exits before it counts as booted, so the arbiter
   stops with an error instead of starting it again and again.
+- SIGTERM (the arbiter passes it on to every worker): readiness off at once, requests
+  still served for ``drain_delay_seconds``, then the graceful shutdown; the arbiter
+  waits that long plus ``shutdown_timeout_seconds`` before it kills a worker.
 """
 
 from __future__ import annotations
@@ -60,11 +63,13 @@ class WorkerArbiter(BaseApplication):  # type: ignore[misc]
 
     def load_config(self) -> None:
         kernel = self.llmmc_config.kernel
+        # after SIGTERM a worker serves drain_delay_seconds, then lets requests finish
+        stopping = float(kernel["drain_delay_seconds"]) + float(kernel["shutdown_timeout_seconds"])
         settings: dict[str, Any] = {
             "bind": [bind_address(str(kernel["host"]), int(kernel["port"]))],
             "workers": self.workers,
             "worker_class": KernelWorker,
-            "graceful_timeout": max(1, math.ceil(float(kernel["shutdown_timeout_seconds"]))),
+            "graceful_timeout": max(1, math.ceil(stopping) + 1),
             "timeout": WORKER_TIMEOUT_SECONDS,
             "accesslog": None,  # the kernel writes its own access log
             "errorlog": "-",
@@ -130,6 +135,20 @@ class KernelWorker(GunicornWebWorker):
                 self.log.info("Parent changed, shutting down: %s", self)
             else:
                 await self._wait_next_notify()
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """SIGTERM: drain as a single process does (``kernel/server.py``)."""
+        kernel = self.kernel
+        if kernel is None or kernel.draining:
+            self._stop()
+            return
+        delay = float(kernel.kernel_config["drain_delay_seconds"])
+        kernel.begin_draining(delay)
+        self.loop.call_later(delay, self._stop)
+
+    def _stop(self) -> None:
+        self.alive = False
+        self._notify_waiter_done()  # the serve loop ends now, not at its next tick
 
 
 def run_workers(config: LoadedConfig, workers: int, build: Build) -> int:

@@ -18,10 +18,11 @@ import brotli
 import pytest
 from aiohttp import web
 
+from kernel.testing import fresh_schema_url
 from sdk import Health, Plugin, Request, Route, hookimpl
 from tests.fakes.open_meteo import FakeOpenMeteo
-from tests.prometheus import parse, scrape, value
-from tests.serverproc import ServerProcess, wait_for
+from tests.prometheus import Samples, parse, scrape, value
+from tests.serverproc import ServerProcess, unique_prefix, wait_for
 
 THING = "/api/v1/things/{thing_id}"
 
@@ -265,6 +266,71 @@ def test_readiness_while_plugins_start(tmp_path: Path, samples_env: dict[str, st
     early = [x for x in lines if x.get("route") == "(starting)"]
     assert early and all(x["logger"] == "llmmultichat.access" for x in early)
     assert {x["status"] for x in early} == {200, 503}
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_workers_start_behind_the_gate_and_drain_on_sigterm(
+    tmp_path: Path, samples_env: dict[str, str], postgres_database: str
+) -> None:
+    """``serve --workers 2`` through its life: while the plugins start every worker
+    answers as a single process does; then both are ready; SIGTERM turns both workers'
+    readiness off at once while they still serve for drain_delay_seconds, and the
+    request in flight finishes before the process exits 0."""
+    marker = tmp_path / "model-loaded"
+    prefix = unique_prefix()
+    kernel = {
+        "drain_delay_seconds": 6,
+        "database": {"url": fresh_schema_url(postgres_database), "pool_size": 2},
+        "bus": {
+            "backend": "redis",
+            "redis_url": "redis://127.0.0.1:6379/0",
+            "channel_prefix": prefix,
+        },
+    }
+    server = ServerProcess(
+        slow_start_config(marker, **kernel), tmp_path, env=samples_env, args=("--workers", "2")
+    ).start(wait=False)
+
+    async def metrics() -> Samples:
+        status, text, _ = await server.request("GET", "/metrics")
+        assert status == 200, text
+        return parse(text)
+
+    async def scenario() -> tuple[int, Any]:
+        await answers_while_starting(server, answers=6)
+        marker.touch()
+        await asyncio.to_thread(server.wait_ready, 60)  # both workers ready
+        assert value(await metrics(), "llmmc_ready") == 2
+
+        slow = asyncio.create_task(
+            server.request("GET", "/api/v1/echoer/slow?seconds=8", headers={"X-Request-ID": "s1"})
+        )
+
+        async def slow_in_flight() -> bool:  # it, and this scrape
+            return value(await metrics(), "llmmc_http_requests_in_flight") == 2
+
+        assert await wait_for(slow_in_flight, timeout=10)
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)  # to the arbiter, which tells every worker
+
+        async def no_worker_ready() -> bool:
+            return value(await metrics(), "llmmc_ready") == 0
+
+        assert await wait_for(no_worker_ready, timeout=5), server.output()
+        for _ in range(6):  # whichever worker answers: not ready, still serving
+            status, body, _ = await server.request("GET", "/readyz")
+            assert (status, body["reasons"]) == (503, ["draining: the server is shutting down"])
+            assert (await server.request("GET", "/api/v1/echoer/events"))[0] == 200
+        status, answer, _ = await slow
+        return status, answer
+
+    try:
+        assert asyncio.run(scenario()) == (200, {"slept": True})
+        assert server.wait(30) == 0, server.output()
+    finally:
+        server.stop()
+    assert server.output().count("SIGTERM: not ready any more") == 2
 
 
 async def test_health_says_what_is_impaired(llmmc: Any) -> None:
