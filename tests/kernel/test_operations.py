@@ -512,6 +512,8 @@ for n in range(2):
     pids.append(pid)
 for pid in pids:
     os.waitpid(pid, 0)
+# a third worker starting: it has created its file but not sized it yet
+(directory / "counter_4000000.db").touch()
 hub = MetricsHub()
 KernelMetrics(hub)
 print(hub.render("")[0].decode())
@@ -526,8 +528,9 @@ print("left:", directory.exists())
 
 def test_worker_processes_are_summed_in_one_exposition() -> None:
     """What serve --workers relies on: the parent switches to multiprocess mode before
-    forking, any process's scrape sums every worker, and an exited worker's live gauges
-    go away while its counters stay."""
+    forking, any process's scrape sums every worker (even while another worker is
+    creating its files), and an exited worker's live gauges go away while its counters
+    stay."""
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     out = subprocess.run(
         [sys.executable, "-c", WORKERS_SCRIPT], capture_output=True, text=True, env=env, check=True
