@@ -238,7 +238,7 @@ class ClientIP:
     def _trusted(self, addr: str) -> bool:
         return addr in self.networks
 
-    def __call__(self, request: web.Request) -> str:
+    def __call__(self, request: web.BaseRequest) -> str:
         peer = request.remote or ""
         if not self.networks or not self._trusted(peer):
             return peer

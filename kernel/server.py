@@ -140,10 +140,6 @@ class StartupGate:
         self._handler: Any = None
         self._factory: Any = None
 
-    @property
-    def is_open(self) -> bool:
-        return self._handler is not None
-
     def open(self, app_server: web.Server) -> None:
         """From now on requests go to the app behind ``app_server`` (an ``AppRunner``'s)."""
         self._factory = app_server.request_factory
@@ -212,7 +208,7 @@ class StartupGate:
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 "bytes": len(text),
                 "user_id": None,
-                "client_ip": self.client_ip(request),  # type: ignore[arg-type]
+                "client_ip": self.client_ip(request),
             }
             self.access_log.info("request", extra={"access": fields, "request_id": rid})
         return response
