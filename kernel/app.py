@@ -4,6 +4,8 @@
 discovers, orders, validates and initializes the plugins and collects their routes, and
 ``Kernel.build_app()`` mounts them; starting and stopping happen in the app's
 ``cleanup_ctx`` (start in dependency order, stop in reverse, only what started).
+How a process serves the app while it starts, and drains it on SIGTERM, is
+``kernel/server.py`` (one process) and ``kernel/workers.py`` (``--workers N``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -50,11 +51,8 @@ class Kernel:
         config: LoadedConfig,
         *,
         extra_plugins: dict[str, type[Plugin]] | None = None,
-        serve: bool = False,
     ) -> None:
         self.config = config
-        # True in ``llmmultichat serve``: SIGTERM turns readiness off, then drains.
-        self.serve = serve
         self.kernel_config = config.kernel
         self.extra_plugins = extra_plugins or {}
         self.data_dir = Path(self.kernel_config["data_dir"]).resolve()
@@ -74,6 +72,8 @@ class Kernel:
         self.metrics_hub = MetricsHub()
         self.kernel_metrics = KernelMetrics(self.metrics_hub)
         self.started = False  # every plugin has had its start; cleared again by stop
+        self.starting = ""  # the plugin whose start() runs now (for /readyz)
+        self.bus_started = False
         self.draining = False  # shutting down: readiness is off for good
 
     # -- assembly ---------------------------------------------------------------------
@@ -281,13 +281,7 @@ class Kernel:
         app = web.Application(
             middlewares=[Observer(self).middleware, compression_middleware, request_middleware],
             client_max_size=self.max_body_bytes,
-            # aiohttp's keep-alive timer also runs while a request's headers trickle in,
-            # so it is the header read timeout (and the idle timeout between requests);
-            # after an early answer (408, 413) the rest of a body is drained no longer
-            handler_args={
-                "keepalive_timeout": self.read_timeout,
-                "lingering_time": min(10.0, self.read_timeout),
-            },
+            handler_args=connection_args(self.kernel_config),
         )
         app[KERNEL_KEY] = self
         app.on_response_prepare.append(security_headers_hook(self.kernel_config["hsts"]))
@@ -310,6 +304,7 @@ class Kernel:
 
     async def start(self) -> None:
         await self.bus.start()
+        self.bus_started = True
         for name in self.order:
             rec = self.records[name]
             if rec.state is not PluginState.INITIALIZED or rec.instance is None:
@@ -318,12 +313,15 @@ class Kernel:
             if dep is not None:
                 rec.fail("start", f"required plugin {dep!r} is not running")
                 continue
+            self.starting = name
             try:
                 await rec.instance.start()
                 rec.state = PluginState.RUNNING
                 self.services.set_running(name, True)
             except Exception as exc:
                 rec.fail("start", exc)
+            finally:
+                self.starting = ""
             await self._announce(rec)
         failed = [
             n for n in self.config.required if self.records[n].state is not PluginState.RUNNING
@@ -360,7 +358,9 @@ class Kernel:
                 rec.fail("stop", exc)
             await self._announce(rec)
         self.sync_plugin_metrics()
-        await self.bus.stop()
+        if self.bus_started:  # stop may run twice: a failed start stops, then its caller
+            self.bus_started = False
+            await self.bus.stop()
 
     async def _announce(self, rec: PluginRecord) -> None:
         await self.bus.publish(
@@ -377,10 +377,10 @@ class Kernel:
         try:
             await self.start()
         except BaseException:
+            # a start cut short (a signal while plugins start) stops what did start
+            await self.stop()
             await self.close()
             raise
-        if self.serve:
-            self._watch_sigterm()
         yield
         await self.stop()
         await self.close()
@@ -392,8 +392,10 @@ class Kernel:
         reasons = []
         if self.draining:
             reasons.append("draining: the server is shutting down")
+        elif self.starting:
+            return [f"starting: plugin {self.starting!r} is starting"]
         elif not self.started:
-            reasons.append("starting: plugins are not all started")
+            return ["starting: plugins are not all started"]
         for name in self.config.required:
             rec = self.records.get(name)
             if rec is not None and rec.state is not PluginState.RUNNING:
@@ -404,28 +406,15 @@ class Kernel:
         self.kernel_metrics.plugin_states((n, r.state) for n, r in self.records.items())
         self.kernel_metrics.ready.set(0 if self.not_ready_reasons() else 1)
 
-    def _watch_sigterm(self) -> None:
-        """SIGTERM: readiness off at once, requests still served for
-        ``drain_delay_seconds`` (so load balancers move away), then aiohttp's graceful
-        shutdown. A second SIGTERM, or SIGINT, shuts down at once."""
-        loop = asyncio.get_running_loop()
-        delay = float(self.kernel_config["drain_delay_seconds"])
-
-        def shut_down() -> None:
-            raise web.GracefulExit()
-
-        def on_sigterm() -> None:
-            if self.draining:
-                shut_down()
-            self.draining = True
-            self.sync_plugin_metrics()
-            log.info("SIGTERM: not ready any more; shutting down in %g s", delay)
-            loop.call_later(delay, shut_down)
-
-        try:
-            loop.add_signal_handler(signal.SIGTERM, on_sigterm)
-        except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
-            pass
+    def begin_draining(self, delay: float) -> None:
+        """SIGTERM: readiness off for good; the process that serves this kernel keeps
+        answering requests for ``delay`` seconds (so load balancers move away) and then
+        shuts it down gracefully."""
+        if self.draining:
+            return
+        self.draining = True
+        self.sync_plugin_metrics()
+        log.info("SIGTERM: not ready any more; shutting down in %g s", delay)
 
     async def _on_shutdown(self, app: web.Application) -> None:
         """Before in-flight requests drain: let plugins close long-lived connections."""
@@ -462,6 +451,15 @@ class Kernel:
 
 
 KERNEL_KEY: web.AppKey[Kernel] = web.AppKey("kernel", Kernel)
+
+
+def connection_args(kernel_config: dict[str, Any]) -> dict[str, Any]:
+    """Per-connection settings of the HTTP server (``RequestHandler`` arguments)."""
+    read_timeout = float(kernel_config["read_timeout_seconds"])
+    # aiohttp's keep-alive timer also runs while a request's headers trickle in, so it is
+    # the header read timeout (and the idle timeout between requests); after an early
+    # answer (408, 413) the rest of a body is drained no longer
+    return {"keepalive_timeout": read_timeout, "lingering_time": min(10.0, read_timeout)}
 
 
 class _PluginServices(Services):
@@ -517,9 +515,8 @@ async def build_kernel(
     config: LoadedConfig,
     *,
     extra_plugins: dict[str, type[Plugin]] | None = None,
-    serve: bool = False,
 ) -> tuple[Kernel, web.Application]:
-    kernel = Kernel(config, extra_plugins=extra_plugins, serve=serve)
+    kernel = Kernel(config, extra_plugins=extra_plugins)
     try:
         await kernel.load()
     except BaseException:

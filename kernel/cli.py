@@ -25,7 +25,7 @@ from .dbcopy import CopyError, copy_tables, target_database
 from .logs import configure_logging
 from .migrations import migrate
 from .plugins import StartupError, installed_plugins
-from .server import KernelRunner, run_app
+from .server import run_app
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -65,20 +65,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return _fail("--workers must be at least 1", 2)
     if args.workers > 1:
         return _serve_workers(config, args.workers)
-    holder: dict[str, Kernel] = {}
-
-    async def factory() -> web.Application:
-        kernel, app = await build_kernel(config, serve=True)
-        holder["kernel"] = kernel
-        return app
-
     try:
         run_app(
-            factory(),
+            lambda: build_kernel(config),
+            kernel_config=config.kernel,
             host=config.kernel["host"],
             port=config.kernel["port"],
-            shutdown_timeout=float(config.kernel["shutdown_timeout_seconds"]),
-            access_log=None,
             print=lambda msg: print(msg, flush=True),
         )
     except ConfigError as exc:
@@ -107,20 +99,14 @@ def _serve_workers(config: LoadedConfig, workers: int) -> int:
             2,
         )
 
-    async def make_runner() -> web.AppRunner:
+    async def build() -> tuple[Kernel, web.Application]:
         try:
-            _, app = await build_kernel(config)
+            return await build_kernel(config)
         except (ConfigError, StartupError) as exc:
             logging.getLogger("llmmultichat").error("cannot start: %s", exc)
             raise
-        return KernelRunner(
-            app,
-            access_log=None,
-            keepalive_timeout=75,
-            shutdown_timeout=float(config.kernel["shutdown_timeout_seconds"]),
-        )
 
-    return run_workers(config, workers, make_runner)
+    return run_workers(config, workers, build)
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

@@ -159,9 +159,7 @@ async def request_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """X-Request-ID on every answer, and every error as Problem Details."""
-    rid = request.headers.get(REQUEST_ID, "")
-    if not rid or len(rid) > 200 or not rid.isprintable():
-        rid = os.urandom(16).hex()  # uuid4's randomness without building a UUID
+    rid = request_id_of(request)
     request[REQUEST_ID_KEY] = rid
     set_request_id(rid)
     try:
@@ -191,6 +189,15 @@ async def request_middleware(
         if response.status == 408:  # the rest of the body may still be on its way
             response.force_close()
     return response
+
+
+def request_id_of(request: web.BaseRequest) -> str:
+    """The client's ``X-Request-ID`` when it is printable and at most 200 characters,
+    else a new random one."""
+    rid = request.headers.get(REQUEST_ID, "")
+    if not rid or len(rid) > 200 or not rid.isprintable():
+        rid = os.urandom(16).hex()  # uuid4's randomness without building a UUID
+    return rid
 
 
 def check_edge_text(request: web.Request) -> None:
@@ -231,7 +238,7 @@ class ClientIP:
     def _trusted(self, addr: str) -> bool:
         return addr in self.networks
 
-    def __call__(self, request: web.Request) -> str:
+    def __call__(self, request: web.BaseRequest) -> str:
         peer = request.remote or ""
         if not self.networks or not self._trusted(peer):
             return peer

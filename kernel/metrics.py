@@ -10,6 +10,7 @@ values in files of one directory, and a scrape of any worker reads them all, so
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import re
@@ -147,9 +148,36 @@ class MetricsHub:
         encode, content_type = choose_encoder(accept)
         if self.multiprocess:
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            registry.register(WorkerFiles(os.environ[MULTIPROCESS_ENV]))
             return encode(registry), content_type
         return encode(self.registry), content_type
+
+
+class WorkerFiles(multiprocess.MultiProcessCollector):
+    """prometheus-client's collector of every worker's files, minus the files a worker has
+    created but not sized yet. A worker creates its file (``open``) and only then sizes it
+    (``truncate``); prometheus-client fails the whole scrape on a file read in between
+    (``struct.error``), which a scrape answered while another worker starts (or replaces a
+    dead one) would hit now and then. Such a file holds no value yet."""
+
+    def __init__(self, directory: str) -> None:
+        super().__init__(None, path=directory)  # type: ignore[no-untyped-call]
+        self.directory = directory
+
+    def collect(self) -> Iterable[Metric]:
+        files = []
+        for name in glob.glob(os.path.join(self.directory, "*.db")):
+            try:
+                if os.path.getsize(name) >= _HEADER_BYTES:
+                    files.append(name)
+            except OSError:  # removed since the glob: a dead worker's live gauges
+                continue
+        merged: Iterable[Metric] = self.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+        return merged
+
+
+# A metrics file starts with the 4-byte length of its used part, padded to 8 bytes.
+_HEADER_BYTES = 8
 
 
 class PluginMetrics:

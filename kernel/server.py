@@ -1,30 +1,47 @@
-"""Serving the app: aiohttp's runner with the kernel's answer to requests it cannot parse.
+"""Serving the app: the listener opens first, and aiohttp's runner answers with the
+kernel's Problem Details even for requests it cannot parse.
+
+``run_app`` (``llmmultichat serve``, one process) and the ``--workers`` worker
+(``kernel/workers.py``) open the port before the plugins load, through a
+:class:`GatedRunner`: while they load and start, its :class:`StartupGate` answers
+``/livez`` 200, ``/readyz`` 503 "starting" and everything else 503 Problem Details with
+``Retry-After``, so a load balancer sees a process that is alive but not ready instead of
+a refused connection. Once every plugin has started the gate hands each request to the
+app. aiohttp freezes an app's router when the app starts, and a connection keeps the
+handler it was accepted with, so the gate is the server's one handler and looks the app
+up on each request.
 
 aiohttp answers a request its parser refuses (over-long headers, a broken request line)
-with ``text/plain`` that quotes the request back. :class:`KernelRunner` serves with a
+with ``text/plain`` that quotes the request back. :class:`KernelServer` serves with a
 protocol whose answer is Problem Details (431 for over-long headers), carries the
-security headers and quotes nothing. ``run_app`` is aiohttp's ``run_app`` with that
-runner; ``kernel.testing`` uses the same runner, so tests see what production serves.
+security headers and quotes nothing. ``kernel.testing`` serves through
+:class:`KernelRunner` (the app already started), so tests see what production serves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_exceptions import LineTooLong
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from sdk.errors import PROBLEM_CONTENT_TYPE, Problem
 
-from .app import KERNEL_KEY
-from .http import dumps, security_headers
+from .app import KERNEL_KEY, Kernel, connection_args
+from .http import REQUEST_ID, ClientIP, dumps, request_id_of, security_headers
+from .logs import ACCESS_LOGGER
 
 log = logging.getLogger("llmmultichat.http")
 
@@ -102,28 +119,176 @@ class KernelRunner(web.AppRunner):
         return kernel_server
 
 
+# Route of the access-log lines written for requests answered while the server starts.
+STARTING_ROUTE = "(starting)"
+# What a client answered "starting" is told to wait before it tries again (seconds).
+STARTING_RETRY_AFTER = 2
+
+Build = Callable[[], Awaitable[tuple[Kernel, web.Application]]]
+
+
+class StartupGate:
+    """The request handler of a :class:`GatedRunner`'s server: answers by itself until
+    :meth:`open`, then hands every request to the app."""
+
+    def __init__(self, kernel_config: dict[str, Any]) -> None:
+        self.hsts = bool(kernel_config["hsts"])
+        self.client_max_size = int(kernel_config["max_body_bytes"])
+        self.client_ip = ClientIP(kernel_config["trusted_proxies"])
+        self.kernel: Kernel | None = None  # once loaded, it says what is starting
+        self.access_log = logging.getLogger(ACCESS_LOGGER)
+        self._handler: Any = None
+        self._factory: Any = None
+
+    def open(self, app_server: web.Server) -> None:
+        """From now on requests go to the app behind ``app_server`` (an ``AppRunner``'s)."""
+        self._factory = app_server.request_factory
+        self._handler = app_server.request_handler
+
+    def make_request(
+        self,
+        message: RawRequestMessage,
+        payload: StreamReader,
+        protocol: RequestHandler,
+        writer: AbstractStreamWriter,
+        task: asyncio.Task[None],
+    ) -> BaseRequest:
+        """The server's request factory: the app's ``web.Request`` once open, a bare
+        ``BaseRequest`` before."""
+        if self._factory is not None:
+            request: BaseRequest = self._factory(message, payload, protocol, writer, task)
+            return request
+        loop = asyncio.get_running_loop()
+        return BaseRequest(
+            message, payload, protocol, writer, task, loop, client_max_size=self.client_max_size
+        )
+
+    async def handle(self, request: BaseRequest) -> web.StreamResponse:
+        # a request that arrived before the gate opened is answered as it arrived
+        if self._handler is not None and isinstance(request, web.Request):
+            response: web.StreamResponse = await self._handler(request)
+            return response
+        return self.starting(request)
+
+    def reasons(self) -> list[str]:
+        if self.kernel is None:
+            return ["starting: loading the plugins"]
+        return self.kernel.not_ready_reasons() or ["starting: opening the routes"]
+
+    def starting(self, request: BaseRequest) -> web.Response:
+        started = time.perf_counter()
+        rid = request_id_of(request)
+        probe = request.method in ("GET", "HEAD")
+        body: dict[str, Any]
+        headers: dict[str, str] = {}
+        if probe and request.path == "/livez":
+            status, ctype, body = 200, "application/json", {"status": "alive"}
+        elif probe and request.path == "/readyz":
+            status, ctype = 503, "application/json"
+            body = {"status": "not ready", "reasons": self.reasons()}
+        else:
+            problem = Problem(
+                "The server is starting; try again in a moment.",
+                status=503,
+                code="STARTING",
+                title="Service Unavailable",
+            )
+            status, ctype, body = 503, PROBLEM_CONTENT_TYPE, problem.to_dict()
+            headers = {"Retry-After": str(STARTING_RETRY_AFTER)}
+        headers.update(security_headers(ctype, hsts=self.hsts))
+        headers[REQUEST_ID] = rid
+        text = dumps(body)
+        response = web.Response(text=text, status=status, content_type=ctype, headers=headers)
+        if self.access_log.isEnabledFor(logging.INFO):
+            fields = {
+                "method": request.method,
+                "route": STARTING_ROUTE,
+                "path": request.path,
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "bytes": len(text),
+                "user_id": None,
+                "client_ip": self.client_ip(request),
+            }
+            self.access_log.info("request", extra={"access": fields, "request_id": rid})
+        return response
+
+
+class GatedRunner(web.BaseRunner):
+    """A runner whose server answers from ``setup()`` on, through a
+    :class:`StartupGate`; :meth:`start` then builds the kernel, starts its app (the
+    plugins' ``start``) and opens the gate. ``cleanup()`` takes the app down as
+    ``web.AppRunner`` does: its ``on_shutdown`` (plugins drain) before in-flight requests
+    are waited for, its cleanup (plugins stop) after."""
+
+    def __init__(self, kernel_config: dict[str, Any], **kwargs: Any) -> None:
+        kwargs.setdefault("access_log", None)  # the kernel writes its own access log
+        super().__init__(**{**connection_args(kernel_config), **kwargs})
+        self.gate = StartupGate(kernel_config)
+        self.app: web.Application | None = None  # once started
+
+    async def _make_server(self) -> web.Server:
+        server = KernelServer(
+            self.gate.handle,
+            request_factory=self.gate.make_request,
+            loop=asyncio.get_running_loop(),
+            **self._kwargs,
+        )
+        server.hsts = self.gate.hsts
+        return server
+
+    async def start(self, build: Build) -> Kernel:
+        """Build the kernel (``build``), start its app and open the gate; raises what
+        ``build`` or a plugin's start raises (``StartupError`` for a required one)."""
+        kernel, app = await build()
+        self.gate.kernel = kernel
+        # AppRunner.setup runs the app's startup (the plugins start) and makes the
+        # server whose handler the gate delegates to; that server never gets a
+        # connection of its own, so its runner is never cleaned up
+        inner = web.AppRunner(app)
+        await inner.setup()
+        self.app = app
+        assert inner.server is not None
+        self.gate.open(inner.server)
+        return kernel
+
+    async def shutdown(self) -> None:
+        if self.app is not None:
+            await self.app.shutdown()
+
+    async def _cleanup_server(self) -> None:
+        if self.app is not None:
+            app, self.app = self.app, None
+            await app.cleanup()
+
+
 def run_app(
-    app: web.Application | Awaitable[web.Application],
+    build: Build,
     *,
+    kernel_config: dict[str, Any],
     host: str,
     port: int,
-    shutdown_timeout: float,
     print: Callable[[str], None] = print,
-    **runner_kwargs: Any,
 ) -> None:
-    """aiohttp's ``run_app`` (one TCP site, signals end it gracefully) with
-    :class:`KernelRunner`."""
+    """Serve on one TCP port until a signal: the port opens first (the gate answers
+    while ``build`` loads and starts the plugins). SIGINT shuts down gracefully at once;
+    SIGTERM once ready turns readiness off, keeps serving ``drain_delay_seconds``, then
+    shuts down gracefully (a second SIGTERM, or SIGINT, cuts the delay short)."""
 
     async def serve() -> None:
-        application = await app if not isinstance(app, web.Application) else app
-        runner = KernelRunner(
-            application, handle_signals=True, shutdown_timeout=shutdown_timeout, **runner_kwargs
+        runner = GatedRunner(
+            kernel_config,
+            handle_signals=True,  # until ready: SIGTERM and SIGINT end it at once
+            shutdown_timeout=float(kernel_config["shutdown_timeout_seconds"]),
         )
         await runner.setup()
         try:
             site = web.TCPSite(runner, host, port)
             await site.start()
             print(f"======== Running on {site.name} ========\n(Press CTRL+C to quit)")
+            kernel = await runner.start(build)
+            drain_on_sigterm(kernel, float(kernel_config["drain_delay_seconds"]))
+            print("llmmultichat: every plugin has started; ready")
             await asyncio.Event().wait()  # until a signal raises GracefulExit
         finally:
             await runner.cleanup()
@@ -148,3 +313,23 @@ def run_app(
             loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
+
+
+def drain_on_sigterm(kernel: Kernel, delay: float) -> None:
+    """SIGTERM: readiness off at once, requests still served for ``delay`` seconds, then
+    aiohttp's graceful shutdown (``GracefulExit``). A second SIGTERM shuts down at once."""
+    loop = asyncio.get_running_loop()
+
+    def shut_down() -> None:
+        raise web.GracefulExit()
+
+    def on_sigterm() -> None:
+        if kernel.draining:
+            shut_down()
+        kernel.begin_draining(delay)
+        loop.call_later(delay, shut_down)
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
+        pass

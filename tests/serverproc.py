@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -108,16 +111,43 @@ class ServerProcess:
         return self
 
     def wait_ready(self, timeout: float = 60) -> None:
+        """Until the server has started: its port answers and /readyz no longer says
+        "starting" (the port opens before the plugins start); with ``--workers N``, until
+        /metrics counts N ready workers (any one worker may answer /readyz)."""
+        workers = (
+            int(self.args[self.args.index("--workers") + 1]) if "--workers" in self.args else 1
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+            answer = self.get_sync("/readyz")
+            if answer is not None and not starting(*answer):
+                if workers <= 1 or self.ready_workers() >= workers:
                     return
-            except OSError:
-                time.sleep(0.1)
+            time.sleep(0.1)
         raise TimeoutError(f"server did not start:\n{self.output()}")
+
+    def get_sync(self, path: str) -> tuple[int, bytes] | None:
+        """``GET path`` without an event loop; None when nothing answers."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        except OSError:
+            return None
+        finally:
+            conn.close()
+
+    def ready_workers(self) -> float:
+        """``llmmc_ready`` summed over the workers (/metrics), or infinity when /metrics
+        is not served to the tests (then /readyz alone has to do)."""
+        answer = self.get_sync("/metrics")
+        if answer is None or answer[0] != 200:
+            return float("inf") if answer is not None and answer[0] == 403 else 0
+        found = re.search(rb"^llmmc_ready ([0-9.e+-]+)$", answer[1], re.MULTILINE)
+        return float(found.group(1)) if found else 0
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -151,6 +181,17 @@ class ServerProcess:
             except ValueError:
                 body = await r.text()
             return r.status, body, dict(r.headers)
+
+
+def starting(status: int, body: bytes) -> bool:
+    """Whether a /readyz answer says the server is still starting."""
+    if status != 503:
+        return False
+    try:
+        reasons = json.loads(body).get("reasons", [])
+    except (ValueError, AttributeError):
+        return True
+    return any(str(r).startswith("starting:") for r in reasons)
 
 
 async def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:

@@ -42,7 +42,7 @@ class ChatMetrics:
         self.websockets = metrics.gauge("websockets_open", "Chat WebSockets open now")
         self.websocket_messages = metrics.counter(
             "websocket_messages",
-            "Messages of closed chat WebSockets, by direction: received or sent",
+            "Chat WebSocket messages, by direction: received or sent",
             ("direction",),
         )
 

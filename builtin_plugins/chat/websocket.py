@@ -114,6 +114,7 @@ class Connection:
         # an upstream's reply may hold lone surrogates, which have no UTF-8 form
         frame = json.dumps(repair(data), ensure_ascii=False)
         self.messages_sent += 1
+        self.hub.sent.inc()  # as it happens: a scrape during a long session sees it
         try:
             await asyncio.wait_for(self.queue.put(frame), timeout=self.hub.send_timeout)
         except TimeoutError:
@@ -219,6 +220,7 @@ class Connection:
 
     async def handle_text(self, text: str) -> None:
         self.messages_seen += 1
+        self.hub.received.inc()
         if len(text.encode("utf-8")) > self.max_bytes:
             await self.error("BAD_MESSAGE", f"message larger than {self.max_bytes} bytes")
             return await self._unauthenticated_close()
@@ -464,8 +466,6 @@ class WebSocketHub:
         finally:
             self.open_sockets.dec()
             self.connections.discard(conn)
-            self.received.inc(conn.messages_seen)
-            self.sent.inc(conn.messages_sent)
             req.add_log_fields(messages_in=conn.messages_seen, messages_out=conn.messages_sent)
             if not ws.closed:
                 with contextlib.suppress(Exception):

@@ -39,8 +39,12 @@ async def test_chat_metrics_and_request_ids(llmmc: Any, caplog: pytest.LogCaptur
         async with client.ws_connect("/ws/chat", headers=h) as ws:
             during = await scrape(client)
             await ws.send_json({"type": "chat", "message": "hey", "request_id": "ws-msg-7"})
+            frames = 1
             while (msg := await ws.receive_json(timeout=10))["type"] != "complete":
                 assert msg["type"] in ("start", "chunk"), msg
+                frames += 1
+            # counted as they pass: a scrape during a long session sees its messages
+            mid_session = await scrape(client)
         assert fake.headers[-1]["X-Request-ID"] == "ws-msg-7"
 
         fake.fail_next(500, times=2)  # the one retry fails too
@@ -51,6 +55,11 @@ async def test_chat_metrics_and_request_ids(llmmc: Any, caplog: pytest.LogCaptur
         after = await scrape(client)
 
     assert value(during, "llmmc_chat_websockets_open") == 1
+    messages = "llmmc_chat_websocket_messages_total"
+    assert value(during, messages, direction="received") == 0
+    assert value(mid_session, "llmmc_chat_websockets_open") == 1
+    assert value(mid_session, messages, direction="received") == 1
+    assert value(mid_session, messages, direction="sent") == frames >= 3
     assert value(after, "llmmc_chat_websockets_open") == 0
     assert value(after, "llmmc_chat_turns_total", **FAKE) == 3
     assert value(after, "llmmc_chat_llm_calls_total", **FAKE, outcome="ok") == 3
@@ -60,8 +69,8 @@ async def test_chat_metrics_and_request_ids(llmmc: Any, caplog: pytest.LogCaptur
     prompt = value(after, "llmmc_chat_tokens_total", **FAKE, kind="prompt")
     completion = value(after, "llmmc_chat_tokens_total", **FAKE, kind="completion")
     assert prompt >= 3 * usage["prompt_tokens"] > 0 and completion > 0
-    assert value(after, "llmmc_chat_websocket_messages_total", direction="received") == 1
-    assert value(after, "llmmc_chat_websocket_messages_total", direction="sent") >= 3
+    assert value(after, messages, direction="received") == 1
+    assert value(after, messages, direction="sent") == frames
     http = "llmmc_http_requests_total"
     assert value(after, http, route="/api/v1/chat", method="POST", status="200") == 1
     assert value(after, http, route="/api/v1/chat", method="POST", status="502") == 1

@@ -10,6 +10,7 @@ ENTRY_POINTS = """[llmmultichat.plugins]
 crasher = llmmc_samples:Crasher
 echoer = llmmc_samples:Echoer
 needs_crasher = llmmc_samples:NeedsCrasher
+slowstart = llmmc_samples:SlowStart
 broken = llmmc_samples_not_there:Plugin
 """
 

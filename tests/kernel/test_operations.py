@@ -18,10 +18,11 @@ import brotli
 import pytest
 from aiohttp import web
 
+from kernel.testing import fresh_schema_url
 from sdk import Health, Plugin, Request, Route, hookimpl
 from tests.fakes.open_meteo import FakeOpenMeteo
-from tests.prometheus import parse, scrape, value
-from tests.serverproc import ServerProcess, wait_for
+from tests.prometheus import Samples, parse, scrape, value
+from tests.serverproc import ServerProcess, unique_prefix, wait_for
 
 THING = "/api/v1/things/{thing_id}"
 
@@ -191,6 +192,145 @@ def test_sigterm_turns_readiness_off_then_drains(
     assert slow_line["time"].endswith("+00:00") and slow_line["level"] == "INFO"
     readyz = [x["status"] for x in access if x["route"] == "/readyz"]
     assert readyz[0] == 200 and 503 in readyz
+
+
+def slow_start_config(marker: Path, **kernel: Any) -> dict[str, Any]:
+    """The sample ``slowstart`` plugin (required) starts once ``marker`` exists."""
+    return {
+        "kernel": kernel,
+        "plugins": {
+            "enabled": ["echoer", "slowstart"],
+            "required": ["slowstart"],
+            "slowstart": {"wait_for": str(marker)},
+        },
+    }
+
+
+async def answers_while_starting(server: ServerProcess, answers: int = 1) -> None:
+    """While a plugin's start() waits: the port answers, /livez 200, /readyz 503
+    "starting", any other route 503 Problem Details with Retry-After (``answers`` times
+    each: under --workers another worker may answer each time)."""
+
+    async def slowstart_is_starting() -> bool:
+        try:
+            status, body, _ = await server.request("GET", "/readyz")
+        except OSError:  # the port is not open yet
+            return False
+        return status == 503 and body["reasons"] == ["starting: plugin 'slowstart' is starting"]
+
+    assert await wait_for(slowstart_is_starting, timeout=60), server.output()
+    for _ in range(answers):
+        assert (await server.request("GET", "/livez"))[:2] == (200, {"status": "alive"})
+        status, body, _ = await server.request("GET", "/readyz")
+        assert status == 503 and body["status"] == "not ready", body
+        assert body["reasons"] and all(r.startswith("starting: ") for r in body["reasons"])
+        for path in ("/api/v1/echoer/events", "/metrics", "/no/such/route"):
+            status, body, headers = await server.request(
+                "GET", path, headers={"X-Request-ID": "early-1"}
+            )
+            assert status == 503 and body["code"] == "STARTING", (path, body)
+            assert headers["Content-Type"].startswith("application/problem+json")
+            assert int(headers["Retry-After"]) >= 1
+            assert headers["X-Request-ID"] == "early-1"
+            assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_readiness_while_plugins_start(tmp_path: Path, samples_env: dict[str, str]) -> None:
+    """A real ``serve`` opens its port before its plugins start: a load balancer sees
+    a live process that is not ready yet, clients a 503 to retry, until every plugin
+    runs."""
+    marker = tmp_path / "model-loaded"
+    server = ServerProcess(
+        slow_start_config(marker, log_format="json"), tmp_path, env=samples_env
+    ).start(wait=False)
+
+    async def scenario() -> None:
+        await answers_while_starting(server)
+        marker.touch()
+
+        async def ready() -> Any:
+            status, body, _ = await server.request("GET", "/readyz")
+            return status == 200 and body == {"status": "ready", "reasons": []}
+
+        assert await wait_for(ready, timeout=30), server.output()
+        assert (await server.request("GET", "/api/v1/echoer/events"))[:2] == (
+            200,
+            {"events": []},
+        )
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()
+    lines = [json.loads(x) for x in server.output().splitlines() if x.startswith("{")]
+    early = [x for x in lines if x.get("route") == "(starting)"]
+    assert early and all(x["logger"] == "llmmultichat.access" for x in early)
+    assert {x["status"] for x in early} == {200, 503}
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_workers_start_behind_the_gate_and_drain_on_sigterm(
+    tmp_path: Path, samples_env: dict[str, str], postgres_database: str
+) -> None:
+    """``serve --workers 2`` through its life: while the plugins start every worker
+    answers as a single process does; then both are ready; SIGTERM turns both workers'
+    readiness off at once while they still serve for drain_delay_seconds, and the
+    request in flight finishes before the process exits 0."""
+    marker = tmp_path / "model-loaded"
+    prefix = unique_prefix()
+    kernel = {
+        "drain_delay_seconds": 6,
+        "database": {"url": fresh_schema_url(postgres_database), "pool_size": 2},
+        "bus": {
+            "backend": "redis",
+            "redis_url": "redis://127.0.0.1:6379/0",
+            "channel_prefix": prefix,
+        },
+    }
+    server = ServerProcess(
+        slow_start_config(marker, **kernel), tmp_path, env=samples_env, args=("--workers", "2")
+    ).start(wait=False)
+
+    async def metrics() -> Samples:
+        status, text, _ = await server.request("GET", "/metrics")
+        assert status == 200, text
+        return parse(text)
+
+    async def scenario() -> tuple[int, Any]:
+        await answers_while_starting(server, answers=6)
+        marker.touch()
+        await asyncio.to_thread(server.wait_ready, 60)  # both workers ready
+        assert value(await metrics(), "llmmc_ready") == 2
+
+        slow = asyncio.create_task(
+            server.request("GET", "/api/v1/echoer/slow?seconds=8", headers={"X-Request-ID": "s1"})
+        )
+
+        async def slow_in_flight() -> bool:  # it, and this scrape
+            return value(await metrics(), "llmmc_http_requests_in_flight") == 2
+
+        assert await wait_for(slow_in_flight, timeout=10)
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)  # to the arbiter, which tells every worker
+
+        async def no_worker_ready() -> bool:
+            return value(await metrics(), "llmmc_ready") == 0
+
+        assert await wait_for(no_worker_ready, timeout=5), server.output()
+        for _ in range(6):  # whichever worker answers: not ready, still serving
+            status, body, _ = await server.request("GET", "/readyz")
+            assert (status, body["reasons"]) == (503, ["draining: the server is shutting down"])
+            assert (await server.request("GET", "/api/v1/echoer/events"))[0] == 200
+        status, answer, _ = await slow
+        return status, answer
+
+    try:
+        assert asyncio.run(scenario()) == (200, {"slept": True})
+        assert server.wait(30) == 0, server.output()
+    finally:
+        server.stop()
+    assert server.output().count("SIGTERM: not ready any more") == 2
 
 
 async def test_health_says_what_is_impaired(llmmc: Any) -> None:
@@ -372,6 +512,8 @@ for n in range(2):
     pids.append(pid)
 for pid in pids:
     os.waitpid(pid, 0)
+# a third worker starting: it has created its file but not sized it yet
+(directory / "counter_4000000.db").touch()
 hub = MetricsHub()
 KernelMetrics(hub)
 print(hub.render("")[0].decode())
@@ -386,8 +528,9 @@ print("left:", directory.exists())
 
 def test_worker_processes_are_summed_in_one_exposition() -> None:
     """What serve --workers relies on: the parent switches to multiprocess mode before
-    forking, any process's scrape sums every worker, and an exited worker's live gauges
-    go away while its counters stay."""
+    forking, any process's scrape sums every worker (even while another worker is
+    creating its files), and an exited worker's live gauges go away while its counters
+    stay."""
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     out = subprocess.run(
         [sys.executable, "-c", WORKERS_SCRIPT], capture_output=True, text=True, env=env, check=True

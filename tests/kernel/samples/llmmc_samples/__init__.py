@@ -4,6 +4,7 @@ real entry point (see ``tests/kernel/conftest.py``)."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from sdk import Plugin, Request, Route, hookimpl
@@ -93,3 +94,27 @@ class NeedsCrasher(Plugin):
             return {"plugin": self.name}
 
         return [Route("GET", "/api/v1/needs_crasher/hello", hello, auth="public")]
+
+
+class SlowStart(Plugin):
+    """Its start() waits until the file its config names exists (a model that loads)."""
+
+    name = "slowstart"
+    config_schema = {
+        "type": "object",
+        "required": ["wait_for"],
+        "properties": {"wait_for": {"type": "string"}},
+    }
+
+    async def start(self) -> None:
+        marker = Path(self.config["wait_for"])
+        # a file appearing sets no event: poll for it
+        while not await asyncio.to_thread(marker.exists):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+    @hookimpl
+    def register_routes(self) -> list[Route]:
+        async def hello(req: Request) -> dict[str, Any]:
+            return {"plugin": self.name}
+
+        return [Route("GET", "/api/v1/slowstart/hello", hello, auth="public")]
