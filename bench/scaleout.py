@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -120,18 +123,25 @@ class Serve(authbench.Server):
             cmd = ["taskset", "-c", cpus, *cmd]
         self.log = (workdir / f"{name}.log").open("wb")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=workdir)
+        self.workers = workers
 
     async def ready(self) -> None:
-        # the port opens before the workers are up (the arbiter binds it): ask the app
+        # The port opens before the plugins start (a starting worker answers 503), and
+        # any one worker may answer: wait until /metrics counts every worker ready.
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode} ({self.log.name})")
             try:
-                status, _ = await authbench.call(self.port, "GET", "/ping")
-                if status == 200:
+                async with (
+                    aiohttp.ClientSession() as session,
+                    session.get(f"http://127.0.0.1:{self.port}/metrics") as r,
+                ):
+                    body = await r.read()
+                found = re.search(rb"^llmmc_ready ([0-9.e+-]+)$", body, re.MULTILINE)
+                if r.status == 200 and found and float(found.group(1)) >= self.workers:
                     return
-            except OSError:
+            except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.2)
         raise RuntimeError("server did not get ready")
