@@ -487,14 +487,16 @@ async def client_main(
             f"\nTurn cost, every default plugin on against chat alone (sequential REST turns, "
             f"{args.rounds} interleaved rounds, zero-latency upstream)"
         )
-        print_compare(
-            f"  same message every turn ({args.turns} turns each)",
-            await compare(http, targets, args.turns, args.rounds, vary=False),
-        )
-        print_compare(
-            f"  a new message every turn ({args.turns} turns each)",
-            await compare(http, targets, args.turns, args.rounds, vary=True),
-        )
+        if args.messages in ("both", "same"):
+            print_compare(
+                f"  same message every turn ({args.turns} turns each)",
+                await compare(http, targets, args.turns, args.rounds, vary=False),
+            )
+        if args.messages in ("both", "new"):
+            print_compare(
+                f"  a new message every turn ({args.turns} turns each)",
+                await compare(http, targets, args.turns, args.rounds, vary=True),
+            )
         if spy is not None:
             print_profile(spy, args.profile)
         if spy_alone is not None:
@@ -556,6 +558,12 @@ def main() -> None:
         "--compare-only", action="store_true", help="only the all plugins / chat alone comparison"
     )
     ap.add_argument("--profile", default="", help="py-spy stacks of the all-plugins server")
+    ap.add_argument(
+        "--messages",
+        choices=["both", "same", "new"],
+        default="both",
+        help="the comparison's runs: the same message every turn, a new one, or both",
+    )
     ap.add_argument(
         "--memory-config",
         default="{}",

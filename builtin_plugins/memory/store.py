@@ -274,38 +274,46 @@ class MemoryStore:
         model: str,
     ) -> None:
         """Rewrite a memory's text, metadata, importance (and vector) in place."""
-        dim = int(vector.shape[0]) if vector is not None else 0
-        if dim:
+        await self.update_contents([(memory, vector)], model)
+
+    async def update_contents(
+        self, changes: Sequence[tuple[Memory, np.ndarray | None]], model: str
+    ) -> None:
+        """:meth:`update_content` for several memories, in one transaction."""
+        for dim in {int(v.shape[0]) for _, v in changes if v is not None}:
             await self.ensure_dim(dim)
         dims = sorted(self._dims)
-
         async with self.db.transaction() as tx:
-            await tx.execute(
-                "UPDATE memory_items SET content = $1, metadata = $2, importance = $3, "
-                "fact_key = $4, session_id = $5, source_message_id = $6, updated_at = $7 "
-                "WHERE memory_id = $8 AND user_id = $9",
-                [
-                    memory.content,
-                    json.dumps(memory.metadata),
-                    memory.importance,
-                    memory.fact_key,
-                    memory.session_id,
-                    memory.source_message_id,
-                    memory.updated_at,
-                    memory.memory_id,
-                    memory.user_id,
-                ],
-            )
-            if dim:
-                for d in dims:
-                    await tx.execute(
-                        f"DELETE FROM memory_vectors_{d} WHERE memory_id = $1", [memory.memory_id]
+            for memory, vector in changes:
+                await tx.execute(
+                    "UPDATE memory_items SET content = $1, metadata = $2, importance = $3, "
+                    "fact_key = $4, session_id = $5, source_message_id = $6, updated_at = $7 "
+                    "WHERE memory_id = $8 AND user_id = $9",
+                    [
+                        memory.content,
+                        json.dumps(memory.metadata),
+                        memory.importance,
+                        memory.fact_key,
+                        memory.session_id,
+                        memory.source_message_id,
+                        memory.updated_at,
+                        memory.memory_id,
+                        memory.user_id,
+                    ],
+                )
+                if vector is not None:
+                    for d in dims:
+                        await tx.execute(
+                            f"DELETE FROM memory_vectors_{d} WHERE memory_id = $1",
+                            [memory.memory_id],
+                        )
+                    await _insert_vectors(
+                        tx, int(vector.shape[0]), [memory], vector.reshape(1, -1), model
                     )
-                assert vector is not None
-                await _insert_vectors(tx, dim, [memory], vector.reshape(1, -1), model)
-        if dim and self.index is not None:
-            assert vector is not None
-            self._index_add([memory], vector.reshape(1, -1), model)
+        if self.index is not None:
+            for memory, vector in changes:
+                if vector is not None:
+                    self._index_add([memory], vector.reshape(1, -1), model)
 
     async def touch(self, user_id: str, memory_id: str, importance: float) -> None:
         await self.db.execute(
@@ -376,6 +384,23 @@ class MemoryStore:
             [user_id, session_id, tier, limit],
         )
         return [Memory.from_row(r) for r in reversed(rows)]
+
+    async def find_facts(self, user_id: str, fact_keys: Sequence[str]) -> dict[str, Memory]:
+        """The newest long-term fact of each key, in one query."""
+        keys = list(dict.fromkeys(fact_keys))
+        if not keys:
+            return {}
+        marks = ", ".join(f"${i}" for i in range(2, len(keys) + 2))
+        rows = await self.db.fetchall(
+            f"SELECT {ITEM_COLUMNS} FROM memory_items WHERE user_id = $1 AND tier = 'long_term' "
+            f"AND fact_key IN ({marks}) ORDER BY updated_at DESC",
+            [user_id, *keys],
+        )
+        out: dict[str, Memory] = {}
+        for row in rows:
+            m = Memory.from_row(row)
+            out.setdefault(str(m.fact_key), m)
+        return out
 
     async def find_fact(self, user_id: str, fact_key: str) -> Memory | None:
         row = await self.db.fetchone(
@@ -487,6 +512,48 @@ class MemoryStore:
     ) -> list[Memory] | None:
         """Search through the in-process index (index.py) when this user has enough
         vectors for it to pay; None means: use the SQL path."""
+        entry = await self._index_entry(user_id, model, dim)
+        if entry is None:
+            return None
+        hits = await asyncio.to_thread(
+            entry.search, vector, limit, tiers, session_id, exclude, min_score
+        )
+        return await self._with_scores(user_id, hits)
+
+    async def search_any(
+        self,
+        user_id: str,
+        vectors: np.ndarray,
+        model: str,
+        *,
+        limit: int,
+        tiers: Sequence[str] | None = None,
+    ) -> list[Memory]:
+        """The memories most similar to any of ``vectors`` (each scored by its best),
+        best first: through the index, one scan per vector and one read of the rows."""
+        if len(vectors) == 1 or self.index is None or not self.index.enabled:
+            found: dict[str, Memory] = {}
+            for vector in vectors:
+                for m in await self.search(user_id, vector, model, limit=limit, tiers=tiers):
+                    if m.memory_id not in found or (m.score or 0) > (found[m.memory_id].score or 0):
+                        found[m.memory_id] = m
+            return sorted(found.values(), key=lambda m: m.score or 0.0, reverse=True)[:limit]
+        dim = int(vectors.shape[1])
+        entry = await self._index_entry(user_id, model, dim) if dim in self._dims else None
+        if entry is None:
+            return await self.search_any(user_id, vectors[:1], model, limit=limit, tiers=tiers)
+
+        def scan() -> list[tuple[str, float]]:
+            best: dict[str, float] = {}
+            for vector in vectors:
+                for memory_id, score in entry.search(vector, limit, tiers, None, None, None):
+                    best[memory_id] = max(score, best.get(memory_id, score))
+            return sorted(best.items(), key=lambda h: h[1], reverse=True)[:limit]
+
+        return await self._with_scores(user_id, await asyncio.to_thread(scan))
+
+    async def _index_entry(self, user_id: str, model: str, dim: int) -> _Entry | None:
+        """This user's loaded index entry (loading it if the user has enough vectors)."""
         assert self.index is not None
         known = self.index.min_vectors if self.index.has(user_id, model) else None
         count = known if known is not None else self.index.known_count(user_id, model)
@@ -502,10 +569,7 @@ class MemoryStore:
         if entry is None or entry.dim != dim:
             return None
         self.index.maybe_build_ivf(entry)
-        hits = await asyncio.to_thread(
-            entry.search, vector, limit, tiers, session_id, exclude, min_score
-        )
-        return await self._with_scores(user_id, hits)
+        return entry
 
     async def _with_scores(self, user_id: str, hits: list[tuple[str, float]]) -> list[Memory]:
         if not hits:

@@ -451,7 +451,7 @@ class MemoryService:
                     try:
                         await self._extract_and_store(
                             identity,
-                            "\n".join(m.content for m in messages),
+                            [m.content for m in messages],
                             session_id,
                             messages[-1].source_message_id,
                         )
@@ -599,14 +599,18 @@ class MemoryService:
 
     # -- long term: facts ---------------------------------------------------------------
     async def extract_facts(
-        self, identity: Identity, text: str, *, background: bool = False
+        self, identity: Identity, messages: list[str], *, background: bool = False
     ) -> tuple[list[Fact], str]:
+        """Facts the user states in ``messages`` (read together, one LLM call)."""
+        text = "\n".join(messages)
         mode = self.config["extractor"]
         llm = self.context.services.get("llm") if mode in ("auto", "llm") else None
         if llm is not None:
-            known = await self.store.search(
+            # The known facts nearest to each message (their vectors are cached: they were
+            # just embedded to be stored), not to the joined text, a new and longer one.
+            known = await self.store.search_any(
                 identity.user_id,
-                (await self.embed([text], background=background))[0],
+                await self.embed(messages, background=background),
                 self.model,
                 limit=10,
                 tiers=["long_term"],
@@ -625,25 +629,21 @@ class MemoryService:
         return extract_rules(text), "rules"
 
     async def _extract_and_store(
-        self, identity: Identity, text: str, session_id: str | None, message_id: str | None
+        self,
+        identity: Identity,
+        messages: list[str],
+        session_id: str | None,
+        message_id: str | None,
     ) -> list[Memory]:
-        facts, method = await self.extract_facts(identity, text, background=True)
-        if len(facts) > 1:
-            # one embedding call for all of them (remember_fact finds them in the cache)
-            await self.embed([f.text for f in facts], background=True)
-        stored = []
-        for fact in facts:
-            stored.append(
-                await self.remember_fact(
-                    identity.user_id,
-                    fact,
-                    session_id=session_id,
-                    message_id=message_id,
-                    method=method,
-                    background=True,
-                )
-            )
-        return stored
+        facts, method = await self.extract_facts(identity, messages, background=True)
+        return await self.remember_facts(
+            identity.user_id,
+            facts,
+            session_id=session_id,
+            message_id=message_id,
+            method=method,
+            background=True,
+        )
 
     async def remember_fact(
         self,
@@ -657,67 +657,141 @@ class MemoryService:
     ) -> Memory:
         """Store a fact; a fact with the same key, or a near-identical one, is updated in
         place (a repeat refreshes it, a contradiction replaces its text). Never deletes."""
-        vector = (await self.embed([fact.text], background=background))[0]
-        existing = await self.store.find_fact(user_id, fact.key)
-        if existing is None:
-            near = await self.store.search(
-                user_id,
-                vector,
-                self.model,
-                limit=1,
-                tiers=["long_term"],
-                min_score=float(self.config["dedupe_threshold"]),
-            )
-            existing = near[0] if near else None
-        if existing is not None:
-            now = utcnow()
-            meta = dict(existing.metadata)
-            if _norm_text(existing.content) == _norm_text(fact.text):
-                meta["confirmations"] = int(meta.get("confirmations", 0)) + 1
-                meta["last_confirmed_at"] = now.isoformat()
-                updated = replace(
-                    existing,
-                    metadata=meta,
-                    importance=min(1.0, max(existing.importance, fact.importance) + 0.05),
-                    updated_at=now,
+        stored = await self.remember_facts(
+            user_id,
+            [fact],
+            session_id=session_id,
+            message_id=message_id,
+            method=method,
+            background=background,
+        )
+        return stored[0]
+
+    async def remember_facts(
+        self,
+        user_id: str,
+        facts: list[Fact],
+        *,
+        session_id: str | None = None,
+        message_id: str | None = None,
+        method: str = "rules",
+        background: bool = False,
+    ) -> list[Memory]:
+        """:meth:`remember_fact` for several facts, in order (a later one may update an
+        earlier one): one embedding call, one query for the facts of the same keys, one
+        transaction for the updates and one for the new facts."""
+        if not facts:
+            return []
+        vectors = await self.embed([f.text for f in facts], background=background)
+        by_key = await self.store.find_facts(user_id, [f.key for f in facts])
+        updates: dict[str, tuple[Memory, np.ndarray | None]] = {}
+        new: dict[str, tuple[Memory, np.ndarray]] = {}
+        stored: list[Memory] = []
+        current: dict[str, Memory] = {}
+        for fact, vector in zip(facts, vectors, strict=True):
+            existing = by_key.get(fact.key)
+            if existing is None:
+                near = await self.store.search(
+                    user_id,
+                    vector,
+                    self.model,
+                    limit=1,
+                    tiers=["long_term"],
+                    min_score=float(self.config["dedupe_threshold"]),
                 )
-                await self.store.update_content(updated, None, self.model)
-                return updated
-            history = list(meta.get("previous") or [])
-            history.insert(0, {"content": existing.content, "until": now.isoformat()})
-            meta["previous"] = history[:5]
-            meta["source"] = method
-            if message_id:
-                meta["message_id"] = message_id
-            updated = replace(
+                existing = near[0] if near else None
+                if existing is not None:  # its state after this batch's earlier facts
+                    existing = current.get(existing.memory_id, existing)
+                else:  # or a new fact of this batch, not yet stored, that says the same
+                    threshold = float(self.config["dedupe_threshold"])
+                    existing = next(
+                        (m for m, v in new.values() if float(np.dot(v, vector)) >= threshold),
+                        None,
+                    )
+            if existing is None:
+                memory = self._new(
+                    user_id,
+                    "long_term",
+                    fact.text,
+                    session_id=session_id,
+                    metadata={
+                        "source": method,
+                        "key": fact.key,
+                        **({"message_id": message_id} if message_id else {}),
+                    },
+                    importance=fact.importance,
+                    fact_key=fact.key,
+                    source_message_id=message_id,
+                )
+                new[memory.memory_id] = (memory, vector)
+            else:
+                memory, changed = self._refreshed(
+                    existing, fact, session_id=session_id, message_id=message_id, method=method
+                )
+                if existing.memory_id in new:  # a fact of this batch, not yet stored
+                    new[memory.memory_id] = (
+                        memory,
+                        vector if changed else new[memory.memory_id][1],
+                    )
+                else:
+                    earlier = updates.get(memory.memory_id)
+                    keep = earlier[1] if earlier is not None else None
+                    updates[memory.memory_id] = (memory, vector if changed else keep)
+            by_key[fact.key] = memory
+            if memory.fact_key:
+                by_key[memory.fact_key] = memory
+            current[memory.memory_id] = memory
+            stored.append(memory)
+        if updates:
+            await self.store.update_contents(list(updates.values()), self.model)
+        if new:
+            memories = [m for m, _ in new.values()]
+            await self.store.insert(memories, np.stack([v for _, v in new.values()]), self.model)
+            for memory, vector in new.values():
+                await self._link(memory, vector)
+        return [current[m.memory_id] for m in stored]  # a fact updated twice: its last state
+
+    @staticmethod
+    def _refreshed(
+        existing: Memory,
+        fact: Fact,
+        *,
+        session_id: str | None,
+        message_id: str | None,
+        method: str,
+    ) -> tuple[Memory, bool]:
+        """``existing`` after ``fact`` was stated again: confirmed when the text is the
+        same, otherwise replaced (the old text kept in ``previous``); True when the text
+        (and so the vector) changed."""
+        now = utcnow()
+        meta = dict(existing.metadata)
+        if _norm_text(existing.content) == _norm_text(fact.text):
+            meta["confirmations"] = int(meta.get("confirmations", 0)) + 1
+            meta["last_confirmed_at"] = now.isoformat()
+            confirmed = replace(
                 existing,
-                content=fact.text,
                 metadata=meta,
-                importance=max(existing.importance, fact.importance),
-                fact_key=existing.fact_key or fact.key,
-                session_id=session_id or existing.session_id,
-                source_message_id=message_id or existing.source_message_id,
+                importance=min(1.0, max(existing.importance, fact.importance) + 0.05),
                 updated_at=now,
             )
-            await self.store.update_content(updated, vector, self.model)
-            return updated
-        memory = self._new(
-            user_id,
-            "long_term",
-            fact.text,
-            session_id=session_id,
-            metadata={
-                "source": method,
-                "key": fact.key,
-                **({"message_id": message_id} if message_id else {}),
-            },
-            importance=fact.importance,
-            fact_key=fact.key,
-            source_message_id=message_id,
+            return confirmed, False
+        history = list(meta.get("previous") or [])
+        history.insert(0, {"content": existing.content, "until": now.isoformat()})
+        meta["previous"] = history[:5]
+        meta["source"] = method
+        if message_id:
+            meta["message_id"] = message_id
+        replaced = replace(
+            existing,
+            content=fact.text,
+            metadata=meta,
+            importance=max(existing.importance, fact.importance),
+            fact_key=existing.fact_key or fact.key,
+            session_id=session_id or existing.session_id,
+            source_message_id=message_id or existing.source_message_id,
+            updated_at=now,
         )
-        await self.store.insert([memory], vector.reshape(1, -1), self.model)
-        await self._link(memory, vector)
-        return memory
+        return replaced, True
 
     # -- delete -------------------------------------------------------------------------
     async def delete(self, user_id: str, memory_id: str) -> bool:
