@@ -146,7 +146,30 @@ def run_server(
 
 
 async def write_stats(kernel: Any, path: str) -> None:
+    # LLMMC_TRACEMALLOC=1: also trace Python allocations (large ones too, which the
+    # block count misses) and write the lines that grew most since the second minute.
+    traced = os.environ.get("LLMMC_TRACEMALLOC") == "1"
+    baseline: Any = None
+    started = last = time.monotonic()
+    if traced and path:
+        import tracemalloc
+
+        tracemalloc.start(3)
     while path:
+        if traced and time.monotonic() - started > 120 and time.monotonic() - last > 55:
+            import tracemalloc
+
+            last = time.monotonic()
+            snap = tracemalloc.take_snapshot()
+            if baseline is None:
+                baseline = snap
+            else:
+                top = snap.compare_to(baseline, "traceback")[:15]
+                lines = []
+                for stat in top:
+                    lines.append(f"{stat.size_diff / 1048576:+8.2f} MB {stat.count_diff:+8d}")
+                    lines += ["      " + line for line in stat.traceback.format()[-6:]]
+                await asyncio.to_thread(Path(path + ".growth").write_text, "\n".join(lines))
         duck = 0
         if kernel.database.engine == "duckdb":
             duck = await kernel.database.fetchval(

@@ -45,6 +45,8 @@ SMALL_COUNTS = 100_000  # users below min_vectors whose vector count is remember
 PREFILTER_MIN = 64  # rows re-scored exactly after the float16 scan, at the least
 PREFILTER_FACTOR = 8  # ... or this many times the limit
 HALF_SLACK = 0.01  # float16 rounding allowance when min_score filters the rough scan
+MIN_ROWS = 64  # an entry's first capacity (every user who searches has an entry)
+COMPACT_MIN_ROWS = 256  # an entry this big with more dead rows than live is rebuilt
 
 
 def _torch() -> Any:
@@ -109,7 +111,7 @@ class _Entry:
         cap = self.matrix.shape[0]
         if need <= cap:
             return
-        new_cap = max(need, cap * 2, 1024)
+        new_cap = max(need, cap * 2, MIN_ROWS)
         matrix = np.zeros((new_cap, self.dim), dtype=np.float32)
         matrix[: self.n] = self.matrix[: self.n]
         tiers = np.zeros(new_cap, dtype=np.int8)
@@ -159,6 +161,32 @@ class _Entry:
             row = self.row_of.pop(memory_id, None)
             if row is not None:
                 self.alive[row] = False
+
+    def wants_compaction(self) -> bool:
+        """Removed rows stay (marked dead) until this says so: chat turns are trimmed all
+        the time, so without it an active user's entry, and every scan of it, would
+        grow with every turn ever recorded rather than with the memories kept."""
+        return self.n >= COMPACT_MIN_ROWS and len(self.row_of) * 2 < self.n
+
+    def compacted(self) -> _Entry:
+        """A new entry with the live rows only. A new object, not this one changed: a
+        search running in a thread keeps reading this one, consistently."""
+        rows = np.fromiter(sorted(self.row_of.values()), dtype=np.int64, count=len(self.row_of))
+        k = len(rows)
+        new = _Entry(dim=self.dim, matrix=np.zeros((0, self.dim), np.float32))
+        new._grow(k)
+        new.matrix[:k] = self.matrix[rows]
+        new.tiers[:k] = self.tiers[rows]
+        new.sessions[:k] = self.sessions[rows]
+        new.alive[:k] = True
+        new.ids = [self.ids[int(r)] for r in rows]
+        new.row_of = {memory_id: i for i, memory_id in enumerate(new.ids)}
+        new.n = k
+        new.session_codes = dict(self.session_codes)
+        new.used = self.used
+        if self.half is not None:
+            new.enable_half()
+        return new
 
     def search(
         self,
@@ -436,6 +464,8 @@ class VectorIndex:
         for key, entry in list(self._entries.items()):
             if user_id is None or key[0] == user_id:
                 entry.remove(ids)
+                if entry.wants_compaction():
+                    self._entries[key] = entry.compacted()
         for key, ops in self._loading.items():
             if user_id is None or key[0] == user_id:
                 ops.append(("remove", list(ids)))

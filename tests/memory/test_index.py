@@ -53,6 +53,41 @@ async def test_entry_filters_and_order() -> None:
     assert not index.has("u", "m")
 
 
+async def test_an_entry_grows_with_the_memories_kept_not_with_every_turn_ever() -> None:
+    """Chat turns are recorded and trimmed all the time: after 2 000 turns of which the
+    newest 12 are kept, the user's entry holds about what is kept and finds exactly
+    what a fresh entry of the kept vectors finds."""
+    rng = np.random.default_rng(4)
+    index = VectorIndex(min_vectors=1, max_bytes=1 << 30)
+    first = unit(rng, 2)
+
+    async def loader() -> Any:
+        return ["t0", "t1"], ["short_term"] * 2, ["s"] * 2, first
+
+    assert await index.ensure("u", "m", 2, loader) is not None
+    kept: dict[str, np.ndarray] = {"t0": first[0], "t1": first[1]}
+    for i in range(2, 2000, 2):
+        pair = unit(rng, 2)
+        new_ids = [f"t{i}", f"t{i + 1}"]
+        index.on_add("u", "m", new_ids, ["short_term"] * 2, ["s"] * 2, pair)
+        kept.update(zip(new_ids, pair, strict=True))
+        gone = list(kept)[:-12]
+        for memory_id in gone:
+            del kept[memory_id]
+        index.on_remove("u", gone)
+    entry = await index.ensure("u", "m", 12, loader)
+    assert entry is not None
+    assert entry.alive_count == 12
+    assert entry.n < 256 and entry.matrix.shape[0] <= 512
+    assert index.nbytes() < 512 * 16 * 4 * 2
+    ids = list(kept)
+    matrix = np.stack([kept[i] for i in ids])
+    for q in unit(rng, 5):
+        order = np.argsort(-(matrix @ q))
+        found = entry.search(q, 5, None, None, None, None)
+        assert [h[0] for h in found] == [ids[i] for i in order[:5]]
+
+
 async def test_changes_during_a_load_are_replayed() -> None:
     rng = np.random.default_rng(2)
     vectors = unit(rng, 20)
