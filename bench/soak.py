@@ -280,7 +280,7 @@ async def drive(
                 next_report += args.every
             if now - start >= args.minutes * 60:
                 break
-            if now >= next_user:
+            if now >= next_user and (not args.users or len(soak.users) < args.users):
                 tasks.add(asyncio.create_task(soak.register()))
                 next_user += NEW_USER_EVERY
             if sem.locked():
@@ -326,6 +326,13 @@ def main() -> None:
     ap.add_argument("--every", type=float, default=30.0, help="seconds between RSS lines")
     ap.add_argument("--max-in-flight", type=int, default=64)
     ap.add_argument("--warmup", type=float, default=1.0, help="minutes left out of the figures")
+    ap.add_argument(
+        "--users",
+        type=int,
+        default=0,
+        help="stop registering new users at this many (a steady population; 0: a new user "
+        "every 5 s all along)",
+    )
     args = ap.parse_args()
 
     ctx = mp.get_context("spawn")
