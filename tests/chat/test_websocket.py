@@ -180,9 +180,17 @@ class _StuckSocket:
 async def test_a_slow_reader_is_disconnected_with_bounded_memory():
     from builtin_plugins.chat.websocket import CLOSE_SLOW, Connection
 
+    class Count:
+        value = 0
+
+        def inc(self, amount=1):
+            self.value += amount
+
     class Hub:
         service = None
         send_timeout = 0.2
+        sent = Count()  # the messages-sent metric's child
+        received = Count()
         settings = {
             "send_queue": 4,
             "max_message_bytes": 1024,
@@ -197,3 +205,4 @@ async def test_a_slow_reader_is_disconnected_with_bounded_memory():
         assert conn.queue.qsize() <= 4
     assert conn.closed and ws.closed and ws.close_code == CLOSE_SLOW
     assert ws.sent == 1  # the writer got stuck on the first frame; nothing more piled up
+    assert Hub.sent.value == conn.messages_sent
