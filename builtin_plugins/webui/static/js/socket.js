@@ -56,7 +56,9 @@ export class ChatSocket {
       this.setState("open");
       const waiting = this.queue.splice(0);
       for (const f of waiting) this.raw(f);
-      if (reconnected) this.onFrame({ type: "reconnected" });
+      // the chat messages that went out only now are not lost: their replies stream here
+      const resent = waiting.filter((f) => f.type === "chat").map((f) => f.request_id);
+      if (reconnected) this.onFrame({ type: "reconnected", resent });
       return;
     }
     if (frame.type === "error" && (frame.code === "INVALID_TOKEN" || frame.code === "AUTH_REQUIRED") && !frame.request_id) {
