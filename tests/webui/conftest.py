@@ -57,7 +57,7 @@ class ScriptedOpenAI(FakeOpenAI):
     - a user message about the weather, with tools offered: a ``weather`` call for Tokyo;
     - "xss please": a reply full of HTML that must show as text;
     - "reconnect": a reply streamed over about six seconds (time to drop the socket);
-    - "slowly": a long reply streamed word by word over several seconds (for Stop);
+    - "slowly": a reply streamed word by word for a minute (Stop ends it long before);
     - anything else: "Hello! You said: ..." streamed a word at a time.
     """
 
@@ -82,7 +82,7 @@ class ScriptedOpenAI(FakeOpenAI):
             words = f"Hello! You said: {text} " + " ".join(["again"] * 40)
             return ScriptedReply(content=words, chunk_delay=0.15)
         if "slowly" in text.lower():
-            return ScriptedReply(content=" ".join(["word"] * 200), chunk_delay=0.05)
+            return ScriptedReply(content=" ".join(["word"] * 1200), chunk_delay=0.05)
         return ScriptedReply(content=self._default_text(body), chunk_delay=0.03)
 
 

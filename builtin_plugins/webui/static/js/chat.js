@@ -14,7 +14,7 @@ const PAGE = 100;
 
 export function chatView({ app, socket, characters, sessionId }) {
   const byId = Object.fromEntries(characters.map((c) => [c.id, c]));
-  const state = { sessionId: sessionId || null, messages: [], sessions: [], hasEarlier: false, canRename: false };
+  const state = { sessionId: sessionId || null, messages: [], sessions: [], sessionsLoaded: false, hasEarlier: false, canRename: false };
   // request_id -> { sessionId, text, sentAt, anchor, bubbles: Map(character -> bubble), userEl, typing, cancelling }
   const pending = new Map();
   let loads = 0; // history requests in flight
@@ -95,12 +95,13 @@ export function chatView({ app, socket, characters, sessionId }) {
     } catch (err) {
       return app.fail(err);
     }
+    state.sessionsLoaded = true;
     renderSessions();
   }
 
   function renderSessions() {
     clear(list);
-    if (!state.sessions.length) list.append(h("li", { class: "empty", text: t("noSessions") }));
+    if (!state.sessions.length && state.sessionsLoaded) list.append(h("li", { class: "empty", text: t("noSessions") }));
     for (const s of state.sessions) {
       const current = s.session_id === state.sessionId;
       const open = h("a", {
@@ -184,9 +185,10 @@ export function chatView({ app, socket, characters, sessionId }) {
     }
     await loadHistory();
     if (!s) {
-      await loadSessions();
+      await firstSessions;
+      if (!state.sessions.some((x) => x.session_id === id)) await loadSessions();
       const found = state.sessions.find((x) => x.session_id === id);
-      if (found) title.textContent = found.title || t("untitled");
+      if (found && id === state.sessionId) title.textContent = found.title || t("untitled");
     }
     input.focus();
   }
@@ -384,7 +386,7 @@ export function chatView({ app, socket, characters, sessionId }) {
       b = { node, body: node.querySelector(".body"), raw: "", frame: 0 };
       p.bubbles.set(characterId, b);
       const stick = nearBottom();
-      messages.insertBefore(node, p.typing);
+      messages.insertBefore(node, p.typing.parentNode === messages ? p.typing : null);
       if (stick) scrollDown();
     }
     return b;
@@ -427,7 +429,7 @@ export function chatView({ app, socket, characters, sessionId }) {
       const line = h("li", { class: "msg calls live", "data-request": frame.request_id, "data-character": c.id, vars: { "--who": colourOf(c.id) } },
         toolCallLine({ function: { name: frame.name, arguments: frame.arguments } }, c));
       const stick = nearBottom();
-      messages.insertBefore(line, p.typing);
+      messages.insertBefore(line, p.typing.parentNode === messages ? p.typing : null);
       const b = p.bubbles.get(frame.character);
       if (b && !b.raw) { b.node.remove(); p.bubbles.delete(frame.character); }
       if (stick) scrollDown();
@@ -470,6 +472,7 @@ export function chatView({ app, socket, characters, sessionId }) {
   function stopped(requestId, p, replies) {
     const nodes = turnNodes(requestId);
     finish(requestId);
+    if (p.sessionId && p.sessionId !== state.sessionId) return;
     const kept = new Set(replies.map((r) => r.character));
     const unsaved = nodes.filter((n) => n.isConnected && (n === p.userEl ? !replies.length : !kept.has(n.dataset.character)));
     const note = h("li", { class: "msg note", text: unsaved.length ? t("stoppedUnsaved") : t("cancelled") });
@@ -491,6 +494,7 @@ export function chatView({ app, socket, characters, sessionId }) {
     const started = p.bubbles.size > 0 || nodes.some((n) => n.classList.contains("calls"));
     finish(requestId);
     const text = error.status === 429 ? `${error.userMessage} ${frame.message || ""}`.trim() : error.userMessage;
+    if (p.sessionId && p.sessionId !== state.sessionId) return toast(text, "error");
     const note = h("li", { class: "msg error", role: "alert", text });
     const shown = nodes.filter((n) => n.isConnected);
     placeAfter(nodes, note);
@@ -527,9 +531,17 @@ export function chatView({ app, socket, characters, sessionId }) {
         if (!input.value) input.value = p.text;
       } else if (!p.cancelling) {
         p.cancelling = true;
-        socket.send({ type: "cancel", request_id: requestId });
+        sendCancel(requestId, 0);
       }
     }
+  }
+
+  // The server can lose a cancel (Python 3.11's asyncio.wait_for swallows a cancellation
+  // that lands as a frame is queued): while the reply goes on, Stop is sent again.
+  function sendCancel(requestId, tries) {
+    if (!pending.has(requestId)) return;
+    socket.send({ type: "cancel", request_id: requestId });
+    if (tries < 5) setTimeout(() => sendCancel(requestId, tries + 1), 2000);
   }
 
   // The socket came back. Requests sent on the old one went on on the server and are
@@ -588,7 +600,9 @@ export function chatView({ app, socket, characters, sessionId }) {
   }
 
   hasRoute("patch", "/api/v1/chat/sessions/{session_id}").then((yes) => { state.canRename = yes; renderSessions(); });
-  loadSessions().then(() => showSession(state.sessionId));
+  // the conversation is shown at once (a message sent while the list loads is never wiped)
+  const firstSessions = loadSessions();
+  showSession(state.sessionId);
   setConnection(socket.state);
 
   return {
