@@ -202,7 +202,7 @@ def test_profile_quota_keys_and_password(open_page: Any, server: ServerProcess) 
         expect(meter).to_have_attribute("aria-valuemax", "200000")
         if int(meter.get_attribute("aria-valuenow") or 0) > 0:
             break
-        page.get_by_role("link", name="Chat").click()
+        page.get_by_role("link", name="Chat", exact=True).click()
         page.wait_for_timeout(100)
     assert int(meter.get_attribute("aria-valuenow") or 0) > 0
 
@@ -228,17 +228,149 @@ def test_profile_quota_keys_and_password(open_page: Any, server: ServerProcess) 
     expect(page.get_by_role("status").last).to_contain_text("Password changed")
 
 
-def test_admin_sees_plugins_and_users(open_page: Any, server: ServerProcess) -> None:
-    page = open_page().page
-    page.goto(server.url + "/app/#/login")
-    page.get_by_label("Email").fill(ADMIN["email"])
-    page.get_by_label("Password").fill(ADMIN["password"])
+def log_in(page: Any, base: str, email: str, password: str) -> None:
+    page.goto(base + "/app/#/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_label("Message", exact=True)).to_be_visible()
+
+
+def test_admin_sees_plugins_and_manages_users(open_page: Any, server: ServerProcess) -> None:
+    # a user to manage, signed in in a browser of their own
+    watched = open_page()
+    watched.expected_failures.append("/api/v1/auth/refresh")  # refused once disabled
+    member = watched.page
+    email = sign_up(member, server.url, "member")
+    name = email.split("@")[0]
+
+    w = open_page()
+    w.expected_failures.append("/api/v1/admin/users/")  # the last admin's 409
+    page = w.page
+    log_in(page, server.url, ADMIN["email"], ADMIN["password"])
     page.get_by_role("link", name="Admin").click()
     rows = page.locator("tr[data-plugin]")
     expect(rows).to_have_count(7)
     expect(page.locator('tr[data-plugin="webui"] .state')).to_have_text("RUNNING")
+
+    # the users table, searched
+    expect(page.locator("tr[data-user]").first).to_be_visible()
+    page.get_by_label("Search", exact=True).fill(name)
+    page.get_by_role("button", name="Search", exact=True).click()
+    row = page.locator("tr[data-user]")
+    expect(row).to_have_count(1)
+    expect(row.locator("th")).to_have_text(name)
+    expect(row.locator(".roles")).to_have_text("user")
+    expect(row.locator(".account-state")).to_have_text("Active")
     shot(page, "desktop-admin")
+
+    # make them an admin, then take it back (asked first)
+    page.get_by_role("button", name=f"Make admin: {name}").click()
+    expect(row.locator(".roles")).to_have_text("user, admin")
+    expect(page.get_by_role("button", name=f"Remove admin: {name}")).to_be_focused()
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name=f"Remove admin: {name}").click()
+    expect(row.locator(".roles")).to_have_text("user")
+
+    # disable: the row says so and their browser is logged out at once
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name=f"Disable: {name}").click()
+    expect(row.locator(".account-state")).to_have_text("Disabled")
+    expect(member).to_have_url(re.compile(r"#/login$"))
+    expect(member.locator(".notice")).to_have_text("Your session has ended. Please log in again.")
+
+    # enable: they can log in again
+    page.get_by_role("button", name=f"Enable: {name}").click()
+    expect(row.locator(".account-state")).to_have_text("Active")
+    log_in(member, server.url, email, "Correct-Horse-9")
+
+    # the last enabled admin cannot be disabled: the server's reason is shown
+    page.get_by_label("Search", exact=True).fill(ADMIN["username"])
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(row).to_have_count(1)
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name=f"Disable: {ADMIN['username']}").click()
+    expect(page.locator(".toast")).to_have_text(
+        "This is the last enabled admin: make another admin first."
+    )
+    expect(row.locator(".account-state")).to_have_text("Active")
+
+
+def test_dark_theme_is_chosen_and_kept(open_page: Any, server: ServerProcess) -> None:
+    page = open_page().page  # the system is light
+    sign_up(page, server.url, "dark")
+    body = page.locator("body")
+    expect(body).to_have_css("background-color", "rgb(246, 247, 251)")
+    page.get_by_label("Theme").select_option("dark")
+    expect(body).to_have_css("background-color", "rgb(18, 20, 27)")
+    expect(body).to_have_css("color", "rgb(232, 234, 242)")
+    send(page, "What is the weather in Tokyo?")
+    expect(page.locator("li.msg.tool .card-weather")).to_be_visible()
+    expect(page.locator("li.msg.assistant.streaming")).to_have_count(0)
+    shot(page, "desktop-chat-dark")
+
+    page.reload()
+    expect(page.get_by_label("Theme")).to_have_value("dark")
+    expect(body).to_have_css("background-color", "rgb(18, 20, 27)")
+    # back to automatic: the system's light again, and nothing stored for it
+    page.get_by_label("Theme").select_option("auto")
+    expect(body).to_have_css("background-color", "rgb(246, 247, 251)")
+    assert page.evaluate("localStorage.getItem('llmmc.theme')") is None
+
+
+def test_the_theme_follows_the_system_until_chosen(open_page: Any, server: ServerProcess) -> None:
+    page = open_page(viewport=PHONE, locale="ja-JP", color_scheme="dark").page
+    page.goto(server.url + "/app/")
+    body = page.locator("body")
+    expect(body).to_have_css("background-color", "rgb(18, 20, 27)")
+    expect(page.get_by_label("テーマ")).to_have_value("auto")
+    shot(page, "phone-login-ja-dark")
+    page.get_by_role("link", name=re.compile("アカウントを作成")).click()
+    username, email = unique("yami")
+    page.get_by_label("ユーザー名").fill(username)
+    page.get_by_label("メールアドレス").fill(email)
+    page.get_by_label("パスワード").fill("Correct-Horse-9")
+    page.get_by_role("button", name="新規登録").click()
+    box = page.get_by_label("メッセージ", exact=True)
+    box.fill("ノクス、東京の天気は？")
+    box.press("Enter")
+    expect(page.locator("li.msg.tool .card-weather")).to_contain_text("天気")
+    expect(page.locator("li.msg.assistant.streaming")).to_have_count(0)
+    shot(page, "phone-chat-ja-dark")
+    # chosen light wins over the dark system
+    page.get_by_label("テーマ").select_option("light")
+    expect(body).to_have_css("background-color", "rgb(246, 247, 251)")
+
+
+def test_english_follows_the_browser_and_switches_to_japanese(
+    open_page: Any, server: ServerProcess
+) -> None:
+    page = open_page().page  # en-US
+    sign_up(page, server.url, "lang")
+    assert page.evaluate("document.documentElement.lang") == "en"
+    send(page, "hello in two languages")
+    reply = page.locator("li.msg.assistant .body")
+    expect(reply).to_have_text(["Hello! You said: hello in two languages"])
+
+    page.get_by_label("Language").select_option("ja")
+    expect(page.get_by_role("link", name="メモリ")).to_be_visible()
+    expect(page.locator("html")).to_have_attribute("lang", "ja")
+    expect(page.get_by_label("メッセージ", exact=True)).to_have_attribute(
+        "placeholder", re.compile("Enterで送信")
+    )
+    expect(page.get_by_role("button", name="送信")).to_be_visible()
+    expect(page.get_by_role("button", name="ログアウト")).to_be_visible()
+    # the open conversation is still there, and the choice outlives a reload
+    expect(reply).to_have_text(["Hello! You said: hello in two languages"])
+    page.reload()
+    expect(page.get_by_role("link", name="プロフィール")).to_be_visible()
+    page.get_by_role("link", name="プロフィール").click()
+    expect(page.get_by_role("heading", name="パスワードの変更")).to_be_visible()
+    shot(page, "desktop-profile-ja")
+
+    page.get_by_label("言語").select_option("en")
+    expect(page.get_by_role("heading", name="Change password")).to_be_visible()
+    expect(page.locator("html")).to_have_attribute("lang", "en")
 
 
 def test_keyboard_only_and_every_control_is_labelled(open_page: Any, server: ServerProcess) -> None:
