@@ -600,9 +600,10 @@ export function chatView({ app, socket, characters, sessionId }) {
   }
 
   hasRoute("patch", "/api/v1/chat/sessions/{session_id}").then((yes) => { state.canRename = yes; renderSessions(); });
-  // the conversation is shown at once (a message sent while the list loads is never wiped)
+  // the conversation is shown at once (a message sent while the list loads is never
+  // wiped), as soon as the view is on the page (so the composer can take focus)
   const firstSessions = loadSessions();
-  showSession(state.sessionId);
+  queueMicrotask(() => showSession(state.sessionId));
   setConnection(socket.state);
 
   return {
