@@ -88,6 +88,7 @@ def test_stop_a_reply(open_page: Any, server: ServerProcess) -> None:
     expect(streaming).to_have_count(0)
     expect(page.locator("li.msg.user .body")).to_have_text(["tell me slowly"])
     expect(page.locator("li.msg.assistant .body")).to_contain_text(["word word"])
+    shot(page, "desktop-chat-stopped")
 
     # the conversation goes on; the stopped part keeps its place before the new turn
     send(page, "and now quickly")
@@ -140,6 +141,8 @@ def test_a_dropped_socket_loses_nothing(open_page: Any, server: ServerProcess) -
     expect(page.locator(".connection")).not_to_have_attribute("data-state", "open")
     send(page, "sent while offline")
     expect(page.locator("li.msg.user .body").last).to_have_text("sent while offline")
+    expect(page.locator(".connection")).to_have_text("Connection lost — reconnecting…")
+    shot(page, "desktop-chat-offline")
     refuse = False
     page.wait_for_function(RECONNECTED, arg=seen)
     expect(page.locator("li.msg.assistant .body").last).to_have_text(
@@ -262,7 +265,6 @@ def test_admin_sees_plugins_and_manages_users(open_page: Any, server: ServerProc
     expect(row.locator("th")).to_have_text(name)
     expect(row.locator(".roles")).to_have_text("user")
     expect(row.locator(".account-state")).to_have_text("Active")
-    shot(page, "desktop-admin")
 
     # make them an admin, then take it back (asked first)
     page.get_by_role("button", name=f"Make admin: {name}").click()
@@ -276,6 +278,7 @@ def test_admin_sees_plugins_and_manages_users(open_page: Any, server: ServerProc
     page.once("dialog", lambda d: d.accept())
     page.get_by_role("button", name=f"Disable: {name}").click()
     expect(row.locator(".account-state")).to_have_text("Disabled")
+    shot(page, "desktop-admin", full_page=True)
     expect(member).to_have_url(re.compile(r"#/login$"))
     expect(member.locator(".notice")).to_have_text("Your session has ended. Please log in again.")
 
@@ -307,6 +310,7 @@ def test_dark_theme_is_chosen_and_kept(open_page: Any, server: ServerProcess) ->
     send(page, "What is the weather in Tokyo?")
     expect(page.locator("li.msg.tool .card-weather")).to_be_visible()
     expect(page.locator("li.msg.assistant.streaming")).to_have_count(0)
+    expect(page.locator(".conv-title")).to_have_text("What is the weather in Tokyo?")
     shot(page, "desktop-chat-dark")
 
     page.reload()
@@ -336,6 +340,7 @@ def test_the_theme_follows_the_system_until_chosen(open_page: Any, server: Serve
     box.press("Enter")
     expect(page.locator("li.msg.tool .card-weather")).to_contain_text("天気")
     expect(page.locator("li.msg.assistant.streaming")).to_have_count(0)
+    expect(page.locator(".conv-title")).to_have_text("ノクス、東京の天気は？")
     shot(page, "phone-chat-ja-dark")
     # chosen light wins over the dark system
     page.get_by_label("テーマ").select_option("light")

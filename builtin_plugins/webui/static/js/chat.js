@@ -402,11 +402,17 @@ export function chatView({ app, socket, characters, sessionId }) {
     });
   }
 
+  // The server made the conversation for the first message: it is in the URL and the list.
   function adoptSession(id) {
     if (!id || state.sessionId) return;
     state.sessionId = id;
     window.history.replaceState(null, "", `#/chat/${enc(id)}`);
     for (const p of pending.values()) if (!p.sessionId) p.sessionId = id;
+    refreshSessions();
+  }
+
+  function refreshSessions() {
+    return loadSessions().then(() => { title.textContent = currentTitle(); });
   }
 
   function onFrame(frame) {
@@ -438,7 +444,7 @@ export function chatView({ app, socket, characters, sessionId }) {
       if (frame.cancelled) stopped(frame.request_id, p, frame.replies || []);
       else finish(frame.request_id);
       if (p.sessionId === state.sessionId) loadHistory();
-      loadSessions().then(() => { title.textContent = currentTitle(); });
+      refreshSessions();
     } else if (frame.type === "error") {
       // a cancel that came after the reply had finished: its "complete" tells the rest
       if (p.cancelling && frame.code === "BAD_MESSAGE") return;
@@ -583,7 +589,7 @@ export function chatView({ app, socket, characters, sessionId }) {
       resyncing -= 1;
       busy();
     }
-    loadSessions();
+    refreshSessions();
   }
 
   function nearBottom() {

@@ -40,7 +40,7 @@ const STRINGS = {
     tier_short_term: "Recent turns", tier_mid_term: "Session summaries", tier_long_term: "Facts about you",
     tier_associative: "Associations", tier_knowledge: "Documents",
     deleteMemoryConfirm: "Delete this memory?", deleted: "Deleted.",
-    memoryCount: "{count} memories",
+    memoryCount: "{count} memories", memoryCount_one: "{count} memory",
     profile: "Profile", account: "Account", memberSince: "Member since {date}",
     usage: "Today's token use", unlimited: "{used} tokens today (no limit)",
     usageOf: "{used} of {limit} tokens ({pct}%)",
@@ -51,7 +51,7 @@ const STRINGS = {
     changePassword: "Change password", currentPassword: "Current password", newPassword: "New password",
     passwordChanged: "Password changed. Other devices have been logged out.",
     admin: "Administration", plugins: "Plugins", users: "Users", state: "State", status: "Status",
-    roles: "Roles", lastLogin: "Last login", disabled: "Disabled", total: "{count} users",
+    roles: "Roles", lastLogin: "Last login", disabled: "Disabled", total: "{count} users", total_one: "{count} user",
     actions: "Actions", accountActive: "Active", accountDisabled: "Disabled",
     makeAdmin: "Make admin", removeAdmin: "Remove admin", disable: "Disable", enable: "Enable",
     confirmDisable: "Disable {name}? They are logged out everywhere and their API keys are deleted.",
@@ -143,7 +143,9 @@ export function currentLang() {
 
 export function t(key, vars) {
   const table = STRINGS[currentLang()];
-  let text = table[key] ?? STRINGS.en[key] ?? key;
+  // English singular: "{count} memory" when the table has a ``_one`` form
+  const one = vars && String(vars.count) === "1" && table[`${key}_one`];
+  let text = one || (table[key] ?? STRINGS.en[key] ?? key);
   if (vars) for (const [k, v] of Object.entries(vars)) text = text.replaceAll(`{${k}}`, String(v));
   return text;
 }
