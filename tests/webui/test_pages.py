@@ -357,7 +357,7 @@ def test_english_follows_the_browser_and_switches_to_japanese(
     reply = page.locator("li.msg.assistant .body")
     expect(reply).to_have_text(["Hello! You said: hello in two languages"])
 
-    page.get_by_label("Language").select_option("ja")
+    page.get_by_label("Language", exact=True).select_option("ja")
     expect(page.get_by_role("link", name="メモリ")).to_be_visible()
     expect(page.locator("html")).to_have_attribute("lang", "ja")
     expect(page.get_by_label("メッセージ", exact=True)).to_have_attribute(
