@@ -311,7 +311,7 @@ def open_page(browser: Any, server: ServerProcess) -> Iterator[Any]:
             c.close()
 
 
-def shot(page: Any, name: str, full_page: bool = False) -> Path:
+def shot(page: Any, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=full_page)
+    page.screenshot(path=str(path))
     return path

@@ -61,7 +61,7 @@ export function adminView({ app }) {
       h("td", { class: "roles", text: (u.roles || []).join(", ") }),
       h("td", { text: u.last_login_at ? formatTime(u.last_login_at, currentLang()) : "—" }),
       h("td", { class: ["account-state", u.disabled && "off"], text: u.disabled ? t("accountDisabled") : t("accountActive") }),
-      h("td", { class: "row-actions" },
+      h("td", { class: "row-actions" }, h("div", null,
         h("button", {
           type: "button", "data-action": "role", "aria-label": `${admin ? t("removeAdmin") : t("makeAdmin")}: ${u.username}`, text: admin ? t("removeAdmin") : t("makeAdmin"),
           onclick: () => change(u, row, { roles: admin ? ["user"] : ["user", "admin"] }, admin ? t("confirmRemoveAdmin", { name: u.username }) : null),
@@ -69,7 +69,7 @@ export function adminView({ app }) {
         h("button", {
           type: "button", "data-action": "state", class: u.disabled ? null : "danger", "aria-label": `${u.disabled ? t("enable") : t("disable")}: ${u.username}`, text: u.disabled ? t("enable") : t("disable"),
           onclick: () => change(u, row, { disabled: !u.disabled }, u.disabled ? null : t("confirmDisable", { name: u.username })),
-        })));
+        }))));
     return row;
   }
 
