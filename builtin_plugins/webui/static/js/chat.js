@@ -244,37 +244,40 @@ export function chatView({ app, socket, characters, sessionId }) {
   // What the server did not store stays on screen: a stopped or failed turn's message,
   // partial reply and the note saying so, or a reply still running on the server after a
   // reconnect ("provisional": until the history has something after it). Those nodes carry
-  // data-after, the stored message they follow ("^": the start), and are put back there.
+  // data-after, the stored message they follow ("^": the start), and stay right after it.
   function renderMessages() {
     const stick = nearBottom();
     earlier.hidden = !state.hasEarlier;
-    const locals = Array.from(messages.querySelectorAll(":scope > li[data-after]"));
-    for (const n of locals) n.remove();
-    const nodes = Array.from(messages.children);
+    let locals = Array.from(messages.querySelectorAll(":scope > li[data-after]"));
+    for (const n of locals) if (n.dataset.provisional && storedAfter(n.dataset.after).length) n.remove();
+    locals = locals.filter((n) => n.isConnected);
+    const nodes = Array.from(messages.children).filter((n) => !n.dataset.after);
     let keep = 0;
     while (keep < nodes.length && keep < state.messages.length && nodes[keep].dataset.id === state.messages[keep].message_id) keep += 1;
     for (const node of nodes.slice(keep)) if (!node.dataset.request || !pending.has(node.dataset.request)) node.remove();
-    const tail = Array.from(messages.children).slice(keep);
+    const tail = nodes.slice(keep).filter((n) => n.isConnected);
     for (const m of state.messages.slice(keep)) {
       const node = messageNode(m);
       if (node) messages.insertBefore(node, tail[0] || null);
     }
-    placeLocals(locals.filter((n) => !(n.dataset.provisional && storedAfter(n.dataset.after).length)));
+    placeLocals(locals);
     if (stick) scrollDown();
   }
 
+  // Each local node right after its anchor (or the local before it with the same anchor);
+  // one already there is left alone, so a screen reader does not hear it again.
   function placeLocals(locals) {
     let anchor = null;
-    let cursor = null;
+    let prev = null;
     for (const n of locals) {
       if (n.dataset.after !== anchor) {
         anchor = n.dataset.after;
-        cursor = anchor === "^" ? "start" : messages.querySelector(`:scope > li[data-id="${CSS.escape(anchor)}"]`);
+        prev = anchor === "^" ? "start" : messages.querySelector(`:scope > li[data-id="${CSS.escape(anchor)}"]`);
       }
-      if (cursor === "start") messages.prepend(n);
-      else if (cursor) cursor.after(n);
-      else messages.append(n); // its message is not loaded yet (the history is on its way)
-      cursor = n;
+      if (prev === "start") { if (messages.firstElementChild !== n) messages.prepend(n); }
+      else if (prev) { if (n.previousElementSibling !== prev) prev.after(n); }
+      else if (n.nextElementSibling) messages.append(n); // its message is not loaded yet
+      prev = n;
     }
   }
 
