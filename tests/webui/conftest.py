@@ -1,6 +1,7 @@
 """The web client in real headless Chromium (Debian's ``chromium``, driven by Playwright
 for Python) against a real ``llmmultichat serve`` process whose characters talk to a fake
-OpenAI server and whose weather tool talks to a fake Open-Meteo, both on 127.0.0.1.
+OpenAI server, whose weather tool talks to a fake Open-Meteo and whose translate tool
+talks to a fake LibreTranslate, all on 127.0.0.1.
 
 Every page records what it asked for: a request to any host other than 127.0.0.1 is
 refused and fails the test, and so does any console error or uncaught exception.
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.fakes.libretranslate import FakeLibreTranslate
 from tests.fakes.llm_common import ScriptedReply
 from tests.fakes.open_meteo import FakeOpenMeteo
 from tests.fakes.openai_server import FakeOpenAI
@@ -53,11 +55,13 @@ class ScriptedOpenAI(FakeOpenAI):
     """Answers by what was asked, so the order in which tests (and memory's background
     summaries) call it does not matter:
 
-    - a conversation whose last message is a tool result: a sentence about that weather;
+    - a conversation whose last message is a tool result: a sentence about that weather
+      or translation;
     - a user message about the weather, with tools offered: a ``weather`` call for Tokyo;
+    - "translate", with tools offered: a ``translate`` call of "Thank you" into Japanese;
     - "xss please": a reply full of HTML that must show as text;
     - "reconnect": a reply streamed over about six seconds (time to drop the socket);
-    - "slowly": a long reply streamed word by word over several seconds (for Stop);
+    - "slowly": a reply streamed word by word for a minute (Stop ends it long before);
     - anything else: "Hello! You said: ..." streamed a word at a time.
     """
 
@@ -70,19 +74,23 @@ class ScriptedOpenAI(FakeOpenAI):
         text = str(user.get("content") or "")
         if last.get("role") == "tool":
             data = json.loads(last.get("content") or "{}")
-            return ScriptedReply(
-                content=f"It is {data.get('temperature')} degrees in {data.get('city')}.",
-                chunk_delay=0.02,
-            )
+            if "translated_text" in data:
+                said = f"In Japanese that is {data['translated_text']}."
+            else:
+                said = f"It is {data.get('temperature')} degrees in {data.get('city')}."
+            return ScriptedReply(content=said, chunk_delay=0.02)
         if ("weather" in text.lower() or "天気" in text) and body.get("tools"):
             return ScriptedReply(tool_calls=[{"name": "weather", "arguments": {"city": "Tokyo"}}])
+        if "translate" in text.lower() and body.get("tools"):
+            call = {"name": "translate", "arguments": {"text": "Thank you", "target_lang": "ja"}}
+            return ScriptedReply(tool_calls=[call])
         if "xss please" in text.lower():
             return ScriptedReply(content=XSS, chunk_delay=0.01)
         if "reconnect" in text.lower():
             words = f"Hello! You said: {text} " + " ".join(["again"] * 40)
             return ScriptedReply(content=words, chunk_delay=0.15)
         if "slowly" in text.lower():
-            return ScriptedReply(content=" ".join(["word"] * 200), chunk_delay=0.05)
+            return ScriptedReply(content=" ".join(["word"] * 1200), chunk_delay=0.05)
         return ScriptedReply(content=self._default_text(body), chunk_delay=0.03)
 
 
@@ -95,8 +103,10 @@ class Upstreams:
         self.thread.start()
         self.llm = ScriptedOpenAI()
         self.weather = FakeOpenMeteo()
+        self.translate = FakeLibreTranslate()
         self._run(self.llm.start())
         self._run(self.weather.start())
+        self._run(self.translate.start())
 
     def _run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
@@ -104,18 +114,19 @@ class Upstreams:
     def close(self) -> None:
         self._run(self.llm.close())
         self._run(self.weather.close())
+        self._run(self.translate.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
 
 
-def server_config(llm_url: str, weather_url: str) -> dict[str, Any]:
+def server_config(ups: Upstreams, access_token_minutes: int = 30) -> dict[str, Any]:
     character = {"provider": "fake", "talkativeness": 0.0}
     return {
         "kernel": {"trusted_proxies": ["127.0.0.1/32"]},
         "plugins": {
             "enabled": ["auth", "ratelimit", "chat", "memory", "weather", "translate", "webui"],
             "required": ["auth", "webui"],
-            "auth": {"bcrypt_rounds": 4},
+            "auth": {"bcrypt_rounds": 4, "access_token_minutes": access_token_minutes},
             "ratelimit": {
                 "default": "100000/minute",
                 "routes": {"POST /api/v1/auth/login": "5/minute"},
@@ -123,7 +134,7 @@ def server_config(llm_url: str, weather_url: str) -> dict[str, Any]:
             "chat": {
                 "default_provider": "fake",
                 "max_retries": 0,
-                "providers": {"fake": {"type": "openai", "base_url": llm_url, "model": "fake"}},
+                "providers": {"fake": {"type": "openai", "base_url": ups.llm.url, "model": "fake"}},
                 "characters": {
                     "lumina": {
                         **character,
@@ -147,8 +158,8 @@ def server_config(llm_url: str, weather_url: str) -> dict[str, Any]:
                 },
             },
             "memory": {"embedder": "hashing"},
-            "weather": {"base_url": weather_url, "geocoding_url": weather_url},
-            "translate": {"base_url": "http://127.0.0.1:9"},
+            "weather": {"base_url": ups.weather.url, "geocoding_url": ups.weather.url},
+            "translate": {"provider": "libretranslate", "base_url": ups.translate.url},
         },
     }
 
@@ -167,7 +178,7 @@ def server(
     upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     workdir = tmp_path_factory.mktemp("webui")
-    proc = ServerProcess(server_config(upstreams.llm.url, upstreams.weather.url), workdir)
+    proc = ServerProcess(server_config(upstreams), workdir)
     made = subprocess.run(
         [
             str(BIN),
@@ -182,6 +193,21 @@ def server(
         timeout=120,
     )
     assert made.returncode == 0, made.stdout + made.stderr
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def short_token_server(
+    upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """A server whose access tokens last one minute (the shortest auth allows)."""
+    proc = ServerProcess(
+        server_config(upstreams, access_token_minutes=1), tmp_path_factory.mktemp("short")
+    )
     proc.start()
     try:
         yield proc
@@ -249,7 +275,8 @@ class Watched:
 
 @pytest.fixture
 def open_page(browser: Any, server: ServerProcess) -> Iterator[Any]:
-    """``open_page(viewport=..., locale=...)`` → a Watched page; checked when the test ends."""
+    """``open_page(viewport=..., locale=..., color_scheme=...)`` → a Watched page; checked
+    when the test ends."""
     watched: list[Watched] = []
     contexts: list[Any] = []
 
@@ -257,12 +284,14 @@ def open_page(browser: Any, server: ServerProcess) -> Iterator[Any]:
         viewport: dict[str, int] | None = None,
         locale: str = "en-US",
         client_ip: str | None = None,
+        color_scheme: str = "light",
     ) -> Watched:
         # the server trusts 127.0.0.1 as a proxy: a page can stand for another client
         headers = {"X-Forwarded-For": client_ip} if client_ip else None
         context = browser.new_context(
             viewport=viewport or DESKTOP,
             locale=locale,
+            color_scheme=color_scheme,
             extra_http_headers=headers,
             reduced_motion="reduce",  # no transitions half-way through a screenshot
         )

@@ -157,3 +157,25 @@ def test_a_second_user_never_sees_the_first_users_sessions(
     second.get_by_label("Search your memories").fill("pancakes")
     second.get_by_role("button", name="Search", exact=True).click()
     expect(second.locator("li.empty")).to_have_text("Nothing found.")
+
+
+def test_a_translation_card(open_page: Any, server: ServerProcess) -> None:
+    page = open_page().page
+    sign_up(page, server.url, "tr")
+    box = page.get_by_label("Message", exact=True)
+    box.fill("Claris, translate 'Thank you' into Japanese")
+    expect(page.locator(".nominee")).to_have_text("Claris will answer")
+    box.press("Enter")
+    # the translate tool ran against the fake LibreTranslate: a card with both texts
+    card = page.locator("li.msg.tool .card-translate")
+    expect(card.locator(".card-title")).to_have_text("Translation · en → ja")
+    expect(card.locator(".translate-original")).to_have_text("Thank you")
+    expect(card.locator(".translate-result")).to_have_text("ありがとう")
+    expect(card.locator(".translate-result")).to_have_attribute("lang", "ja")
+    expect(card.locator(".card-source")).to_have_text("libretranslate")
+    expect(page.locator("li.msg.calls")).to_contain_text("Claris used translate")
+    expect(page.locator('li.msg.assistant[data-character="claris"] .body').last).to_have_text(
+        "In Japanese that is ありがとう."
+    )
+    expect(page.locator("li.msg.assistant.streaming")).to_have_count(0)
+    shot(page, "desktop-chat-translate")

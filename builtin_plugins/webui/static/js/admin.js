@@ -1,8 +1,10 @@
-// Administration: plugin states, and users when the server offers the admin API.
-import { ApiError, enc, get } from "./api.js";
+// Administration: plugin states, and users when the server offers the admin API (list,
+// search, make or remove an admin, disable or enable an account).
+import { ApiError, enc, get, patch } from "./api.js";
 import { clear, formatTime, h, uid } from "./dom.js";
 import { hasRoute } from "./features.js";
 import { currentLang, t } from "./i18n.js";
+import { toast } from "./toast.js";
 
 export function adminView({ app }) {
   const plugins = h("div", { class: "table-wrap" });
@@ -46,14 +48,46 @@ export function adminView({ app }) {
     }
     usersPanel.hidden = false;
     total.textContent = t("total", { count: page.total ?? page.users.length });
-    clear(users).append(h("table", null,
-      h("thead", null, h("tr", null, [t("username"), t("email"), t("roles"), t("lastLogin"), t("disabled")].map((x) => h("th", { scope: "col", text: x })))),
-      h("tbody", null, page.users.map((u) => h("tr", null,
-        h("th", { scope: "row", text: u.username }),
-        h("td", { text: u.email }),
-        h("td", { text: (u.roles || []).join(", ") }),
-        h("td", { text: u.last_login_at ? formatTime(u.last_login_at, currentLang()) : "—" }),
-        h("td", { text: u.disabled ? "✔" : "" }))))));
+    clear(users).append(h("table", { class: "users" },
+      h("thead", null, h("tr", null, [t("username"), t("email"), t("roles"), t("lastLogin"), t("state"), t("actions")].map((x) => h("th", { scope: "col", text: x })))),
+      h("tbody", null, page.users.map((u) => userRow(u)))));
+  }
+
+  function userRow(u) {
+    const admin = (u.roles || []).includes("admin");
+    const row = h("tr", { "data-user": u.user_id, class: u.disabled ? "disabled" : null },
+      h("th", { scope: "row", text: u.username }),
+      h("td", { text: u.email }),
+      h("td", { class: "roles", text: (u.roles || []).join(", ") }),
+      h("td", { text: u.last_login_at ? formatTime(u.last_login_at, currentLang()) : "—" }),
+      h("td", { class: ["account-state", u.disabled && "off"], text: u.disabled ? t("accountDisabled") : t("accountActive") }),
+      h("td", { class: "row-actions" }, h("div", null,
+        h("button", {
+          type: "button", "data-action": "role", "aria-label": `${admin ? t("removeAdmin") : t("makeAdmin")}: ${u.username}`, text: admin ? t("removeAdmin") : t("makeAdmin"),
+          onclick: () => change(u, row, { roles: admin ? ["user"] : ["user", "admin"] }, admin ? t("confirmRemoveAdmin", { name: u.username }) : null),
+        }),
+        h("button", {
+          type: "button", "data-action": "state", class: u.disabled ? null : "danger", "aria-label": `${u.disabled ? t("enable") : t("disable")}: ${u.username}`, text: u.disabled ? t("enable") : t("disable"),
+          onclick: () => change(u, row, { disabled: !u.disabled }, u.disabled ? null : t("confirmDisable", { name: u.username })),
+        }))));
+    return row;
+  }
+
+  // One change (roles or disabled); the row shows what the server answered.
+  async function change(u, row, body, question) {
+    if (question && !window.confirm(question)) return;
+    for (const b of row.querySelectorAll("button")) b.disabled = true;
+    let updated;
+    try {
+      updated = await patch(`/api/v1/admin/users/${enc(u.user_id)}`, body);
+    } catch (err) {
+      for (const b of row.querySelectorAll("button")) b.disabled = false;
+      return app.fail(err);
+    }
+    const fresh = userRow(updated);
+    row.replaceWith(fresh);
+    fresh.querySelector(`button[data-action="${body.roles ? "role" : "state"}"]`).focus();
+    toast(t("userSaved", { name: updated.username }));
   }
 
   loadPlugins();

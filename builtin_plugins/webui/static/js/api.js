@@ -98,8 +98,9 @@ function schedule() {
   clearTimeout(refreshTimer);
   const at = Number(prefs.get("expires") || 0);
   if (!at) return;
-  // a minute before expiry (or at 80% of a short lifetime)
-  const wait = Math.max(5_000, Math.min(at - Date.now() - 60_000, (at - Date.now()) * 0.8));
+  // a minute before expiry, or at 80% of a lifetime under five minutes
+  const left = at - Date.now();
+  const wait = Math.max(5_000, left > 300_000 ? left - 60_000 : left * 0.8);
   refreshTimer = setTimeout(() => refresh().catch(() => {}), wait);
 }
 

@@ -14,8 +14,11 @@ const PAGE = 100;
 
 export function chatView({ app, socket, characters, sessionId }) {
   const byId = Object.fromEntries(characters.map((c) => [c.id, c]));
-  const state = { sessionId: sessionId || null, messages: [], sessions: [], hasEarlier: false, canRename: false };
-  const pending = new Map(); // request_id -> { sessionId, text, sentAt, bubbles: Map(character -> bubble), userEl }
+  const state = { sessionId: sessionId || null, messages: [], sessions: [], sessionsLoaded: false, hasEarlier: false, canRename: false };
+  // request_id -> { sessionId, text, sentAt, anchor, bubbles: Map(character -> bubble), userEl, typing, cancelling }
+  const pending = new Map();
+  let loads = 0; // history requests in flight
+  let resyncing = 0; // reconnections whose replies are being looked for
 
   // ---- layout ----------------------------------------------------------------------
   const list = h("ul", { class: "session-list" });
@@ -92,12 +95,13 @@ export function chatView({ app, socket, characters, sessionId }) {
     } catch (err) {
       return app.fail(err);
     }
+    state.sessionsLoaded = true;
     renderSessions();
   }
 
   function renderSessions() {
     clear(list);
-    if (!state.sessions.length) list.append(h("li", { class: "empty", text: t("noSessions") }));
+    if (!state.sessions.length && state.sessionsLoaded) list.append(h("li", { class: "empty", text: t("noSessions") }));
     for (const s of state.sessions) {
       const current = s.session_id === state.sessionId;
       const open = h("a", {
@@ -181,17 +185,21 @@ export function chatView({ app, socket, characters, sessionId }) {
     }
     await loadHistory();
     if (!s) {
-      await loadSessions();
+      await firstSessions;
+      if (!state.sessions.some((x) => x.session_id === id)) await loadSessions();
       const found = state.sessions.find((x) => x.session_id === id);
-      if (found) title.textContent = found.title || t("untitled");
+      if (found && id === state.sessionId) title.textContent = found.title || t("untitled");
     }
     input.focus();
   }
 
-  async function loadHistory() {
+  // ``settle(page)`` runs after the page arrives and before it is shown.
+  async function loadHistory(settle) {
     const id = state.sessionId;
     if (!id) return;
     let page;
+    loads += 1;
+    busy();
     try {
       page = await get(`/api/v1/chat/history/${enc(id)}?limit=${PAGE}`);
     } catch (err) {
@@ -201,6 +209,9 @@ export function chatView({ app, socket, characters, sessionId }) {
         return;
       }
       return app.fail(err);
+    } finally {
+      loads -= 1;
+      busy();
     }
     if (id !== state.sessionId) return;
     // keep what is already loaded before the page (after "load earlier")
@@ -208,6 +219,7 @@ export function chatView({ app, socket, characters, sessionId }) {
     const at = first ? state.messages.findIndex((m) => m.message_id === first.message_id) : -1;
     state.messages = at > 0 ? [...state.messages.slice(0, at), ...page.messages] : page.messages;
     if (at <= 0 && !state.hasEarlier) state.hasEarlier = page.messages.length >= PAGE;
+    if (settle) settle();
     renderMessages();
   }
 
@@ -229,36 +241,69 @@ export function chatView({ app, socket, characters, sessionId }) {
 
   // New messages only ever arrive at the end: keep the nodes that match, replace the rest
   // (streamed bubbles become the stored messages), so a screen reader hears only what is new.
+  // What the server did not store stays on screen: a stopped or failed turn's message,
+  // partial reply and the note saying so, or a reply still running on the server after a
+  // reconnect ("provisional": until the history has something after it). Those nodes carry
+  // data-after, the stored message they follow ("^": the start), and stay right after it.
   function renderMessages() {
     const stick = nearBottom();
     earlier.hidden = !state.hasEarlier;
-    // notes ("Stopped.") stay after the message they are about
-    const notes = Array.from(messages.querySelectorAll(":scope > li[data-after]"));
-    for (const n of notes) n.remove();
-    const nodes = Array.from(messages.children);
+    let locals = Array.from(messages.querySelectorAll(":scope > li[data-after]"));
+    for (const n of locals) if (n.dataset.provisional && storedAfter(n.dataset.after).length) n.remove();
+    locals = locals.filter((n) => n.isConnected);
+    const nodes = Array.from(messages.children).filter((n) => !n.dataset.after);
     let keep = 0;
     while (keep < nodes.length && keep < state.messages.length && nodes[keep].dataset.id === state.messages[keep].message_id) keep += 1;
-    for (const node of nodes.slice(keep)) if (!node.dataset.request || !pendingStreaming(node.dataset.request)) node.remove();
-    const tail = Array.from(messages.children).slice(keep);
+    for (const node of nodes.slice(keep)) if (!node.dataset.request || !pending.has(node.dataset.request)) node.remove();
+    const tail = nodes.slice(keep).filter((n) => n.isConnected);
     for (const m of state.messages.slice(keep)) {
       const node = messageNode(m);
       if (node) messages.insertBefore(node, tail[0] || null);
     }
-    for (const n of notes) {
-      if (!n.dataset.after) {
-        // stopped before anything was stored: it follows the last message shown now
-        const last = Array.from(messages.querySelectorAll(":scope > li[data-id]")).pop();
-        if (last) { last.after(n); n.dataset.after = last.dataset.id; }
-        continue;
-      }
-      const anchor = messages.querySelector(`:scope > li[data-id="${CSS.escape(n.dataset.after)}"]`);
-      if (anchor) anchor.after(n);
-    }
+    placeLocals(locals);
     if (stick) scrollDown();
   }
 
-  function pendingStreaming(requestId) {
-    return pending.has(requestId);
+  // Each local node right after its anchor (or the local before it with the same anchor);
+  // one already there is left alone, so a screen reader does not hear it again.
+  function placeLocals(locals) {
+    let anchor = null;
+    let prev = null;
+    for (const n of locals) {
+      if (n.dataset.after !== anchor) {
+        anchor = n.dataset.after;
+        prev = anchor === "^" ? "start" : messages.querySelector(`:scope > li[data-id="${CSS.escape(anchor)}"]`);
+      }
+      if (prev === "start") { if (messages.firstElementChild !== n) messages.prepend(n); }
+      else if (prev) { if (n.previousElementSibling !== prev) prev.after(n); }
+      else if (n.nextElementSibling) messages.append(n); // its message is not loaded yet
+      prev = n;
+    }
+  }
+
+  // The stored messages after ``anchor`` (all of them for "^" or an id not loaded).
+  function storedAfter(anchor) {
+    const at = state.messages.findIndex((m) => m.message_id === anchor);
+    return state.messages.slice(at + 1);
+  }
+
+  function lastStoredId() {
+    const last = state.messages[state.messages.length - 1];
+    return last ? last.message_id : "^";
+  }
+
+  // Keep ``nodes`` (in this order) after the stored message ``anchor`` from now on.
+  function keepLocal(nodes, anchor, provisional = false) {
+    for (const n of nodes) {
+      n.dataset.after = anchor;
+      if (provisional) n.dataset.provisional = "true";
+      else delete n.dataset.provisional;
+    }
+  }
+
+  // A request's nodes on screen, in order (its message, bubbles, tool lines, typing dots).
+  function turnNodes(requestId) {
+    return Array.from(messages.children).filter((n) => n.dataset.request === requestId);
   }
 
   function messageNode(m) {
@@ -315,7 +360,10 @@ export function chatView({ app, socket, characters, sessionId }) {
     const typing = h("li", { class: "msg typing", "data-request": requestId, "aria-hidden": "true" },
       h("span", { class: "dots" }, h("span"), h("span"), h("span")));
     messages.append(typing);
-    pending.set(requestId, { sessionId: state.sessionId, text, sentAt: Date.now(), bubbles: new Map(), userEl, typing });
+    pending.set(requestId, {
+      sessionId: state.sessionId, text, sentAt: Date.now(), anchor: lastStoredId(),
+      bubbles: new Map(), userEl, typing, cancelling: false,
+    });
     input.value = "";
     picker.value = "";
     updateNominee();
@@ -324,10 +372,10 @@ export function chatView({ app, socket, characters, sessionId }) {
     socket.send(frame);
   }
 
+  // aria-busy while replies stream or the history is being brought up to date
   function busy() {
-    const any = pending.size > 0;
-    stopBtn.hidden = !any;
-    conversation.setAttribute("aria-busy", String(any));
+    stopBtn.hidden = pending.size === 0;
+    conversation.setAttribute("aria-busy", String(pending.size > 0 || loads > 0 || resyncing > 0));
   }
 
   function bubbleFor(p, requestId, characterId) {
@@ -341,7 +389,7 @@ export function chatView({ app, socket, characters, sessionId }) {
       b = { node, body: node.querySelector(".body"), raw: "", frame: 0 };
       p.bubbles.set(characterId, b);
       const stick = nearBottom();
-      messages.insertBefore(node, p.typing);
+      messages.insertBefore(node, p.typing.parentNode === messages ? p.typing : null);
       if (stick) scrollDown();
     }
     return b;
@@ -357,15 +405,21 @@ export function chatView({ app, socket, characters, sessionId }) {
     });
   }
 
+  // The server made the conversation for the first message: it is in the URL and the list.
   function adoptSession(id) {
     if (!id || state.sessionId) return;
     state.sessionId = id;
     window.history.replaceState(null, "", `#/chat/${enc(id)}`);
     for (const p of pending.values()) if (!p.sessionId) p.sessionId = id;
+    refreshSessions();
+  }
+
+  function refreshSessions() {
+    return loadSessions().then(() => { title.textContent = currentTitle(); });
   }
 
   function onFrame(frame) {
-    if (frame.type === "reconnected") return resync();
+    if (frame.type === "reconnected") return resync(new Set(frame.resent || []));
     const p = frame.request_id ? pending.get(frame.request_id) : null;
     if (!p) return;
     const here = !p.sessionId || p.sessionId === state.sessionId;
@@ -381,19 +435,22 @@ export function chatView({ app, socket, characters, sessionId }) {
       if (!here) return;
       // the call has run; its card comes with the stored history when the reply completes
       const c = byId[frame.character] || { id: frame.character, name: frame.character };
-      const line = h("li", { class: "msg calls live", "data-request": frame.request_id, vars: { "--who": colourOf(c.id) } },
+      const line = h("li", { class: "msg calls live", "data-request": frame.request_id, "data-character": c.id, vars: { "--who": colourOf(c.id) } },
         toolCallLine({ function: { name: frame.name, arguments: frame.arguments } }, c));
       const stick = nearBottom();
-      messages.insertBefore(line, p.typing);
+      messages.insertBefore(line, p.typing.parentNode === messages ? p.typing : null);
       const b = p.bubbles.get(frame.character);
       if (b && !b.raw) { b.node.remove(); p.bubbles.delete(frame.character); }
       if (stick) scrollDown();
     } else if (frame.type === "complete") {
       if (!p.sessionId) { adoptSession(frame.session_id); p.sessionId = frame.session_id; }
-      finish(frame.request_id, frame.cancelled ? t("cancelled") : null, frame.message_id);
+      if (frame.cancelled) stopped(frame.request_id, p, frame.replies || []);
+      else finish(frame.request_id);
       if (p.sessionId === state.sessionId) loadHistory();
-      loadSessions().then(() => { title.textContent = currentTitle(); });
+      refreshSessions();
     } else if (frame.type === "error") {
+      // a cancel that came after the reply had finished: its "complete" tells the rest
+      if (p.cancelling && frame.code === "BAD_MESSAGE") return;
       failed(frame.request_id, p, frame);
     }
   }
@@ -403,63 +460,112 @@ export function chatView({ app, socket, characters, sessionId }) {
     return s ? (s.title || t("untitled")) : t("newChat");
   }
 
-  function finish(requestId, note, afterId) {
+  // The request is over: its bubbles show their final text.
+  function finish(requestId) {
     const p = pending.get(requestId);
     if (!p) return;
     pending.delete(requestId);
     p.typing.remove();
-    for (const b of p.bubbles.values()) {
-      b.node.classList.remove("streaming");
-      b.node.removeAttribute("aria-busy");
-      if (b.frame) { cancelAnimationFrame(b.frame); b.frame = 0; clear(b.body).append(renderMarkdown(b.raw)); }
-    }
-    if (note) {
-      const last = Array.from(p.bubbles.values()).pop();
-      const node = h("li", { class: "msg note", "data-request": requestId, "data-after": afterId || "", text: note });
-      if (last) last.node.after(node);
-      else messages.append(node);
-    }
+    for (const b of p.bubbles.values()) settleBubble(b);
     busy();
+  }
+
+  function settleBubble(b) {
+    b.node.classList.remove("streaming");
+    b.node.removeAttribute("aria-busy");
+    if (b.frame) { cancelAnimationFrame(b.frame); b.frame = 0; clear(b.body).append(renderMarkdown(b.raw)); }
+  }
+
+  // Stopped: the server kept the replies in ``replies`` (and then the user's message), not
+  // the one it was writing. What it did not keep stays on screen with a note saying so.
+  function stopped(requestId, p, replies) {
+    const nodes = turnNodes(requestId);
+    finish(requestId);
+    if (p.sessionId && p.sessionId !== state.sessionId) return;
+    const kept = new Set(replies.map((r) => r.character));
+    const unsaved = nodes.filter((n) => n.isConnected && (n === p.userEl ? !replies.length : !kept.has(n.dataset.character)));
+    const note = h("li", { class: "msg note", text: unsaved.length ? t("stoppedUnsaved") : t("cancelled") });
+    placeAfter(nodes, note);
+    keepLocal([...unsaved, note], replies.length ? replies[replies.length - 1].message_id : lastStoredId());
+    busy();
+  }
+
+  // ``note`` goes after what is still shown of a request's ``nodes`` (else at the end).
+  function placeAfter(nodes, note) {
+    const last = nodes.filter((n) => n.isConnected).pop();
+    if (last) last.after(note);
+    else messages.append(note);
   }
 
   function failed(requestId, p, frame) {
     const error = new ApiError(frame.status || (frame.code === "RATE_LIMITED" ? 429 : 500), { code: frame.code, detail: frame.message }, frame.retry_after ?? null);
-    const started = p.bubbles.size > 0;
+    const nodes = turnNodes(requestId);
+    const started = p.bubbles.size > 0 || nodes.some((n) => n.classList.contains("calls"));
     finish(requestId);
     const text = error.status === 429 ? `${error.userMessage} ${frame.message || ""}`.trim() : error.userMessage;
-    const note = h("li", { class: "msg error", role: "alert", "data-request": started ? null : requestId, text });
-    messages.append(note);
+    if (p.sessionId && p.sessionId !== state.sessionId) return toast(text, "error");
+    const note = h("li", { class: "msg error", role: "alert", text });
+    const shown = nodes.filter((n) => n.isConnected);
+    placeAfter(nodes, note);
     if (!started) {
       // nothing of it was stored: give the text back so nothing is lost
       p.userEl.classList.add("failed");
       if (!input.value) input.value = p.text;
-    } else if (p.sessionId === state.sessionId) {
-      setTimeout(() => loadHistory(), 300);
+      keepLocal([...shown, note], lastStoredId());
+    } else {
+      // an earlier character's reply may have been stored (and the message with it): keep
+      // on screen what the history does not have, after what it has
+      keepLocal([...shown, note], p.anchor);
+      if (p.sessionId === state.sessionId) {
+        loadHistory(() => {
+          const after = storedAfter(p.anchor);
+          const kept = new Set(after.filter((m) => m.role === "assistant" && m.content).map((m) => m.character));
+          for (const n of shown) {
+            if (n === p.userEl ? after.some((m) => m.role === "user") : kept.has(n.dataset.character)) n.remove();
+          }
+          const rest = [...shown, note].filter((n) => n.isConnected);
+          keepLocal(rest, after.length ? after[after.length - 1].message_id : p.anchor);
+        });
+      }
     }
     scrollDown();
   }
 
   function cancelAll() {
     for (const [requestId, p] of pending) {
-      if (socket.unqueue((f) => f.request_id === requestId)) {
-        finish(requestId, t("cancelled"));
-        p.userEl.remove();
+      if (socket.unqueue((f) => f.type === "chat" && f.request_id === requestId)) {
+        // it never went out: take it back
+        for (const n of turnNodes(requestId)) n.remove();
+        finish(requestId);
         if (!input.value) input.value = p.text;
-      } else {
-        socket.send({ type: "cancel", request_id: requestId });
+      } else if (!p.cancelling) {
+        p.cancelling = true;
+        sendCancel(requestId, 0);
       }
     }
   }
 
-  // The socket came back: replies in flight went on on the server and were stored. Show
-  // them from the history, looking again until the conversation stops growing.
-  async function resync() {
-    const lost = Array.from(pending.entries());
+  // The server can lose a cancel (Python 3.11's asyncio.wait_for swallows a cancellation
+  // that lands as a frame is queued): while the reply goes on, Stop is sent again.
+  function sendCancel(requestId, tries) {
+    if (!pending.has(requestId)) return;
+    socket.send({ type: "cancel", request_id: requestId });
+    if (tries < 5) setTimeout(() => sendCancel(requestId, tries + 1), 2000);
+  }
+
+  // The socket came back. Requests sent on the old one went on on the server and are
+  // stored when done (those in ``resent`` were only queued and went out just now: they
+  // stream as usual). What was shown of them stays, "provisional", until the history has
+  // the reply; the history is read again until the conversation stops growing.
+  async function resync(resent) {
+    const lost = Array.from(pending.entries()).filter(([id]) => !resent.has(id));
     if (!lost.length) return;
+    resyncing += 1;
     for (const [requestId, p] of lost) {
+      const nodes = turnNodes(requestId);
       pending.delete(requestId);
-      p.typing.remove();
-      for (const b of p.bubbles.values()) b.node.remove();
+      for (const b of p.bubbles.values()) { settleBubble(b); b.node.setAttribute("aria-busy", "true"); }
+      keepLocal(nodes, p.anchor, true);
       if (!p.sessionId) {
         await loadSessions();
         const recent = state.sessions.find((s) => Date.parse(s.created_at) >= p.sentAt - 5000);
@@ -468,17 +574,25 @@ export function chatView({ app, socket, characters, sessionId }) {
     }
     busy();
     toast(t("replyAfterReconnect"));
-    let last = -1;
-    let stable = 0;
-    for (let round = 0; round < 40 && stable < 2; round += 1) {
-      await loadHistory();
-      const n = state.messages.length;
-      const answered = state.messages.length && state.messages[state.messages.length - 1].role !== "user";
-      stable = n === last && answered ? stable + 1 : 0;
-      last = n;
-      await new Promise((r) => setTimeout(r, 1500));
+    try {
+      let last = -1;
+      let stable = 0;
+      for (let round = 0; round < 40 && stable < 2; round += 1) {
+        await loadHistory();
+        const n = state.messages.length;
+        const answered = n > 0 && state.messages[n - 1].role !== "user" && !messages.querySelector(":scope > li[data-provisional]");
+        stable = n === last && answered ? stable + 1 : 0;
+        last = n;
+        if (stable < 2) await new Promise((r) => setTimeout(r, 1500));
+      }
+    } finally {
+      // a reply that never came (it failed on the server): stop showing it as on its way
+      for (const n of messages.querySelectorAll(":scope > li.typing[data-provisional]")) n.remove();
+      for (const n of messages.querySelectorAll(":scope > li[data-provisional]")) n.removeAttribute("aria-busy");
+      resyncing -= 1;
+      busy();
     }
-    loadSessions();
+    refreshSessions();
   }
 
   function nearBottom() {
@@ -495,7 +609,10 @@ export function chatView({ app, socket, characters, sessionId }) {
   }
 
   hasRoute("patch", "/api/v1/chat/sessions/{session_id}").then((yes) => { state.canRename = yes; renderSessions(); });
-  loadSessions().then(() => showSession(state.sessionId));
+  // the conversation is shown at once (a message sent while the list loads is never
+  // wiped), as soon as the view is on the page (so the composer can take focus)
+  const firstSessions = loadSessions();
+  queueMicrotask(() => showSession(state.sessionId));
   setConnection(socket.state);
 
   return {

@@ -27,7 +27,7 @@ const STRINGS = {
     emptyChat: "Say hello — or name a character (e.g. “Claris, why is the sky blue?”).",
     you: "You",
     thinking: "{name} is writing…",
-    cancelled: "Stopped.",
+    cancelled: "Stopped.", stoppedUnsaved: "Stopped (not saved).",
     connecting: "Connecting…", reconnecting: "Connection lost — reconnecting…", connected: "Connected",
     offline: "Offline",
     replyAfterReconnect: "The reply continued on the server; it is shown below.",
@@ -40,7 +40,7 @@ const STRINGS = {
     tier_short_term: "Recent turns", tier_mid_term: "Session summaries", tier_long_term: "Facts about you",
     tier_associative: "Associations", tier_knowledge: "Documents",
     deleteMemoryConfirm: "Delete this memory?", deleted: "Deleted.",
-    memoryCount: "{count} memories",
+    memoryCount: "{count} memories", memoryCount_one: "{count} memory",
     profile: "Profile", account: "Account", memberSince: "Member since {date}",
     usage: "Today's token use", unlimited: "{used} tokens today (no limit)",
     usageOf: "{used} of {limit} tokens ({pct}%)",
@@ -51,7 +51,11 @@ const STRINGS = {
     changePassword: "Change password", currentPassword: "Current password", newPassword: "New password",
     passwordChanged: "Password changed. Other devices have been logged out.",
     admin: "Administration", plugins: "Plugins", users: "Users", state: "State", status: "Status",
-    roles: "Roles", lastLogin: "Last login", disabled: "Disabled", total: "{count} users",
+    roles: "Roles", lastLogin: "Last login", disabled: "Disabled", total: "{count} users", total_one: "{count} user",
+    actions: "Actions", accountActive: "Active", accountDisabled: "Disabled",
+    makeAdmin: "Make admin", removeAdmin: "Remove admin", disable: "Disable", enable: "Enable",
+    confirmDisable: "Disable {name}? They are logged out everywhere and their API keys are deleted.",
+    confirmRemoveAdmin: "Remove the admin role from {name}?", userSaved: "{name} updated.",
     notAllowed: "This page is for administrators.",
     errorNetwork: "The server cannot be reached. Check your connection.",
     errorRateLimited: "Too many requests. Try again in {seconds} s.",
@@ -87,7 +91,7 @@ const STRINGS = {
     emptyChat: "話しかけてみましょう。名前を呼ぶこともできます（例：「クラリス、空はなぜ青いの？」）。",
     you: "あなた",
     thinking: "{name}が入力中…",
-    cancelled: "停止しました。",
+    cancelled: "停止しました。", stoppedUnsaved: "停止しました（保存されていません）。",
     connecting: "接続中…", reconnecting: "接続が切れました。再接続中…", connected: "接続済み",
     offline: "オフライン",
     replyAfterReconnect: "返信はサーバーで続いていました。下に表示しています。",
@@ -112,6 +116,10 @@ const STRINGS = {
     passwordChanged: "パスワードを変更しました。ほかの端末はログアウトされました。",
     admin: "管理", plugins: "プラグイン", users: "ユーザー", state: "状態", status: "ステータス",
     roles: "ロール", lastLogin: "最終ログイン", disabled: "無効", total: "{count}人のユーザー",
+    actions: "操作", accountActive: "有効", accountDisabled: "無効",
+    makeAdmin: "管理者にする", removeAdmin: "管理者から外す", disable: "無効にする", enable: "有効にする",
+    confirmDisable: "{name}を無効にしますか？すべての端末でログアウトされ、APIキーは削除されます。",
+    confirmRemoveAdmin: "{name}から管理者ロールを外しますか？", userSaved: "{name}を更新しました。",
     notAllowed: "このページは管理者専用です。",
     errorNetwork: "サーバーに接続できません。接続を確認してください。",
     errorRateLimited: "リクエストが多すぎます。{seconds}秒後にもう一度お試しください。",
@@ -135,7 +143,9 @@ export function currentLang() {
 
 export function t(key, vars) {
   const table = STRINGS[currentLang()];
-  let text = table[key] ?? STRINGS.en[key] ?? key;
+  // English singular: "{count} memory" when the table has a ``_one`` form
+  const one = vars && String(vars.count) === "1" && table[`${key}_one`];
+  let text = one || (table[key] ?? STRINGS.en[key] ?? key);
   if (vars) for (const [k, v] of Object.entries(vars)) text = text.replaceAll(`{${k}}`, String(v));
   return text;
 }

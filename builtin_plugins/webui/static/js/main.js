@@ -46,7 +46,7 @@ function topbar(route) {
   const theme = h("select", {
     id: themeId, onchange: () => { prefs.set("theme", theme.value === "auto" ? null : theme.value); applyTheme(); },
   }, [["auto", t("themeAuto")], ["light", t("themeLight")], ["dark", t("themeDark")]].map(([v, label]) => h("option", { value: v, text: label, selected: v === themeValue })));
-  return h("header", { class: "topbar" },
+  return h("header", { class: ["topbar", !state.me && "bare"] },
     h("a", { class: "brand", href: "#/chat" }, h("span", { class: "brand-mark", "aria-hidden": "true", text: "◆" }), h("span", { class: "brand-name", text: t("appName") })),
     state.me ? h("nav", { "aria-label": "Main" }, h("ul", null, nav.map(([key, label]) => h("li", null,
       h("a", { href: `#/${key}`, "aria-current": route === key ? "page" : null, text: label }))))) : h("span", { class: "grow" }),

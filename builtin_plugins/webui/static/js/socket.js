@@ -17,6 +17,7 @@ export class ChatSocket {
     this.timer = null;
     this.stopped = false;
     this.wasOpen = false;
+    this.fresh = false; // the socket is open but not yet authenticated
     this.unsubscribe = session.onChange((kind) => {
       if (kind === "tokens" && this.state === "open") this.raw({ type: "auth", token: session.accessToken });
     });
@@ -40,7 +41,10 @@ export class ChatSocket {
     const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(`${scheme}//${window.location.host}/ws/chat`);
     this.ws = ws;
-    ws.addEventListener("open", () => ws.send(JSON.stringify({ type: "auth", token: session.accessToken })));
+    ws.addEventListener("open", () => {
+      this.fresh = true;
+      ws.send(JSON.stringify({ type: "auth", token: session.accessToken }));
+    });
     ws.addEventListener("message", (event) => this.receive(event.data));
     ws.addEventListener("close", (event) => this.closed(ws, event));
   }
@@ -50,13 +54,18 @@ export class ChatSocket {
     try { frame = JSON.parse(data); } catch { return; }
     if (!frame || typeof frame !== "object") return;
     if (frame.type === "auth_ok") {
+      // only a new connection's first auth_ok; later ones answer a renewed token
+      if (!this.fresh) return;
+      this.fresh = false;
       const reconnected = this.wasOpen;
       this.attempt = 0;
       this.wasOpen = true;
       this.setState("open");
       const waiting = this.queue.splice(0);
       for (const f of waiting) this.raw(f);
-      if (reconnected) this.onFrame({ type: "reconnected" });
+      // the chat messages that went out only now are not lost: their replies stream here
+      const resent = waiting.filter((f) => f.type === "chat").map((f) => f.request_id);
+      if (reconnected) this.onFrame({ type: "reconnected", resent });
       return;
     }
     if (frame.type === "error" && (frame.code === "INVALID_TOKEN" || frame.code === "AUTH_REQUIRED") && !frame.request_id) {

@@ -52,10 +52,11 @@ function weatherCard(w) {
 }
 
 function translateCard(r) {
-  const from = r.source_lang || r.detected_source_lang || "?";
+  // "auto": the provider detected the language (detected_source_lang, when it says)
+  const from = (r.source_lang && r.source_lang !== "auto" ? r.source_lang : r.detected_source_lang) || "?";
   return h("div", { class: "card card-translate", role: "note" },
     h("p", { class: "card-title", text: `${t("translation")} · ${from} → ${r.target_lang}` }),
-    h("blockquote", { class: "translate-original", lang: from !== "auto" ? from : null, text: r.original_text || "" }),
+    h("blockquote", { class: "translate-original", lang: from !== "?" ? from : null, text: r.original_text || "" }),
     h("p", { class: "translate-result", lang: r.target_lang, text: r.translated_text }),
     r.provider ? h("p", { class: "card-source", text: r.provider }) : null);
 }
