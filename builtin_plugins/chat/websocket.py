@@ -115,8 +115,17 @@ class Connection:
         frame = json.dumps(repair(data), ensure_ascii=False)
         self.messages_sent += 1
         self.hub.sent.inc()  # as it happens: a scrape during a long session sees it
+        # Not wait_for(put): on Python 3.11 it swallows a cancellation that arrives just as
+        # the put finishes, so a client's cancel landing while a chunk was queued was lost
+        # and the reply ran on. Only a full queue waits, under asyncio.timeout.
         try:
-            await asyncio.wait_for(self.queue.put(frame), timeout=self.hub.send_timeout)
+            self.queue.put_nowait(frame)
+            return
+        except asyncio.QueueFull:
+            pass
+        try:
+            async with asyncio.timeout(self.hub.send_timeout):
+                await self.queue.put(frame)
         except TimeoutError:
             log.info("closing a WebSocket whose reader is too slow")
             await self.close(CLOSE_SLOW, "reader too slow")
