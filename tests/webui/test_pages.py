@@ -170,19 +170,24 @@ def test_a_dropped_socket_loses_nothing(open_page: Any, server: ServerProcess) -
     )
 
 
+def sign_up_in_japanese(page: Any, name: str) -> Any:
+    """From the Japanese login page: make an account; returns the message box."""
+    page.get_by_role("link", name=re.compile("アカウントを作成")).click()
+    username, email = unique(name)
+    page.get_by_label("ユーザー名").fill(username)
+    page.get_by_label("メールアドレス").fill(email)
+    page.get_by_label("パスワード").fill("Correct-Horse-9")
+    page.get_by_role("button", name="新規登録").click()
+    return page.get_by_label("メッセージ", exact=True)
+
+
 def test_japanese_on_a_phone(open_page: Any, server: ServerProcess) -> None:
     page = open_page(viewport=PHONE, locale="ja-JP").page
     page.goto(server.url + "/app/")
     expect(page.get_by_role("heading", name="ログイン")).to_be_visible()
     assert page.evaluate("document.documentElement.lang") == "ja"
     shot(page, "phone-login-ja")
-    page.get_by_role("link", name=re.compile("アカウントを作成")).click()
-    username, email = unique("hanako")
-    page.get_by_label("ユーザー名").fill(username)
-    page.get_by_label("メールアドレス").fill(email)
-    page.get_by_label("パスワード").fill("Correct-Horse-9")
-    page.get_by_role("button", name="新規登録").click()
-    box = page.get_by_label("メッセージ", exact=True)
+    box = sign_up_in_japanese(page, "hanako")
     box.fill("ノクス、東京の天気は？")
     expect(page.locator(".nominee")).to_have_text("Noxが答えます")
     box.press("Enter")
@@ -344,13 +349,7 @@ def test_the_theme_follows_the_system_until_chosen(open_page: Any, server: Serve
     expect(body).to_have_css("background-color", "rgb(18, 20, 27)")
     expect(page.get_by_label("テーマ")).to_have_value("auto")
     shot(page, "phone-login-ja-dark")
-    page.get_by_role("link", name=re.compile("アカウントを作成")).click()
-    username, email = unique("yami")
-    page.get_by_label("ユーザー名").fill(username)
-    page.get_by_label("メールアドレス").fill(email)
-    page.get_by_label("パスワード").fill("Correct-Horse-9")
-    page.get_by_role("button", name="新規登録").click()
-    box = page.get_by_label("メッセージ", exact=True)
+    box = sign_up_in_japanese(page, "yami")
     box.fill("ノクス、東京の天気は？")
     box.press("Enter")
     expect(page.locator("li.msg.tool .card-weather")).to_contain_text("天気")
