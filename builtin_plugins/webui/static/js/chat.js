@@ -545,8 +545,8 @@ export function chatView({ app, socket, characters, sessionId }) {
     }
   }
 
-  // The server can lose a cancel (Python 3.11's asyncio.wait_for swallows a cancellation
-  // that lands as a frame is queued): while the reply goes on, Stop is sent again.
+  // While a stopped reply goes on, Stop is sent again (servers before 2026-12-06 could
+  // lose a cancel: docs/webui.md, "Known problems"); once it has worked, nothing is sent.
   function sendCancel(requestId, tries) {
     if (!pending.has(requestId)) return;
     socket.send({ type: "cancel", request_id: requestId });
