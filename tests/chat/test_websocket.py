@@ -122,6 +122,26 @@ async def test_multiplexed_requests_and_cancel(llmmc):
             assert (await ws.receive_json(timeout=5))["type"] == "pong"
 
 
+async def test_a_cancel_sent_while_chunks_pour_in_is_never_lost(llmmc):
+    """A reply streaming as fast as the upstream can send, cancelled again and again: each
+    cancel ends its reply (wait_for(queue.put) on Python 3.11 swallowed a cancel that
+    arrived just as a chunk's put finished, and the reply ran to its end)."""
+    async with FakeOpenAI() as fake:
+        client = await llmmc(chat_config(fake.url))
+        async with client.ws_connect("/ws/chat", headers=client.auth_headers("u1")) as ws:
+            lost = 0
+            for i in range(25):
+                fake.queue(" ".join(f"w{n}" for n in range(3000)), chunk_delay=0)
+                await ws.send_json({"type": "chat", "message": "go", "request_id": f"r{i}"})
+                while (await ws.receive_json(timeout=10))["type"] != "chunk":
+                    pass
+                await ws.send_json({"type": "cancel", "request_id": f"r{i}"})
+                frames = await frames_until(ws, is_done(f"r{i}"))
+                if not frames[-1].get("cancelled"):
+                    lost += 1
+            assert lost == 0, f"{lost} of 25 cancels were lost"
+
+
 async def test_upstream_error_and_rate_limit_frames(llmmc):
     async with FakeOpenAI() as fake:
         cfg = chat_config(fake.url, enabled=("ratelimit", "chat"))
