@@ -402,14 +402,6 @@ class MemoryStore:
             out.setdefault(str(m.fact_key), m)
         return out
 
-    async def find_fact(self, user_id: str, fact_key: str) -> Memory | None:
-        row = await self.db.fetchone(
-            f"SELECT {ITEM_COLUMNS} FROM memory_items WHERE user_id = $1 AND tier = 'long_term' "
-            "AND fact_key = $2 ORDER BY updated_at DESC LIMIT 1",
-            [user_id, fact_key],
-        )
-        return Memory.from_row(row) if row else None
-
     async def search(
         self,
         user_id: str,
