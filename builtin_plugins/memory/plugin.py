@@ -413,13 +413,16 @@ class MemoryPlugin(Plugin):
             async with self._gathering:
                 batch = [await inbox.get()]
                 if linger and inbox.qsize() < RECORD_BATCH and not self._flush.is_set():
+                    # (asyncio.timeout, not wait_for: on 3.11 that can swallow a cancel)
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._flush.wait(), linger)
+                        async with asyncio.timeout(linger):
+                            await self._flush.wait()
                 while len(batch) < RECORD_BATCH and not inbox.empty():
                     batch.append(inbox.get_nowait())
             if not self._quiet.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._quiet.wait(), YIELD_SECONDS)
+                    async with asyncio.timeout(YIELD_SECONDS):
+                        await self._quiet.wait()
             try:
                 if self.service is not None:
                     await self.service.record_turns(
