@@ -341,7 +341,7 @@ class MemoryStore:
             rows = await self.db.fetchall(
                 f"SELECT {ITEM_COLUMNS} FROM memory_items "
                 "WHERE user_id = $1 AND memory_id IN "
-                f"({', '.join(f'${i}' for i in range(2, len(part) + 2))})",
+                f"({_marks(len(part))})",
                 [user_id, *part],
             )
             out.extend(Memory.from_row(r) for r in rows)
@@ -390,7 +390,7 @@ class MemoryStore:
         keys = list(dict.fromkeys(fact_keys))
         if not keys:
             return {}
-        marks = ", ".join(f"${i}" for i in range(2, len(keys) + 2))
+        marks = _marks(len(keys))
         rows = await self.db.fetchall(
             f"SELECT {ITEM_COLUMNS} FROM memory_items WHERE user_id = $1 AND tier = 'long_term' "
             f"AND fact_key IN ({marks}) ORDER BY updated_at DESC",
@@ -522,23 +522,25 @@ class MemoryStore:
         tiers: Sequence[str] | None = None,
     ) -> list[Memory]:
         """The memories most similar to any of ``vectors`` (each scored by its best),
-        best first: through the index, one scan per vector and one read of the rows."""
-        if len(vectors) == 1 or self.index is None or not self.index.enabled:
+        best first: through the index, one scan per vector and one read of the rows;
+        otherwise one search per vector."""
+        dim = int(vectors.shape[1])
+        entry = None
+        if len(vectors) > 1 and self.index is not None and self.index.enabled:
+            entry = await self._index_entry(user_id, model, dim) if dim in self._dims else None
+        if entry is None:
             found: dict[str, Memory] = {}
             for vector in vectors:
                 for m in await self.search(user_id, vector, model, limit=limit, tiers=tiers):
                     if m.memory_id not in found or (m.score or 0) > (found[m.memory_id].score or 0):
                         found[m.memory_id] = m
             return sorted(found.values(), key=lambda m: m.score or 0.0, reverse=True)[:limit]
-        dim = int(vectors.shape[1])
-        entry = await self._index_entry(user_id, model, dim) if dim in self._dims else None
-        if entry is None:
-            return await self.search_any(user_id, vectors[:1], model, limit=limit, tiers=tiers)
+        index_entry = entry
 
         def scan() -> list[tuple[str, float]]:
             best: dict[str, float] = {}
             for vector in vectors:
-                for memory_id, score in entry.search(vector, limit, tiers, None, None, None):
+                for memory_id, score in index_entry.search(vector, limit, tiers, None, None, None):
                     best[memory_id] = max(score, best.get(memory_id, score))
             return sorted(best.items(), key=lambda h: h[1], reverse=True)[:limit]
 
@@ -712,7 +714,7 @@ class MemoryStore:
         ids = list(dict.fromkeys(memory_ids))
         if not ids:
             return []
-        marks = ", ".join(f"${i}" for i in range(2, len(ids) + 2))
+        marks = _marks(len(ids))
         cols = ", ".join("i." + c.strip() for c in ITEM_COLUMNS.split(","))
 
         def side(via: str, other: str) -> str:
@@ -800,7 +802,7 @@ class MemoryStore:
         """Short-term turns have no chunks and no entities, so only their rows, vectors
         and (explicit) links go. Constant IN lists let DuckDB use the memory_id index
         instead of scanning every table."""
-        marks = ", ".join(f"${i}" for i in range(2, len(ids) + 2))
+        marks = _marks(len(ids))
         for table in ["memory_items", *(f"memory_vectors_{d}" for d in sorted(self._dims))]:
             await tx.execute(
                 f"DELETE FROM {table} WHERE user_id = $1 AND memory_id IN ({marks})",
@@ -892,6 +894,11 @@ class MemoryStore:
             [user_id, model],
         )
         return int(row[0]) if row else 0
+
+
+def _marks(count: int) -> str:
+    """``$2, $3, …`` for an IN list of ``count`` values after the user id (``$1``)."""
+    return ", ".join(f"${i}" for i in range(2, count + 2))
 
 
 def _item_row(m: Memory) -> tuple[Any, ...]:
