@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 from builtin_plugins.memory.embedders.hashing import HashingEmbedder
-from builtin_plugins.memory.embedders.local import LocalEmbedder, local_model_available
+from builtin_plugins.memory.embedders.local import (
+    LocalEmbedder,
+    LocalModelMissing,
+    local_model_available,
+)
 from builtin_plugins.memory.embedders.openai import OpenAIEmbedder
 from sdk import errors
 from tests.fakes.openai_server import FakeOpenAI, fake_embedding
@@ -162,5 +168,69 @@ async def test_local_embedder_minilm() -> None:
         assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
         assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[2]) + 0.2
         assert emb.model_dir is not None
+    finally:
+        await emb.close()
+
+
+@pytest.mark.model
+async def test_local_embedder_runs_on_onnx_runtime_with_torchs_vectors() -> None:
+    """The fast runtime must not move the vector space: stored vectors (maybe embedded by
+    torch before an upgrade) and new queries are compared with each other."""
+    ok, why = local_model_available()
+    if not ok:
+        pytest.skip(f"local model not installed: {why}")
+    fast, slow = LocalEmbedder(), LocalEmbedder(runtime="torch")
+    texts = [
+        "My name is Ada and I live in Lyon.",
+        "クラリス、説明して",
+        "ok",
+        "A longer message, to be padded against the short ones in the same batch: "
+        "what should I cook tonight with leeks, potatoes and a little cream?",
+    ]
+    try:
+        ours, theirs = await fast.embed(texts), await slow.embed(texts)
+        assert fast.describe()["runtime"] == "onnxruntime"
+        assert slow.describe()["runtime"] == "torch"
+        assert ours.shape == theirs.shape == (4, 384)
+        assert np.all((ours * theirs).sum(axis=1) > 0.9999)
+        # one at a time (no padding) gives the batch's vectors
+        alone = np.stack([(await LocalEmbedder().embed([t]))[0] for t in texts[:1]])
+        assert float(alone[0] @ ours[0]) > 0.9999
+    finally:
+        await fast.close()
+        await slow.close()
+
+
+def _cls_pooled_copy(source: Path, target_dir: Path) -> None:
+    """The packaged model folder (weights linked, not copied) with CLS pooling."""
+    for item in source.rglob("*"):
+        target = target_dir / item.relative_to(source)
+        if item.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        elif item.name == "config.json" and item.parent.name.endswith("Pooling"):
+            config = json.loads(item.read_text())
+            for key in list(config):
+                if key.startswith("pooling_mode_"):
+                    config[key] = key == "pooling_mode_cls_token"
+            target.write_text(json.dumps(config))
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(item)
+
+
+@pytest.mark.model
+async def test_a_model_that_is_not_mean_pooled_stays_on_torch(tmp_path: Any) -> None:
+    """CLS pooling is not what the ONNX path computes: such a model runs on torch."""
+    ok, where = local_model_available()
+    if not ok:
+        pytest.skip(f"local model not installed: {where}")
+    _cls_pooled_copy(Path(where), tmp_path)
+    emb = LocalEmbedder(str(tmp_path))
+    try:
+        vector = (await emb.embed(["hello there"]))[0]
+        assert emb.describe()["runtime"] == "torch"
+        assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-4
+        with pytest.raises(LocalModelMissing):
+            await LocalEmbedder(str(tmp_path), runtime="onnxruntime").load()
     finally:
         await emb.close()
