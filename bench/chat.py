@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import json
 import multiprocessing as mp
 import os
@@ -145,6 +146,42 @@ def run_server(
     asyncio.run(main())
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+            "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def malloc_bytes() -> dict[str, int]:
+    """What the C allocator (glibc, every arena) has handed out and holds free: a growth
+    in use is live memory somewhere; a growth in free is fragmentation."""
+    try:
+        mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return {}
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return {"malloc_in_use": info.uordblks + info.hblkhd, "malloc_free": info.fordblks}
+
+
+def memory_plugin_bytes(kernel: Any) -> dict[str, int]:
+    """The memory plugin's two in-process stores of vectors: the users' index entries
+    and the embedder's cache of recent texts."""
+    record = kernel.records.get("memory")
+    plugin = getattr(record, "instance", None)
+    if plugin is None or plugin.index is None:
+        return {}
+    cache = getattr(plugin.embedder, "_cache", {})
+    return {
+        "index_bytes": int(plugin.index.nbytes()),
+        "embed_cache_bytes": sum(int(v.nbytes) + len(k) for k, v in list(cache.items())),
+    }
+
+
 async def write_stats(kernel: Any, path: str) -> None:
     # LLMMC_TRACEMALLOC=1: also trace Python allocations (large ones too, which the
     # block count misses) and write the lines that grew most since the second minute.
@@ -175,7 +212,12 @@ async def write_stats(kernel: Any, path: str) -> None:
             duck = await kernel.database.fetchval(
                 "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()"
             )
-        stats = {"python_blocks": sys.getallocatedblocks(), "duckdb_bytes": int(duck or 0)}
+        stats = {
+            "python_blocks": sys.getallocatedblocks(),
+            "duckdb_bytes": int(duck or 0),
+            **malloc_bytes(),
+            **memory_plugin_bytes(kernel),
+        }
         await asyncio.to_thread(Path(path).write_text, json.dumps(stats))
         await asyncio.sleep(5)
 

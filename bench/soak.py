@@ -16,8 +16,10 @@ along (so per-user state keeps arriving), each keeps a few sessions and opens ne
 
 Every --every seconds it prints the server's RSS, requests done, errors, latency, and
 what the server holds in Python objects (millions of allocated blocks), in DuckDB's
-buffers (MB, ``duckdb_memory()``) and in memory's inbox of turns not yet recorded (from
-``/health``), so a growth can be told apart; at
+buffers (MB, ``duckdb_memory()``), in the C allocator (glibc's ``mallinfo2`` over every
+arena: memory handed out, and memory freed but kept), in memory's vectors (the users'
+index entries and the embedder's cache) and in memory's inbox of turns not yet recorded
+(from ``/health``), so a growth can be told apart; at
 the end the RSS curve's figures: after warm-up, at the end, the peak, and the growth over
 the second half (MB/minute), which is what "levels off" means here.
 """
@@ -222,8 +224,13 @@ def server_stats(path: str) -> str:
     try:
         stats = json.loads(Path(path).read_text())
     except (OSError, ValueError):
-        return f"{'?':>9} {'?':>8}"
-    return f"{stats['python_blocks'] / 1e6:9.2f} {stats['duckdb_bytes'] / 1048576:8.1f}"
+        return f"{'?':>9} {'?':>8} {'?':>8} {'?':>8} {'?':>8}"
+    mb = {k: v / 1048576 for k, v in stats.items() if k != "python_blocks"}
+    return (
+        f"{stats['python_blocks'] / 1e6:9.2f} {mb['duckdb_bytes']:8.1f} "
+        f"{mb.get('malloc_in_use', float('nan')):8.1f} {mb.get('malloc_free', float('nan')):8.1f} "
+        f"{mb.get('index_bytes', 0) + mb.get('embed_cache_bytes', 0):8.1f}"
+    )
 
 
 async def turns_waiting(http: aiohttp.ClientSession, base: str) -> str:
@@ -257,7 +264,8 @@ async def drive(
         tick = start
         print(
             f"{'min':>6} {'RSS MB':>8} {'requests':>9} {'shed':>5} {'errors':>6} "
-            f"{'p50 ms':>8} {'p99 ms':>8} {'py Mblk':>9} {'duck MB':>8} {'inbox':>6}  users  load"
+            f"{'p50 ms':>8} {'p99 ms':>8} {'py Mblk':>9} {'duck MB':>8} {'heap MB':>8} "
+            f"{'free MB':>8} {'vecs MB':>8} {'inbox':>6}  users  load"
         )
         window_from = 0
         while True:

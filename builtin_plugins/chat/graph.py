@@ -64,6 +64,8 @@ class Turn:
     usage: Usage = field(default_factory=Usage)
     pending_store: list[Message] = field(default_factory=list)
     memory: list[dict[str, Any]] = field(default_factory=list)
+    # the memory_context hook's answer, asked for as the turn starts (see run)
+    memory_task: asyncio.Task[list[dict[str, Any]]] | None = None
     # the reply being spoken: its usage over tool rounds, and who served it
     current_usage: Usage = field(default_factory=Usage)
     current_provider: str = ""
@@ -199,10 +201,25 @@ class ConversationGraph:
         self.compiled = graph.compile()
 
     async def run(self, turn: Turn) -> Turn:
-        await self.compiled.ainvoke(
-            {"speakers": [], "index": 0, "rounds": 0, "working": [], "tool_calls": [], "text": ""},
-            config={"configurable": {"turn": turn}, "recursion_limit": 200},
-        )
+        # Memory's context (an embedding of the message, a search) does not depend on who
+        # speaks: ask for it now, so it is worked out while the graph gets going.
+        if self._memory_wanted():
+            turn.memory_task = asyncio.create_task(self._memory_context(turn))
+        try:
+            await self.compiled.ainvoke(
+                {
+                    "speakers": [],
+                    "index": 0,
+                    "rounds": 0,
+                    "working": [],
+                    "tool_calls": [],
+                    "text": "",
+                },
+                config={"configurable": {"turn": turn}, "recursion_limit": 200},
+            )
+        finally:
+            if turn.memory_task is not None and not turn.memory_task.done():
+                turn.memory_task.cancel()  # no speaker, or the turn was cancelled
         return turn
 
     # ---- edges ----------------------------------------------------------------------
@@ -235,6 +252,11 @@ class ConversationGraph:
 
     async def memory(self, state: State, config: RunnableConfig) -> State:
         turn: Turn = config["configurable"]["turn"]
+        task = turn.memory_task
+        turn.memory.extend(await task if task is not None else await self._memory_context(turn))
+        return {}
+
+    async def _memory_context(self, turn: Turn) -> list[dict[str, Any]]:
         try:
             found = await self.hooks.call(
                 "memory_context",
@@ -246,10 +268,13 @@ class ConversationGraph:
         except Exception as exc:  # memory is an extra: chat goes on without it
             log.warning("memory_context failed: %s", exc)
             found = []
-        for items in found:
-            if isinstance(items, list):
-                turn.memory.extend(i for i in items if isinstance(i, dict) and i.get("content"))
-        return {}
+        return [
+            i
+            for items in found
+            if isinstance(items, list)
+            for i in items
+            if isinstance(i, dict) and i.get("content")
+        ]
 
     async def speak(self, state: State, config: RunnableConfig) -> State:
         turn: Turn = config["configurable"]["turn"]

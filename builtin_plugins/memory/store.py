@@ -708,28 +708,32 @@ class MemoryStore:
     async def linked(
         self, user_id: str, memory_ids: Sequence[str]
     ) -> list[tuple[str, float, Memory]]:
-        """The memories linked to any of ``memory_ids``, read in one query (the context
-        hook's associative hop is on the reply's path): ``(via, weight, memory)``,
-        strongest link first; ``via`` is the id among ``memory_ids`` it hangs from."""
+        """The memories linked to any of ``memory_ids`` (the context hook's associative
+        hop, on the reply's path): ``(via, weight, memory)``, strongest link first;
+        ``via`` is the id among ``memory_ids`` it hangs from. Two lookups with constant
+        IN lists, which DuckDB serves from its indexes (a join of the two tables scans
+        them: 3 ms against 1 ms)."""
         ids = list(dict.fromkeys(memory_ids))
         if not ids:
             return []
         marks = _marks(len(ids))
-        cols = ", ".join("i." + c.strip() for c in ITEM_COLUMNS.split(","))
-
-        def side(via: str, other: str) -> str:
-            return (
-                f"SELECT l.{via} AS via, l.weight, l.created_at AS linked_at, {cols} "
-                f"FROM memory_links l JOIN memory_items i ON i.user_id = l.user_id "
-                f"AND i.memory_id = l.{other} WHERE l.user_id = $1 AND l.{via} IN ({marks})"
-            )
-
-        rows = await self.db.fetchall(
-            f"SELECT * FROM ({side('a_id', 'b_id')} UNION ALL {side('b_id', 'a_id')}) "
-            "ORDER BY weight DESC, linked_at DESC",
+        links = await self.db.fetchall(
+            "SELECT a_id, b_id, weight, created_at FROM memory_links WHERE user_id = $1 "
+            f"AND (a_id IN ({marks}) OR b_id IN ({marks}))",
             [user_id, *ids],
         )
-        return [(str(r[0]), float(r[1]), Memory.from_row(r[3:])) for r in rows]
+        wanted = set(ids)
+        pairs: list[tuple[str, str, float, Any]] = []
+        for a, b, weight, created_at in links:
+            if a in wanted:
+                pairs.append((a, b, float(weight), created_at))
+            if b in wanted:
+                pairs.append((b, a, float(weight), created_at))
+        if not pairs:
+            return []
+        rows = {m.memory_id: m for m in await self.get_many(user_id, (p[1] for p in pairs))}
+        pairs.sort(key=lambda p: (p[2], p[3]), reverse=True)
+        return [(via, weight, rows[other]) for via, other, weight, _ in pairs if other in rows]
 
     async def add_entities(self, user_id: str, memory_id: str, entities: Iterable[str]) -> None:
         rows = [(user_id, memory_id, e) for e in dict.fromkeys(entities)]
