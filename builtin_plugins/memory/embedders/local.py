@@ -17,6 +17,7 @@ kept whenever the two disagree or the export fails (``runtime = "torch"`` forces
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.metadata
 import importlib.util
 import io
@@ -87,6 +88,10 @@ def local_model_available(explicit: str = "") -> tuple[bool, str]:
 _MODELS: dict[str, Any] = {}
 _SESSIONS: dict[str, Any] = {}  # model folder -> ONNX Runtime session, or None: use torch
 _MODELS_LOCK = threading.Lock()
+# Once ONNX Runtime serves a folder, the shared torch model's weights are dropped (about
+# 110 MB): only its tokenizer is used. An embedder that runs torch gets a copy of its own.
+_TORCH_USERS: set[str] = set()  # shared models a torch-run embedder holds (never dropped)
+_RELEASED: set[str] = set()  # shared models whose weights were dropped
 # The fast tokenizer may not be entered by two threads at once ("Already borrowed"), and
 # every embedder of a process shares the model's: tokenizing (~0.2 ms) is serialised; the
 # forward pass is not.
@@ -99,10 +104,16 @@ def _tokenize(model: Any, texts: list[str]) -> dict[str, Any]:
         return dict(preprocess(texts))
 
 
-def _load_model(path: Path) -> Any:
-    """The model for ``path``, loaded once per process."""
+def _load_model(path: Path, *, for_torch: bool) -> Any:
+    """The model for ``path``, loaded once per process (twice when one embedder runs it
+    on torch after another's ONNX session let the shared one's weights go)."""
+    key = str(path)
     with _MODELS_LOCK:
-        model = _MODELS.get(str(path))
+        if for_torch and key in _RELEASED:
+            key += "#torch"
+        if for_torch:
+            _TORCH_USERS.add(key)
+        model = _MODELS.get(key)
         if model is not None:
             return model
         # Never reach for the hub: the weights are on disk.
@@ -111,7 +122,7 @@ def _load_model(path: Path) -> Any:
         from sentence_transformers import SentenceTransformer
 
         model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-        _MODELS[str(path)] = model
+        _MODELS[key] = model
         return model
 
 
@@ -168,6 +179,10 @@ def _onnx_session(path: Path, model: Any, encode_torch: Any) -> Any:
             log.warning("memory: no ONNX Runtime session for %s (%s); using torch", path, exc)
             session = None
         _SESSIONS[key] = session
+        if session is not None and key not in _TORCH_USERS:
+            model[0].auto_model.to("meta")  # frees the weights; the tokenizer stays
+            _RELEASED.add(key)
+            gc.collect()
         return session
 
 
@@ -244,7 +259,7 @@ class LocalEmbedder(Embedder):
         if self._model is not None:
             return self._model
         path = find_model_dir(self._explicit)
-        model = _load_model(path)
+        model = _load_model(path, for_torch=self.runtime == "torch")
         get_dim = getattr(model, "get_embedding_dimension", None) or (
             model.get_sentence_embedding_dimension
         )
@@ -253,8 +268,10 @@ class LocalEmbedder(Embedder):
             self._session = _onnx_session(
                 path, model, lambda texts: self._encode_torch(model, texts)
             )
-            if self._session is None and self.runtime == "onnxruntime":
-                raise LocalModelMissing(f"runtime 'onnxruntime' cannot run the model in {path}")
+            if self._session is None:
+                if self.runtime == "onnxruntime":
+                    raise LocalModelMissing(f"runtime 'onnxruntime' cannot run the model in {path}")
+                model = _load_model(path, for_torch=True)  # (ONNX never serves this folder)
         self.model_dir = path
         self._model = model
         return model
