@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -45,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -182,12 +184,21 @@ def memory_plugin_bytes(kernel: Any) -> dict[str, int]:
     }
 
 
+def object_counts() -> Counter[str]:
+    """Objects the garbage collector tracks (containers, class instances), by type."""
+    return Counter(type(o).__qualname__ for o in gc.get_objects())
+
+
 async def write_stats(kernel: Any, path: str) -> None:
     # LLMMC_TRACEMALLOC=1: also trace Python allocations (large ones too, which the
-    # block count misses) and write the lines that grew most since the second minute.
+    # block count misses) and write the lines that grew most since the second minute
+    # (slow: on 2 cores the server stops keeping up). LLMMC_OBJECT_COUNTS=1: every minute
+    # from the third, the object types whose count grew most since then (cheap: one pass).
     traced = os.environ.get("LLMMC_TRACEMALLOC") == "1"
+    counted = os.environ.get("LLMMC_OBJECT_COUNTS") == "1"
     baseline: Any = None
-    started = last = time.monotonic()
+    counts_then: Counter[str] | None = None
+    started = last = last_count = time.monotonic()
     if traced and path:
         import tracemalloc
 
@@ -207,6 +218,15 @@ async def write_stats(kernel: Any, path: str) -> None:
                     lines.append(f"{stat.size_diff / 1048576:+8.2f} MB {stat.count_diff:+8d}")
                     lines += ["      " + line for line in stat.traceback.format()[-6:]]
                 await asyncio.to_thread(Path(path + ".growth").write_text, "\n".join(lines))
+        if counted and time.monotonic() - started > 180 and time.monotonic() - last_count > 55:
+            last_count = time.monotonic()
+            counts = object_counts()
+            if counts_then is None:
+                counts_then = counts
+            else:
+                grown = (counts - counts_then).most_common(25)
+                text = "\n".join(f"{n:+9d}  {name}" for name, n in grown)
+                await asyncio.to_thread(Path(path + ".objects").write_text, text)
         duck = 0
         if kernel.database.engine == "duckdb":
             duck = await kernel.database.fetchval(

@@ -11,8 +11,12 @@ the offered load; at most --max-in-flight wait at once, the rest are counted as 
 
 The traffic mixes what users do: REST chat turns, SSE streams, WebSocket chats (a socket
 opened, authenticated, one turn, closed), memory writes, searches and session views,
-``/me``, logins, refreshes, history reads and session deletions. New users register all
-along (so per-user state keeps arriving), each keeps a few sessions and opens new ones.
+``/me``, logins, refreshes, history reads and session deletions. A new user registers
+every 5 s until there are --users (40, after about 3 minutes): a steady population whose
+sessions, tokens and memories keep changing, which is what "RSS levels off" is about.
+Each keeps a few sessions and opens new ones. ``--users 0`` registers a new user every
+5 s all along: a growth test (the per-user state of a population that keeps growing
+grows with it, up to the caches' bounds), not a level test.
 
 Every --every seconds it prints the server's RSS, requests done, errors, latency, and
 what the server holds in Python objects (millions of allocated blocks), in DuckDB's
@@ -337,7 +341,7 @@ def main() -> None:
     ap.add_argument(
         "--users",
         type=int,
-        default=0,
+        default=40,
         help="stop registering new users at this many (a steady population; 0: a new user "
         "every 5 s all along)",
     )
@@ -365,6 +369,10 @@ def main() -> None:
         server.join(30)
         fake.join(10)
     summarize(curve, min(args.warmup, args.minutes / 3))
+    for suffix, what in ((".growth", "LLMMC_TRACEMALLOC"), (".objects", "LLMMC_OBJECT_COUNTS")):
+        if Path(stats + suffix).exists():
+            print(f"\n{what}: what grew most, from {stats + suffix}:")
+            print(Path(stats + suffix).read_text())
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ _PROBES = (
     "hello",
     "My sister Marie has a dog called Pixel, and we walk it every Sunday.",
     "クラリス、説明して",
+    "a long one, cut at the model's 256 tokens: " + "tea and leeks " * 200,
 )
 _SAME_VECTORS = 0.9999  # lowest cosine between the two runtimes' vectors on a probe
 
