@@ -72,6 +72,26 @@ class Turn:
     current_model: str = ""
 
 
+class _TurnHolder:
+    """The turn, as the graph's config carries it. LangGraph keeps its config in a
+    context variable, and every timer started during the run (an HTTP client's timeouts,
+    up to minutes) keeps that context until it would have fired, even once cancelled.
+    Held directly, the turn (its history, its replies and, through ``emit``, the
+    WebSocket or SSE response with its buffers) outlived the request by that long; the
+    holder is emptied when the run ends."""
+
+    __slots__ = ("turn",)
+
+    def __init__(self, turn: Turn) -> None:
+        self.turn: Turn | None = turn
+
+
+def _turn_of(config: RunnableConfig) -> Turn:
+    turn = config["configurable"]["turn"].turn
+    assert turn is not None, "a node ran after its turn ended"
+    return turn
+
+
 class State(TypedDict, total=False):
     speakers: list[str]
     index: int
@@ -205,6 +225,7 @@ class ConversationGraph:
         # speaks: ask for it now, so it is worked out while the graph gets going.
         if self._memory_wanted():
             turn.memory_task = asyncio.create_task(self._memory_context(turn))
+        holder = _TurnHolder(turn)
         try:
             await self.compiled.ainvoke(
                 {
@@ -215,9 +236,10 @@ class ConversationGraph:
                     "tool_calls": [],
                     "text": "",
                 },
-                config={"configurable": {"turn": turn}, "recursion_limit": 200},
+                config={"configurable": {"turn": holder}, "recursion_limit": 200},
             )
         finally:
+            holder.turn = None
             if turn.memory_task is not None and not turn.memory_task.done():
                 turn.memory_task.cancel()  # no speaker, or the turn was cancelled
         return turn
@@ -242,7 +264,7 @@ class ConversationGraph:
 
     # ---- nodes ----------------------------------------------------------------------
     async def route(self, state: State, config: RunnableConfig) -> State:
-        turn: Turn = config["configurable"]["turn"]
+        turn = _turn_of(config)
         speakers = self.turn_taking.choose(
             turn.user_input, requested=turn.requested, recent=turn.recent
         )
@@ -251,7 +273,7 @@ class ConversationGraph:
         return {"speakers": speakers, "index": 0}
 
     async def memory(self, state: State, config: RunnableConfig) -> State:
-        turn: Turn = config["configurable"]["turn"]
+        turn = _turn_of(config)
         task = turn.memory_task
         turn.memory.extend(await task if task is not None else await self._memory_context(turn))
         return {}
@@ -277,7 +299,7 @@ class ConversationGraph:
         ]
 
     async def speak(self, state: State, config: RunnableConfig) -> State:
-        turn: Turn = config["configurable"]["turn"]
+        turn = _turn_of(config)
         char = self.characters[state["speakers"][state["index"]]]
         rounds = state.get("rounds", 0)
         working = state.get("working") or []
@@ -354,7 +376,7 @@ class ConversationGraph:
         return {"tool_calls": [], "text": text_so_far + text, "working": working}
 
     async def tools(self, state: State, config: RunnableConfig) -> State:
-        turn: Turn = config["configurable"]["turn"]
+        turn = _turn_of(config)
         char = self.characters[state["speakers"][state["index"]]]
         calls = state.get("tool_calls") or []
 
@@ -411,7 +433,7 @@ class ConversationGraph:
         return {"working": working, "tool_calls": []}
 
     async def persist(self, state: State, config: RunnableConfig) -> State:
-        turn: Turn = config["configurable"]["turn"]
+        turn = _turn_of(config)
         char_id = state["speakers"][state["index"]]
         text = state.get("text", "")
         usage, turn.current_usage = turn.current_usage, Usage()

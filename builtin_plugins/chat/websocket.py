@@ -224,6 +224,11 @@ class Connection:
                 self.closed = True
                 with contextlib.suppress(asyncio.QueueFull):
                     self.queue.put_nowait(None)
+            # The expiry timer holds this connection (and its socket's buffers): left
+            # running, every closed socket stayed in memory until its token expired.
+            if self._expiry is not None:
+                self._expiry.cancel()
+                self._expiry = None
             # replies in progress are left to finish and be stored
             self.writer.cancel()
 

@@ -6,6 +6,7 @@ its socket; the seed's clients (no ``type``) still chat."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 import uuid
 from typing import Any
@@ -64,6 +65,38 @@ async def test_a_socket_ends_when_its_token_expires_unless_renewed(llmmc: Any) -
             assert "expired" in await closed_with(ws1)
             await asyncio.sleep(0.5)  # past the first token's expiry
             assert await chats(ws2)
+
+
+async def test_a_closed_socket_is_not_kept_until_its_token_expires(llmmc: Any) -> None:
+    """Each socket waits for its token's expiry on a timer; a socket that closes before
+    must let go of it (it held the connection, its buffers and its request: a server
+    kept every WebSocket of the last token lifetime, an hour here). Nor is a finished
+    turn kept by the timers its run started (through LangGraph's context)."""
+    from builtin_plugins.chat.graph import Turn
+    from builtin_plugins.chat.websocket import Connection
+
+    def connections() -> int:
+        gc.collect()
+        return sum(isinstance(o, Connection | Turn) for o in gc.get_objects())
+
+    async with FakeOpenAI() as fake:
+        cfg = chat_config(fake.url, enabled=("shorttokens", "chat"))
+        client = await llmmc(cfg, plugins={"shorttokens": ShortTokens}, test_auth=False)
+        before = connections()
+        for _ in range(5):
+            async with client.ws_connect(
+                "/ws/chat", headers={"Authorization": "Bearer long:ann"}
+            ) as ws:
+                assert await chats(ws)
+        r = await client.post(
+            "/api/v1/chat", json={"user_input": "hi"}, headers={"Authorization": "Bearer long:ann"}
+        )
+        assert r.status == 200, await r.text()
+        for _ in range(200):  # the server's side of the close may lag a little
+            if connections() <= before:
+                break
+            await asyncio.sleep(0.05)
+        assert connections() <= before
 
 
 async def test_bad_text_and_deep_nesting_get_bad_message_and_the_socket_lives(llmmc: Any) -> None:
