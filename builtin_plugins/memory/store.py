@@ -709,31 +709,19 @@ class MemoryStore:
         self, user_id: str, memory_ids: Sequence[str]
     ) -> list[tuple[str, float, Memory]]:
         """The memories linked to any of ``memory_ids`` (the context hook's associative
-        hop, on the reply's path): ``(via, weight, memory)``, strongest link first;
-        ``via`` is the id among ``memory_ids`` it hangs from. Two lookups with constant
-        IN lists, which DuckDB serves from its indexes (a join of the two tables scans
-        them: 3 ms against 1 ms)."""
-        ids = list(dict.fromkeys(memory_ids))
-        if not ids:
-            return []
-        marks = _marks(len(ids))
-        links = await self.db.fetchall(
-            "SELECT a_id, b_id, weight, created_at FROM memory_links WHERE user_id = $1 "
-            f"AND (a_id IN ({marks}) OR b_id IN ({marks}))",
-            [user_id, *ids],
-        )
-        wanted = set(ids)
-        pairs: list[tuple[str, str, float, Any]] = []
-        for a, b, weight, created_at in links:
-            if a in wanted:
-                pairs.append((a, b, float(weight), created_at))
-            if b in wanted:
-                pairs.append((b, a, float(weight), created_at))
-        if not pairs:
-            return []
-        rows = {m.memory_id: m for m in await self.get_many(user_id, (p[1] for p in pairs))}
-        pairs.sort(key=lambda p: (p[2], p[3]), reverse=True)
-        return [(via, weight, rows[other]) for via, other, weight, _ in pairs if other in rows]
+        hop, on the reply's path): ``(via, weight, memory)``, each hit's strongest link
+        first; ``via`` is the id among ``memory_ids`` it hangs from. The links, then their
+        rows through the ``memory_id`` index: on DuckDB two such lookups cost less than
+        one join of the two tables (2.3 ms against 2.9 ms on the turn benchmark's data)."""
+        related = await self.related(user_id, list(dict.fromkeys(memory_ids)))
+        others = {other for links in related.values() for other, _, _ in links}
+        rows = {m.memory_id: m for m in await self.get_many(user_id, others)}
+        return [
+            (via, weight, rows[other])
+            for via, links in related.items()
+            for other, _, weight in links
+            if other in rows
+        ]
 
     async def add_entities(self, user_id: str, memory_id: str, entities: Iterable[str]) -> None:
         rows = [(user_id, memory_id, e) for e in dict.fromkeys(entities)]

@@ -77,7 +77,7 @@ async def test_a_closed_socket_is_not_kept_until_its_token_expires(llmmc: Any) -
 
     def connections() -> int:
         gc.collect()
-        return sum(isinstance(o, Connection | Turn) for o in gc.get_objects())
+        return sum(type(o) in (Connection, Turn) for o in gc.get_objects())
 
     async with FakeOpenAI() as fake:
         cfg = chat_config(fake.url, enabled=("shorttokens", "chat"))
