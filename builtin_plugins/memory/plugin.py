@@ -166,6 +166,13 @@ class MemoryPlugin(Plugin):
                 "default": 1024,
                 "description": "memory for in-process indexes (least recently used dropped first); 0 turns them off",
             },
+            "row_cache_mb": {
+                "type": "integer",
+                "minimum": 0,
+                "default": 32,
+                "description": "DuckDB only: memory for the rows and links a reply's context "
+                "reads, kept in process (least recently used users dropped first); 0 turns it off",
+            },
         },
     }
 
@@ -203,7 +210,11 @@ class MemoryPlugin(Plugin):
             ivf_probe_fraction=float(self.config["index_ivf_probe_fraction"]),
             half_min_vectors=int(self.config["index_half_min_vectors"]),
         )
-        self.store = MemoryStore(self.context.database, self.index)
+        self.store = MemoryStore(
+            self.context.database,
+            self.index,
+            row_cache_bytes=int(self.config["row_cache_mb"]) * 1024 * 1024,
+        )
         self._declare_index_metrics(self.index)
         await self.store.load_dims()
         self.embedder = self._make_embedder()
@@ -215,8 +226,11 @@ class MemoryPlugin(Plugin):
         size = metrics.gauge("index_bytes", "Memory held by the in-process vector index")
         vectors = metrics.gauge("index_vectors", "Vectors held by the in-process vector index")
         users = metrics.gauge("index_users", "Users whose vectors the index holds")
+        rows = metrics.gauge("row_cache_bytes", "Memory held by the cache of rows and links")
+        store = self.store
 
         def collect() -> None:
+            rows.set(store.rows.nbytes() if store is not None else 0)
             size.set(index.nbytes())
             n_users, n_vectors = index.counts()
             users.set(n_users)

@@ -23,6 +23,7 @@ vector tables on first use of a dimension.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import uuid
@@ -36,6 +37,7 @@ import numpy as np
 from sdk import Database, Migration, Transaction
 
 from .index import VectorIndex, _Entry
+from .rowcache import Link, RowCache
 
 ITEM_COLUMNS = (
     "memory_id, user_id, tier, session_id, content, metadata, importance, fact_key, "
@@ -43,6 +45,8 @@ ITEM_COLUMNS = (
 )
 _DIM_TABLE = re.compile(r"^memory_vectors_(\d+)$")
 _ITEM_NAMES = [c.strip() for c in ITEM_COLUMNS.split(",")]
+# An index entry this small is scanned on the event loop, a bigger one in a worker thread.
+INLINE_SEARCH_ROWS = 2048
 _VECTOR_COLUMNS = ["memory_id", "user_id", "tier", "session_id", "model", "embedding"]
 
 
@@ -168,11 +172,23 @@ class Memory:
 
 
 class MemoryStore:
-    def __init__(self, db: Database, index: VectorIndex | None = None) -> None:
+    def __init__(
+        self, db: Database, index: VectorIndex | None = None, row_cache_bytes: int = 0
+    ) -> None:
         self.db = db
         self.index = index
+        # Rows and links read on the reply's path (rowcache.py): only where every write
+        # goes through this store, i.e. DuckDB, which one process owns.
+        self.rows = RowCache(row_cache_bytes if db.engine == "duckdb" else 0)
         self._dims: set[int] = set()
         self._ddl_lock = asyncio.Lock()
+
+    def _writing(self, user_ids: Iterable[str]) -> contextlib.ExitStack:
+        """:meth:`RowCache.writing` for each of these users."""
+        stack = contextlib.ExitStack()
+        for user_id in dict.fromkeys(user_ids):
+            stack.enter_context(self.rows.writing(user_id))
+        return stack
 
     # -- schema -----------------------------------------------------------------------
     async def load_dims(self) -> None:
@@ -243,11 +259,13 @@ class MemoryStore:
         if dim:
             await self.ensure_dim(dim)
         item_rows = [_item_row(m) for m in memories]
-        async with self.db.transaction() as tx:
-            await tx.insert_rows("memory_items", _ITEM_NAMES, item_rows)
-            if dim:
-                assert vectors is not None
-                await _insert_vectors(tx, dim, searchable, vectors, model)
+        with self._writing(m.user_id for m in memories):
+            async with self.db.transaction() as tx:
+                await tx.insert_rows("memory_items", _ITEM_NAMES, item_rows)
+                if dim:
+                    assert vectors is not None
+                    await _insert_vectors(tx, dim, searchable, vectors, model)
+        self.rows.inserted(Memory.from_row(_item_row(m)) for m in memories)
         if dim and self.index is not None:
             assert vectors is not None
             self._index_add(searchable, vectors[: len(searchable)], model)
@@ -283,44 +301,61 @@ class MemoryStore:
         for dim in {int(v.shape[0]) for _, v in changes if v is not None}:
             await self.ensure_dim(dim)
         dims = sorted(self._dims)
-        async with self.db.transaction() as tx:
-            for memory, vector in changes:
-                await tx.execute(
-                    "UPDATE memory_items SET content = $1, metadata = $2, importance = $3, "
-                    "fact_key = $4, session_id = $5, source_message_id = $6, updated_at = $7 "
-                    "WHERE memory_id = $8 AND user_id = $9",
-                    [
-                        memory.content,
-                        json.dumps(memory.metadata),
-                        memory.importance,
-                        memory.fact_key,
-                        memory.session_id,
-                        memory.source_message_id,
-                        memory.updated_at,
-                        memory.memory_id,
-                        memory.user_id,
-                    ],
-                )
-                if vector is not None:
-                    for d in dims:
-                        await tx.execute(
-                            f"DELETE FROM memory_vectors_{d} WHERE memory_id = $1",
-                            [memory.memory_id],
-                        )
-                    await _insert_vectors(
-                        tx, int(vector.shape[0]), [memory], vector.reshape(1, -1), model
+        with self._writing(memory.user_id for memory, _ in changes):
+            async with self.db.transaction() as tx:
+                for memory, vector in changes:
+                    await tx.execute(
+                        "UPDATE memory_items SET content = $1, metadata = $2, importance = $3, "
+                        "fact_key = $4, session_id = $5, source_message_id = $6, updated_at = $7 "
+                        "WHERE memory_id = $8 AND user_id = $9",
+                        [
+                            memory.content,
+                            json.dumps(memory.metadata),
+                            memory.importance,
+                            memory.fact_key,
+                            memory.session_id,
+                            memory.source_message_id,
+                            memory.updated_at,
+                            memory.memory_id,
+                            memory.user_id,
+                        ],
                     )
+                    if vector is not None:
+                        for d in dims:
+                            await tx.execute(
+                                f"DELETE FROM memory_vectors_{d} WHERE memory_id = $1",
+                                [memory.memory_id],
+                            )
+                        await _insert_vectors(
+                            tx, int(vector.shape[0]), [memory], vector.reshape(1, -1), model
+                        )
+        for memory, _ in changes:
+            written = Memory.from_row(_item_row(memory))  # as a read would give it back
+            self.rows.updated(
+                memory.user_id,
+                memory.memory_id,
+                content=written.content,
+                metadata=written.metadata,
+                importance=written.importance,
+                fact_key=memory.fact_key,
+                session_id=memory.session_id,
+                source_message_id=memory.source_message_id,
+                updated_at=memory.updated_at,
+            )
         if self.index is not None:
             for memory, vector in changes:
                 if vector is not None:
                     self._index_add([memory], vector.reshape(1, -1), model)
 
     async def touch(self, user_id: str, memory_id: str, importance: float) -> None:
-        await self.db.execute(
-            "UPDATE memory_items SET importance = $1, updated_at = $2 "
-            "WHERE memory_id = $3 AND user_id = $4",
-            [importance, utcnow(), memory_id, user_id],
-        )
+        at = utcnow()
+        with self.rows.writing(user_id):
+            await self.db.execute(
+                "UPDATE memory_items SET importance = $1, updated_at = $2 "
+                "WHERE memory_id = $3 AND user_id = $4",
+                [importance, at, memory_id, user_id],
+            )
+        self.rows.updated(user_id, memory_id, importance=float(importance), updated_at=at)
 
     # -- reads ------------------------------------------------------------------------
     async def get(self, user_id: str, memory_id: str) -> Memory | None:
@@ -335,6 +370,10 @@ class MemoryStore:
         if not ids:
             return []
         out: list[Memory] = []
+        ticket = None
+        if self.rows.enabled:
+            out, ids, ticket = self.rows.rows(user_id, ids)
+        read: list[Memory] = []
         # A constant IN list lets DuckDB use the memory_id index (faster than unnest).
         for start in range(0, len(ids), 256):
             part = ids[start : start + 256]
@@ -344,8 +383,10 @@ class MemoryStore:
                 f"({_marks(len(part))})",
                 [user_id, *part],
             )
-            out.extend(Memory.from_row(r) for r in rows)
-        return out
+            read.extend(Memory.from_row(r) for r in rows)
+        if ticket is not None:
+            self.rows.keep_rows(ticket, read)
+        return out + read
 
     async def list_session(
         self, user_id: str, session_id: str, tier: str | None = None
@@ -507,9 +548,11 @@ class MemoryStore:
         entry = await self._index_entry(user_id, model, dim)
         if entry is None:
             return None
-        hits = await asyncio.to_thread(
-            entry.search, vector, limit, tiers, session_id, exclude, min_score
-        )
+        query = (vector, limit, tiers, session_id, exclude, min_score)
+        if entry.n <= INLINE_SEARCH_ROWS:  # (about 0.1 ms: less than the hop to a thread)
+            hits = entry.search(*query)
+        else:
+            hits = await asyncio.to_thread(entry.search, *query)
         return await self._with_scores(user_id, hits)
 
     async def search_any(
@@ -670,40 +713,52 @@ class MemoryStore:
         if not rows:
             return 0
 
-        added = 0
-        async with self.db.transaction() as tx:
-            for row in rows:
-                exists = await tx.fetchone(
-                    "SELECT 1 FROM memory_links WHERE user_id = $1 AND a_id = $2 AND b_id = $3 "
-                    "AND kind = $4",
-                    list(row[:4]),
-                )
-                if not exists:
-                    await tx.execute(
-                        "INSERT INTO memory_links VALUES ($1, $2, $3, $4, $5, $6)", list(row)
+        added = []
+        with self.rows.writing(user_id):
+            async with self.db.transaction() as tx:
+                for row in rows:
+                    exists = await tx.fetchone(
+                        "SELECT 1 FROM memory_links WHERE user_id = $1 AND a_id = $2 "
+                        "AND b_id = $3 AND kind = $4",
+                        list(row[:4]),
                     )
-                    added += 1
-        return added
+                    if not exists:
+                        await tx.execute(
+                            "INSERT INTO memory_links VALUES ($1, $2, $3, $4, $5, $6)", list(row)
+                        )
+                        added.append(row[1:])
+        self.rows.linked(user_id, added)
+        return len(added)
 
     async def related(
         self, user_id: str, memory_ids: Sequence[str]
     ) -> dict[str, list[tuple[str, str, float]]]:
         """For each id, its linked memories ``(other_id, kind, weight)``, strongest first."""
-        out: dict[str, list[tuple[str, str, float]]] = {m: [] for m in memory_ids}
-        if not memory_ids:
-            return out
-        rows = await self.db.fetchall(
-            "SELECT a_id, b_id, kind, weight FROM memory_links WHERE user_id = $1 AND "
-            "(a_id = ANY($2::TEXT[]) OR b_id = ANY($2::TEXT[])) "
-            "ORDER BY weight DESC, created_at DESC",
-            [user_id, list(memory_ids)],
-        )
-        for a, b, kind, weight in rows:
-            if a in out:
-                out[a].append((b, kind, float(weight)))
-            if b in out:
-                out[b].append((a, kind, float(weight)))
-        return out
+        ids = list(dict.fromkeys(memory_ids))
+        if not ids:
+            return {}
+        held: dict[str, list[Link]] = {}
+        ticket = None
+        missing = ids
+        if self.rows.enabled:
+            held, missing, ticket = self.rows.links(user_id, ids)
+        if missing:
+            read: dict[str, list[Link]] = {m: [] for m in missing}
+            rows = await self.db.fetchall(
+                "SELECT a_id, b_id, kind, weight, created_at FROM memory_links "
+                "WHERE user_id = $1 AND (a_id = ANY($2::TEXT[]) OR b_id = ANY($2::TEXT[])) "
+                "ORDER BY weight DESC, created_at DESC",
+                [user_id, missing],
+            )
+            for a, b, kind, weight, at in rows:
+                if a in read:
+                    read[a].append((b, kind, float(weight), at))
+                if b in read:
+                    read[b].append((a, kind, float(weight), at))
+            if ticket is not None:
+                self.rows.keep_links(ticket, read)
+            held.update(read)
+        return {m: [(other, kind, weight) for other, kind, weight, _ in held[m]] for m in ids}
 
     async def linked(
         self, user_id: str, memory_ids: Sequence[str]
@@ -753,29 +808,31 @@ class MemoryStore:
 
         user_clause = " AND user_id = $2" if user_id is not None else ""
         uparams = [user_id] if user_id is not None else []
-        async with self.db.transaction() as tx:
-            # Chunks of deleted documents go with them.
-            chunk_rows = await tx.fetchall(
-                f"SELECT memory_id FROM memory_items WHERE parent_id = ANY($1::TEXT[]){user_clause}",
-                [ids, *uparams],
-            )
-            all_ids = list(dict.fromkeys(ids + [r[0] for r in chunk_rows]))
-            gone = await tx.fetchall(
-                "DELETE FROM memory_items WHERE memory_id = ANY($1::TEXT[])"
-                f"{user_clause} RETURNING memory_id",
-                [all_ids, *uparams],
-            )
-            for table in [f"memory_vectors_{d}" for d in dims] + ["memory_entities"]:
-                await tx.execute(
-                    f"DELETE FROM {table} WHERE memory_id = ANY($1::TEXT[]){user_clause}",
+        with self.rows.writing(user_id):
+            async with self.db.transaction() as tx:
+                # Chunks of deleted documents go with them.
+                chunk_rows = await tx.fetchall(
+                    f"SELECT memory_id FROM memory_items WHERE parent_id = ANY($1::TEXT[]){user_clause}",
+                    [ids, *uparams],
+                )
+                all_ids = list(dict.fromkeys(ids + [r[0] for r in chunk_rows]))
+                gone = await tx.fetchall(
+                    "DELETE FROM memory_items WHERE memory_id = ANY($1::TEXT[])"
+                    f"{user_clause} RETURNING memory_id",
                     [all_ids, *uparams],
                 )
-            await tx.execute(
-                "DELETE FROM memory_links WHERE (a_id = ANY($1::TEXT[]) "
-                f"OR b_id = ANY($1::TEXT[])){user_clause}",
-                [all_ids, *uparams],
-            )
+                for table in [f"memory_vectors_{d}" for d in dims] + ["memory_entities"]:
+                    await tx.execute(
+                        f"DELETE FROM {table} WHERE memory_id = ANY($1::TEXT[]){user_clause}",
+                        [all_ids, *uparams],
+                    )
+                await tx.execute(
+                    "DELETE FROM memory_links WHERE (a_id = ANY($1::TEXT[]) "
+                    f"OR b_id = ANY($1::TEXT[])){user_clause}",
+                    [all_ids, *uparams],
+                )
         n = len(gone)
+        self.rows.deleted(user_id, all_ids)
         if self.index is not None:
             self.index.on_remove(user_id, all_ids)
         return n
@@ -785,8 +842,10 @@ class MemoryStore:
         ids = list(dict.fromkeys(memory_ids))
         if not ids:
             return
-        async with self.db.transaction() as tx:
-            await self._delete_turn_rows(tx, user_id, ids)
+        with self.rows.writing(user_id):
+            async with self.db.transaction() as tx:
+                await self._delete_turn_rows(tx, user_id, ids)
+        self.rows.deleted(user_id, ids)
         if self.index is not None:
             self.index.on_remove(user_id, ids)
 
@@ -818,21 +877,24 @@ class MemoryStore:
         await self.ensure_dim(dim)
         kept: dict[str, list[Memory]] = {}
         gone: list[str] = []
-        async with self.db.transaction() as tx:
-            await tx.insert_rows("memory_items", _ITEM_NAMES, [_item_row(t) for t in turns])
-            await _insert_vectors(tx, dim, turns, vectors, model)
-            for session_id in dict.fromkeys(str(t.session_id) for t in turns):
-                rows = await tx.fetchall(
-                    f"SELECT {ITEM_COLUMNS} FROM memory_items WHERE user_id = $1 AND "
-                    "session_id = $2 AND tier = 'short_term' ORDER BY created_at, memory_id",
-                    [user_id, session_id],
-                )
-                session_turns = [Memory.from_row(r) for r in rows]
-                cut = max(0, len(session_turns) - keep)
-                gone += [t.memory_id for t in session_turns[:cut]]
-                kept[session_id] = session_turns[cut:]
-            if gone:
-                await self._delete_turn_rows(tx, user_id, gone)
+        with self.rows.writing(user_id):
+            async with self.db.transaction() as tx:
+                await tx.insert_rows("memory_items", _ITEM_NAMES, [_item_row(t) for t in turns])
+                await _insert_vectors(tx, dim, turns, vectors, model)
+                for session_id in dict.fromkeys(str(t.session_id) for t in turns):
+                    rows = await tx.fetchall(
+                        f"SELECT {ITEM_COLUMNS} FROM memory_items WHERE user_id = $1 AND "
+                        "session_id = $2 AND tier = 'short_term' ORDER BY created_at, memory_id",
+                        [user_id, session_id],
+                    )
+                    session_turns = [Memory.from_row(r) for r in rows]
+                    cut = max(0, len(session_turns) - keep)
+                    gone += [t.memory_id for t in session_turns[:cut]]
+                    kept[session_id] = session_turns[cut:]
+                if gone:
+                    await self._delete_turn_rows(tx, user_id, gone)
+        self.rows.inserted(Memory.from_row(_item_row(t)) for t in turns)
+        self.rows.deleted(user_id, gone)
         if self.index is not None:
             self._index_add(turns, vectors[: len(turns)], model)
             if gone:
@@ -860,20 +922,28 @@ class MemoryStore:
         self, *, user_id: str | None = None, older_than: datetime | None = None
     ) -> int:
         where, params = _filters(user_id=user_id, created_at=older_than)
-        gone = await self.db.fetchall(f"DELETE FROM memory_links WHERE {where} RETURNING 1", params)
+        with self.rows.writing(user_id):
+            gone = await self.db.fetchall(
+                f"DELETE FROM memory_links WHERE {where} RETURNING 1", params
+            )
+        self.rows.unlinked(user_id)
         return len(gone)
 
     async def delete_user(self, user_id: str) -> int:
         dims = sorted(self._dims)
 
-        async with self.db.transaction() as tx:
-            n = int(
-                await tx.fetchval("SELECT count(*) FROM memory_items WHERE user_id = $1", [user_id])
-            )
-            for table in ["memory_items", "memory_links", "memory_entities"] + [
-                f"memory_vectors_{d}" for d in dims
-            ]:
-                await tx.execute(f"DELETE FROM {table} WHERE user_id = $1", [user_id])
+        with self.rows.writing(user_id):
+            async with self.db.transaction() as tx:
+                n = int(
+                    await tx.fetchval(
+                        "SELECT count(*) FROM memory_items WHERE user_id = $1", [user_id]
+                    )
+                )
+                for table in ["memory_items", "memory_links", "memory_entities"] + [
+                    f"memory_vectors_{d}" for d in dims
+                ]:
+                    await tx.execute(f"DELETE FROM {table} WHERE user_id = $1", [user_id])
+        self.rows.drop_user(user_id)
         if self.index is not None:
             self.index.drop_user(user_id)
         return n
