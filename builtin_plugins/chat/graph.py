@@ -208,13 +208,11 @@ class ConversationGraph:
         self.memory_max_tokens = memory_max_tokens
         graph = StateGraph(State)
         graph.add_node("route", self.route)
-        graph.add_node("memory", self.memory)
         graph.add_node("speak", self.speak)
         graph.add_node("tools", self.tools)
         graph.add_node("persist", self.persist)
         graph.add_edge(START, "route")
-        graph.add_conditional_edges("route", self._after_route, ["memory", "speak", END])
-        graph.add_edge("memory", "speak")
+        graph.add_conditional_edges("route", self._after_route, ["speak", END])
         graph.add_conditional_edges("speak", self._after_speak, ["tools", "persist"])
         graph.add_edge("tools", "speak")
         graph.add_conditional_edges("persist", self._after_persist, ["speak", END])
@@ -247,9 +245,7 @@ class ConversationGraph:
     # ---- edges ----------------------------------------------------------------------
     # (async, so LangGraph runs them inline instead of in a thread)
     async def _after_route(self, state: State) -> str:
-        if not state.get("speakers"):
-            return END
-        return "memory" if self._memory_wanted() else "speak"
+        return "speak" if state.get("speakers") else END
 
     def _memory_wanted(self) -> bool:
         """Ask for memory context only when enabled and some running plugin provides it."""
@@ -272,11 +268,12 @@ class ConversationGraph:
             raise errors.ServiceUnavailable("no character is configured", code="NO_CHARACTERS")
         return {"speakers": speakers, "index": 0}
 
-    async def memory(self, state: State, config: RunnableConfig) -> State:
-        turn = _turn_of(config)
-        task = turn.memory_task
-        turn.memory.extend(await task if task is not None else await self._memory_context(turn))
-        return {}
+    async def _take_memory(self, turn: Turn) -> None:
+        """Memory's context into the turn's prompt, once: the task ``run`` started (not a
+        node of its own: each node costs LangGraph about a millisecond of bookkeeping)."""
+        task, turn.memory_task = turn.memory_task, None
+        if task is not None:
+            turn.memory.extend(await task)
 
     async def _memory_context(self, turn: Turn) -> list[dict[str, Any]]:
         try:
@@ -304,6 +301,7 @@ class ConversationGraph:
         rounds = state.get("rounds", 0)
         working = state.get("working") or []
         text_so_far = state.get("text", "")
+        await self._take_memory(turn)
         if rounds == 0:
             await turn.emit({"type": "start", "character": char.id})
         tools = self.tools_for(char) if rounds < self.max_tool_rounds else None
