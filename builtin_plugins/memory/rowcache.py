@@ -99,12 +99,13 @@ class RowCache:
         return len(self._users), sum(len(u.rows) for u in self._users.values())
 
     # -- reads --------------------------------------------------------------------------
-    def _user(self, user_id: str) -> _User:
+    def _user(self, user_id: str, *, read: bool = True) -> _User:
         user = self._users.get(user_id)
         if user is None:
             user = self._users[user_id] = _User(user_id)
             self._evict()
-        self._users.move_to_end(user_id)
+        elif read:  # (a write does not make a user recently read)
+            self._users.move_to_end(user_id)
         return user
 
     def _ticket(self, user: _User) -> Ticket:
@@ -175,7 +176,7 @@ class RowCache:
                 self._every_user_writes += 1
                 self._every_user_writing -= 1
             return
-        user = self._user(user_id)
+        user = self._user(user_id, read=False)
         user.writes += 1
         user.writing += 1
         try:
@@ -183,6 +184,8 @@ class RowCache:
         finally:
             user.writes += 1
             user.writing -= 1
+            if not (user.writing or user.rows or user.links) and self._users.get(user_id) is user:
+                del self._users[user_id]  # a writer nobody reads for holds no place
 
     def inserted(self, memories: Iterable[Memory]) -> None:
         """New rows: kept for users already here (their searches will find them)."""
