@@ -46,7 +46,7 @@ PREFILTER_MIN = 64  # rows re-scored exactly after the float16 scan, at the leas
 PREFILTER_FACTOR = 8  # ... or this many times the limit
 HALF_SLACK = 0.01  # float16 rounding allowance when min_score filters the rough scan
 MIN_ROWS = 64  # an entry's first capacity (every user who searches has an entry)
-COMPACT_MIN_ROWS = 256  # an entry this big with more dead rows than live is rebuilt
+COMPACT_MIN_ROWS = 64  # an entry this big with more dead rows than live is rebuilt
 
 
 def _torch() -> Any:
