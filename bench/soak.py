@@ -14,7 +14,11 @@ opened, authenticated, one turn, closed), memory writes, searches and session vi
 ``/me``, logins, refreshes, history reads and session deletions. A new user registers
 every 5 s until there are --users (40, after about 3 minutes): a steady population whose
 sessions, tokens and memories keep changing, which is what "RSS levels off" is about.
-Each keeps a few sessions and opens new ones. ``--users 0`` registers a new user every
+Each keeps a few sessions (opening new ones, deleting the oldest past 6) and the last
+30 memories it added (deleting the oldest as it adds): the data stays about the same
+size, so a rising RSS means a leak or an unbounded cache, not more data (what memory
+keeps in process grows with the data it holds, up to its bounds; auth's audit log and
+token rows still grow in DuckDB). ``--users 0`` registers a new user every
 5 s all along: a growth test (the per-user state of a population that keeps growing
 grows with it, up to the caches' bounds), not a level test.
 
@@ -67,6 +71,7 @@ OPS = {  # relative weights
 }
 NEW_USER_EVERY = 5.0  # seconds
 MAX_SESSIONS = 6  # per user; beyond it a session is deleted before opening another
+MAX_MEMORIES = 30  # memories a user added and keeps; beyond it the oldest is deleted
 
 
 class User:
@@ -76,6 +81,7 @@ class User:
         self.access = tokens["access_token"]
         self.refresh = tokens["refresh_token"]
         self.sessions: list[str] = []
+        self.memories: list[str] = []  # ids of the memories this user added, oldest first
         self.renewing = False  # one login or refresh at a time: a spent refresh token
         # presented twice would (rightly) end the whole login
 
@@ -182,7 +188,13 @@ class Soak:
                         break
         elif name == "memory_add":
             body = {"content": f"The user mentioned: {text}", "tier": "long_term"}
-            await self.call("POST", "/api/v1/memory", user, 201, json=body)
+            data = await self.call("POST", "/api/v1/memory", user, 201, json=body)
+            if data:
+                user.memories.append(data["memory_id"])
+            if len(user.memories) > MAX_MEMORIES:  # (a user forgets as much as it adds)
+                oldest = user.memories.pop(0)
+                # 404: a near-duplicate updated the memory another add had made
+                await self.call("DELETE", f"/api/v1/memory/{oldest}", user, (204, 404))
         elif name == "memory_search":
             body = {"query": text, "top_k": 5}
             await self.call("POST", "/api/v1/memory/search", user, 200, json=body)
