@@ -171,8 +171,8 @@ def malloc_bytes() -> dict[str, int]:
 
 
 def memory_plugin_bytes(kernel: Any) -> dict[str, int]:
-    """The memory plugin's two in-process stores of vectors: the users' index entries
-    and the embedder's cache of recent texts."""
+    """The memory plugin's in-process stores: the users' index entries and the
+    embedder's cache of recent texts (vectors), and the row cache (rows and links)."""
     record = kernel.records.get("memory")
     plugin = getattr(record, "instance", None)
     if plugin is None or plugin.index is None:
@@ -181,6 +181,7 @@ def memory_plugin_bytes(kernel: Any) -> dict[str, int]:
     return {
         "index_bytes": int(plugin.index.nbytes()),
         "embed_cache_bytes": sum(int(v.nbytes) + len(k) for k, v in list(cache.items())),
+        "row_cache_bytes": int(plugin.store.rows.nbytes()) if plugin.store is not None else 0,
     }
 
 

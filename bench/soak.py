@@ -14,7 +14,7 @@ opened, authenticated, one turn, closed), memory writes, searches and session vi
 ``/me``, logins, refreshes, history reads and session deletions. A new user registers
 every 5 s until there are --users (40, after about 3 minutes): a steady population whose
 sessions, tokens and memories keep changing, which is what "RSS levels off" is about.
-Each keeps a few sessions (opening new ones, deleting the oldest past 6) and the last
+Each keeps 3 to 6 sessions (opening new ones up to 6, deleting the oldest) and the last
 30 memories it added (deleting the oldest as it adds): the data stays about the same
 size, so a rising RSS means a leak or an unbounded cache, not more data (what memory
 keeps in process grows with the data it holds, up to its bounds; auth's audit log and
@@ -26,7 +26,8 @@ Every --every seconds it prints the server's RSS, requests done, errors, latency
 what the server holds in Python objects (millions of allocated blocks), in DuckDB's
 buffers (MB, ``duckdb_memory()``), in the C allocator (glibc's ``mallinfo2`` over every
 arena: memory handed out, and memory freed but kept), in memory's vectors (the users'
-index entries and the embedder's cache) and in memory's inbox of turns not yet recorded
+index entries and the embedder's cache), in memory's row cache (rows and links read for
+replies) and in memory's inbox of turns not yet recorded
 (from ``/health``), so a growth can be told apart; at
 the end the RSS curve's figures: after warm-up, at the end, the peak, and the growth over
 the second half (MB/minute), which is what "levels off" means here.
@@ -70,7 +71,7 @@ OPS = {  # relative weights
     "delete_session": 3,
 }
 NEW_USER_EVERY = 5.0  # seconds
-MAX_SESSIONS = 6  # per user; beyond it a session is deleted before opening another
+MAX_SESSIONS = 6  # sessions a user keeps at most: at this count it continues one
 MAX_MEMORIES = 30  # memories a user added and keeps; beyond it the oldest is deleted
 
 
@@ -124,7 +125,7 @@ class Soak:
         return self.users[i]
 
     def session_for(self, user: User) -> str | None:
-        if not user.sessions or self.rng.random() < 0.15:
+        if not user.sessions or (self.rng.random() < 0.15 and len(user.sessions) < MAX_SESSIONS):
             return None  # a new session
         return self.rng.choice(user.sessions)
 
@@ -219,7 +220,7 @@ class Soak:
                     user.access, user.refresh = data["access_token"], data["refresh_token"]
             finally:
                 user.renewing = False
-        elif name == "delete_session" and len(user.sessions) >= MAX_SESSIONS:
+        elif name == "delete_session" and len(user.sessions) >= MAX_SESSIONS // 2:
             sid = user.sessions.pop(0)
             await self.call("DELETE", f"/api/v1/chat/sessions/{sid}", user, 204)
 
@@ -240,12 +241,13 @@ def server_stats(path: str) -> str:
     try:
         stats = json.loads(Path(path).read_text())
     except (OSError, ValueError):
-        return f"{'?':>9} {'?':>8} {'?':>8} {'?':>8} {'?':>8}"
+        return f"{'?':>9} {'?':>8} {'?':>8} {'?':>8} {'?':>8} {'?':>8}"
     mb = {k: v / 1048576 for k, v in stats.items() if k != "python_blocks"}
     return (
         f"{stats['python_blocks'] / 1e6:9.2f} {mb['duckdb_bytes']:8.1f} "
         f"{mb.get('malloc_in_use', float('nan')):8.1f} {mb.get('malloc_free', float('nan')):8.1f} "
-        f"{mb.get('index_bytes', 0) + mb.get('embed_cache_bytes', 0):8.1f}"
+        f"{mb.get('index_bytes', 0) + mb.get('embed_cache_bytes', 0):8.1f} "
+        f"{mb.get('row_cache_bytes', 0):8.1f}"
     )
 
 
@@ -281,7 +283,7 @@ async def drive(
         print(
             f"{'min':>6} {'RSS MB':>8} {'requests':>9} {'shed':>5} {'errors':>6} "
             f"{'p50 ms':>8} {'p99 ms':>8} {'py Mblk':>9} {'duck MB':>8} {'heap MB':>8} "
-            f"{'free MB':>8} {'vecs MB':>8} {'inbox':>6}  users  load"
+            f"{'free MB':>8} {'vecs MB':>8} {'rows MB':>8} {'inbox':>6}  users  load"
         )
         window_from = 0
         while True:
