@@ -189,6 +189,7 @@ async def test_local_embedder_runs_on_onnx_runtime_with_torchs_vectors() -> None
         "Longer than the model's 256 tokens, so cut: " + "jazz, Bill Evans, trains " * 120,
     ]
     try:
+        assert fast.describe()["runtime"] == "not loaded yet"  # (what /health says at start)
         ours, theirs = await fast.embed(texts), await slow.embed(texts)
         assert fast.describe()["runtime"] == "onnxruntime"
         assert slow.describe()["runtime"] == "torch"

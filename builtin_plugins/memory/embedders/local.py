@@ -350,7 +350,10 @@ class LocalEmbedder(Embedder):
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
-        out["runtime"] = "onnxruntime" if self._sessions is not None else "torch"
+        if self._model is None:  # (the warm-up task loads it at start)
+            out["runtime"] = "not loaded yet"
+        else:
+            out["runtime"] = "onnxruntime" if self._sessions is not None else "torch"
         if self.model_dir is not None:
             out["model_dir"] = str(self.model_dir)
         return out
