@@ -31,10 +31,21 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from .store import Memory
+
+class Row(Protocol):
+    """What the cache needs of a row: a dataclass with these fields (store.Memory)."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+    memory_id: str
+    user_id: str
+    content: str
+    metadata: dict[str, Any]
+
+
+# The store's Memory (not imported: the store imports this module).
+Memory = TypeVar("Memory", bound=Row)
 
 MAX_USERS = 10_000  # users held at once (a user who read and holds nothing counts too)
 ROW_OVERHEAD = 400  # bytes of a cached row besides its text and metadata (object, dict slot)
@@ -58,7 +69,7 @@ def _ordered(links: list[Link]) -> list[Link]:
 
 
 @dataclass
-class _User:
+class _User(Generic[Memory]):
     user_id: str
     rows: dict[str, Memory] = field(default_factory=dict)
     links: dict[str, list[Link]] = field(default_factory=dict)
@@ -71,15 +82,15 @@ class _User:
 class Ticket:
     """What a read took before going to the database, to tell whether it may be kept."""
 
-    user: _User
+    user: _User[Any]
     writes: int
     every_user_writes: int
 
 
-class RowCache:
+class RowCache(Generic[Memory]):
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max(0, int(max_bytes))
-        self._users: OrderedDict[str, _User] = OrderedDict()
+        self._users: OrderedDict[str, _User[Memory]] = OrderedDict()
         self._bytes = 0
         # writes of every user at once (a rule deleting across users): counted as a user's
         self._every_user_writes = 0
@@ -99,7 +110,7 @@ class RowCache:
         return len(self._users), sum(len(u.rows) for u in self._users.values())
 
     # -- reads --------------------------------------------------------------------------
-    def _user(self, user_id: str, *, read: bool = True) -> _User:
+    def _user(self, user_id: str, *, read: bool = True) -> _User[Memory]:
         user = self._users.get(user_id)
         if user is None:
             user = self._users[user_id] = _User(user_id)
@@ -108,7 +119,7 @@ class RowCache:
             self._users.move_to_end(user_id)
         return user
 
-    def _ticket(self, user: _User) -> Ticket:
+    def _ticket(self, user: _User[Memory]) -> Ticket:
         return Ticket(user, user.writes, self._every_user_writes)
 
     def rows(self, user_id: str, ids: Sequence[str]) -> tuple[list[Memory], list[str], Ticket]:
@@ -251,7 +262,7 @@ class RowCache:
             self.drop_user(user_id)
 
     # -- bookkeeping --------------------------------------------------------------------
-    def _put(self, user: _User, memory: Memory) -> None:
+    def _put(self, user: _User[Memory], memory: Memory) -> None:
         old = user.rows.get(memory.memory_id)
         if old is not None:
             self._grow(user, -_sized(old))
@@ -259,7 +270,7 @@ class RowCache:
         user.rows[memory.memory_id] = kept
         self._grow(user, _sized(kept))
 
-    def _grow(self, user: _User, n: int) -> None:
+    def _grow(self, user: _User[Memory], n: int) -> None:
         user.bytes += n
         self._bytes += n
 

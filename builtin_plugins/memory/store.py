@@ -179,7 +179,7 @@ class MemoryStore:
         self.index = index
         # Rows and links read on the reply's path (rowcache.py): only where every write
         # goes through this store, i.e. DuckDB, which one process owns.
-        self.rows = RowCache(row_cache_bytes if db.engine == "duckdb" else 0)
+        self.rows: RowCache[Memory] = RowCache(row_cache_bytes if db.engine == "duckdb" else 0)
         self._dims: set[int] = set()
         self._ddl_lock = asyncio.Lock()
 
