@@ -16,7 +16,8 @@ one of them must reach the others' indexes:
   missed or late event never serves stale results.
 
 A deleted memory is never returned in any case: hits of the index are read back from the
-database before they are returned. If Redis is unreachable, searches use the entries as
+database before they are returned (on PostgreSQL always; on DuckDB, which one process
+owns, perhaps from the store's row cache, which that process's writes keep exact). If Redis is unreachable, searches use the entries as
 they are (kept in step by the bus) and report it in ``/health``.
 """
 

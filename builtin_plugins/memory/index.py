@@ -12,7 +12,8 @@ approximation), loaded lazily from DuckDB the first time a user with at least
 ``index_min_vectors`` vectors searches, kept in step by the store on every insert,
 update and delete (one process owns the DuckDB file, so nothing else writes behind its
 back), and dropped least-recently-used past ``index_max_mb``. DuckDB stays the record;
-the candidates found here are read back from it, so a stale id can never leak.
+the candidates found here are read back from it (or from the store's row cache, which its
+writes keep exact: rowcache.py), so a stale id can never leak.
 
 For big entries (``index_half_min_vectors``, default 20 000) a float16 copy of the matrix
 is scanned first, with torch when it is installed (it comes with the local embedder): the

@@ -17,7 +17,7 @@ Two ONNX Runtime sessions of the export: the foreground lane's (what a reply wai
 runs each query on up to two threads that spin while it works (15 tokens: 3.6 ms against
 6.2 ms on one thread here, since a short text's products are too small to pay for
 waking a sleeping thread); the background lane's runs on its lane's single thread, at the
-lane's lower priority, and never spins. The second session costs about 50 MB of RSS.
+lane's lower priority, and never spins. The second session costs about 50-100 MB of RSS.
 """
 
 from __future__ import annotations
