@@ -370,6 +370,9 @@ def test_english_follows_the_browser_and_switches_to_japanese(
     send(page, "hello in two languages")
     reply = page.locator("li.msg.assistant .body")
     expect(reply).to_have_text(["Hello! You said: hello in two languages"])
+    # The turn is over (stored), not only its text shown: a switch re-renders the view from
+    # the stored history, which a reply still being stored is not yet in.
+    expect(page.locator(".conversation")).to_have_attribute("aria-busy", "false")
 
     page.get_by_label("Language", exact=True).select_option("ja")
     expect(page.get_by_role("link", name="メモリ")).to_be_visible()
