@@ -218,11 +218,16 @@ class ConversationGraph:
         graph.add_conditional_edges("persist", self._after_persist, ["speak", END])
         self.compiled = graph.compile()
 
-    async def run(self, turn: Turn) -> Turn:
-        # Memory's context (an embedding of the message, a search) does not depend on who
-        # speaks: ask for it now, so it is worked out while the graph gets going.
-        if self._memory_wanted():
+    def begin(self, turn: Turn) -> None:
+        """Ask for memory's context now: it (an embedding of the message, a search) does
+        not depend on who speaks, so it is worked out while the graph gets going. Call it
+        before the task that runs the turn is created, so the context's first steps (up to
+        the embedding's thread) run before the graph's own set-up (about a millisecond)."""
+        if turn.memory_task is None and self._memory_wanted():
             turn.memory_task = asyncio.create_task(self._memory_context(turn))
+
+    async def run(self, turn: Turn) -> Turn:
+        self.begin(turn)  # (a no-op when the caller did, as ChatService.launch does)
         holder = _TurnHolder(turn)
         try:
             await self.compiled.ainvoke(

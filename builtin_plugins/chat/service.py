@@ -303,6 +303,7 @@ class ChatService:
         """Run a turn as its own task: it finishes (and is stored) even if the client leaves."""
         self._check_running()
         assert self.graph is not None
+        self.graph.begin(turn)
         task = asyncio.create_task(self.graph.run(turn))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -69,13 +69,19 @@ async def memory_context(
             exclude_session_tiers=(session_id, ["short_term", "mid_term"]) if session_id else None,
         )
 
-    async def no_summary() -> None:
-        return None
-
-    # The summary and the search do not depend on each other: wait for both at once.
-    summary, hits = await asyncio.gather(
-        service.session_summary(user_id, session_id) if session_id else no_summary(), search()
+    # The summary and the search do not depend on each other: wait for both at once. The
+    # search runs in this task (a task of its own would start a loop turn later, and the
+    # message's embedding is what the reply waits for).
+    summary_task = (
+        asyncio.ensure_future(service.session_summary(user_id, session_id)) if session_id else None
     )
+    try:
+        hits = await search()
+    except BaseException:
+        if summary_task is not None:
+            summary_task.cancel()
+        raise
+    summary = await summary_task if summary_task is not None else None
     if summary is not None:
         offer(
             {
