@@ -20,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import os
-import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,17 +27,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from sdk.threads import lower_thread_priority
+
 T = TypeVar("T")
 CACHE_MAX_CHARS = 2000
-BACKGROUND_NICE = 10
 # Which lane the running batch belongs to, for run_blocking.
 _LANE: contextvars.ContextVar[str] = contextvars.ContextVar("embed_lane", default="foreground")
-
-
-def _lower_priority() -> None:
-    # Linux applies a nice value to one thread when given its thread id.
-    with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
 
 
 def normalize(matrix: np.ndarray) -> np.ndarray:
@@ -69,6 +62,7 @@ class Embedder:
         self._queues: dict[str, asyncio.Queue[tuple[list[str], asyncio.Future[np.ndarray]]]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._lane_pools: dict[str, ThreadPoolExecutor] = {}
+        self._busy: dict[str, int] = {}  # lane -> embeddings under way (worker or callers)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     # -- what callers use ---------------------------------------------------------------
@@ -122,7 +116,7 @@ class Embedder:
     def _init_lane_thread(self, background: bool) -> None:
         """Runs first in each lane's worker thread."""
         if background:
-            _lower_priority()
+            lower_thread_priority()
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` in the current lane's worker thread."""
@@ -162,9 +156,30 @@ class Embedder:
             self._workers[lane] = asyncio.create_task(
                 self._run(queue, lane), name=f"embedder-{self.name}-{lane}"
             )
+        if not background and not self._busy.get(lane) and queue.empty():
+            # Nothing in the lane's way: embed in the caller's task, as the worker task
+            # would only start a loop turn later (a reply waits for this). Callers arriving
+            # meanwhile queue, and the worker batches them.
+            self._busy[lane] = self._busy.get(lane, 0) + 1
+            token = _LANE.set(lane)
+            try:
+                return await self._embed_texts(texts)
+            finally:
+                _LANE.reset(token)
+                self._busy[lane] -= 1
         fut: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         await queue.put((texts, fut))
         return await fut
+
+    async def _embed_texts(self, texts: list[str]) -> np.ndarray:
+        """Vectors of ``texts`` in batches of at most ``max_batch``, in the current lane."""
+        parts = []
+        for start in range(0, len(texts), self.max_batch):
+            parts.append(await self._embed_batch(texts[start : start + self.max_batch]))
+        vectors = normalize(np.concatenate(parts, axis=0))
+        if self.dim is None:
+            self.dim = int(vectors.shape[1])
+        return vectors
 
     async def _run(
         self, queue: asyncio.Queue[tuple[list[str], asyncio.Future[np.ndarray]]], lane: str
@@ -179,13 +194,9 @@ class Embedder:
                 jobs.append(job)
                 count += len(job[0])
             texts = [t for job_texts, _ in jobs for t in job_texts]
+            self._busy[lane] = self._busy.get(lane, 0) + 1
             try:
-                parts = []
-                for start in range(0, len(texts), self.max_batch):
-                    parts.append(await self._embed_batch(texts[start : start + self.max_batch]))
-                vectors = normalize(np.concatenate(parts, axis=0))
-                if self.dim is None:
-                    self.dim = int(vectors.shape[1])
+                vectors = await self._embed_texts(texts)
             except asyncio.CancelledError:
                 for _, fut in jobs:
                     if not fut.done():
@@ -196,6 +207,8 @@ class Embedder:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
+            finally:
+                self._busy[lane] -= 1
             offset = 0
             for job_texts, fut in jobs:
                 n = len(job_texts)
