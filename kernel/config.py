@@ -51,6 +51,16 @@ KERNEL_SCHEMA: dict[str, Any] = {
             "default": "text",
             "description": "log lines (the access log included) as text or one JSON object each",
         },
+        "thread_switch_ms": {
+            "type": "number",
+            "minimum": 0.1,
+            "maximum": 100,
+            "default": 0.5,
+            "description": "how long a thread waiting for Python's interpreter lock waits "
+            "before the holder is asked to let go (Python's default is 5 ms): work handed to "
+            "a thread (an embedding, a database call) starts this soon even while the event "
+            "loop is busy",
+        },
         "drain_delay_seconds": {
             "type": "number",
             "minimum": 0,
