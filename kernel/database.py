@@ -6,17 +6,24 @@ DuckDB blocks, so each call runs in a small thread pool; each worker thread keep
 cursor (a DuckDB connection is not safe to share between threads) and a transaction holds
 one cursor of its own until it ends. SQL is written with ``$n`` placeholders, which both
 engines read natively.
+
+Work started inside ``with db.background():`` (recording, extraction: what nobody waits
+for) runs on a second pool of DuckDB threads at a lower CPU priority, so on a small
+machine it takes only what the requests leave over. PostgreSQL's server does its own
+work, so there it changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import hashlib
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,8 +34,26 @@ import duckdb
 import numpy as np
 
 from sdk.database import Engine, Params
+from sdk.threads import lower_thread_priority
 
 T = TypeVar("T")
+# Set by ``background()``: the current task's statements (and its child tasks') go to the
+# low-priority pool.
+_BACKGROUND: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "database_background", default=False
+)
+BACKGROUND_THREADS = 2
+
+
+@contextmanager
+def _background() -> Iterator[None]:
+    token = _BACKGROUND.set(True)
+    try:
+        yield
+    finally:
+        _BACKGROUND.reset(token)
+
+
 _CHUNK_PARAMS = 6000  # parameters per multi-row INSERT statement (DuckDB)
 
 
@@ -237,6 +262,11 @@ class DuckDatabase(_DuckQueries):
         self._free: list[duckdb.DuckDBPyConnection] = []  # for transactions
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="duckdb")
+        self._background_pool = ThreadPoolExecutor(
+            max_workers=BACKGROUND_THREADS,
+            thread_name_prefix="duckdb-background",
+            initializer=lower_thread_priority,
+        )
         self._exclusive = asyncio.Lock()
 
     def describe(self) -> str:
@@ -266,6 +296,13 @@ class DuckDatabase(_DuckQueries):
 
         await asyncio.get_running_loop().run_in_executor(self._pool, _close)
         self._pool.shutdown(wait=True)
+        self._background_pool.shutdown(wait=True)
+
+    def background(self) -> contextlib.AbstractContextManager[None]:
+        return _background()
+
+    def _current_pool(self) -> ThreadPoolExecutor:
+        return self._background_pool if _BACKGROUND.get() else self._pool
 
     def _new_cursor(self) -> duckdb.DuckDBPyConnection:
         if self._conn is None:
@@ -286,7 +323,7 @@ class DuckDatabase(_DuckQueries):
         def call() -> T:
             return fn(self._cursor())
 
-        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        return await asyncio.get_running_loop().run_in_executor(self._current_pool(), call)
 
     async def _call_atomic(self, fn: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
         async with self.transaction() as tx:
@@ -301,9 +338,10 @@ class DuckDatabase(_DuckQueries):
         with self._lock:
             cur = self._free.pop() if self._free else None
         loop = asyncio.get_running_loop()
+        pool = self._current_pool()
         if cur is None:
-            cur = await loop.run_in_executor(self._pool, self._new_cursor)
-        tx = DuckTransaction(self._pool, cur)
+            cur = await loop.run_in_executor(pool, self._new_cursor)
+        tx = DuckTransaction(pool, cur)
         await tx.execute("BEGIN TRANSACTION")
         try:
             yield tx
@@ -459,6 +497,9 @@ class PgDatabase(_PgQueries):
             raise RuntimeError("the database is closed")
         async with self._pool.acquire() as con:
             yield con
+
+    def background(self) -> contextlib.AbstractContextManager[None]:
+        return _background()  # (the server does the work: nothing to lower here)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PgTransaction]:

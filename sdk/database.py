@@ -21,7 +21,7 @@ asyncpg connection) is ever handed to a plugin.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -76,6 +76,12 @@ class Transaction(Queries, Protocol):
 class Database(Queries, Protocol):
     def transaction(self) -> AbstractAsyncContextManager[Transaction, Any]:
         """Statements that commit together: ``async with db.transaction() as tx: ...``."""
+
+    def background(self) -> AbstractContextManager[None]:
+        """``with db.background(): ...``: the statements of the current task, and of the
+        tasks it starts, are work nobody waits for (recording, extraction, compaction).
+        The embedded DuckDB runs them on threads of lower CPU priority, so they never slow
+        a reply; PostgreSQL, whose server does the work, runs them as any other."""
 
     async def tables(self, prefix: str = "") -> list[str]:
         """Names of the tables (in the store's schema) that start with ``prefix``."""

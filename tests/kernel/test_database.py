@@ -3,6 +3,9 @@ that hold or vanish as a whole, and versioned migrations."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kernel.database import AnyDatabase, open_database
+from kernel.database import AnyDatabase, DuckDatabase, open_database
 from kernel.migrations import migrate
 from sdk import Migration, Plugin, Transaction
+from sdk.threads import BACKGROUND_NICE
 
 
 @pytest.fixture
@@ -120,6 +124,42 @@ async def test_tables_lists_this_stores_tables_only(db: AnyDatabase) -> None:
     await db.execute("CREATE TABLE other (x INTEGER)")
     assert await db.tables("memo_") == ["memo_a", "memo_b"]
     assert "other" in await db.tables()
+
+
+def _thread_and_nice(_cursor: object) -> tuple[str, int]:
+    return threading.current_thread().name, os.getpriority(
+        os.PRIO_PROCESS, threading.get_native_id()
+    )
+
+
+async def test_background_statements_run_at_a_lower_priority_with_the_same_answers(
+    db: AnyDatabase,
+) -> None:
+    """Inside ``background()`` (and in the tasks started there) statements run on DuckDB's
+    low-priority threads, transactions included; outside, on the request threads. What
+    they read and write is the same either way."""
+    await db.execute("CREATE TABLE notes (id TEXT PRIMARY KEY, n BIGINT NOT NULL)")
+
+    async def in_a_child_task() -> tuple[str, int] | None:
+        async with db.transaction() as tx:
+            await tx.execute("INSERT INTO notes VALUES ($1, $2)", ["child", 2])
+            if isinstance(db, DuckDatabase):
+                return await tx._call(_thread_and_nice)
+        return None
+
+    with db.background():
+        await db.execute("INSERT INTO notes VALUES ($1, $2)", ["parent", 1])
+        assert await db.fetchval("SELECT n FROM notes WHERE id = $1", ["parent"]) == 1
+        child = asyncio.create_task(in_a_child_task())
+        here = await db.run(_thread_and_nice) if isinstance(db, DuckDatabase) else None
+    child_place = await child
+    after = await db.run(_thread_and_nice) if isinstance(db, DuckDatabase) else None
+    assert await db.fetchall("SELECT id, n FROM notes ORDER BY n") == [("parent", 1), ("child", 2)]
+    if isinstance(db, DuckDatabase):
+        assert here is not None and child_place is not None and after is not None
+        for name, nice in (here, child_place):
+            assert name.startswith("duckdb-background") and nice == BACKGROUND_NICE
+        assert after[0].startswith("duckdb_") and after[1] == 0
 
 
 async def _seed(tx: Transaction) -> None:
