@@ -69,6 +69,15 @@ class MemoryPlugin(Plugin):
                 "description": "embedder local: auto runs the model on ONNX Runtime when it is "
                 "installed and gives torch's vectors (about 2.5x faster on CPU), else on torch",
             },
+            "local_precision": {
+                "type": "string",
+                "enum": ["int8", "float32"],
+                "default": "int8",
+                "description": "embedder local on ONNX Runtime: int8 runs a copy with int8 "
+                "weights (a query in about 4 ms on one thread instead of 6 ms; a vector space of "
+                "its own, model id all-MiniLM-L6-v2-int8, so memories embedded by the float "
+                "model are embedded again at start); float32 runs torch's exact weights",
+            },
             "embed_timeout_seconds": {
                 "type": "number",
                 "exclusiveMinimum": 0,
@@ -257,7 +266,9 @@ class MemoryPlugin(Plugin):
             ok, why = local_model_available(str(self.config["model_path"] or ""))
             if ok:
                 return LocalEmbedder(
-                    str(self.config["model_path"] or ""), runtime=str(self.config["local_runtime"])
+                    str(self.config["model_path"] or ""),
+                    runtime=str(self.config["local_runtime"]),
+                    precision=str(self.config["local_precision"]),
                 )
             note = f"local embedding model not available ({why}); using the hashing embedder"
             self.log.warning("memory: %s: search quality is much lower", note)

@@ -179,7 +179,8 @@ async def test_local_embedder_runs_on_onnx_runtime_with_torchs_vectors() -> None
     ok, why = local_model_available()
     if not ok:
         pytest.skip(f"local model not installed: {why}")
-    fast, slow, alone = LocalEmbedder(), LocalEmbedder(runtime="torch"), LocalEmbedder()
+    fast, slow = LocalEmbedder(precision="float32"), LocalEmbedder(runtime="torch")
+    alone = LocalEmbedder(precision="float32")
     texts = [
         "My name is Ada and I live in Lyon.",
         "クラリス、説明して",
@@ -200,6 +201,38 @@ async def test_local_embedder_runs_on_onnx_runtime_with_torchs_vectors() -> None
     finally:
         await fast.close()
         await slow.close()
+        await alone.close()
+
+
+@pytest.mark.model
+async def test_the_default_int8_copy_is_its_own_vector_space_near_torchs() -> None:
+    """int8 (the default) names a vector space of its own, so vectors of the float model
+    are never compared with its own; it stays near them, and a text's vector does not
+    depend on the texts embedded with it (dynamic quantisation scales a whole call)."""
+    ok, why = local_model_available()
+    if not ok:
+        pytest.skip(f"local model not installed: {why}")
+    quick, exact, alone = LocalEmbedder(), LocalEmbedder(runtime="torch"), LocalEmbedder()
+    texts = [
+        "My name is Ada and I live in Lyon.",
+        "クラリス、説明して",
+        "ok",
+        "Longer than the model's 256 tokens, so cut: " + "jazz, Bill Evans, trains " * 120,
+        "The cat sits on the mat.",
+        "A kitten is resting on the rug.",
+        "Stock markets fell sharply today.",
+    ]
+    try:
+        ours, theirs = await quick.embed(texts), await exact.embed(texts)
+        assert quick.describe()["precision"] == "int8"
+        assert quick.model_id == "all-MiniLM-L6-v2-int8" != exact.model_id
+        assert np.all((ours * theirs).sum(axis=1) > 0.95)
+        assert float(ours[4] @ ours[5]) > float(ours[4] @ ours[6]) + 0.2
+        for i, text in enumerate(texts):  # one by one, in another embedder (no cache)
+            assert float((await alone.embed([text]))[0] @ ours[i]) > 0.99999
+    finally:
+        await quick.close()
+        await exact.close()
         await alone.close()
 
 

@@ -30,6 +30,7 @@ import io
 import itertools
 import logging
 import os
+import tempfile
 import threading
 import warnings
 from collections.abc import Callable
@@ -54,6 +55,12 @@ _PROBES = (
     "a long one, cut at the model's 256 tokens: " + "tea and leeks " * 200,
 )
 _SAME_VECTORS = 0.9999  # lowest cosine between the two runtimes' vectors on a probe
+# The int8 copy is a vector space of its own (its own model id), near the float one: the
+# lowest cosine to torch's vector on a probe (measured: 0.97 for "ok", 0.985 and more on
+# 300 sentences); below it the copy is broken, and the float export serves instead.
+_NEAR_VECTORS = 0.95
+PRECISIONS = ("int8", "float32")
+INT8_SUFFIX = "-int8"
 QUERY_THREADS = min(2, os.cpu_count() or 1)  # the foreground session's threads per query
 
 log = logging.getLogger("llmmultichat.memory")
@@ -98,7 +105,7 @@ def local_model_available(explicit: str = "") -> tuple[bool, str]:
 # process (tests start many) shares it instead of loading the weights again.
 _MODELS: dict[str, Any] = {}
 _SESSIONS: dict[str, _Sessions | None] = {}  # model folder -> ONNX Runtime, or None: torch
-_MODELS_LOCK = threading.Lock()
+_MODELS_LOCK = threading.RLock()
 # Once ONNX Runtime serves a folder, the shared torch model's weights are dropped (about
 # 110 MB): only its tokenizer is used. An embedder that runs torch gets a copy of its own.
 _TORCH_USERS: set[str] = set()  # shared models a torch-run embedder holds (never dropped)
@@ -162,14 +169,20 @@ def _plain_mean_pooling(model: Any) -> bool:
 @dataclass(frozen=True)
 class _Sessions:
     """The ONNX Runtime sessions of one exported model, one per embedding lane, and what
-    turns texts into their inputs."""
+    turns texts into their inputs. ``int8``: the weights are int8 (its own vector space);
+    such a session runs one text per call, as it scales each call's activations together
+    and a text's vector must not depend on the texts batched with it."""
 
     foreground: Any
     background: Any
     features: Callable[[list[str]], dict[str, np.ndarray]]
+    int8: bool = False
 
-    def lane(self, background: bool) -> Any:
-        return self.background if background else self.foreground
+    def run(self, texts: list[str], *, background: bool) -> np.ndarray:
+        session = self.background if background else self.foreground
+        if self.int8:
+            return np.concatenate([_run_session(session, self.features([t])) for t in texts])
+        return _run_session(session, self.features(texts))
 
 
 def _rust_features(model: Any) -> Callable[[list[str]], dict[str, np.ndarray]] | None:
@@ -220,14 +233,16 @@ def _wrapper_features(model: Any) -> Callable[[list[str]], dict[str, np.ndarray]
     return features
 
 
-def _onnx_sessions(path: Path, model: Any, encode_torch: Any) -> _Sessions | None:
+def _onnx_sessions(path: Path, model: Any, *, int8: bool) -> _Sessions | None:
     """ONNX Runtime sessions of ``model``'s transformer, exported in memory, or None
     when onnxruntime is missing, the model is not plain mean pooling, or the export does
-    not give torch's vectors. One pair per process and folder."""
+    not give torch's vectors. ``int8``: an int8 copy when it stays near torch's vectors,
+    else the float export. One pair per process, folder and precision."""
     key = str(path)
     with _MODELS_LOCK:
-        if key in _SESSIONS:
-            return _SESSIONS[key]
+        cache_key = f"{key}|{'int8' if int8 else 'float32'}"
+        if cache_key in _SESSIONS:
+            return _SESSIONS[cache_key]
         sessions = None
         try:
             if importlib.util.find_spec("onnxruntime") is None:
@@ -235,36 +250,94 @@ def _onnx_sessions(path: Path, model: Any, encode_torch: Any) -> _Sessions | Non
             elif not _plain_mean_pooling(model):
                 log.info("memory: %s is not plain mean pooling; it runs on torch", path)
             else:
-                exported = _export(model)
-                sessions = _Sessions(
-                    foreground=_new_session(exported, QUERY_THREADS, spin=QUERY_THREADS > 1),
-                    background=_new_session(exported, 1, spin=False),
-                    features=_rust_features(model) or _wrapper_features(model),
-                )
+                # (the weights, once dropped for another precision, come back as a copy)
+                source = model if key not in _RELEASED else _load_model(path, for_torch=True)
+                exported = _export(source)
+                features = _rust_features(model) or _wrapper_features(model)
+                if int8:
+                    sessions = _int8_sessions(path, exported, features, source)
+                if sessions is None:
+                    sessions = _float_sessions(path, exported, features, source)
                 del exported
-                for probe, session in itertools.product(
-                    _PROBES, (sessions.foreground, sessions.background)
-                ):
-                    ours = _run_session(session, sessions.features([probe]))[0]
-                    cos = float(np.dot(ours, encode_torch([probe])[0]))
-                    if cos < _SAME_VECTORS:
-                        log.warning(
-                            "memory: the ONNX export of %s differs from torch (cosine %.5f); "
-                            "using torch",
-                            path,
-                            cos,
-                        )
-                        sessions = None
-                        break
         except Exception as exc:  # torch stays: slower, never wrong
             log.warning("memory: no ONNX Runtime session for %s (%s); using torch", path, exc)
             sessions = None
-        _SESSIONS[key] = sessions
-        if sessions is not None and key not in _TORCH_USERS:
+        _SESSIONS[cache_key] = sessions
+        if sessions is not None and key not in _TORCH_USERS and key not in _RELEASED:
             model[0].auto_model.to("meta")  # frees the weights; the tokenizer stays
             _RELEASED.add(key)
             gc.collect()
         return sessions
+
+
+def _probes_agree(path: Path, sessions: _Sessions, source: Any, lowest: float, what: str) -> bool:
+    """Every probe's vector from both lanes is within ``lowest`` cosine of torch's."""
+    for probe, background in itertools.product(_PROBES, (False, True)):
+        ours = sessions.run([probe], background=background)[0]
+        cos = float(np.dot(ours, _encode_torch(source, [probe])[0]))
+        if cos < lowest:
+            log.warning("memory: %s of %s differs from torch (cosine %.5f)", what, path, cos)
+            return False
+    return True
+
+
+def _float_sessions(path: Path, exported: bytes, features: Any, source: Any) -> _Sessions | None:
+    sessions = _Sessions(
+        foreground=_new_session(exported, QUERY_THREADS, spin=QUERY_THREADS > 1),
+        background=_new_session(exported, 1, spin=False),
+        features=features,
+    )
+    if not _probes_agree(path, sessions, source, _SAME_VECTORS, "the ONNX export"):
+        return None  # torch, then
+    return sessions
+
+
+def _int8_sessions(path: Path, exported: bytes, features: Any, source: Any) -> _Sessions | None:
+    """One session of the int8 copy for both lanes: a call runs on its caller's thread
+    alone (on 2 cores the event loop keeps the other), and ONNX Runtime lets several
+    threads run one session at once."""
+    try:
+        session = _new_session(_quantized(exported), 1, spin=False)
+    except Exception as exc:  # the float export serves instead
+        log.warning("memory: no int8 copy of %s (%s); running it in float32", path, exc)
+        return None
+    sessions = _Sessions(foreground=session, background=session, features=features, int8=True)
+    if not _probes_agree(path, sessions, source, _NEAR_VECTORS, "the int8 copy"):
+        return None  # the float export, then
+    return sessions
+
+
+class _QuietQuantizer(logging.Filter):
+    """The quantiser logs a line per tensor, and advice, on the root logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name != "root"
+
+
+def _quantized(exported: bytes) -> bytes:
+    """``exported`` with the weights of its matrix products in int8 (per output channel;
+    the activations are scaled at each call): a quarter of the bytes to read per call,
+    which fits this CPU's cache. ONNX Runtime's quantiser writes its result to a file: a
+    temporary folder, removed at once."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quiet = _QuietQuantizer()
+    root = logging.getLogger()
+    root.addFilter(quiet)
+    try:
+        with tempfile.TemporaryDirectory(prefix="llmmc-int8-") as tmp:
+            target = Path(tmp) / "model-int8.onnx"
+            quantize_dynamic(
+                onnx.load_from_string(exported),
+                target,
+                op_types_to_quantize=["MatMul"],
+                per_channel=True,
+                weight_type=QuantType.QInt8,
+            )
+            return target.read_bytes()
+    finally:
+        root.removeFilter(quiet)
 
 
 def _export(model: Any) -> bytes:
@@ -317,6 +390,16 @@ def _new_session(exported: bytes, threads: int, *, spin: bool) -> Any:
     return onnxruntime.InferenceSession(exported, options, providers=["CPUExecutionProvider"])
 
 
+def _encode_torch(model: Any, texts: list[str]) -> np.ndarray:
+    import torch
+
+    features = _tokenize(model, texts)
+    with torch.inference_mode():
+        vectors = model(features)["sentence_embedding"]
+        vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
+    return np.asarray(vectors.numpy(), dtype=np.float32)
+
+
 def _run_session(session: Any, features: dict[str, np.ndarray]) -> np.ndarray:
     ids = features["input_ids"]
     mask = features["attention_mask"]
@@ -331,12 +414,23 @@ class LocalEmbedder(Embedder):
     name = "local"
     max_batch = 32
 
-    def __init__(self, model_path: str = "", threads: int = 1, runtime: str = "auto") -> None:
+    def __init__(
+        self,
+        model_path: str = "",
+        threads: int = 1,
+        runtime: str = "auto",
+        precision: str = "int8",
+    ) -> None:
         super().__init__()
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}")
         self.runtime = runtime
-        self.model_id = MODEL_ID
+        # int8 needs ONNX Runtime; torch runs the float weights
+        self.precision = "float32" if runtime == "torch" else precision
+        # (what the model id will be once loaded, unless the int8 copy cannot serve)
+        self.model_id = MODEL_ID + (INT8_SUFFIX if self.precision == "int8" else "")
         self.dim = 384
         self._explicit = model_path
         self._threads = threads
@@ -354,13 +448,14 @@ class LocalEmbedder(Embedder):
         )
         self.dim = int(get_dim() or 384)
         if self.runtime != "torch":
-            self._sessions = _onnx_sessions(
-                path, model, lambda texts: self._encode_torch(model, texts)
-            )
+            self._sessions = _onnx_sessions(path, model, int8=self.precision == "int8")
             if self._sessions is None:
                 if self.runtime == "onnxruntime":
                     raise LocalModelMissing(f"runtime 'onnxruntime' cannot run the model in {path}")
                 model = _load_model(path, for_torch=True)  # (ONNX never serves this folder)
+        # The vector space is what actually runs: the int8 copy's, or the float model's.
+        self.precision = "int8" if self._sessions is not None and self._sessions.int8 else "float32"
+        self.model_id = MODEL_ID + (INT8_SUFFIX if self.precision == "int8" else "")
         self.model_dir = path
         self._model = model
         return model
@@ -384,18 +479,9 @@ class LocalEmbedder(Embedder):
     def _encode(self, texts: list[str]) -> np.ndarray:
         model = self._load_sync()
         if self._sessions is not None:
-            session = self._sessions.lane(getattr(_lane_thread, "background", False))
-            return _run_session(session, self._sessions.features(texts))
-        return self._encode_torch(model, texts)
-
-    def _encode_torch(self, model: Any, texts: list[str]) -> np.ndarray:
-        import torch
-
-        features = _tokenize(model, texts)
-        with torch.inference_mode():
-            vectors = model(features)["sentence_embedding"]
-            vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
-        return np.asarray(vectors.numpy(), dtype=np.float32)
+            background = getattr(_lane_thread, "background", False)
+            return self._sessions.run(texts, background=background)
+        return _encode_torch(model, texts)
 
     async def _embed_batch(self, texts: list[str]) -> np.ndarray:
         return await self.run_blocking(self._encode, texts)
@@ -406,6 +492,7 @@ class LocalEmbedder(Embedder):
             out["runtime"] = "not loaded yet"
         else:
             out["runtime"] = "onnxruntime" if self._sessions is not None else "torch"
+        out["precision"] = self.precision
         if self.model_dir is not None:
             out["model_dir"] = str(self.model_dir)
         return out
