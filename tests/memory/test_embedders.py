@@ -236,6 +236,42 @@ async def test_the_default_int8_copy_is_its_own_vector_space_near_torchs() -> No
         await alone.close()
 
 
+@pytest.mark.model
+async def test_memories_of_the_float_model_are_embedded_again_for_int8(tmp_path: Any) -> None:
+    """An upgrade from float32 vectors: at start, the warm-up embeds every memory for the
+    int8 copy, and search finds them; the two spaces are never mixed."""
+    from kernel.testing import start_kernel
+
+    ok, why = local_model_available()
+    if not ok:
+        pytest.skip(f"local model not installed: {why}")
+    data = tmp_path / "shared"
+
+    def config(precision: str) -> dict[str, Any]:
+        memory = {"embedder": "local", "local_precision": precision, "redis_url": "none"}
+        return {"plugins": {"enabled": ["memory"], "memory": memory}}
+
+    first = await start_kernel(config("float32"), data_dir=data)
+    try:
+        r = await first.post(
+            BASE, json={"content": "the user plays the cello"}, headers=first.auth_headers("u")
+        )
+        assert r.status == 201
+    finally:
+        await first.close()
+    second = await start_kernel(config("int8"), data_dir=data)
+    try:
+        await second.plugin("memory").idle()
+        h = second.auth_headers("u")
+        stats = await (await second.get(f"{BASE}/stats", headers=h)).json()
+        assert stats["embedder"]["model"] == "all-MiniLM-L6-v2-int8"
+        assert stats["embedded"] == 1
+        r = await second.post(f"{BASE}/search", json={"query": "what instrument?"}, headers=h)
+        assert (await r.json())["results"][0]["content"] == "the user plays the cello"
+    finally:
+        await second.close()
+
+
 def _cls_pooled_copy(source: Path, target_dir: Path) -> None:
     """The packaged model folder (weights linked, not copied) with CLS pooling."""
     for item in source.rglob("*"):
