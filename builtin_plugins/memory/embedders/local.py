@@ -8,10 +8,11 @@ so nothing is ever downloaded. The model is loaded once, lazily, in a worker thr
 Runtime: with ``onnxruntime`` installed (the ``local`` extra installs it), the model's
 transformer is exported to ONNX in memory at load (about 2 s, once per process) and run by
 ONNX Runtime: 5 ms per chat message instead of 13 ms with torch on this project's 2-core
-AMD machine (torch's MKL matrix products take a slow path on AMD CPUs), and the same
-vectors (cosine 0.99999 against torch on every probe), so the vector space and the model
-id stay the same. The export is checked against torch on probe sentences and torch is
-kept whenever the two disagree or the export fails (``runtime = "torch"`` forces it).
+AMD machine (torch's MKL matrix products take a slow path on AMD CPUs); the float32
+export gives the same vectors (cosine 0.99999 against torch on every probe), so its
+vector space and model id are torch's. The export is checked against torch on probe
+sentences and torch is kept whenever the two disagree or the export fails
+(``runtime = "torch"`` forces it).
 
 Precision (``precision``, default ``int8``): a copy of the export with int8 weights in
 its matrix products (dynamic quantisation, per output channel) runs each text alone on
@@ -112,7 +113,8 @@ def local_model_available(explicit: str = "") -> tuple[bool, str]:
 # One model per process and folder, loaded on first use: every kernel started in the same
 # process (tests start many) shares it instead of loading the weights again.
 _MODELS: dict[str, Any] = {}
-_SESSIONS: dict[str, _Sessions | None] = {}  # model folder -> ONNX Runtime, or None: torch
+# "model folder|precision" -> its ONNX Runtime sessions, or None: torch
+_SESSIONS: dict[str, _Sessions | None] = {}
 _MODELS_LOCK = threading.RLock()
 # Once ONNX Runtime serves a folder, the shared torch model's weights are dropped (about
 # 110 MB): only its tokenizer is used. An embedder that runs torch gets a copy of its own.
@@ -316,7 +318,8 @@ def _int8_sessions(path: Path, exported: bytes, features: Any, source: Any) -> _
 
 
 class _QuietQuantizer(logging.Filter):
-    """The quantiser logs a line per tensor, and advice, on the root logger."""
+    """The quantiser logs a line per tensor, and advice, on the root logger: for the 2 s
+    it runs, the root logger's own records are dropped (ours have names)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.name != "root"
