@@ -230,6 +230,9 @@ async def test_the_default_int8_copy_is_its_own_vector_space_near_torchs() -> No
         assert float(ours[4] @ ours[5]) > float(ours[4] @ ours[6]) + 0.2
         for i, text in enumerate(texts):  # one by one, in another embedder (no cache)
             assert float((await alone.embed([text]))[0] @ ours[i]) > 0.99999
+        # the background lane (its own thread) gives the foreground's vectors
+        behind = await LocalEmbedder().embed(texts, background=True)
+        assert np.all((behind * ours).sum(axis=1) > 0.99999)
     finally:
         await quick.close()
         await exact.close()

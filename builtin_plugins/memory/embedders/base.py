@@ -118,6 +118,11 @@ class Embedder:
         if background:
             lower_thread_priority()
 
+    @staticmethod
+    def in_foreground() -> bool:
+        """Whether the batch being embedded belongs to the foreground lane."""
+        return _LANE.get() == "foreground"
+
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` in the current lane's worker thread."""
         lane = _LANE.get()
