@@ -117,16 +117,20 @@ async def test_openai_embedder_through_the_plugin(llmmc: Any) -> None:
         assert (await r.json())["code"] == "EMBEDDING_UPSTREAM_ERROR"
 
 
-async def test_switching_embedder_reembeds_existing_memories(tmp_path: Any) -> None:
-    """Vectors of two models are never compared: after a switch, existing memories are
-    embedded again for the new model in the background."""
+async def _stored_then_switched(
+    tmp_path: Any, before: dict[str, Any], after: dict[str, Any]
+) -> Any:
+    """A kernel whose memory plugin has settings ``before`` stores one memory of user "u"
+    and stops; a second one on the same data starts with ``after`` and finishes its
+    warm-up. Returns the second (the caller closes it)."""
     from kernel.testing import start_kernel
 
     data = tmp_path / "shared"
-    first = await start_kernel(
-        {"plugins": {"enabled": ["memory"], "memory": {"embedder": "hashing", "hashing_dim": 512}}},
-        data_dir=data,
-    )
+
+    def config(memory: dict[str, Any]) -> dict[str, Any]:
+        return {"plugins": {"enabled": ["memory"], "memory": {"redis_url": "none", **memory}}}
+
+    first = await start_kernel(config(before), data_dir=data)
     try:
         r = await first.post(
             BASE, json={"content": "the user plays the cello"}, headers=first.auth_headers("u")
@@ -134,12 +138,24 @@ async def test_switching_embedder_reembeds_existing_memories(tmp_path: Any) -> N
         assert r.status == 201
     finally:
         await first.close()
-    second = await start_kernel(
-        {"plugins": {"enabled": ["memory"], "memory": {"embedder": "hashing", "hashing_dim": 256}}},
-        data_dir=data,
-    )
+    second = await start_kernel(config(after), data_dir=data)
     try:
         await second.plugin("memory").idle()
+    except BaseException:
+        await second.close()
+        raise
+    return second
+
+
+async def test_switching_embedder_reembeds_existing_memories(tmp_path: Any) -> None:
+    """Vectors of two models are never compared: after a switch, existing memories are
+    embedded again for the new model in the background."""
+    second = await _stored_then_switched(
+        tmp_path,
+        {"embedder": "hashing", "hashing_dim": 512},
+        {"embedder": "hashing", "hashing_dim": 256},
+    )
+    try:
         stats = await (await second.get(f"{BASE}/stats", headers=second.auth_headers("u"))).json()
         assert stats["embedder"]["dim"] == 256 and stats["embedded"] == 1
         r = await second.post(
@@ -243,28 +259,15 @@ async def test_the_default_int8_copy_is_its_own_vector_space_near_torchs() -> No
 async def test_memories_of_the_float_model_are_embedded_again_for_int8(tmp_path: Any) -> None:
     """An upgrade from float32 vectors: at start, the warm-up embeds every memory for the
     int8 copy, and search finds them; the two spaces are never mixed."""
-    from kernel.testing import start_kernel
-
     ok, why = local_model_available()
     if not ok:
         pytest.skip(f"local model not installed: {why}")
-    data = tmp_path / "shared"
-
-    def config(precision: str) -> dict[str, Any]:
-        memory = {"embedder": "local", "local_precision": precision, "redis_url": "none"}
-        return {"plugins": {"enabled": ["memory"], "memory": memory}}
-
-    first = await start_kernel(config("float32"), data_dir=data)
+    second = await _stored_then_switched(
+        tmp_path,
+        {"embedder": "local", "local_precision": "float32"},
+        {"embedder": "local", "local_precision": "int8"},
+    )
     try:
-        r = await first.post(
-            BASE, json={"content": "the user plays the cello"}, headers=first.auth_headers("u")
-        )
-        assert r.status == 201
-    finally:
-        await first.close()
-    second = await start_kernel(config("int8"), data_dir=data)
-    try:
-        await second.plugin("memory").idle()
         h = second.auth_headers("u")
         stats = await (await second.get(f"{BASE}/stats", headers=h)).json()
         assert stats["embedder"]["model"] == "all-MiniLM-L6-v2-int8"

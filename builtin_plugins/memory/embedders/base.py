@@ -8,7 +8,9 @@ call, not ten.
 Two lanes: the foreground lane serves what a reply waits for (the query of a chat turn, a
 search); the background lane serves what nobody waits for (storing turns, extraction,
 re-embedding). Each lane has its own batcher and its own worker thread, the background
-one at a lower CPU priority, so a query never queues behind a batch of stored turns.
+one at a lower CPU priority, so a query never queues behind a batch of stored turns. A
+foreground call that finds its lane idle is embedded in the caller's own task (the
+worker task would start a loop turn later); calls arriving meanwhile are batched.
 
 Recent texts' vectors are kept (``cache_size`` texts of at most ``CACHE_MAX_CHARS``
 characters, least recently used dropped first): the message a turn searched with is the
