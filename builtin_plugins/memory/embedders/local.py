@@ -121,9 +121,10 @@ _MODELS_LOCK = threading.RLock()
 # 110 MB): only its tokenizer is used. An embedder that runs torch gets a copy of its own.
 _TORCH_USERS: set[str] = set()  # shared models a torch-run embedder holds (never dropped)
 _RELEASED: set[str] = set()  # shared models whose weights were dropped
-# The fast tokenizer may not be entered by two threads at once ("Already borrowed"), and
-# every embedder of a process shares the model's: tokenizing (~0.2 ms) is serialised; the
-# forward pass is not.
+# sentence-transformers' tokenizer wrapper may not be entered by two threads at once
+# ("Already borrowed": it changes its settings on every call), and every embedder of a
+# process shares the model's: that path (torch, the export, models without a Rust copy)
+# is serialised. The Rust copy (_rust_features) is set up once and only read.
 _TOKENIZE_LOCK = threading.Lock()
 _lane_thread = threading.local()  # .background: the embedding lane this thread serves
 
