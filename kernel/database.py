@@ -286,6 +286,11 @@ class DuckDatabase(_DuckQueries):
         conn, self._conn = self._conn, None
 
         def _close() -> None:
+            # A stopping plugin cancels its tasks, but a statement already handed to a
+            # thread runs on, and DuckDB refuses to close a cursor in use: let both pools
+            # finish what they hold first (statements queued later find it closed).
+            self._pool.shutdown(wait=True)
+            self._background_pool.shutdown(wait=True)
             with self._lock:
                 for cur in self._cursors:
                     cur.close()
@@ -294,9 +299,7 @@ class DuckDatabase(_DuckQueries):
             if conn is not None:
                 conn.close()
 
-        await asyncio.get_running_loop().run_in_executor(self._pool, _close)
-        self._pool.shutdown(wait=True)
-        self._background_pool.shutdown(wait=True)
+        await asyncio.to_thread(_close)
 
     def background(self) -> contextlib.AbstractContextManager[None]:
         return _background()
@@ -320,6 +323,9 @@ class DuckDatabase(_DuckQueries):
         return cur
 
     async def _call(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        if self._conn is None:  # (not the executor's "cannot schedule" once it is shut)
+            raise RuntimeError("the database is closed")
+
         def call() -> T:
             return fn(self._cursor())
 

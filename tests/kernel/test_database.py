@@ -162,6 +162,41 @@ async def test_background_statements_run_at_a_lower_priority_with_the_same_answe
         assert after[0].startswith("duckdb_") and after[1] == 0
 
 
+async def test_closing_waits_for_a_statement_whose_task_was_cancelled(tmp_path: Path) -> None:
+    """A plugin that stops cancels its background tasks, but their statements go on in
+    their threads; closing the database waits for them instead of failing on a busy
+    cursor (a flaky teardown error in CI, once)."""
+    db = DuckDatabase(tmp_path / "closing.duckdb")
+    await db.open()
+    started, release = threading.Event(), threading.Event()
+    finished: list[int] = []
+
+    def blocking(x: int) -> int:
+        started.set()
+        release.wait(10)
+        return x
+
+    def slow_statement(cursor: object) -> None:
+        cursor.create_function("blocking", blocking, ["BIGINT"], "BIGINT")  # type: ignore[attr-defined]
+        finished.append(cursor.execute("SELECT blocking(7)").fetchone()[0])  # type: ignore[attr-defined]
+
+    async def background_work() -> None:
+        with db.background():
+            await db.run(slow_statement)
+
+    task = asyncio.create_task(background_work())
+    await asyncio.to_thread(started.wait, 10)
+    task.cancel()
+    closing = asyncio.create_task(db.close())
+    await asyncio.sleep(0.2)
+    assert not closing.done()  # still waiting for the statement
+    release.set()
+    await closing  # and then closes cleanly
+    assert finished == [7]
+    with pytest.raises(RuntimeError, match="closed"):
+        await db.fetchval("SELECT 1")
+
+
 async def _seed(tx: Transaction) -> None:
     await tx.execute("INSERT INTO notes (id, body) VALUES ($1, $2)", ["n1", "seeded"])
 
