@@ -307,10 +307,14 @@ class DuckDatabase(_DuckQueries):
     def _current_pool(self) -> ThreadPoolExecutor:
         return self._background_pool if _BACKGROUND.get() else self._pool
 
-    def _new_cursor(self) -> duckdb.DuckDBPyConnection:
+    def _open_connection(self) -> duckdb.DuckDBPyConnection:
+        # (checked before a pool is asked too: once shut, it says "cannot schedule")
         if self._conn is None:
             raise RuntimeError("the database is closed")
-        cur = self._conn.cursor()
+        return self._conn
+
+    def _new_cursor(self) -> duckdb.DuckDBPyConnection:
+        cur = self._open_connection().cursor()
         with self._lock:
             self._cursors.append(cur)
         return cur
@@ -323,8 +327,7 @@ class DuckDatabase(_DuckQueries):
         return cur
 
     async def _call(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        if self._conn is None:  # (not the executor's "cannot schedule" once it is shut)
-            raise RuntimeError("the database is closed")
+        self._open_connection()
 
         def call() -> T:
             return fn(self._cursor())
@@ -341,6 +344,7 @@ class DuckDatabase(_DuckQueries):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[DuckTransaction]:
+        self._open_connection()
         with self._lock:
             cur = self._free.pop() if self._free else None
         loop = asyncio.get_running_loop()

@@ -195,6 +195,9 @@ async def test_closing_waits_for_a_statement_whose_task_was_cancelled(tmp_path: 
     assert finished == [7]
     with pytest.raises(RuntimeError, match="closed"):
         await db.fetchval("SELECT 1")
+    with pytest.raises(RuntimeError, match="closed"):
+        async with db.transaction():
+            pass
 
 
 async def _seed(tx: Transaction) -> None:
