@@ -215,16 +215,7 @@ class _Sessions:
                 with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                     loop.call_soon_threadsafe(_settle, done, outputs, error)
 
-            self.started.run_async(
-                None,
-                {
-                    "ids": features["input_ids"],
-                    "mask": features["attention_mask"],
-                    "types": features["token_type_ids"],
-                },
-                finished,
-                None,
-            )
+            self.started.run_async(None, _session_inputs(features), finished, None)
             (hidden,) = await done
             vectors.append(_mean_pooled(hidden, features["attention_mask"]))
         return np.concatenate(vectors)
@@ -460,14 +451,20 @@ def _encode_torch(model: Any, texts: list[str]) -> np.ndarray:
     return np.asarray(vectors.numpy(), dtype=np.float32)
 
 
-def _run_session(session: Any, features: dict[str, np.ndarray]) -> np.ndarray:
+def _session_inputs(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The exported model's inputs; a tokenizer without token types gets zeros."""
     ids = features["input_ids"]
-    mask = features["attention_mask"]
     types = features.get("token_type_ids")
-    if types is None:
-        types = np.zeros_like(ids)
-    (hidden,) = session.run(None, {"ids": ids, "mask": mask, "types": types})
-    return _mean_pooled(hidden, mask)
+    return {
+        "ids": ids,
+        "mask": features["attention_mask"],
+        "types": np.zeros_like(ids) if types is None else types,
+    }
+
+
+def _run_session(session: Any, features: dict[str, np.ndarray]) -> np.ndarray:
+    (hidden,) = session.run(None, _session_inputs(features))
+    return _mean_pooled(hidden, features["attention_mask"])
 
 
 class LocalEmbedder(Embedder):
