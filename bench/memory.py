@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from builtin_plugins.memory.index import VectorIndex, build_ivf
 from builtin_plugins.memory.store import MIGRATIONS, Memory, MemoryStore, new_id, utcnow
 from builtin_plugins.memory.tiers import rank
-from kernel.database import DuckDatabase
-from kernel.migrations import migrate
+from builtin_plugins.storage.engines import DuckDatabase
+from builtin_plugins.storage.migrations import migrate
 
 DIM = 384
 MODEL = "bench-random-384"

@@ -1,11 +1,12 @@
 """The kernel: builds the aiohttp application from the configuration and the plugins.
 
 ``build_kernel()`` is the factory ``llmmultichat serve`` runs: ``Kernel.load()``
-discovers, orders, validates and initializes the plugins and collects their routes, and
-``Kernel.build_app()`` mounts them; starting and stopping happen in the app's
+discovers, orders, validates, prepares and initializes the plugins and collects their
+contributions (routes, tools, middleware, CLI commands), and ``Kernel.build_app()`` builds
+the request path once from them; starting and stopping happen in the app's
 ``cleanup_ctx`` (start in dependency order, stop in reverse, only what started).
 How a process serves the app while it starts, and drains it on SIGTERM, is
-``kernel/server.py`` (one process) and ``kernel/workers.py`` (``--workers N``).
+``kernel/server.py``.
 """
 
 from __future__ import annotations
@@ -20,91 +21,99 @@ from typing import Any
 
 from aiohttp import web
 
+from sdk import services as service_names
 from sdk.cli import CliCommand
-from sdk.errors import ServiceUnavailable
 from sdk.events import KERNEL_STARTED, PLUGIN_STATE_CHANGED
 from sdk.llm import provider_class_problem
 from sdk.plugin import Plugin, PluginContext, PluginState
-from sdk.routes import Route
+from sdk.routes import Middleware, Route
 from sdk.services import Services
-from sdk.tools import Tool
 
+from . import __version__
 from .bus import MemoryBus, PluginBus, make_bus
-from .compression import compression_middleware
 from .config import ConfigError, LoadedConfig, schema_problems, validate_plugin_config
-from .database import DatabaseError, open_database
-from .http import ClientIP, RouteHandler, request_middleware, security_headers_hook
-from .metrics import KernelMetrics, MetricsHub
-from .migrations import migrate
-from .observe import Observer, OpsRoutes
+from .http import (
+    HSTS_KEY,
+    ClientIP,
+    Pipeline,
+    RouteHandler,
+    request_middleware,
+    security_headers_hook,
+)
+from .metrics import MetricsRegistry
 from .openapi import build_openapi
-from .plugins import Hooks, PluginRecord, StartupError, dependents_of, discover, start_order
-from .routes import KernelRoutes, static_routes
+from .plugins import (
+    CONTRIBUTING,
+    Hooks,
+    PluginRecord,
+    StartupError,
+    dependents_of,
+    discover,
+    start_order,
+)
+from .routes import KernelRoutes, PluginsView, static_routes
 from .tools import ToolRegistry
 
 log = logging.getLogger("llmmultichat.kernel")
-DB_FILE = "llmmultichat.duckdb"
 
 
 class Kernel:
+    """The plugins' lifecycle and what they contributed; also the ``sdk.plugin.ServerView``
+    that plugins see as ``context.server``."""
+
     def __init__(
-        self,
-        config: LoadedConfig,
-        *,
-        extra_plugins: dict[str, type[Plugin]] | None = None,
+        self, config: LoadedConfig, *, extra_plugins: dict[str, type[Plugin]] | None = None
     ) -> None:
         self.config = config
         self.kernel_config = config.kernel
         self.extra_plugins = extra_plugins or {}
         self.data_dir = Path(self.kernel_config["data_dir"]).resolve()
-        self.max_body_bytes: int = self.kernel_config["max_body_bytes"]
-        self.read_timeout: float = float(self.kernel_config["read_timeout_seconds"])
-        self.client_ip = ClientIP(self.kernel_config["trusted_proxies"])
         self.records: dict[str, PluginRecord] = {}
         self.order: list[str] = []
         self.hooks = Hooks(self.records)
         self.tools = ToolRegistry(self.records)
         self.services = Services()
+        self.metrics = MetricsRegistry()
         self.bus: MemoryBus = make_bus(self.kernel_config["bus"])
-        self.database = open_database(self.kernel_config["database"], self.data_dir, DB_FILE)
         self.routes: list[Route] = []
+        self.middleware: list[Middleware] = []
         self.cli_commands: list[CliCommand] = []
         self._openapi: dict[str, Any] | None = None
-        self.metrics_hub = MetricsHub()
-        self.kernel_metrics = KernelMetrics(self.metrics_hub)
         self.started = False  # every plugin has had its start; cleared again by stop
         self.starting = ""  # the plugin whose start() runs now (for /readyz)
         self.bus_started = False
         self.draining = False  # shutting down: readiness is off for good
 
+    version = __version__
+
     # -- assembly ---------------------------------------------------------------------
 
-    async def load(self) -> None:
-        """Discover, order, validate configs, migrate and initialize; raises StartupError
-        or ConfigError for what must stop the server."""
-        await self.prepare()
-        await self.migrate()
-        for name in self.order:
-            await self._initialize(self.records[name])
-        self._check_required()
-        await self._collect()
-
-    async def prepare(self) -> None:
-        """``resolve``, then open the database (enough for ``llmmultichat db migrate``)."""
+    async def load(self, until: str = "initialized", plugin: str = "") -> None:
+        """Discover, order and validate, then prepare and initialize every plugin and
+        collect contributions; raises StartupError or ConfigError for what must stop the
+        server. ``until="prepared"``: only ``plugin`` (and what it requires) initialize;
+        the others are only prepared (``llmmultichat db migrate``)."""
         self.resolve()
+        keep = self._requirements_of(plugin) if until == "prepared" else set(self.order)
         try:
-            await self.database.open()
-        except DatabaseError as exc:
-            raise StartupError(str(exc)) from exc
+            for name in self.order:
+                if name in keep:
+                    await self._initialize(self.records[name])
+                else:
+                    await self._prepare(self.records[name])
+            self._check_required(keep)
+            await self._collect()
+        except BaseException:
+            await self.close()
+            raise
 
     def resolve(self) -> None:
         """Discover and order the enabled plugins and validate their configs (nothing is
         opened or initialized); raises StartupError or ConfigError."""
-        enabled = self.config.enabled
-        self.records.update(discover(enabled, self.extra_plugins))
+        self.records.update(discover(self.config.enabled, self.extra_plugins))
         for name in self.config.required:
             self.records[name].required = True
-        self.order = start_order({n: r for n, r in self.records.items()})
+        self.order = start_order(self.records)
         problems: list[str] = []
         for name in self.order:
             rec = self.records[name]
@@ -120,24 +129,26 @@ class Kernel:
                 )
             except ConfigError as exc:
                 problems += exc.problems
-        extra_tables = [
-            k
-            for k, v in self.config.raw["plugins"].items()
-            if isinstance(v, dict) and k not in self.records
-        ]
-        for key in extra_tables:
-            log.warning("[plugins.%s] configures a plugin that is not enabled", key)
+        for key, value in self.config.raw["plugins"].items():
+            if isinstance(value, dict) and key not in self.records:
+                log.warning("[plugins.%s] configures a plugin that is not enabled", key)
         if problems:
             raise ConfigError(problems, self.config.source)
+
+    def _requirements_of(self, name: str) -> set[str]:
+        found, todo = set(), [name]
+        while todo:
+            current = todo.pop()
+            if current in found or current not in self.records:
+                continue
+            found.add(current)
+            todo += self.records[current].requires
+        return found
 
     def process_local_settings(self) -> list[str]:
         """Settings that keep shared state inside this process (after ``resolve``): with
         any of them, several processes would not act as one server."""
         found = []
-        if not str((self.kernel_config.get("database") or {}).get("url") or ""):
-            found.append(
-                '[kernel.database] url (the embedded DuckDB file is one process\'s; use "postgresql://...")'
-            )
         if (self.kernel_config.get("bus") or {}).get("backend", "memory") != "redis":
             found.append('[kernel.bus] backend = "redis"')
         for name in self.order:
@@ -146,23 +157,10 @@ class Kernel:
                 found += rec.cls.process_local_settings(rec.config, self.kernel_config)
         return found
 
-    async def migrate(self) -> dict[str, list[int]]:
-        """Apply every loaded plugin's missing schema migrations (a plugin whose step
-        fails goes to ERROR); return the versions applied, by plugin."""
-        plans = [
-            (name, rec.cls.migrations)
-            for name in self.order
-            if (rec := self.records[name]).cls is not None and rec.state is not PluginState.ERROR
-        ]
-        report = await migrate(self.database, plans)
-        for name, problem in report.failed.items():
-            self.records[name].fail("migrate", problem)
-        return report.applied
-
     async def load_cli_commands(self) -> list[CliCommand]:
-        """The enabled plugins' subcommands, found without opening the database or
-        initializing anything (a server may hold the data_dir). A plugin that cannot
-        offer them is left in ERROR with the reason."""
+        """The enabled plugins' subcommands, found without initializing anything (a
+        server may hold the data_dir). A plugin that cannot offer them is left in ERROR
+        with the reason."""
         self.records.update(discover(self.config.enabled, self.extra_plugins))
         commands: list[CliCommand] = []
         for name, rec in self.records.items():
@@ -172,9 +170,7 @@ class Kernel:
                 rec.config = validate_plugin_config(
                     name, self.config.plugin_table(name), rec.cls.config_schema
                 )
-                instance = rec.cls(self._context(rec))
-                fn = getattr(instance, "register_cli_commands", None)
-                found: list[CliCommand] = (await _maybe(fn())) if fn else []
+                found = await _maybe(rec.cls(self._context(rec)).register_cli_commands())  # type: ignore[attr-defined]
             except ConfigError as exc:
                 rec.fail("config", "; ".join(exc.problems))
                 continue
@@ -197,41 +193,64 @@ class Kernel:
             hooks=self.hooks,
             tools=self.tools,
             services=_PluginServices(self.services, rec.name),
-            database=self.database,
-            metrics=self.metrics_hub.for_plugin(rec.name),
+            metrics=self.metrics.for_plugin(rec.name),
+            server=self,
         )
 
-    def _blocked_by(self, rec: PluginRecord, ok_states: set[PluginState]) -> str | None:
-        for dep in rec.requires:
-            if self.records[dep].state not in ok_states:
-                return dep
-        return None
+    def _blocked_by(self, rec: PluginRecord, ok_states: tuple[PluginState, ...]) -> str | None:
+        return next((d for d in rec.requires if self.records[d].state not in ok_states), None)
+
+    async def _prepare(self, rec: PluginRecord) -> bool:
+        """What must exist before the plugin initializes: the ``prepare_plugin`` hook of
+        the plugins already initialized (the storage plugin applies its migrations)."""
+        if rec.cls is None or rec.state is PluginState.ERROR:
+            return False
+        preparers = self.hooks.implementations("prepare_plugin", states=CONTRIBUTING)
+        if rec.cls.migrations and not preparers:
+            rec.fail(
+                "migrate",
+                'it has database migrations but no plugin provides a database: add "storage" to [plugins] enabled',
+            )
+            return False
+        for _, fn in preparers:
+            try:
+                await _maybe(fn(name=rec.name, migrations=rec.cls.migrations))
+            except Exception as exc:
+                rec.fail("migrate", str(exc))
+                return False
+        return True
 
     async def _initialize(self, rec: PluginRecord) -> None:
         if rec.cls is None or rec.state is PluginState.ERROR:
             return
-        dep = self._blocked_by(rec, {PluginState.INITIALIZED})
+        dep = self._blocked_by(rec, CONTRIBUTING)
         if dep is not None:
             rec.fail("initialize", f"required plugin {dep!r} failed")
+            return
+        if not await self._prepare(rec):
             return
         try:
             rec.instance = rec.cls(self._context(rec))
             self.hooks.register(rec.name, rec.instance)
             await rec.instance.initialize()
             rec.state = PluginState.INITIALIZED
+            self.services.set_running(rec.name, True)
+            backend = self.services.get(service_names.METRICS)
+            if backend is not None:
+                self.metrics.attach(backend)
         except Exception as exc:
             rec.fail("initialize", exc)
 
-    def _check_required(self) -> None:
+    def _check_required(self, names: set[str]) -> None:
         for name in self.config.required:
             rec = self.records[name]
-            if rec.state is PluginState.ERROR:
+            if name in names and rec.state is PluginState.ERROR:
                 raise StartupError(f"required plugin {name!r} failed: {rec.error}")
 
     async def _collect(self) -> None:
-        """Routes, tools and CLI commands of every initialized plugin."""
+        """Routes, tools, middleware and CLI commands of every initialized plugin."""
         llm_types: dict[str, str] = {}  # provider type -> the plugin that registered it
-        kernel_routes = KernelRoutes(self).routes() + OpsRoutes(self).routes()
+        kernel_routes = KernelRoutes(self.plugins_view(), self.openapi, self).routes()
         seen: dict[str, str] = {r.key: "kernel" for r in kernel_routes}
         self.routes = list(kernel_routes)
         problems = []
@@ -241,8 +260,7 @@ class Kernel:
             if rec.state is not PluginState.INITIALIZED:
                 continue
             try:
-                routes: list[Route] = await self._contribution("register_routes", name)
-                for route in routes or []:
+                for route in await self._contribution("register_routes", name) or []:
                     route.plugin = name
                     if not route.operation_id:
                         route.operation_id = f"{name}.{route.handler.__name__}"
@@ -256,12 +274,13 @@ class Kernel:
                     seen[route.key] = name
                     rec.routes.append(route)
                     self.routes.append(route)
-                tools: list[Tool] = await self._contribution("register_tools", name)
-                for tool in tools or []:
+                for tool in await self._contribution("register_tools", name) or []:
                     self.tools.add(name, tool)
                     rec.tools.append(tool)
-                commands: list[CliCommand] = await self._contribution("register_cli_commands", name)
-                for cmd in commands or []:
+                for mw in await self._contribution("register_middleware", name) or []:
+                    mw.plugin = name
+                    self.middleware.append(mw)
+                for cmd in await self._contribution("register_cli_commands", name) or []:
                     cmd.plugin = name
                     self.cli_commands.append(cmd)
                 check_llm_providers(
@@ -278,22 +297,37 @@ class Kernel:
         fn = impls.get(plugin)
         return (await _maybe(fn())) if fn else None
 
+    def plugins_view(self) -> PluginsView:
+        return PluginsView(self.records, self.hooks, self.tools, self.bus, self.config.required)
+
     def build_app(self) -> web.Application:
+        """The request path, built once: the enabled plugins' middleware (outermost
+        first), the kernel's own layer, and each route's handler."""
+        kc = self.kernel_config
+        layers = [_new_style(m.handler) for m in sorted(self.middleware, key=lambda m: -m.order)]
         app = web.Application(
-            middlewares=[Observer(self).middleware, compression_middleware, request_middleware],
-            client_max_size=self.max_body_bytes,
-            handler_args=connection_args(self.kernel_config),
+            middlewares=[*layers, request_middleware],
+            client_max_size=kc["max_body_bytes"],
+            handler_args=connection_args(kc),
         )
-        app[KERNEL_KEY] = self
-        app.on_response_prepare.append(security_headers_hook(self.kernel_config["hsts"]))
+        app[HSTS_KEY] = bool(kc["hsts"])
+        app.on_response_prepare.append(security_headers_hook(kc["hsts"]))
+        pipeline = Pipeline(
+            self.hooks,
+            ClientIP(kc["trusted_proxies"]),
+            kc["max_body_bytes"],
+            kc["read_timeout_seconds"],
+        )
         for route in self.routes:
-            app.router.add_route(route.method, route.path, RouteHandler(self, route).handle)
+            handler = RouteHandler(route, self.records.get(route.plugin), pipeline)
+            app.router.add_route(route.method, route.path, handler.handle)
         static_routes(app)
         app.cleanup_ctx.append(self._lifespan)
         app.on_shutdown.append(self._on_shutdown)
-        if self.kernel_config["cors_origins"]:
-            app.router.add_route("OPTIONS", "/{tail:.*}", self._preflight)
-            app.on_response_prepare.append(self._cors)
+        if kc["cors_origins"]:
+            cors = Cors(kc["cors_origins"])
+            app.router.add_route("OPTIONS", "/{tail:.*}", cors.preflight)
+            app.on_response_prepare.append(cors.headers)
         return app
 
     def openapi(self) -> dict[str, Any]:
@@ -310,17 +344,18 @@ class Kernel:
             rec = self.records[name]
             if rec.state is not PluginState.INITIALIZED or rec.instance is None:
                 continue
-            dep = self._blocked_by(rec, {PluginState.RUNNING})
+            dep = self._blocked_by(rec, (PluginState.RUNNING,))
             if dep is not None:
                 rec.fail("start", f"required plugin {dep!r} is not running")
+                self.services.set_running(name, False)
                 continue
             self.starting = name
             try:
                 await rec.instance.start()
                 rec.state = PluginState.RUNNING
-                self.services.set_running(name, True)
             except Exception as exc:
                 rec.fail("start", exc)
+                self.services.set_running(name, False)
             finally:
                 self.starting = ""
             await self._announce(rec)
@@ -333,12 +368,10 @@ class Kernel:
                 "; ".join(f"required plugin {n!r} failed: {self.records[n].error}" for n in failed)
             )
         for name in self.order:
-            rec = self.records[name]
-            if rec.state is PluginState.ERROR:
+            if self.records[name].state is PluginState.ERROR:
                 for dep in dependents_of(name, self.records):
                     log.warning("plugin %r is not running because %r failed", dep, name)
         self.started = True
-        self.sync_plugin_metrics()
         await self.bus.publish(
             KERNEL_STARTED,
             {"plugins": {n: r.state.value for n, r in self.records.items()}},
@@ -351,28 +384,34 @@ class Kernel:
             rec = self.records[name]
             if rec.state is not PluginState.RUNNING or rec.instance is None:
                 continue
-            self.services.set_running(name, False)
             try:
                 await rec.instance.stop()
                 rec.state = PluginState.STOPPED
             except Exception as exc:
                 rec.fail("stop", exc)
             await self._announce(rec)
-        self.sync_plugin_metrics()
         if self.bus_started:  # stop may run twice: a failed start stops, then its caller
             self.bus_started = False
             await self.bus.stop()
 
-    async def _announce(self, rec: PluginRecord) -> None:
-        await self.bus.publish(
-            PLUGIN_STATE_CHANGED,
-            {"plugin": rec.name, "state": rec.state.value, "error": rec.error},
-            source="kernel",
-        )
-
     async def close(self) -> None:
-        """Release what ``load`` opened (the database), once everything is stopped."""
-        await self.database.close()
+        """Release what the plugins' ``initialize`` opened (the database), in reverse
+        order, once everything is stopped."""
+        for name in reversed(self.order):
+            rec = self.records[name]
+            instance, rec.instance = rec.instance, None
+            if instance is None:
+                continue
+            self.services.set_running(name, False)
+            try:
+                await instance.close()
+            except Exception:
+                log.exception("close of plugin %r failed", name)
+        self.metrics.detach()
+
+    async def _announce(self, rec: PluginRecord) -> None:
+        data = {"plugin": rec.name, "state": rec.state.value, "error": rec.error}
+        await self.bus.publish(PLUGIN_STATE_CHANGED, data, source="kernel")
 
     async def _lifespan(self, app: web.Application) -> AsyncIterator[None]:
         try:
@@ -386,41 +425,41 @@ class Kernel:
         await self.stop()
         await self.close()
 
-    # -- readiness ----------------------------------------------------------------------
+    # -- readiness (sdk.plugin.ServerView) -----------------------------------------------
+
+    def plugin_states(self) -> dict[str, PluginState]:
+        return {n: r.state for n, r in self.records.items()}
 
     def not_ready_reasons(self) -> list[str]:
         """Why ``/readyz`` says 503; empty when the process is ready for traffic."""
-        reasons = []
         if self.draining:
-            reasons.append("draining: the server is shutting down")
+            reasons = ["draining: the server is shutting down"]
         elif self.starting:
             return [f"starting: plugin {self.starting!r} is starting"]
         elif not self.started:
             return ["starting: plugins are not all started"]
-        for name in self.config.required:
-            rec = self.records.get(name)
-            if rec is not None and rec.state is not PluginState.RUNNING:
+        else:
+            reasons = []
+        for name, rec in self.records.items():
+            if rec.required and rec.state is not PluginState.RUNNING:
                 reasons.append(f"required plugin {name!r} is {rec.state.value}")
+            elif rec.state is PluginState.RUNNING and rec.instance is not None:
+                why = rec.instance.not_ready()
+                if why:
+                    reasons.append(f"{name}: {why}")
         return reasons
-
-    def sync_plugin_metrics(self) -> None:
-        self.kernel_metrics.plugin_states((n, r.state) for n, r in self.records.items())
-        self.kernel_metrics.ready.set(0 if self.not_ready_reasons() else 1)
 
     def begin_draining(self, delay: float) -> None:
         """SIGTERM: readiness off for good; the process that serves this kernel keeps
         answering requests for ``delay`` seconds (so load balancers move away) and then
         shuts it down gracefully."""
-        if self.draining:
-            return
-        self.draining = True
-        self.sync_plugin_metrics()
-        log.info("SIGTERM: not ready any more; shutting down in %g s", delay)
+        if not self.draining:
+            self.draining = True
+            log.info("SIGTERM: not ready any more; shutting down in %g s", delay)
 
     async def _on_shutdown(self, app: web.Application) -> None:
         """Before in-flight requests drain: let plugins close long-lived connections."""
         self.draining = True
-        self.sync_plugin_metrics()
         for name in reversed(self.order):
             rec = self.records[name]
             if rec.state is PluginState.RUNNING and rec.instance is not None:
@@ -429,8 +468,14 @@ class Kernel:
                 except Exception:
                     log.exception("drain of plugin %r failed", name)
 
-    async def _preflight(self, request: web.Request) -> web.Response:
-        """CORS preflight for any path; the origin check happens in ``_cors``."""
+
+class Cors:
+    """``[kernel] cors_origins``: preflight for any path, and the answer's headers."""
+
+    def __init__(self, allowed: list[str]) -> None:
+        self.allowed = allowed
+
+    async def preflight(self, request: web.Request) -> web.Response:
         return web.Response(
             status=204,
             headers={
@@ -440,18 +485,14 @@ class Kernel:
             },
         )
 
-    async def _cors(self, request: web.Request, response: web.StreamResponse) -> None:
+    async def headers(self, request: web.Request, response: web.StreamResponse) -> None:
         origin = request.headers.get("Origin")
-        allowed = self.kernel_config["cors_origins"]
-        if origin and ("*" in allowed or origin in allowed):
+        if origin and ("*" in self.allowed or origin in self.allowed):
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Vary"] = "Origin"
             response.headers["Access-Control-Expose-Headers"] = (
                 "X-Request-ID, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After"
             )
-
-
-KERNEL_KEY: web.AppKey[Kernel] = web.AppKey("kernel", Kernel)
 
 
 def connection_args(kernel_config: dict[str, Any]) -> dict[str, Any]:
@@ -477,7 +518,7 @@ class _PluginServices(Services):
         return self._shared.get(name)
 
     def set_running(self, plugin: str, running: bool) -> None:
-        raise ServiceUnavailable("only the kernel changes plugin states")
+        raise PermissionError("only the kernel changes plugin states")
 
 
 def check_llm_providers(plugin: str, classes: Any, registered: dict[str, str]) -> None:
@@ -502,29 +543,34 @@ def check_llm_providers(plugin: str, classes: Any, registered: dict[str, str]) -
             )
 
 
+def _new_style(fn: Any) -> Any:
+    """aiohttp calls a function without its ``@web.middleware`` mark the old way."""
+    if getattr(fn, "__middleware_version__", None) == 1:
+        return fn
+
+    @web.middleware
+    async def call(request: web.Request, handler: Any) -> web.StreamResponse:
+        response: web.StreamResponse = await fn(request, handler)
+        return response
+
+    return call
+
+
 def _slug(route: Route) -> str:
     return route.method.lower() + re.sub(r"[^a-zA-Z0-9]+", "_", route.path).rstrip("_")
 
 
 async def _maybe(value: Any) -> Any:
-    if asyncio.iscoroutine(value):
-        return await value
-    return value
+    return await value if asyncio.iscoroutine(value) else value
 
 
 async def build_kernel(
-    config: LoadedConfig,
-    *,
-    extra_plugins: dict[str, type[Plugin]] | None = None,
+    config: LoadedConfig, *, extra_plugins: dict[str, type[Plugin]] | None = None
 ) -> tuple[Kernel, web.Application]:
     # Process-wide: the blocking work plugins hand to threads (embedding, DuckDB) begins
     # with the thread taking the interpreter lock, which the event loop holds while it
     # runs; with Python's 5 ms a chat turn's embedding waited 1-2 ms behind the loop.
     sys.setswitchinterval(config.kernel["thread_switch_ms"] / 1000)
     kernel = Kernel(config, extra_plugins=extra_plugins)
-    try:
-        await kernel.load()
-    except BaseException:
-        await kernel.database.close()
-        raise
+    await kernel.load()
     return kernel, kernel.build_app()

@@ -1,6 +1,6 @@
-"""``llmmultichat``: serve, plugins, config check, openapi, plugin new, db migrate, db
-copy, and the subcommands plugins contribute (``users create-admin`` from the auth
-plugin)."""
+"""``llmmultichat``: serve, plugins, config check, openapi, plugin new, and the
+subcommands plugins contribute (``db migrate`` and ``db copy`` from the storage plugin,
+``users ...`` from the auth plugin)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Callable, Coroutine
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,9 @@ from sdk.plugin import PluginState
 
 from .app import Kernel, build_kernel
 from .config import ConfigError, LoadedConfig, find_config_path, load_config
-from .database import DatabaseError, redact
-from .dbcopy import CopyError, copy_tables, target_database
 from .logs import configure_logging
-from .migrations import migrate
 from .plugins import StartupError, installed_plugins
-from .server import run_app
+from .server import GatedRunner, run_app
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -45,8 +42,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(str(exc), 2)
     if args.reload:
-        from .reload import serve_with_reload
-
         child = ["serve"]
         for flag, value in (
             ("--config", args.config),
@@ -55,7 +50,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ):
             if value is not None:
                 child += [flag, str(value)]
-        return serve_with_reload(child, find_config_path(args.config), config.enabled)
+        reload = _extension("reload")
+        return int(reload(child, find_config_path(args.config), config.enabled)) if reload else 2
     configure_logging(config.kernel["log_level"], config.kernel["log_format"])
     if args.host:
         config.kernel["host"] = args.host
@@ -82,11 +78,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_workers(config: LoadedConfig, workers: int) -> int:
-    """N processes under gunicorn's arbiter (kernel/workers.py), after checking that
-    nothing the processes must share is kept inside one of them."""
-    from .workers import run_workers
+# Process management and scaffolding are not the kernel's: they are found, like plugins,
+# through entry points (group ``llmmultichat.cli``) and imported only when asked for.
+CLI_GROUP = "llmmultichat.cli"
 
+
+def _extension(name: str) -> Any:
+    found = [ep for ep in entry_points(group=CLI_GROUP) if ep.name == name]
+    if not found:
+        _fail(f"{name!r} is not installed (entry point group {CLI_GROUP!r})", 2)
+        return None
+    return found[0].load()
+
+
+def _serve_workers(config: LoadedConfig, workers: int) -> int:
+    """N processes under a process manager (entry point ``workers``), after checking
+    that nothing the processes must share is kept inside one of them."""
     kernel = Kernel(config)
     try:
         kernel.resolve()
@@ -98,6 +105,9 @@ def _serve_workers(config: LoadedConfig, workers: int) -> int:
             f"--workers {workers} needs state shared between processes; change " + "; ".join(local),
             2,
         )
+    run_workers = _extension("workers")
+    if run_workers is None:
+        return 2
 
     async def build() -> tuple[Kernel, web.Application]:
         try:
@@ -106,7 +116,11 @@ def _serve_workers(config: LoadedConfig, workers: int) -> int:
             logging.getLogger("llmmultichat").error("cannot start: %s", exc)
             raise
 
-    return run_workers(config, workers, build)
+    def runner() -> GatedRunner:
+        kc = config.kernel
+        return GatedRunner(kc, shutdown_timeout=float(kc["shutdown_timeout_seconds"]))
+
+    return int(run_workers(config.kernel, workers, build, runner))
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -128,33 +142,29 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 1 if missing else 0
 
 
-async def _load(config: LoadedConfig) -> Kernel:
+async def _load(config: LoadedConfig, until: str = "initialized", plugin: str = "") -> Kernel:
     kernel = Kernel(config)
-    try:
-        await kernel.load()
-    except BaseException:
-        await kernel.close()
-        raise
+    await kernel.load(until, plugin)
     return kernel
+
+
+def _scratch(config: LoadedConfig) -> LoadedConfig:
+    """The configuration with a scratch data_dir and the embedded database, to validate
+    and document without touching the real store."""
+    import tempfile
+
+    config.kernel["data_dir"] = tempfile.mkdtemp(prefix="llmmc-check-")
+    for table in (config.kernel.get("database"), config.raw["plugins"].get("storage")):
+        if isinstance(table, dict):
+            table["url"] = ""
+    return config
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     path = find_config_path(args.config)
     try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        return _fail(str(exc), 2)
-
-    database = dict(config.kernel["database"])
-
-    async def check() -> Kernel:
-        # validate without touching the real store
-        config.kernel["data_dir"] = _scratch_dir()
-        config.kernel["database"] = {**database, "url": ""}
-        return await _load(config)
-
-    try:
-        kernel = asyncio.run(check())
+        config = _scratch(load_config(args.config))
+        kernel = asyncio.run(_load(config))
     except ConfigError as exc:
         return _fail(str(exc), 2)
     except StartupError as exc:
@@ -164,38 +174,13 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     for rec in kernel.records.values():
         mark = "ok" if rec.state is not PluginState.ERROR else f"ERROR: {rec.error}"
         print(f"{rec.name}: {mark}")
-    problem = asyncio.run(_reach(database)) if database.get("url") else None
-    if problem:
-        print(f"database: ERROR: {problem}")
-    elif database.get("url"):
-        print(f"database: ok ({redact(database['url'])})")
     print(f"{path}: {'valid' if not errors else 'valid, but some plugins cannot load'}")
-    return 1 if errors or problem else 0
-
-
-async def _reach(settings: dict[str, Any]) -> str | None:
-    """Why the configured database cannot be opened, or None (nothing is changed)."""
-    db = target_database(str(settings["url"]), 1)
-    try:
-        await db.open()
-    except DatabaseError as exc:
-        return str(exc)
-    await db.close()
-    return None
-
-
-def _scratch_dir() -> str:
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="llmmc-check-")
+    return 1 if errors else 0
 
 
 def cmd_openapi(args: argparse.Namespace) -> int:
     try:
-        config = load_config(args.config)
-        config.kernel["data_dir"] = _scratch_dir()
-        config.kernel["database"] = {**config.kernel["database"], "url": ""}
-        kernel = asyncio.run(_load(config))
+        kernel = asyncio.run(_load(_scratch(load_config(args.config))))
     except (ConfigError, StartupError) as exc:
         return _fail(str(exc), 2)
     asyncio.run(kernel.close())
@@ -204,96 +189,10 @@ def cmd_openapi(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_db_command(
-    args: argparse.Namespace, run: Callable[[LoadedConfig], Coroutine[Any, Any, int]]
-) -> int:
-    try:
-        config = load_config(args.config)
-        configure_logging("WARNING", config.kernel["log_format"])
-        return asyncio.run(run(config))
-    except (ConfigError, StartupError) as exc:
-        return _fail(str(exc), 2)
-    except (DatabaseError, CopyError) as exc:
-        return _fail(f"db {args.sub} failed: {exc}")
-
-
-def cmd_db_migrate(args: argparse.Namespace) -> int:
-    async def run(config: LoadedConfig) -> int:
-        kernel = Kernel(config)
-        try:
-            await kernel.prepare()
-            applied = await kernel.migrate()
-        finally:
-            await kernel.close()
-        print(f"database: {kernel.database.describe()}")
-        failed = 0
-        for name in kernel.order:
-            rec = kernel.records[name]
-            steps = len(rec.cls.migrations) if rec.cls is not None else 0
-            if rec.error and rec.error.startswith("migrate"):
-                failed += 1
-                print(f"{name}: ERROR: {rec.error}")
-            elif steps:
-                done = applied.get(name, [])
-                news = f"applied {', '.join(map(str, done))}" if done else "up to date"
-                print(f"{name}: schema version {steps} ({news})")
-        return 1 if failed else 0
-
-    return _run_db_command(args, run)
-
-
-def cmd_db_copy(args: argparse.Namespace) -> int:
-    async def run(config: LoadedConfig) -> int:
-        kernel = await _load(config)
-        try:
-            target = target_database(args.to)
-            await target.open()
-        except BaseException:
-            await kernel.close()
-            raise
-        try:
-            if target.url == kernel.database.url:
-                return _fail("--to names the configured database itself")
-            plans = [
-                (n, r.cls.migrations)
-                for n in kernel.order
-                if (r := kernel.records[n]).cls is not None and r.state is PluginState.INITIALIZED
-            ]
-            report = await migrate(target, plans)
-            for name, problem in report.failed.items():
-                return _fail(f"migrating the target failed for plugin {name!r}: {problem}")
-            tables: list[tuple[str, str]] = []
-            taking_part = set()
-            states = [PluginState.INITIALIZED]
-            for name, fn in kernel.hooks.implementations("copy_tables", states=states):
-                result = fn(target=target)
-                names = await result if asyncio.iscoroutine(result) else result
-                tables += [(name, str(t)) for t in names or []]
-                taking_part.add(name)
-            for name, _ in plans:
-                if kernel.records[name].cls.migrations and name not in taking_part:  # type: ignore[union-attr]
-                    print(
-                        f"warning: plugin {name!r} keeps tables but has no copy_tables hook: "
-                        "its data is not copied",
-                        file=sys.stderr,
-                    )
-            copied = await copy_tables(kernel.database, target, tables)
-        finally:
-            await target.close()
-            await kernel.close()
-        print(f"copied {kernel.database.describe()} -> {target.describe()}")
-        width = max([len(c.table) for c in copied] + [5])
-        for c in copied:
-            print(f"  {c.table:<{width}}  {c.rows:>9} rows  ({c.plugin}, verified)")
-        print(f"  {'total':<{width}}  {sum(c.rows for c in copied):>9} rows")
-        return 0
-
-    return _run_db_command(args, run)
-
-
 def cmd_plugin_new(args: argparse.Namespace) -> int:
-    from .scaffold import create_plugin
-
+    create_plugin = _extension("scaffold")
+    if create_plugin is None:
+        return 2
     try:
         path = create_plugin(args.name, args.directory)
     except (ValueError, FileExistsError) as exc:
@@ -320,11 +219,17 @@ def _run_plugin_command(command: CliCommand, args: argparse.Namespace) -> int:
             return code
 
     async def run() -> int:
-        kernel = await _load(config)
+        if command.lifecycle != "running":  # a maintenance command: only its own output
+            configure_logging("WARNING", config.kernel["log_format"])
+        kernel = await _load(config, command.lifecycle, command.plugin)
         try:
-            await kernel.start()
+            if command.lifecycle == "running":
+                await kernel.start()
             rec = kernel.records[command.plugin]
-            if rec.state is not PluginState.RUNNING:
+            wanted = (
+                PluginState.RUNNING if command.lifecycle == "running" else PluginState.INITIALIZED
+            )
+            if rec.state is not wanted:
                 return _fail(f"plugin {command.plugin!r} is not running: {rec.error}")
             return await command.run(rec.instance, args)
         finally:
@@ -366,7 +271,7 @@ def _plugin_commands(argv: list[str]) -> list[CliCommand]:
     return commands
 
 
-KERNEL_COMMANDS = {"serve", "plugins", "config", "openapi", "plugin", "db", "-h", "--help"}
+KERNEL_COMMANDS = {"serve", "plugins", "config", "openapi", "plugin", "-h", "--help"}
 
 
 def build_parser(commands: list[CliCommand]) -> argparse.ArgumentParser:
@@ -411,15 +316,6 @@ def build_parser(commands: list[CliCommand]) -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--directory", default=".", help="where to create it (default: here)")
     p.set_defaults(func=cmd_plugin_new)
-
-    db = sub.add_parser("db", help="the database").add_subparsers(dest="sub", required=True)
-    p = db.add_parser("migrate", help="apply the plugins' schema migrations, then exit")
-    _add_config(p)
-    p.set_defaults(func=cmd_db_migrate)
-    p = db.add_parser("copy", help="copy every plugin's data into another (empty) database")
-    _add_config(p)
-    p.add_argument("--to", required=True, metavar="URL", help="postgresql://user@host/dbname")
-    p.set_defaults(func=cmd_db_copy)
 
     groups: dict[str, Any] = {}
     for command in commands:

@@ -68,19 +68,8 @@ KERNEL_SCHEMA: dict[str, Any] = {
             "description": "after SIGTERM, how long /readyz answers 503 while requests are "
             "still served, so a load balancer stops sending traffic before the port closes",
         },
-        "metrics": {
-            "type": "object",
-            "additionalProperties": False,
-            "default": {},
-            "properties": {
-                "allow": {
-                    "type": "array",
-                    "items": {"type": "string", "pattern": r"^[0-9a-fA-F:.]+(/\d{1,3})?$"},
-                    "default": ["127.0.0.0/8", "::1/128"],
-                    "description": "CIDRs that may read GET /metrics; others get 403",
-                },
-            },
-        },
+        # Moved to plugins; still read from here (see MOVED_TABLES).
+        "metrics": {"type": "object", "description": "legacy: [plugins.metrics]"},
         "bus": {
             "type": "object",
             "additionalProperties": False,
@@ -95,23 +84,13 @@ KERNEL_SCHEMA: dict[str, Any] = {
                 "channel_prefix": {"type": "string", "default": "llmmc:events:"},
             },
         },
-        "database": {
-            "type": "object",
-            "additionalProperties": False,
-            "default": {},
-            "properties": {
-                # empty: the embedded DuckDB file in data_dir; else postgresql://...
-                "url": {
-                    "type": "string",
-                    "pattern": "^$|^postgres(ql)?://",
-                    "default": "",
-                    "x-secret": True,
-                },
-                "pool_size": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10},
-            },
-        },
+        "database": {"type": "object", "description": "legacy: [plugins.storage]"},
     },
 }
+
+# Kernel tables that became plugins' own: the plugin still reads the old table (its own
+# table wins), and the old table without the plugin enabled is an error saying what to do.
+MOVED_TABLES = {"database": "storage", "metrics": "metrics"}
 
 PLUGINS_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -236,6 +215,12 @@ def from_dict(parsed: dict[str, Any], source: str = "<dict>") -> LoadedConfig:
     problems += validate(raw["plugins"], PLUGINS_SCHEMA, "plugins")
     if not problems:
         problems += _bad_networks(raw["kernel"])
+        for key, plugin in MOVED_TABLES.items():
+            if key in raw["kernel"] and plugin not in raw["plugins"]["enabled"]:
+                problems.append(
+                    f"kernel.{key}: this table now configures the {plugin} plugin: add "
+                    f'"{plugin}" to [plugins] enabled (and write it as [plugins.{plugin}])'
+                )
         missing = [n for n in raw["plugins"]["required"] if n not in raw["plugins"]["enabled"]]
         problems += [
             f"plugins.required: {n!r} is required but not in plugins.enabled" for n in missing
@@ -249,7 +234,6 @@ def _bad_networks(kernel: dict[str, Any]) -> list[str]:
     """CIDRs that match the schema's pattern but are not addresses (``300.1.1.1/8``)."""
     lists = {
         "kernel.trusted_proxies": kernel["trusted_proxies"],
-        "kernel.metrics.allow": kernel["metrics"]["allow"],
     }
     problems = []
     for where, cidrs in lists.items():

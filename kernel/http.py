@@ -33,19 +33,18 @@ from sdk.errors import (
 from sdk.identity import Identity
 from sdk.plugin import PluginState
 from sdk.request_context import set_request_id
-from sdk.routes import Request, Response, Route
+from sdk.routes import REQUEST_ID_KEY, ROUTE_REQUEST_KEY, Request, Response, Route
 from sdk.untrusted import check_strings, loads
 
 from .config import DefaultingValidator
 
 if TYPE_CHECKING:
-    from .app import Kernel
+    from .plugins import Hooks, PluginRecord
 
 log = logging.getLogger("llmmultichat.http")
 REQUEST_ID = "X-Request-ID"
-REQUEST_ID_KEY = web.RequestKey("request_id", str)
-# The route's view of the request (identity, route template), for the access log.
-ROUTE_REQUEST_KEY = web.RequestKey("route_request", Request)
+# Whether answers carry Strict-Transport-Security (also for requests aiohttp cannot parse).
+HSTS_KEY = web.AppKey("llmmc_hsts", bool)
 # One encoder built once: json.dumps(..., default=...) would build a new one per call.
 dumps = json.JSONEncoder(default=str).encode
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -188,6 +187,7 @@ async def request_middleware(
         response.headers[REQUEST_ID] = rid
         if response.status == 408:  # the rest of the body may still be on its way
             response.force_close()
+    set_request_id("")  # the connection's next request gets its own
     return response
 
 
@@ -251,12 +251,27 @@ class ClientIP:
         return hops[0] if hops else peer
 
 
+class Pipeline:
+    """What every route's handler shares: the hooks it asks, how it finds the client's
+    address, and the body limits."""
+
+    def __init__(
+        self, hooks: Hooks, client_ip: ClientIP, max_body_bytes: int, read_timeout: float
+    ) -> None:
+        self.hooks = hooks
+        self.client_ip = client_ip
+        self.max_body_bytes = max_body_bytes
+        self.read_timeout = float(read_timeout)
+
+
 class RouteHandler:
     """The kernel's wrapper around one plugin route."""
 
-    def __init__(self, kernel: Kernel, route: Route) -> None:
-        self.kernel = kernel
+    def __init__(self, route: Route, record: PluginRecord | None, pipeline: Pipeline) -> None:
         self.route = route
+        self.record = record
+        self.pipeline = pipeline
+        self.hooks = pipeline.hooks
         self.validator = (
             Draft202012Validator(route.request_schema) if route.request_schema is not None else None
         )
@@ -264,9 +279,8 @@ class RouteHandler:
         self.query_validator = (
             DefaultingValidator(route.query_schema) if route.query_schema is not None else None
         )
-        limit = kernel.max_body_bytes
+        limit = pipeline.max_body_bytes
         self.max_body = min(limit, route.max_body_bytes) if route.max_body_bytes else limit
-        self.record = kernel.records.get(route.plugin)
 
     async def handle(self, raw: web.Request) -> web.StreamResponse:
         shape = self.route.error_shape
@@ -285,7 +299,7 @@ class RouteHandler:
 
     async def _handle(self, raw: web.Request) -> web.StreamResponse:
         route = self.route
-        kernel = self.kernel
+        hooks = self.hooks
         if self.record is not None and self.record.state is not PluginState.RUNNING:
             raise ServiceUnavailable(
                 f"plugin {route.plugin!r} is {self.record.state.value}"
@@ -306,15 +320,15 @@ class RouteHandler:
             identity=identity,
             body=None,
             route=route,
-            client_ip=kernel.client_ip,
+            client_ip=self.pipeline.client_ip,
             request_id=raw.get(REQUEST_ID_KEY, ""),
         )
         raw[ROUTE_REQUEST_KEY] = request
         # Rate limits come first, so floods of bad tokens and bad bodies are counted too.
-        asked = route.rate_limit is not None and kernel.hooks.has("before_request")
+        asked = route.rate_limit is not None and hooks.has("before_request")
         try:
             if asked:
-                for headers in await kernel.hooks.call("before_request", request=request):
+                for headers in await hooks.call_running("before_request", request=request):
                     request.response_headers.update(headers)
             if auth_error is not None:
                 raise auth_error
@@ -347,8 +361,8 @@ class RouteHandler:
             raise Unauthorized("Authentication required", code="AUTH_REQUIRED")
         if route.auth == "admin" and not identity.is_admin:
             raise Forbidden("This route is for administrators", code="ADMIN_REQUIRED")
-        if self.kernel.hooks.has("permission_allowed"):
-            answers = await self.kernel.hooks.call(
+        if self.hooks.has("permission_allowed"):
+            answers = await self.hooks.call_running(
                 "permission_allowed",
                 identity=identity,
                 action=route.operation_id or route.key,
@@ -358,7 +372,7 @@ class RouteHandler:
                 raise Forbidden("Not allowed", code="FORBIDDEN")
 
     async def identify(self, raw: web.Request) -> Identity | None:
-        hooks = self.kernel.hooks
+        hooks = self.hooks
         if not hooks.has("authenticate"):
             return None
         try:
@@ -406,7 +420,7 @@ class RouteHandler:
             raise UnsupportedMediaType(f"Send application/json, not {ctype or 'no content type'}.")
         data = bytearray()
         try:
-            async with asyncio.timeout(self.kernel.read_timeout):
+            async with asyncio.timeout(self.pipeline.read_timeout):
                 async for chunk in raw.content.iter_chunked(65536):
                     data.extend(chunk)
                     if len(data) > self.max_body:
@@ -415,7 +429,7 @@ class RouteHandler:
                         )
         except TimeoutError:
             raise RequestTimeout(
-                f"The body did not arrive within {self.kernel.read_timeout:g} seconds."
+                f"The body did not arrive within {self.pipeline.read_timeout:g} seconds."
             ) from None
         if not data:
             if self.validator is not None:

@@ -13,7 +13,6 @@ import inspect
 import logging
 import traceback
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -33,25 +32,40 @@ DECISION_HOOKS = frozenset({"authenticate", "permission_allowed", "before_reques
 
 
 CONTRIBUTING = (PluginState.INITIALIZED, PluginState.RUNNING)
+RUNNING = (PluginState.RUNNING,)
 
 
 class StartupError(Exception):
     """The server cannot start (bad dependency graph, required plugin failed, ...)."""
 
 
-@dataclass
 class PluginRecord:
-    name: str
-    cls: type[Plugin] | None = None
-    instance: Plugin | None = None
-    state: PluginState = PluginState.UNINITIALIZED
-    error: str = ""
-    traceback: str = ""
-    required: bool = False
-    distribution: str = ""
-    routes: list[Any] = field(default_factory=list)
-    tools: list[Any] = field(default_factory=list)
-    config: dict[str, Any] = field(default_factory=dict)
+    """One enabled plugin: its class, instance, state and contributions. Every state
+    change bumps ``generation``, so per-request lookups can keep answers until then."""
+
+    generation = 0  # of all records: bumped on any state change
+
+    def __init__(self, name: str, cls: type[Plugin] | None = None) -> None:
+        self.name = name
+        self.cls = cls
+        self.instance: Plugin | None = None
+        self._state = PluginState.UNINITIALIZED
+        self.error = ""
+        self.traceback = ""
+        self.required = False
+        self.distribution = ""
+        self.routes: list[Any] = []
+        self.tools: list[Any] = []
+        self.config: dict[str, Any] = {}
+
+    @property
+    def state(self) -> PluginState:
+        return self._state
+
+    @state.setter
+    def state(self, value: PluginState) -> None:
+        self._state = value
+        PluginRecord.generation += 1
 
     @property
     def version(self) -> str:
@@ -181,59 +195,71 @@ class Hooks:
 
     pluggy is synchronous and aborts a whole call when one implementation raises, so
     the kernel walks the implementations itself: async results are awaited, and a
-    failing plugin is logged by name while the others still answer.
+    failing plugin is logged by name while the others still answer. ``call`` asks
+    initialized and running plugins (contributions are collected before plugins start);
+    ``first`` and ``has`` are per-request and ask running plugins only.
     """
 
     def __init__(self, records: dict[str, PluginRecord]) -> None:
         self.records = records
         self.pm = pluggy.PluginManager(PROJECT)
         self.pm.add_hookspecs(HookSpecs)
-        self._cache: dict[str, list[tuple[str, Any]]] = {}
+        self._impls: dict[str, list[tuple[str, Any]]] = {}
+        # (hook, states) -> (generation, implementations of plugins in those states)
+        self._live: dict[tuple[str, tuple[PluginState, ...]], tuple[int, list[Any]]] = {}
 
     def register(self, name: str, instance: Plugin) -> None:
         self.pm.register(instance, name=name)
-        self._cache.clear()
+        self._impls.clear()
+        self._live.clear()
+
+    def unregister(self, name: str) -> None:
+        if self.pm.get_plugin(name) is not None:
+            self.pm.unregister(name=name)
+        self._impls.clear()
+        self._live.clear()
 
     def implementations(
         self, hook: str, *, states: Iterable[PluginState] | None = None
     ) -> list[tuple[str, Any]]:
-        impls = self._cache.get(hook)
+        wanted = tuple(states) if states is not None else RUNNING
+        key = (hook, wanted)
+        live = self._live.get(key)
+        if live is not None and live[0] == PluginRecord.generation:
+            return live[1]
+        impls = self._impls.get(hook)
         if impls is None:
             caller = getattr(self.pm.hook, hook)
             impls = [(i.plugin_name, i.function) for i in reversed(caller.get_hookimpls())]
-            self._cache[hook] = impls
+            self._impls[hook] = impls
         records = self.records
-        if states is None:  # the per-request case: keep it cheap
-            return [
-                (n, f) for n, f in impls if n in records and records[n].state is PluginState.RUNNING
-            ]
-        allowed = set(states)
-        return [(n, f) for n, f in impls if n in records and records[n].state in allowed]
+        found = [(n, f) for n, f in impls if n in records and records[n].state in wanted]
+        self._live[key] = (PluginRecord.generation, found)
+        return found
 
     def has(self, hook: str) -> bool:
         """Whether a running plugin implements ``hook`` (asked on every request)."""
-        impls = self._cache.get(hook)
-        if impls is None:
-            self.implementations(hook, states=())
-            impls = self._cache[hook]
-        records = self.records
-        return any(n in records and records[n].state is PluginState.RUNNING for n, _ in impls)
+        return bool(self.implementations(hook))
 
     async def call(self, name: str, **kwargs: Any) -> list[Any]:
-        # Contributions (register_*) are asked of every plugin that initialized, so a
-        # plugin that starts early still sees what later ones contribute.
-        states = CONTRIBUTING if name.startswith("register_") else None
-        return await self.call_in(name, states, **kwargs)
+        return [r for _, r in await self.results(name, **kwargs)]
 
-    async def call_in(
-        self, name: str, states: Iterable[PluginState] | None, **kwargs: Any
-    ) -> list[Any]:
-        results = []
-        for plugin, fn in self.implementations(name, states=states):
+    async def results(self, name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        out = []
+        for plugin, fn in self.implementations(name, states=CONTRIBUTING):
             result = await self._one(name, plugin, fn, kwargs)
             if result is not None:
-                results.append(result)
-        return results
+                out.append((plugin, result))
+        return out
+
+    async def call_running(self, name: str, **kwargs: Any) -> list[Any]:
+        """``call`` for a per-request hook: running plugins only."""
+        out = []
+        for plugin, fn in self.implementations(name):
+            result = await self._one(name, plugin, fn, kwargs)
+            if result is not None:
+                out.append(result)
+        return out
 
     async def first(self, name: str, **kwargs: Any) -> Any:
         for plugin, fn in self.implementations(name):

@@ -1,17 +1,19 @@
-"""The kernel's own routes: index, health, ping, OpenAPI and its viewers, the plugin
-registry and the tool execute route. Declared as sdk Routes like any plugin's."""
+"""The kernel's own routes: index, health, ping, liveness and readiness, OpenAPI and its
+viewers, the plugin registry and the tool execute route. Declared as sdk Routes like any
+plugin's."""
 
 from __future__ import annotations
 
 import asyncio
 import glob
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from sdk.errors import NotFound
-from sdk.plugin import Health, PluginState
+from sdk.plugin import Health, PluginState, ServerView
 from sdk.routes import Request, Response, Route
 from sdk.tools import ToolCall
 
@@ -19,7 +21,9 @@ from . import __version__
 from .config import redact
 
 if TYPE_CHECKING:
-    from .app import Kernel
+    from .bus import MemoryBus
+    from .plugins import Hooks, PluginRecord
+    from .tools import ToolRegistry
 
 STATIC = Path(__file__).parent / "static"
 HEALTH_TIMEOUT = 2.0
@@ -92,9 +96,36 @@ def prefers_html(accept: str) -> bool:
     return json_q is None or html > json_q
 
 
+class PluginsView:
+    """What the kernel's routes read of the plugins: their records, tools, and the bus."""
+
+    def __init__(
+        self,
+        records: dict[str, PluginRecord],
+        hooks: Hooks,
+        tools: ToolRegistry,
+        bus: MemoryBus,
+        required: list[str],
+    ) -> None:
+        self.records = records
+        self.hooks = hooks
+        self.tools = tools
+        self.bus = bus
+        self.required = required
+
+
 class KernelRoutes:
-    def __init__(self, kernel: Kernel) -> None:
-        self.kernel = kernel
+    def __init__(
+        self,
+        plugins: PluginsView,
+        openapi: Callable[[], dict[str, Any]],
+        server: ServerView,
+    ) -> None:
+        self.plugins = plugins
+        self.records = plugins.records
+        self._openapi = openapi
+        self.server = server
+        self.hooks = plugins.hooks
 
     def routes(self) -> list[Route]:
         r = [
@@ -193,16 +224,45 @@ class KernelRoutes:
                 response_schema={"type": "object", "required": ["plugin", "tool", "result"]},
                 responses={502: "Upstream failed", 504: "Upstream timed out"},
             ),
+            Route(
+                "GET",
+                "/livez",
+                self.livez,
+                auth="public",
+                rate_limit=None,
+                summary="Liveness: the process answers",
+                response_schema=LIVEZ_SCHEMA,
+            ),
+            Route(
+                "GET",
+                "/readyz",
+                self.readyz,
+                auth="public",
+                rate_limit=None,
+                summary="Readiness: 200 while every required plugin runs, every running plugin "
+                "can serve and the process is not draining",
+                response_schema=READYZ_SCHEMA,
+                responses={503: "Not ready: starting, draining, or a plugin cannot serve"},
+            ),
         ]
         for route in r:
             route.plugin = "kernel"
             route.tags = ["kernel"]
         return r
 
+    async def livez(self, req: Request) -> Any:
+        return {"status": "alive"}
+
+    async def readyz(self, req: Request) -> Response:
+        reasons = self.server.not_ready_reasons()
+        if reasons:
+            return Response({"status": "not ready", "reasons": reasons}, status=503)
+        return Response({"status": "ready", "reasons": []})
+
     async def index(self, req: Request) -> Any:
         vary = {"Vary": "Accept"}
-        if prefers_html(req.headers.get("Accept", "")) and self.kernel.hooks.has("browser_home"):
-            home = await self.kernel.hooks.first("browser_home")
+        if prefers_html(req.headers.get("Accept", "")) and self.hooks.has("browser_home"):
+            home = await self.hooks.first("browser_home")
             # only a path on this server: "//host", "/\\host" or "http:..." would be an open redirect
             if isinstance(home, str) and home[:1] == "/" and home[1:2] not in ("/", "\\"):
                 return web.Response(status=302, headers={**vary, "Location": home})
@@ -223,7 +283,7 @@ class KernelRoutes:
         return {"pong": True}
 
     async def _health_of(self, name: str) -> Health:
-        rec = self.kernel.records[name]
+        rec = self.records[name]
         if rec.state is not PluginState.RUNNING or rec.instance is None:
             return Health("unavailable", rec.error or rec.state.value)
         try:
@@ -234,13 +294,13 @@ class KernelRoutes:
             return Health("degraded", f"health check failed: {exc!r}")
 
     async def health(self, req: Request) -> Response:
-        names = list(self.kernel.records)
+        names = list(self.records)
         reports = await asyncio.gather(*(self._health_of(n) for n in names))
         plugins = {}
         status = "healthy"
         problems: list[str] = []  # what a user would notice, one line each
         for name, h in zip(names, reports, strict=True):
-            rec = self.kernel.records[name]
+            rec = self.records[name]
             plugins[name] = {
                 "state": rec.state.value,
                 "status": h.status,
@@ -254,7 +314,7 @@ class KernelRoutes:
                 status = "unhealthy"
             elif status == "healthy" and (h.status != "ok"):
                 status = "degraded"
-        bus = self.kernel.bus.health()
+        bus = self.plugins.bus.health()
         if bus.get("status") != "ok":
             why = bus.get("error") or bus.get("status")
             problems.append(f"event bus: Redis unreachable ({why}); events stay in this process")
@@ -270,7 +330,7 @@ class KernelRoutes:
         return Response(body, status=503 if status == "unhealthy" else 200)
 
     async def openapi(self, req: Request) -> Any:
-        return self.kernel.openapi()
+        return self._openapi()
 
     async def docs(self, req: Request) -> web.StreamResponse:
         return web.Response(text=DOCS_HTML, content_type="text/html")
@@ -279,7 +339,7 @@ class KernelRoutes:
         return web.Response(text=REDOC_HTML, content_type="text/html")
 
     async def _summary(self, name: str) -> dict[str, Any]:
-        rec = self.kernel.records[name]
+        rec = self.records[name]
         h = await self._health_of(name)
         return {
             "name": name,
@@ -295,11 +355,11 @@ class KernelRoutes:
         }
 
     async def list_plugins(self, req: Request) -> Any:
-        return {"plugins": [await self._summary(n) for n in self.kernel.records]}
+        return {"plugins": [await self._summary(n) for n in self.records]}
 
     async def get_plugin(self, req: Request) -> Any:
         name = req.match_info["name"]
-        rec = self.kernel.records.get(name)
+        rec = self.records.get(name)
         if rec is None:
             raise NotFound(f"No plugin named {name!r} is enabled.", code="PLUGIN_NOT_FOUND")
         body = await self._summary(name)
@@ -315,7 +375,7 @@ class KernelRoutes:
                 "parameters": t.parameters,
                 "result": t.result,
             }
-            for t in self.kernel.tools.of_plugin(name)
+            for t in self.plugins.tools.of_plugin(name)
         ]
         if is_admin and rec.traceback:
             body["traceback"] = rec.traceback
@@ -323,14 +383,14 @@ class KernelRoutes:
 
     async def execute(self, req: Request) -> Any:
         name = req.match_info["name"]
-        rec = self.kernel.records.get(name)
+        rec = self.records.get(name)
         if rec is None:
             raise NotFound(f"No plugin named {name!r} is enabled.", code="PLUGIN_NOT_FOUND")
         tool_name = req.body["tool"]
-        tool = next((t for t in self.kernel.tools.of_plugin(name) if t.name == tool_name), None)
+        tool = next((t for t in self.plugins.tools.of_plugin(name) if t.name == tool_name), None)
         if tool is None:
             raise NotFound(f"Plugin {name!r} has no tool {tool_name!r}.", code="TOOL_NOT_FOUND")
-        result = await self.kernel.tools.call(
+        result = await self.plugins.tools.call(
             tool_name,
             req.body.get("params", {}),
             ToolCall(identity=req.identity, request_id=req.request_id, origin="api"),
@@ -345,6 +405,20 @@ EXECUTE_SCHEMA: dict[str, Any] = {
     "properties": {
         "tool": {"type": "string", "minLength": 1, "maxLength": 100},
         "params": {"type": "object", "default": {}},
+    },
+}
+
+LIVEZ_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {"status": {"const": "alive"}},
+}
+READYZ_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["status", "reasons"],
+    "properties": {
+        "status": {"enum": ["ready", "not ready"]},
+        "reasons": {"type": "array", "items": {"type": "string"}},
     },
 }
 

@@ -38,9 +38,10 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from sdk.errors import PROBLEM_CONTENT_TYPE, Problem
+from sdk.plugin import ServerView
 
-from .app import KERNEL_KEY, Kernel, connection_args
-from .http import REQUEST_ID, ClientIP, dumps, request_id_of, security_headers
+from .app import Kernel, connection_args
+from .http import HSTS_KEY, REQUEST_ID, ClientIP, dumps, request_id_of, security_headers
 from .logs import ACCESS_LOGGER
 
 log = logging.getLogger("llmmultichat.http")
@@ -114,8 +115,7 @@ class KernelRunner(web.AppRunner):
             loop=asyncio.get_running_loop(),
             **server._kwargs,
         )
-        kernel = self.app.get(KERNEL_KEY)
-        kernel_server.hsts = bool(kernel is not None and kernel.kernel_config["hsts"])
+        kernel_server.hsts = bool(self.app.get(HSTS_KEY, False))
         return kernel_server
 
 
@@ -135,7 +135,7 @@ class StartupGate:
         self.hsts = bool(kernel_config["hsts"])
         self.client_max_size = int(kernel_config["max_body_bytes"])
         self.client_ip = ClientIP(kernel_config["trusted_proxies"])
-        self.kernel: Kernel | None = None  # once loaded, it says what is starting
+        self.server: ServerView | None = None  # once loaded, it says what is starting
         self.access_log = logging.getLogger(ACCESS_LOGGER)
         self._handler: Any = None
         self._factory: Any = None
@@ -171,9 +171,9 @@ class StartupGate:
         return self.starting(request)
 
     def reasons(self) -> list[str]:
-        if self.kernel is None:
+        if self.server is None:
             return ["starting: loading the plugins"]
-        return self.kernel.not_ready_reasons() or ["starting: opening the routes"]
+        return self.server.not_ready_reasons() or ["starting: opening the routes"]
 
     def starting(self, request: BaseRequest) -> web.Response:
         started = time.perf_counter()
@@ -241,7 +241,7 @@ class GatedRunner(web.BaseRunner):
         """Build the kernel (``build``), start its app and open the gate; raises what
         ``build`` or a plugin's start raises (``StartupError`` for a required one)."""
         kernel, app = await build()
-        self.gate.kernel = kernel
+        self.gate.server = kernel
         # AppRunner.setup runs the app's startup (the plugins start) and makes the
         # server whose handler the gate delegates to; that server never gets a
         # connection of its own, so its runner is never cleaned up

@@ -17,6 +17,7 @@ import secrets
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from sdk import ENTRY_POINT_GROUP
 from sdk.plugin import Plugin
+from sdk.services import DATABASE
 from sdk.testing import TestAuthPlugin, auth_headers
 
 from .app import build_kernel
@@ -79,6 +82,11 @@ class KernelClient:
     def plugin(self, name: str) -> Any:
         """The running instance of a plugin (to wait for its background work in a test)."""
         return self.kernel.records[name].instance
+
+    @property
+    def database(self) -> Any:
+        """The database the storage plugin opened (``sdk.Database``)."""
+        return self.kernel.services.get(DATABASE)
 
     def plugin_state(self, name: str) -> str:
         return str(self.kernel.records[name].state.value)
@@ -183,7 +191,7 @@ async def _admin_in(url: str, statement: str) -> None:
 
 @pytest.fixture(params=["duckdb", "postgresql"])
 def database_url(request: pytest.FixtureRequest) -> str:
-    """``[kernel.database] url`` for each engine in turn: "" (the embedded DuckDB file)
+    """``[plugins.storage] url`` for each engine in turn: "" (the embedded DuckDB file)
     and a fresh schema of the run's PostgreSQL database. Pass it to ``llmmc(...,
     database_url=database_url)`` to run a test on both engines."""
     if request.param == "duckdb":
@@ -192,7 +200,10 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 
 def test_config(
-    config: dict[str, Any] | None, data_dir: Path, test_auth: bool = True
+    config: dict[str, Any] | None,
+    data_dir: Path,
+    test_auth: bool = True,
+    classes: dict[str, type[Plugin]] | None = None,
 ) -> dict[str, Any]:
     """The config dict ``start_kernel`` uses: a random port, a fresh data_dir, and the
     test identities when the auth plugin is not enabled."""
@@ -206,7 +217,35 @@ def test_config(
     plugins.setdefault("required", [])
     if test_auth and "auth" not in enabled and "testauth" not in enabled:
         enabled.insert(0, "testauth")
+    for name in missing_requirements(enabled, classes):
+        enabled.insert(0, name)
     return cfg
+
+
+def missing_requirements(
+    enabled: list[str], classes: dict[str, type[Plugin]] | None = None
+) -> list[str]:
+    """The installed plugins that enabled ones require but the list leaves out (the
+    storage plugin, mostly), so a test enables what it is about and gets what that needs.
+    Only classes already importable are looked at; nothing is imported for this."""
+    installed = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    found: list[str] = []
+    todo = list(enabled)
+    while todo:
+        name = todo.pop()
+        cls: Any = (classes or {}).get(name)
+        ep = installed.get(name)
+        if cls is None and ep is None:
+            continue
+        try:
+            cls = cls or ep.load()  # type: ignore[union-attr]
+        except Exception:  # reported by the kernel when it discovers the plugin
+            continue
+        for dep in getattr(cls, "requires", ()):
+            if dep not in enabled and dep not in found and dep in installed:
+                found.append(dep)
+                todo.append(dep)
+    return found
 
 
 async def start_kernel(
@@ -219,7 +258,7 @@ async def start_kernel(
     """Start a real kernel on 127.0.0.1 (random port) and return a client for it."""
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="llmmc-test-"))
     extra: dict[str, type[Plugin]] = {"testauth": TestAuthPlugin, **(plugins or {})}
-    loaded = from_dict(test_config(config, data_dir, test_auth), "<test config>")
+    loaded = from_dict(test_config(config, data_dir, test_auth, extra), "<test config>")
     kernel, app = await build_kernel(loaded, extra_plugins=extra)
     runner = KernelRunner(app, access_log=None)
     await runner.setup()
@@ -233,7 +272,7 @@ async def start_kernel(
 async def llmmc(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[KernelClient]]]:
     """Factory fixture: ``client = await llmmc(config, plugins={...})``.
 
-    ``database_url=`` sets ``[kernel.database] url`` (see the ``database_url`` fixture).
+    ``database_url=`` sets ``[plugins.storage] url`` (see the ``database_url`` fixture).
 
     ``test_auth=False`` leaves out the test identities (to see how routes behave with no
     authenticating plugin at all)."""
@@ -251,7 +290,11 @@ async def llmmc(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[KernelC
         counter += 1
         if database_url:
             config = copy.deepcopy(config or {})
-            config.setdefault("kernel", {}).setdefault("database", {})["url"] = database_url
+            table = config.setdefault("plugins", {})
+            table.setdefault("storage", {})["url"] = database_url
+            enabled = table.setdefault("enabled", [])
+            if "storage" not in enabled:
+                enabled.insert(0, "storage")
         client = await start_kernel(
             config, plugins=plugins, data_dir=tmp_path / f"kernel{counter}", test_auth=test_auth
         )

@@ -14,7 +14,7 @@ from .identity import Identity
 from .llm import Completion, LLMProvider, StreamEvent, ToolCallRequest, Usage
 from .metrics import Metrics
 from .plugin import Health, Plugin, PluginContext, PluginState
-from .routes import Request, Response, Route
+from .routes import Middleware, Request, Response, Route
 from .services import LLMService, RateLimiter, Services
 from .tools import Tool, ToolCall, ToolRegistry
 
@@ -33,6 +33,7 @@ __all__ = [
     "LLMProvider",
     "LLMService",
     "Metrics",
+    "Middleware",
     "Migration",
     "Plugin",
     "PluginContext",

@@ -6,7 +6,13 @@ import argparse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+# How far the kernel takes the enabled plugins before a command runs: "running" (each is
+# initialized and started, the default), "initialized" (no plugin started), "prepared"
+# (only the command's plugin and what it requires are initialized; every other plugin is
+# only prepared: its database migrations applied).
+Lifecycle = Literal["running", "initialized", "prepared"]
 
 
 @dataclass(slots=True)
@@ -29,3 +35,4 @@ class CliCommand:
     arguments: list[tuple[tuple[str, ...], dict[str, Any]]] = field(default_factory=list)
     plugin: str = ""
     via_server: Callable[[Path, argparse.Namespace], Awaitable[int | None]] | None = None
+    lifecycle: Lifecycle = "running"

@@ -9,6 +9,7 @@ name and does not take the others down. The full contract of each hook is in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
@@ -17,10 +18,10 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from .cli import CliCommand
-    from .database import Database
+    from .database import Database, Migration
     from .identity import Identity
     from .llm import LLMProvider
-    from .routes import Request, Route
+    from .routes import Middleware, Request, Route
     from .tools import Tool
 
 PROJECT = "llmmultichat"
@@ -48,6 +49,14 @@ class HookSpecs:
     @hookspec
     def register_cli_commands(self) -> list[CliCommand]:
         """Return :class:`sdk.cli.CliCommand` objects that become ``llmmultichat`` subcommands."""
+
+    @hookspec
+    def register_middleware(self) -> list[Middleware]:
+        """Return :class:`sdk.Middleware` objects that wrap every request (access log, metrics, compression)."""
+
+    @hookspec
+    def prepare_plugin(self, name: str, migrations: Sequence[Migration]) -> None:
+        """Prepare what plugin ``name`` needs before it initializes (the storage plugin applies its ``migrations``); raise to fail it."""
 
     @hookspec
     def browser_home(self) -> str | None:
@@ -85,6 +94,9 @@ class HookCaller(Protocol):
 
     async def call(self, name: str, **kwargs: Any) -> list[Any]:
         """Call every running plugin's implementation, await each, return the non-None results."""
+
+    async def results(self, name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Like ``call``, with the name of the plugin that gave each answer."""
 
     async def first(self, name: str, **kwargs: Any) -> Any:
         """Call implementations until one returns something other than None; return it (or None)."""

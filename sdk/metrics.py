@@ -93,6 +93,19 @@ class Metrics(Protocol):
     def on_collect(self, fn: Callable[[], None]) -> None: ...
 
 
+class MetricsBackend(Protocol):
+    """What a metrics plugin publishes as the ``"metrics"`` service: the kernel declares
+    every plugin's metrics there (full names, ``llmmc_<plugin>_...``) when it appears."""
+
+    def declare(
+        self, kind: str, name: str, help: str, labels: Sequence[str], **options: Any
+    ) -> Any:
+        """A counter, gauge or histogram (``kind``) object like prometheus-client's."""
+
+    def before_collect(self, owner: str, fn: Callable[[], None]) -> None:
+        """Run ``fn`` before each scrape (``Metrics.on_collect``)."""
+
+
 class _Nothing:
     """A metric that records nothing (see :class:`NullMetrics`)."""
 

@@ -7,8 +7,9 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
+from .errors import ServiceUnavailable
 from .metrics import Metrics, NullMetrics
 
 if TYPE_CHECKING:
@@ -43,6 +44,30 @@ class Health:
     checks: dict[str, Any] = field(default_factory=dict)
 
 
+class ServerView(Protocol):
+    """What the kernel tells a plugin about the server as a whole (``context.server``)."""
+
+    @property
+    def version(self) -> str:
+        """The running version of LlmMultiChat."""
+
+    def plugin_states(self) -> dict[str, PluginState]:
+        """Every enabled plugin's lifecycle state, by name."""
+
+    def not_ready_reasons(self) -> list[str]:
+        """Why ``/readyz`` says 503 now (empty when ready)."""
+
+
+class _NoServer:
+    version = ""
+
+    def plugin_states(self) -> dict[str, PluginState]:
+        return {}
+
+    def not_ready_reasons(self) -> list[str]:
+        return []
+
+
 @dataclass(slots=True)
 class PluginContext:
     """Everything the kernel offers a plugin. Plugins never import the kernel."""
@@ -56,9 +81,24 @@ class PluginContext:
     hooks: HookCaller
     tools: ToolRegistry
     services: Services
-    database: Database
     # Prometheus metrics of this plugin (``sdk.metrics``); names get ``llmmc_<plugin>_``.
     metrics: Metrics = field(default_factory=NullMetrics)
+    server: ServerView = field(default_factory=_NoServer)
+
+    @property
+    def database(self) -> Database:
+        """The database the storage plugin opened (``sdk.Database``). A plugin that uses it
+        lists ``"storage"`` in its ``requires``."""
+        from .services import DATABASE
+
+        db: Database | None = self.services.get(DATABASE)
+        if db is None:
+            raise ServiceUnavailable(
+                f"plugin {self.name!r} needs a database and no plugin provides one: "
+                'add "storage" to [plugins] enabled',
+                code="DATABASE_UNAVAILABLE",
+            )
+        return db
 
 
 class Plugin:
@@ -104,9 +144,18 @@ class Plugin:
     async def stop(self) -> None:
         """Release what start took. Called in reverse start order, after in-flight requests."""
 
+    async def close(self) -> None:
+        """Release what ``initialize`` opened. Called once at the very end, in reverse
+        order, after ``stop`` (or instead of it when the plugin never started)."""
+
     async def health(self) -> Health:
         """Report this plugin's health; the default says it is fine."""
         return Health()
+
+    def not_ready(self) -> str | None:
+        """Why this running plugin cannot serve yet (a model still loading), or None.
+        ``/readyz`` answers 503 with the reason meanwhile; keep it cheap."""
+        return None
 
     def shared_redis_url(self, own: str = "") -> str:
         """Where to keep state that every server instance must share: the plugin's own

@@ -13,6 +13,12 @@ if TYPE_CHECKING:
     from .identity import Identity
 
 RATELIMIT = "ratelimit"
+# The storage plugin publishes the database (``sdk.Database``); plugins read it as
+# ``self.context.database``.
+DATABASE = "database"
+# A metrics plugin publishes where every plugin's declared metrics live
+# (``sdk.metrics.MetricsBackend``); the kernel connects them when it appears.
+METRICS = "metrics"
 LLM = "llm"
 # The ratelimit plugin publishes its daily token quotas so that the auth plugin's
 # GET /api/v1/auth/me can show them without importing it.

@@ -18,6 +18,8 @@ from typing import Any
 
 import aiohttp
 
+from kernel.testing import missing_requirements
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent / "llmmultichat"
 
@@ -87,6 +89,10 @@ class ServerProcess:
         self.args = args  # more ``serve`` arguments, e.g. ("--workers", "2")
         self.port = free_port()
         config = {**config, "kernel": {**config.get("kernel", {}), "port": self.port}}
+        if "plugins" in config:  # what the enabled plugins require (the storage plugin)
+            plugins = config["plugins"] = dict(config["plugins"])
+            enabled = plugins["enabled"] = list(plugins.get("enabled", []))
+            enabled[:0] = missing_requirements(enabled)
         config["kernel"].setdefault("data_dir", str(workdir / f"{name}-data"))
         config["kernel"].setdefault("shutdown_timeout_seconds", 5)
         self.config_path = workdir / f"{name}.toml"

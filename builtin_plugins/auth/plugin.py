@@ -37,6 +37,7 @@ class AuthPlugin(Plugin):
     name = "auth"
     version = "0.2.0"
     description = "Accounts, JWT access tokens, rotating refresh tokens, API keys, roles and their administration."
+    requires = ("storage",)
     optional = ("ratelimit",)
     config_schema = {
         "type": "object",

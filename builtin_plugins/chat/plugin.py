@@ -113,6 +113,7 @@ class ChatPlugin(Plugin):
     the chat service, reached by the transports (REST/SSE, WebSocket, the OpenAI door)."""
 
     name = "chat"
+    requires = ("storage",)
     migrations = MIGRATIONS
     version = "0.1.0"
     description = "Characters on LLM providers: REST, SSE, WebSocket and an OpenAI-compatible door"

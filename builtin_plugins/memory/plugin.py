@@ -39,6 +39,7 @@ REDIS_URL_PATTERN = r"^$|^none$|^(redis|rediss|unix)://\S+$"
 
 class MemoryPlugin(Plugin):
     name = "memory"
+    requires = ("storage",)
     migrations = MIGRATIONS
     version = "0.1.0"
     description = "Five memory tiers per user (short, mid, long term, associative, knowledge), embeddings and semantic search."

@@ -62,7 +62,7 @@ async def test_expired_key_is_refused(server, accounts):
     """Expire a key by moving its expiry into the past in the store (no waiting)."""
     user = await accounts.register()
     key = await create_key(server, user["access_token"], expires_in_days=1)
-    db = server.kernel.database
+    db = server.database
     await db.execute("UPDATE auth_api_keys SET expires_at = 1 WHERE key_id = $1", [key["key_id"]])
     r = await accounts.me(key["key"])
     assert r.status == 401
@@ -74,9 +74,9 @@ async def test_expired_key_is_refused(server, accounts):
 async def test_keys_are_stored_hashed(server, accounts):
     user = await accounts.register()
     key = await create_key(server, user["access_token"])
-    rows = await server.kernel.database.fetchall("SELECT * FROM auth_api_keys")
+    rows = await server.database.fetchall("SELECT * FROM auth_api_keys")
     assert rows and all(key["key"] not in str(row) for row in rows)
-    rows = await server.kernel.database.fetchall("SELECT * FROM auth_refresh_tokens")
+    rows = await server.database.fetchall("SELECT * FROM auth_refresh_tokens")
     assert rows and all(user["refresh_token"] not in str(row) for row in rows)
 
 

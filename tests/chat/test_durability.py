@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 
 from builtin_plugins.chat.store import MIGRATIONS, ChatStore, Message, new_id
-from kernel.database import open_database
-from kernel.migrations import migrate
+from builtin_plugins.storage.engines import open_database
+from builtin_plugins.storage.migrations import migrate
 from tests.chat.helpers import chat_config, read_sse
 from tests.fakes.openai_server import FakeOpenAI
 from tests.serverproc import ServerProcess

@@ -3,10 +3,9 @@ reaching the LLM upstream, the WebSocket's access-log line, and an honest /healt
 
 from __future__ import annotations
 
-import logging
+import json
+from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.fakes.openai_server import FakeOpenAI
 from tests.prometheus import scrape, value
@@ -16,10 +15,12 @@ from .helpers import chat_config, read_sse
 FAKE = {"provider": "fake", "model": "fake-model"}
 
 
-async def test_chat_metrics_and_request_ids(llmmc: Any, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="llmmultichat.access")
+async def test_chat_metrics_and_request_ids(llmmc: Any, tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
     async with FakeOpenAI() as fake:
-        client = await llmmc(chat_config(fake.url))
+        cfg = chat_config(fake.url, enabled=("metrics", "accesslog", "chat"))
+        cfg["plugins"]["accesslog"] = {"path": str(log), "format": "json"}
+        client = await llmmc(cfg)
         h = client.auth_headers("u1")
         r = await client.post(
             "/api/v1/chat",
@@ -77,7 +78,9 @@ async def test_chat_metrics_and_request_ids(llmmc: Any, caplog: pytest.LogCaptur
     assert value(after, http, route="/api/v1/chat/stream", method="POST", status="200") == 1
     assert value(after, http, route="/ws/chat", method="GET", status="101") == 1
 
-    ws_lines = [r.access for r in caplog.records if r.getMessage() == "websocket closed"]  # type: ignore[attr-defined]
+    client.plugin("accesslog").flush()
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    ws_lines = [x for x in lines if x["message"] == "websocket closed"]
     assert len(ws_lines) == 1
     line = ws_lines[0]
     assert line["route"] == "/ws/chat" and line["status"] == 101 and line["user_id"] == "u1"

@@ -76,6 +76,10 @@ def test_the_shipped_plugins_toml_is_valid_for_the_kernel() -> None:
     cfg = load_config(ROOT / "plugins.toml")
     assert cfg.required == ["auth"]
     assert set(cfg.enabled) == {
+        "storage",
+        "accesslog",
+        "metrics",
+        "compression",
         "auth",
         "ratelimit",
         "chat",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -70,8 +69,20 @@ class ThingsPlugin(Plugin):
         return resp
 
 
-def config(**kernel: Any) -> dict[str, Any]:
-    return {"kernel": kernel, "plugins": {"enabled": ["things"]}}
+OPS = ["accesslog", "metrics", "compression"]
+
+
+def config(metrics: dict[str, Any] | None = None, **kernel: Any) -> dict[str, Any]:
+    plugins: dict[str, Any] = {"enabled": [*OPS, "things"]}
+    if metrics is not None:
+        plugins["metrics"] = metrics
+    return {"kernel": kernel, "plugins": plugins}
+
+
+def access_lines(client: Any, path: Path) -> list[dict[str, Any]]:
+    """The access log's lines so far (the plugin writes JSON lines to ``path``)."""
+    client.plugin("accesslog").flush()
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 async def test_metrics_follow_the_requests_made(llmmc: Any) -> None:
@@ -122,10 +133,10 @@ async def test_metrics_only_for_allowed_addresses(llmmc: Any) -> None:
     r = await client.get("/metrics", headers={"X-Forwarded-For": "10.1.2.3"})
     assert r.status == 403
 
-    proxied = await llmmc(
-        config(metrics={"allow": ["10.0.0.0/8"]}, trusted_proxies=["127.0.0.1/32"]),
-        plugins={"things": ThingsPlugin},
-    )
+    # the table's old place, [kernel.metrics], still works
+    legacy = config(trusted_proxies=["127.0.0.1/32"])
+    legacy["kernel"]["metrics"] = {"allow": ["10.0.0.0/8"]}
+    proxied = await llmmc(legacy, plugins={"things": ThingsPlugin})
     assert (await proxied.get("/metrics", headers={"X-Forwarded-For": "10.1.2.3"})).status == 200
     assert (await proxied.get("/metrics", headers={"X-Forwarded-For": "192.0.2.7"})).status == 403
 
@@ -147,7 +158,7 @@ def test_sigterm_turns_readiness_off_then_drains(
     server = ServerProcess(
         {
             "kernel": {"log_format": "json", "drain_delay_seconds": 2},
-            "plugins": {"enabled": ["echoer"]},
+            "plugins": {"enabled": ["accesslog", "echoer"]},
         },
         tmp_path,
         env=samples_env,
@@ -199,7 +210,7 @@ def slow_start_config(marker: Path, **kernel: Any) -> dict[str, Any]:
     return {
         "kernel": kernel,
         "plugins": {
-            "enabled": ["echoer", "slowstart"],
+            "enabled": ["metrics", "echoer", "slowstart"],
             "required": ["slowstart"],
             "slowstart": {"wait_for": str(marker)},
         },
@@ -281,16 +292,18 @@ def test_workers_start_behind_the_gate_and_drain_on_sigterm(
     prefix = unique_prefix()
     kernel = {
         "drain_delay_seconds": 6,
-        "database": {"url": fresh_schema_url(postgres_database), "pool_size": 2},
         "bus": {
             "backend": "redis",
             "redis_url": "redis://127.0.0.1:6379/0",
             "channel_prefix": prefix,
         },
     }
-    server = ServerProcess(
-        slow_start_config(marker, **kernel), tmp_path, env=samples_env, args=("--workers", "2")
-    ).start(wait=False)
+    cfg = slow_start_config(marker, **kernel)
+    cfg["plugins"]["enabled"].insert(0, "storage")
+    cfg["plugins"]["storage"] = {"url": fresh_schema_url(postgres_database), "pool_size": 2}
+    server = ServerProcess(cfg, tmp_path, env=samples_env, args=("--workers", "2")).start(
+        wait=False
+    )
 
     async def metrics() -> Samples:
         status, text, _ = await server.request("GET", "/metrics")
@@ -344,16 +357,18 @@ async def test_health_says_what_is_impaired(llmmc: Any) -> None:
     assert body["problems"] == ["things: the thing store is read-only"]
 
 
-async def test_access_log_line_per_request(llmmc: Any, caplog: pytest.LogCaptureFixture) -> None:
-    client = await llmmc(config(), plugins={"things": ThingsPlugin})
-    caplog.set_level(logging.INFO, logger="llmmultichat.access")
+async def test_access_log_line_per_request(llmmc: Any, tmp_path: Path) -> None:
+    cfg = config(log_format="json")
+    cfg["plugins"]["accesslog"] = {"path": str(tmp_path / "access.log")}
+    client = await llmmc(cfg, plugins={"things": ThingsPlugin})
     headers = {**client.auth_headers("alice"), "X-Request-ID": "trace-abc-1"}
     await client.get("/api/v1/things/x1", headers=headers)
     await client.get("/api/v1/things/x2", headers={"X-Forwarded-For": "203.0.113.9"})
-    lines = [r for r in caplog.records if r.name == "llmmultichat.access"]
+    lines = access_lines(client, tmp_path / "access.log")
     assert len(lines) == 2
-    first, second = (r.access for r in lines)  # type: ignore[attr-defined]
-    assert lines[0].request_id == "trace-abc-1"  # type: ignore[attr-defined]
+    first, second = lines
+    assert first["request_id"] == "trace-abc-1"
+    assert first["logger"] == "llmmultichat.access" and first["level"] == "INFO"
     assert first["method"] == "GET" and first["route"] == THING
     assert first["path"] == "/api/v1/things/x1"
     assert first["status"] == 200 and first["user_id"] == "alice"
@@ -362,7 +377,7 @@ async def test_access_log_line_per_request(llmmc: Any, caplog: pytest.LogCapture
     assert second["status"] == 401 and second["user_id"] is None
     assert second["client_ip"] == "127.0.0.1"  # no trusted proxy: the header is ignored
     # the generated id is the one the client got back
-    assert lines[1].request_id and len(lines[1].request_id) == 32  # type: ignore[attr-defined]
+    assert second["request_id"] and len(second["request_id"]) == 32
 
 
 async def test_request_id_reaches_the_upstream_and_tool_metrics(llmmc: Any) -> None:
@@ -370,7 +385,7 @@ async def test_request_id_reaches_the_upstream_and_tool_metrics(llmmc: Any) -> N
         client = await llmmc(
             {
                 "plugins": {
-                    "enabled": ["weather"],
+                    "enabled": ["metrics", "weather"],
                     "weather": {"base_url": fake.url, "geocoding_url": fake.url},
                 }
             }
@@ -395,7 +410,7 @@ async def test_rate_limit_refusals_are_counted(llmmc: Any) -> None:
     client = await llmmc(
         {
             "plugins": {
-                "enabled": ["ratelimit", "things"],
+                "enabled": ["metrics", "ratelimit", "things"],
                 "ratelimit": {"routes": {f"GET {THING}": "2/minute"}},
             }
         },
@@ -420,7 +435,7 @@ async def test_memory_metrics(llmmc: Any) -> None:
     client = await llmmc(
         {
             "plugins": {
-                "enabled": ["memory"],
+                "enabled": ["metrics", "memory"],
                 "memory": {"embedder": "hashing", "redis_url": "none", "index_min_vectors": 1},
             }
         }
@@ -494,17 +509,17 @@ async def test_small_answers_and_streams_are_not_compressed(llmmc: Any) -> None:
 
 WORKERS_SCRIPT = """
 import os
-from kernel.metrics import (
-    KernelMetrics, MetricsHub, cleanup_worker_metrics, prepare_worker_metrics, worker_exited,
-)
+from builtin_plugins.metrics.prometheus import MetricsHub, ServerMetrics
+from builtin_plugins.workers.arbiter import _child_exit, _metrics_directory
 import prometheus_client  # imported before the switch, as in a real parent
 
-directory = prepare_worker_metrics(2)
+directory = _metrics_directory()
+assert directory is not None
 pids = []
 for n in range(2):
     pid = os.fork()
     if pid == 0:
-        worker = KernelMetrics(MetricsHub())
+        worker = ServerMetrics(MetricsHub(), "0.1.0")
         worker.begin()
         worker.end("/x", "GET", 200, 0.01)
         worker.begin()  # still in flight when the worker dies
@@ -515,13 +530,17 @@ for pid in pids:
 # a third worker starting: it has created its file but not sized it yet
 (directory / "counter_4000000.db").touch()
 hub = MetricsHub()
-KernelMetrics(hub)
+ServerMetrics(hub, "0.1.0")
 print(hub.render("")[0].decode())
 print("----")
+class Worker:
+    def __init__(self, pid):
+        self.pid = pid
 for pid in pids:
-    worker_exited(pid)
+    _child_exit(None, Worker(pid))
 print(hub.render("")[0].decode())
-cleanup_worker_metrics(directory)
+import shutil
+shutil.rmtree(directory)
 print("left:", directory.exists())
 """
 

@@ -22,12 +22,12 @@ def serve_workers(tmp_path: Path, config: dict, workers: int = 2) -> subprocess.
 
 
 def test_embedded_defaults_are_refused_naming_every_setting(tmp_path: Path) -> None:
-    done = serve_workers(tmp_path, {"plugins": {"enabled": ["auth", "ratelimit"]}})
+    done = serve_workers(tmp_path, {"plugins": {"enabled": ["storage", "auth", "ratelimit"]}})
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     for setting in (
-        "[kernel.database] url",
+        "[plugins.storage] url",
         '[kernel.bus] backend = "redis"',
         '[plugins.ratelimit] backend = "redis"',
         "[plugins.auth] redis_url",
@@ -42,10 +42,10 @@ def test_one_process_local_setting_left_is_named_alone(tmp_path: Path) -> None:
             "data_dir": str(tmp_path / "data"),
             "port": 1,
             "bus": {"backend": "redis", "redis_url": "redis://127.0.0.1:6379/0"},
-            "database": {"url": "postgresql://postgres@127.0.0.1:5432/unused"},
         },
         "plugins": {
-            "enabled": ["auth", "ratelimit", "memory"],
+            "enabled": ["storage", "auth", "ratelimit", "memory"],
+            "storage": {"url": "postgresql://postgres@127.0.0.1:5432/unused"},
             "ratelimit": {"backend": "redis"},
             "memory": {"embedder": "hashing", "redis_url": "none"},
         },

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 from sdk.database import Migration, check_migrations
 
-from .database import AnyDatabase
+from .engines import AnyDatabase
 
-log = logging.getLogger("llmmultichat.kernel.migrations")
+log = logging.getLogger("llmmultichat.plugin.storage")
 LOCK_NAME = "llmmultichat:migrations"
 LEDGER = """CREATE TABLE IF NOT EXISTS kernel_migrations (
     plugin TEXT NOT NULL,

@@ -1,6 +1,6 @@
 """The two engines behind ``sdk.database.Database``: the embedded DuckDB file and
-PostgreSQL (asyncpg, a connection pool). ``open_database`` picks one from
-``[kernel.database]``.
+PostgreSQL (asyncpg, a connection pool). ``open_database`` picks one from the storage
+plugin's ``url``.
 
 DuckDB blocks, so each call runs in a small thread pool; each worker thread keeps its own
 cursor (a DuckDB connection is not safe to share between threads) and a transaction holds
@@ -550,6 +550,6 @@ def open_database(settings: dict[str, Any], data_dir: Path, file_name: str) -> A
     if scheme in ("postgresql", "postgres"):
         return PgDatabase(url, int(settings.get("pool_size", 10)))
     raise DatabaseError(
-        f"[kernel.database] url {redact(url)!r}: only postgresql:// URLs are supported "
+        f"url {redact(url)!r}: only postgresql:// URLs are supported "
         "(leave it empty for the embedded DuckDB file)"
     )

@@ -38,9 +38,10 @@ OLD_MEMORY = [
 
 def config(data_dir: Path, url: str = "") -> dict[str, Any]:
     return {
-        "kernel": {"data_dir": str(data_dir), "database": {"url": url}},
+        "kernel": {"data_dir": str(data_dir)},
         "plugins": {
-            "enabled": ["auth", "memory"],
+            "enabled": ["storage", "auth", "memory"],
+            "storage": {"url": url},
             "required": ["auth", "memory"],
             "auth": {"jwt_secret": SECRET, "bcrypt_rounds": 4},
             "memory": {"embedder": "hashing", "redis_url": "none", "index_min_vectors": 1},
@@ -80,7 +81,7 @@ async def test_a_duckdb_file_from_before_migrations_keeps_working(llmmc, tmp_pat
     # new writes land next to the old rows, and the ledger adopted the file
     r = await client.post("/api/v1/memory", json={"content": "Bees need water"}, headers=headers)
     assert r.status == 201
-    ledger = await client.kernel.database.fetchall(
+    ledger = await client.database.fetchall(
         "SELECT plugin, version FROM kernel_migrations ORDER BY plugin, version"
     )
     assert ("auth", 1) in ledger and ("memory", 2) in ledger
@@ -111,7 +112,7 @@ async def test_memories_live_in_postgresql_and_a_fresh_process_finds_them(
     results = (await r.json())["results"]
     assert r.status == 200 and results[0]["content"] == "Zoe plays the cello"
     assert second.plugin("memory").index.loads == 1  # the index was filled from PostgreSQL
-    stored = await second.kernel.database.fetchval("SELECT count(*) FROM memory_vectors_512")
+    stored = await second.database.fetchval("SELECT count(*) FROM memory_vectors_512")
     assert stored == 3
 
 
@@ -133,10 +134,10 @@ def write_toml(path: Path, cfg: dict[str, Any]) -> Path:
     lines = [
         "[kernel]",
         f'data_dir = "{kernel["data_dir"]}"',
-        "[kernel.database]",
-        f'url = "{kernel["database"]["url"]}"',
         "[plugins]",
         f"enabled = {plugins['enabled']!r}".replace("'", '"'),
+        "[plugins.storage]",
+        f'url = "{plugins["storage"]["url"]}"',
         "[plugins.auth]",
         f'jwt_secret = "{SECRET}"',
         "bcrypt_rounds = 4",

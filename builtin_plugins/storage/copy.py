@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .database import AnyDatabase, DatabaseError, redact
+from .engines import AnyDatabase, DatabaseError, redact
 
 _COLUMNS_SQL = (
     "SELECT column_name FROM information_schema.columns "
@@ -71,7 +71,7 @@ async def copy_tables(
 
 
 def target_database(url: str, pool_size: int = 4) -> AnyDatabase:
-    from .database import PgDatabase
+    from .engines import PgDatabase
 
     scheme = url.split(":", 1)[0].lower()
     if scheme not in ("postgresql", "postgres"):

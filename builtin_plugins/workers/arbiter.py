@@ -1,4 +1,6 @@
-"""``llmmultichat serve --workers N``: N server processes on one port.
+"""``llmmultichat serve --workers N``: N server processes on one port. Found by the
+kernel's CLI through the ``llmmultichat.cli`` entry point ``workers`` (process
+management is not the kernel's).
 
 The processes are run by gunicorn's arbiter with a worker class built on aiohttp's own
 (``aiohttp.GunicornWebWorker``), the combination aiohttp documents for deployment:
@@ -29,16 +31,23 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiohttp.worker import GunicornWebWorker
 from gunicorn.app.base import BaseApplication
 
-from .app import Kernel
-from .config import LoadedConfig
-from .metrics import cleanup_worker_metrics, prepare_worker_metrics, worker_exited
-from .server import Build, GatedRunner
+# What the kernel's CLI hands over: the [kernel] settings, a coroutine function that
+# builds the kernel and its app, and a factory of its gated runner (kernel/server.py),
+# whose start(build) returns the kernel (draining, begin_draining).
+Build = Callable[[], Awaitable[Any]]
+MakeRunner = Callable[[], Any]
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # A worker that has not reported for this long is killed and replaced; generous because
 # a worker reports only once its kernel is up (plugins may load models first).
@@ -51,18 +60,16 @@ def bind_address(host: str, port: int) -> str:
 
 class WorkerArbiter(BaseApplication):  # type: ignore[misc]
     def __init__(
-        self,
-        config: LoadedConfig,
-        workers: int,
-        build: Build,
+        self, kernel_config: dict[str, Any], workers: int, build: Build, make_runner: MakeRunner
     ) -> None:
-        self.llmmc_config = config
+        self.kernel_config = kernel_config
         self.workers = workers
         self.build = build
+        self.make_runner = make_runner
         super().__init__()
 
     def load_config(self) -> None:
-        kernel = self.llmmc_config.kernel
+        kernel = self.kernel_config
         # after SIGTERM a worker serves drain_delay_seconds, then lets requests finish
         stopping = float(kernel["drain_delay_seconds"]) + float(kernel["shutdown_timeout_seconds"])
         settings: dict[str, Any] = {
@@ -93,15 +100,10 @@ class WorkerArbiter(BaseApplication):  # type: ignore[misc]
 class KernelWorker(GunicornWebWorker):
     """aiohttp's gunicorn worker, serving through a :class:`GatedRunner` (see above)."""
 
-    kernel: Kernel | None = None
+    kernel: Any = None
 
     async def _run(self) -> None:
-        config: LoadedConfig = self.app.llmmc_config
-        kernel_config = config.kernel
-        runner = GatedRunner(
-            kernel_config,
-            shutdown_timeout=float(kernel_config["shutdown_timeout_seconds"]),
-        )
+        runner = self.app.make_runner()
         await runner.setup()
         try:
             first_generation = self.age <= self.cfg.workers
@@ -116,12 +118,12 @@ class KernelWorker(GunicornWebWorker):
         finally:
             await runner.cleanup()
 
-    async def _listen(self, runner: GatedRunner) -> None:
+    async def _listen(self, runner: Any) -> None:
         ssl = self._create_ssl_context(self.cfg) if self.cfg.is_ssl else None
         for sock in self.sockets:
             await web.SockSite(runner, sock, ssl_context=ssl).start()
 
-    async def _serve(self, runner: GatedRunner) -> None:
+    async def _serve(self, runner: Any) -> None:
         """aiohttp's worker loop: report to the arbiter every second until told to stop."""
         server = runner.server
         assert server is not None
@@ -142,7 +144,7 @@ class KernelWorker(GunicornWebWorker):
         if kernel is None or kernel.draining:
             self._stop()
             return
-        delay = float(kernel.kernel_config["drain_delay_seconds"])
+        delay = float(self.app.kernel_config["drain_delay_seconds"])
         kernel.begin_draining(delay)
         self.loop.call_later(delay, self._stop)
 
@@ -151,18 +153,51 @@ class KernelWorker(GunicornWebWorker):
         self._notify_waiter_done()  # the serve loop ends now, not at its next tick
 
 
-def run_workers(config: LoadedConfig, workers: int, build: Build) -> int:
+def run_workers(
+    kernel_config: dict[str, Any], workers: int, build: Build, make_runner: MakeRunner
+) -> int:
     """Run the arbiter until it is stopped; its exit status. Prometheus metrics switch to
-    multiprocess mode first, so that every worker's scrape sums them all."""
-    metrics_dir = prepare_worker_metrics(workers)
+    multiprocess mode first (``$PROMETHEUS_MULTIPROC_DIR``), so that every worker's
+    scrape sums them all."""
+    metrics_dir = _metrics_directory()
     try:
-        WorkerArbiter(config, workers, build).run()
+        WorkerArbiter(kernel_config, workers, build, make_runner).run()
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
     finally:
-        cleanup_worker_metrics(metrics_dir)
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 
+def _metrics_directory() -> Path | None:
+    """``$PROMETHEUS_MULTIPROC_DIR`` when the deployer set it (emptied of an earlier
+    run's files), else a fresh temporary one, returned to be removed at exit. Workers
+    inherit it; the metrics plugin reads it when it starts in each."""
+    given = os.environ.get(MULTIPROCESS_ENV, "")
+    if given:
+        directory = Path(given)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+        return None
+    made = Path(tempfile.mkdtemp(prefix="llmmc-metrics-"))
+    os.environ[MULTIPROCESS_ENV] = str(made)
+    if "prometheus_client" in sys.modules:
+        # metrics pick their value store when built, from a choice read at import: a
+        # process that imported prometheus-client already (plugin discovery) is told again
+        from prometheus_client import values
+
+        values.ValueClass = values.get_value_class()
+    return made
+
+
 def _child_exit(arbiter: Any, worker: Any) -> None:
-    worker_exited(worker.pid)
+    """A dead worker's live gauges (in-flight, open sockets) stop counting; its counters
+    stay: what it served was served."""
+    if os.environ.get(MULTIPROCESS_ENV):
+        try:
+            from prometheus_client import multiprocess
+        except ImportError:
+            return
+        multiprocess.mark_process_dead(worker.pid)

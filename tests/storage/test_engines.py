@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kernel.database import AnyDatabase, DuckDatabase, open_database
-from kernel.migrations import migrate
+from builtin_plugins.storage.engines import AnyDatabase, DuckDatabase, open_database
+from builtin_plugins.storage.migrations import migrate
 from sdk import Migration, Plugin, Transaction
 from sdk.threads import BACKGROUND_NICE
 
@@ -243,11 +243,13 @@ async def test_a_failing_step_leaves_nothing_and_names_the_plugin(db: AnyDatabas
 
 class Notes(Plugin):
     name = "notes"
+    requires = ("storage",)
     migrations = STEPS
 
 
 class BrokenNotes(Plugin):
     name = "brokennotes"
+    requires = ("storage",)
     migrations = [Migration(1, "broken", ["NOT SQL AT ALL"])]
 
 
@@ -263,4 +265,4 @@ async def test_the_kernel_migrates_before_initialize_and_fails_only_that_plugin(
     assert client.plugin_state("brokennotes") == "ERROR"
     error = client.kernel.records["brokennotes"].error
     assert error.startswith("migrate failed") and "broken" in error
-    assert await client.kernel.database.fetchall("SELECT body FROM notes") == [("seeded",)]
+    assert await client.database.fetchall("SELECT body FROM notes") == [("seeded",)]

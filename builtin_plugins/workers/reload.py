@@ -1,4 +1,4 @@
-"""``llmmultichat serve --reload``: the server runs in a child process that watchfiles
+"""``llmmultichat serve --reload`` (the ``llmmultichat.cli`` entry point ``reload``): the server runs in a child process that watchfiles
 restarts whenever a watched source file or the configuration changes (for plugin
 development; never in production).
 
@@ -11,6 +11,7 @@ Only ``.py`` files and the configuration count; data files written while serving
 from __future__ import annotations
 
 import importlib.util
+import shlex
 import signal
 import sys
 from collections.abc import Iterable
@@ -47,12 +48,6 @@ def watched_paths(config_path: Path, enabled: list[str]) -> list[Path]:
     return sorted(paths)
 
 
-def _serve(argv: list[str]) -> None:
-    from .cli import main
-
-    sys.exit(main(argv))
-
-
 def serve_with_reload(argv: list[str], config_path: Path, enabled: list[str]) -> int:
     """Run ``llmmultichat <argv>`` (a serve command without --reload) until interrupted,
     restarting it on every change."""
@@ -74,5 +69,9 @@ def serve_with_reload(argv: list[str], config_path: Path, enabled: list[str]) ->
     signal.signal(signal.SIGTERM, stop)
     paths = watched_paths(config_path, enabled)
     print("llmmultichat: --reload watches " + ", ".join(map(str, paths)), flush=True)
-    run_process(*paths, target=_serve, args=(argv,), watch_filter=relevant, callback=announce)
+    # the server in a child process, through the console entry (never imported here)
+    command = shlex.join([sys.executable, "-m", "kernel.cli", *argv])
+    run_process(
+        *paths, target=command, target_type="command", watch_filter=relevant, callback=announce
+    )
     return 0

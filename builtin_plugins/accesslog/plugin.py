@@ -1,0 +1,186 @@
+"""The accesslog plugin: one line per request (time, request id, method, route, path,
+status, duration, bytes, user id, client IP), as text or JSON.
+
+A line must cost the server little beside the request it describes, so it skips the
+logging machinery: the middleware formats the line itself (the time's seconds are
+formatted once per second) and appends it to a buffer that one write empties every
+``flush_seconds`` (and when it holds ``FLUSH_LINES``), instead of a locked handler write
+per request. Lines therefore reach the log up to ``flush_seconds`` late, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import sys
+import time
+from typing import IO, Any
+
+from aiohttp import web
+
+from sdk import Middleware, Plugin, hookimpl
+from sdk.routes import REQUEST_ID_KEY, ROUTE_REQUEST_KEY, AioHandler
+
+LOGGER = "llmmultichat.access"
+CLIENT_CLOSED = 499  # a client that went away before its answer (nginx's status)
+FLUSH_LINES = 256
+
+
+class AccessLogPlugin(Plugin):
+    name = "accesslog"
+    version = "0.1.0"
+    description = "One line per request (text or JSON), written in buffered batches"
+    config_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "format": {
+                "enum": ["", "text", "json"],
+                "default": "",
+                "description": 'text or JSON lines; "" follows [kernel] log_format',
+            },
+            "path": {
+                "type": "string",
+                "default": "",
+                "description": "append the lines to this file; empty: standard error, beside the server's log",
+            },
+            "flush_seconds": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 10,
+                "default": 0.2,
+                "description": "the longest a line waits in the buffer",
+            },
+        },
+    }
+
+    def __init__(self, context: Any) -> None:
+        super().__init__(context)
+        fmt = self.config["format"] or self.context.kernel_config.get("log_format", "text")
+        self.json = fmt == "json"
+        self.lines: list[str] = []
+        self._second = -1
+        self._stamp = ""
+        self._stream: IO[str] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        path = self.config["path"]
+        if path:
+            self._stream = await asyncio.to_thread(open, path, "a", encoding="utf-8")
+        else:
+            self._stream = sys.stderr
+        self._flusher = asyncio.create_task(self._flush_every(), name="llmmc-accesslog")
+
+    async def stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+        self.flush()
+        if self._stream is not None and self._stream is not sys.stderr:
+            self._stream.close()
+        self._stream = None
+
+    async def _flush_every(self) -> None:
+        while True:
+            await asyncio.sleep(self.config["flush_seconds"])
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what the buffer holds (the flusher does this every ``flush_seconds``)."""
+        if not self.lines or self._stream is None:
+            return
+        text, self.lines = "".join(self.lines), []
+        try:
+            self._stream.write(text)
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed or full stream must never fail a request
+
+    @hookimpl
+    def register_middleware(self) -> list[Middleware]:
+        return [Middleware(self.middleware, order=100)]
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: AioHandler) -> web.StreamResponse:
+        started = time.perf_counter()
+        response: web.StreamResponse | None = None
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:  # redirects, which the kernel lets through
+            status = exc.status
+            raise
+        except asyncio.CancelledError:
+            status = CLIENT_CLOSED
+            raise
+        finally:
+            self.lines.append(self.line(request, response, status, time.perf_counter() - started))
+            if len(self.lines) >= FLUSH_LINES:
+                self.flush()
+
+    def _time(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._stamp = dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._stamp}.{int((now - second) * 1000):03d}+00:00"
+
+    def line(
+        self,
+        request: web.Request,
+        response: web.StreamResponse | None,
+        status: int,
+        seconds: float,
+    ) -> str:
+        routed = request.get(ROUTE_REQUEST_KEY)
+        if routed is not None:
+            route = routed.route.path
+            identity = routed.identity
+            client_ip = routed.client_ip
+        else:
+            resource = request.match_info.route.resource
+            route = resource.canonical if resource is not None else "(unmatched)"
+            identity, client_ip = None, request.remote or ""
+        fields: dict[str, Any] = {
+            "method": request.method,
+            "route": route,
+            "path": request.path,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 2),
+            "bytes": _bytes_sent(response),
+            "user_id": identity.user_id if identity is not None else None,
+            "client_ip": client_ip,
+        }
+        if routed is not None and routed.log_fields:
+            fields.update(routed.log_fields)
+        message = "websocket closed" if status == 101 else "request"
+        rid = request.get(REQUEST_ID_KEY, "")
+        if self.json:
+            head = {"time": self._time(), "level": "INFO", "logger": LOGGER}
+            head.update(message=message, request_id=rid or None, **fields)
+            return _dumps(head) + "\n"
+        pairs = " ".join(f"{k}={_text(v)}" for k, v in fields.items())
+        return f"{self._time()} INFO {LOGGER} [{rid or '-'}] {message} {pairs}\n"
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
+
+def _text(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    text = str(value)
+    return json.dumps(text) if (" " in text or '"' in text or not text.isprintable()) else text
+
+
+def _bytes_sent(response: web.StreamResponse | None) -> int | None:
+    if response is None:
+        return None
+    if response.prepared:
+        return response.body_length
+    body = response.body if isinstance(response, web.Response) else None
+    return len(body) if isinstance(body, bytes | bytearray) else None
