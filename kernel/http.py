@@ -12,6 +12,8 @@ import logging
 import os
 import re
 from collections.abc import Awaitable, Callable
+from functools import partial
+from itertools import chain as chain_iter
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -85,13 +87,15 @@ def security_headers_hook(
 
     api = security_headers("application/json", hsts=hsts)
     page = security_headers("text/html", hsts=hsts)
+    csp = "Content-Security-Policy"
 
     async def add(request: web.Request, response: web.StreamResponse) -> None:
         headers = response.headers
-        for name, value in (page if response.content_type == "text/html" else api).items():
-            if name not in headers:
-                headers[name] = value
-        headers["Server"] = SERVER_NAME  # aiohttp has already put its versions there
+        own = headers.get(csp)  # a handler's own CSP is kept
+        html = headers.get("Content-Type", "").startswith("text/html")
+        headers.update(page if html else api)  # Server too: aiohttp put its versions there
+        if own is not None:
+            headers[csp] = own
 
     return add
 
@@ -153,11 +157,11 @@ def schema_errors(validator: Draft202012Validator, instance: Any) -> list[dict[s
     return errors
 
 
-@web.middleware
-async def request_middleware(
+async def request_layer(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """X-Request-ID on every answer, and every error as Problem Details."""
+    """The kernel's own layer, innermost around every handler: X-Request-ID on every
+    answer, and every error as Problem Details."""
     rid = request_id_of(request)
     request[REQUEST_ID_KEY] = rid
     set_request_id(rid)
@@ -183,12 +187,49 @@ async def request_middleware(
             Problem("An unexpected error occurred; it has been logged.", code="INTERNAL_ERROR"),
             request,
         )
+    finally:
+        set_request_id("")  # the connection's next request gets its own
     if not response.prepared:
         response.headers[REQUEST_ID] = rid
         if response.status == 408:  # the rest of the body may still be on its way
             response.force_close()
-    set_request_id("")  # the connection's next request gets its own
     return response
+
+
+def chain(handler: Any, layers: list[Any]) -> Any:
+    """``handler`` inside ``layers`` (outermost first) and the kernel's own layer, built
+    once per route: a request pays a call per enabled layer and nothing else."""
+    wrapped = partial(request_layer, handler=handler)
+    for layer in reversed(layers):
+        wrapped = partial(layer, handler=wrapped)
+    return wrapped
+
+
+class Unmatched:
+    """The handler of the catch-all route: 405 with ``Allow`` when the path is a route's
+    with another method, else 404 (both through the same layers as every answer)."""
+
+    def __init__(self, routes: list[Route]) -> None:
+        methods: dict[str, set[str]] = {}
+        for route in routes:
+            methods.setdefault(route.path, set()).add(route.method)
+        self.table = [(_template_regex(path), m) for path, m in methods.items()]
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        allowed = set().union(*(m for rx, m in self.table if rx.fullmatch(path)))
+        if allowed:
+            raise web.HTTPMethodNotAllowed(request.method, allowed)
+        raise web.HTTPNotFound()
+
+
+def _template_regex(path: str) -> re.Pattern[str]:
+    """A route template (``/a/{id}``, ``/f/{name:.+}``) as a regex of the paths it takes."""
+    parts, last = [], 0
+    for m in re.finditer(r"\{(\w+)(?::((?:[^{}]|\{[^{}]*\})*))?\}", path):
+        parts += [re.escape(path[last : m.start()]), f"(?:{m.group(2) or '[^{}/]+'})"]
+        last = m.end()
+    return re.compile("".join([*parts, re.escape(path[last:])]))
 
 
 def request_id_of(request: web.BaseRequest) -> str:
@@ -202,12 +243,18 @@ def request_id_of(request: web.BaseRequest) -> str:
 
 def check_edge_text(request: web.Request) -> None:
     """No plugin sees a lone surrogate: the HTTP parser decodes header bytes with
-    ``surrogateescape``, and decoded query strings and path parameters are checked too
-    (all-ASCII requests, the usual case, cost one ``isascii`` per value)."""
-    check_strings(request.headers.items(), "header")
-    if request.query_string:
+    ``surrogateescape``, and decoded query strings and path parameters are checked too.
+    An all-ASCII request without NUL (the usual case) is cleared by one C-level check of
+    each part."""
+    raw = b"".join(chain_iter.from_iterable(request.raw_headers))
+    if not raw.isascii() or b"\x00" in raw:
+        check_strings(request.headers.items(), "header")
+    query = request.query_string
+    if query and (not query.isascii() or "%00" in query or "\x00" in query):
         check_strings(request.query.items(), "query parameter")
-    check_strings(request.match_info.items(), "path parameter")
+    path = request.path
+    if not path.isascii() or "\x00" in path:
+        check_strings(request.match_info.items(), "path parameter")
 
 
 class Networks:

@@ -461,9 +461,23 @@ PLUGIN_DETAIL: dict[str, Any] = {
 }
 
 
-def static_routes(app: web.Application) -> None:
+def static_directories() -> dict[str, Path]:
+    """URL prefix -> folder of the API viewers' files (served offline)."""
+    found = {"/docs/init": STATIC / "docs", "/redoc/static": STATIC / "redoc"}
     sw = swagger_dir()
     if sw is not None:
-        app.router.add_static("/docs/static", sw)
-    app.router.add_static("/docs/init", STATIC / "docs")
-    app.router.add_static("/redoc/static", STATIC / "redoc")
+        found["/docs/static"] = sw
+    return found
+
+
+class StaticFiles:
+    """Files of one folder, under ``{path}``; nothing outside it is ever served."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory.resolve()
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        target = (self.directory / request.match_info["path"]).resolve()
+        if not target.is_relative_to(self.directory) or not target.is_file():
+            raise web.HTTPNotFound()
+        return web.FileResponse(target)

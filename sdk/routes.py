@@ -185,6 +185,22 @@ REQUEST_ID_KEY = web.RequestKey("llmmc_request_id", str)
 ROUTE_REQUEST_KEY = web.RequestKey("llmmc_route_request", Request)
 
 AioHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The kernel's last route, taking what no other route did (answered 404 or 405).
+CATCH_ALL = "/{tail:.*}"
+UNMATCHED = "(unmatched)"
+
+
+def route_template(request: web.Request) -> str:
+    """The route template a request went to (``/api/v1/things/{id}``), for labels and
+    logs; ``UNMATCHED`` for what no route took. Never the path: a client must not mint
+    label values."""
+    routed = request.get(ROUTE_REQUEST_KEY)
+    if routed is not None:
+        return str(routed.route.path)
+    resource = request.match_info.route.resource
+    if resource is None or resource.canonical == "/{tail}":
+        return UNMATCHED
+    return resource.canonical
 
 
 @dataclass(slots=True)

@@ -13,9 +13,9 @@ from typing import Any
 from aiohttp import web
 
 from sdk import Middleware, Plugin, Request, Route, errors, hookimpl, services
-from sdk.routes import ROUTE_REQUEST_KEY, AioHandler
+from sdk.routes import AioHandler, route_template
 
-from .prometheus import UNMATCHED_ROUTE, MetricsHub, ServerMetrics
+from .prometheus import MetricsHub, ServerMetrics
 
 # Status counted for a request whose client went away before it was answered (nginx's).
 CLIENT_CLOSED = 499
@@ -110,12 +110,7 @@ class MetricsPlugin(Plugin):
             status = CLIENT_CLOSED
             raise
         finally:
-            routed = request.get(ROUTE_REQUEST_KEY)
-            if routed is not None:
-                route = routed.route.path
-            else:
-                resource = request.match_info.route.resource
-                route = resource.canonical if resource is not None else UNMATCHED_ROUTE
+            route = route_template(request)
             # A WebSocket's time is the client's session, not the server's speed.
             elapsed = time.perf_counter() - started if status != 101 else None
             server.end(route, request.method, status, elapsed)

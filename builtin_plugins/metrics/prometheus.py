@@ -47,7 +47,6 @@ PREFIX = "llmmc_"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # Methods outside this set are counted as OTHER: a client must not mint label values.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-UNMATCHED_ROUTE = "(unmatched)"
 
 
 def _mode(aggregate: Aggregate) -> str:

@@ -60,7 +60,7 @@ def write_config(path: Path, data_dir: Path) -> Path:
 data_dir = "{data_dir}"
 
 [plugins]
-enabled = ["auth"]
+enabled = ["storage", "auth"]
 required = ["auth"]
 
 [plugins.auth]

@@ -56,7 +56,7 @@ def cluster_config(database_url: str, prefix: str, upstream: str) -> dict[str, A
             "bus": {"backend": "redis", "redis_url": REDIS, "channel_prefix": prefix + "ev:"},
         },
         "plugins": {
-            "enabled": ["auth", "ratelimit", "chat", "memory"],
+            "enabled": ["metrics", "auth", "ratelimit", "chat", "memory"],
             "required": ["auth", "ratelimit", "chat", "memory"],
             "auth": {"jwt_secret": JWT_SECRET, "bcrypt_rounds": 4, "redis_prefix": prefix + "a:"},
             "ratelimit": {
