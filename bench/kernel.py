@@ -147,7 +147,14 @@ def main() -> None:
         f"accesslog + metrics + compression cost {per_line:.1f} us of server CPU a request "
         f"({per_line / bare['cpu_us']:.1%} of a bare request)"
     )
-    print(json.dumps({k: {"rps": round(r["rps"]), "cpu_us": round(r["cpu_us"], 1)} for k, r in results.items()}))
+    print(
+        json.dumps(
+            {
+                k: {"rps": round(r["rps"]), "cpu_us": round(r["cpu_us"], 1)}
+                for k, r in results.items()
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
