@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
 from .store import ApiKeyRow, UserRow
 
 
+@functools.lru_cache(maxsize=4096)
 def iso(ts: float | None) -> str | None:
-    """ISO 8601 UTC ending in ``Z`` (None stays None)."""
+    """ISO 8601 UTC ending in ``Z`` (None stays None). Remembered: ``/me`` formats the same
+    ``created_at`` on every request, and formatting costs more than the lookup."""
     if ts is None:
         return None
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat().replace("+00:00", "Z")
