@@ -50,6 +50,7 @@ class TokenChecks:
         self._keys = BoundedCache(CACHE_SIZE)  # key hash -> (ApiKeyRow, version)
         self._versions = BoundedCache(CACHE_SIZE)  # user_id -> last version seen
         self._absent = BoundedCache(CACHE_SIZE)  # user_id -> monotonic time until absent
+        self._identities = BoundedCache(CACHE_SIZE)  # access token -> (UserRow, Identity)
 
     # -- the cached users -------------------------------------------------------------------
 
@@ -143,28 +144,40 @@ class TokenChecks:
             claims = self.tokens.decode(token, ACCESS)
         except TokenError as exc:
             raise invalid(f"The access token is not valid: {exc}.") from exc
-        revoked, version = await self.revocations.check(
-            claims["sub"], claims["fam"], float(claims["iat"])
-        )
+        user_id = claims["sub"]
+        # Answered in memory on every request but the first ones after a (re)start of the
+        # Redis subscription (see revocation.py).
+        result = self.revocations.check_here(user_id, claims["fam"], claims["iat"])
+        if result is None:
+            result = await self.revocations.check(user_id, claims["fam"], claims["iat"])
+        revoked, version = result
         if revoked:
             raise invalid("The access token has been revoked.")
-        self._saw_version(claims["sub"], version)
+        self._saw_version(user_id, version)
+        entry = self._users.get(user_id)
+        user = entry[0] if entry is not None else await self._current_user(user_id)
+        known = self._identities.get(token)
+        if known is not None and known[0] is user:
+            return known[1]  # type: ignore[no-any-return]
         roles = tuple(claims["roles"])
-        user = await self._current_user(claims["sub"])
         if user is not None:
             if user.disabled:
                 raise invalid("The account is disabled.")
             # A role removed since the token was issued is gone at once; a role granted
             # since comes with the next token (refresh).
             roles = tuple(r for r in roles if r in user.roles)
-        return Identity(
-            user_id=claims["sub"],
+        identity = Identity(
+            user_id=user_id,
             roles=roles,
             username=str(claims.get("username", "")),
             scheme="jwt",
             credential_id=claims["jti"],
             claims=claims,
         )
+        # The identity made from this token and this very row of the user: a request with
+        # the same token, once its revocation is checked, gets it again.
+        self._identities.put(token, (user, identity))
+        return identity
 
     async def _authenticate_api_key(self, key: str) -> Identity:
         key_hash = sha256(key)

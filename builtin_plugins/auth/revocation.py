@@ -319,16 +319,18 @@ class RevocationStore:
         after, keep = record
         return iat < after and not (keep and keep == family)
 
-    async def check(self, user_id: str, family_id: str, iat: float) -> tuple[bool, str | None]:
-        """(revoked, the user's current version); the version is None when unknown (no
-        Redis, or Redis away), "" when the user never changed."""
+    def check_here(
+        self, user_id: str, family_id: str, iat: float
+    ) -> tuple[bool, str | None] | None:
+        """What :meth:`check` answers, when this process knows it without asking Redis
+        (one process, or subscribed and caught up); None when Redis must be asked."""
         now = time.time()
         local = self._users.get(user_id)
-        if local is not None and local[2] < now:
-            del self._users[user_id]
-            local = None
-        if self._user_refuses(local[:2] if local else None, iat, family_id):
-            return True, None
+        if local is not None:
+            if local[2] < now:
+                del self._users[user_id]
+            elif iat < local[0] and not (local[1] and local[1] == family_id):
+                return True, None
         fam_expires = self._families.get(family_id)
         if fam_expires is not None:
             if fam_expires >= now:
@@ -339,6 +341,15 @@ class RevocationStore:
         if self._live:
             version_number = self._versions.get(user_id)
             return False, str(version_number) if version_number else ""
+        return None
+
+    async def check(self, user_id: str, family_id: str, iat: float) -> tuple[bool, str | None]:
+        """(revoked, the user's current version); the version is None when unknown (no
+        Redis, or Redis away), "" when the user never changed."""
+        known = self.check_here(user_id, family_id, iat)
+        if known is not None:
+            return known
+        assert self._redis is not None
         try:
             user_value, fam_value, version = await self._redis.call(
                 "MGET",
