@@ -9,6 +9,7 @@ import time
 from sdk import EventBus, Identity, errors, events
 
 from . import passwords
+from .apikeys import login_required
 from .auditlog import Recorder
 from .checks import TokenChecks
 from .resets import Resets
@@ -124,7 +125,11 @@ class Administration:
         return after
 
     async def delete_user(self, identity: Identity, user_id: str, ip: str | None = None) -> None:
-        """Admins delete anyone, users themselves; never the last enabled admin."""
+        """Admins delete anyone, users themselves; never the last enabled admin. One's own
+        account is not deleted with an API key (an admin's key may delete others, as it
+        may administer them)."""
+        if identity.scheme == "api_key" and user_id == identity.user_id:
+            raise login_required("Deleting your own account")
         if user_id != identity.user_id and not identity.is_admin:
             raise errors.Forbidden("You may only delete your own account.", code="FORBIDDEN")
         async with self._admin_lock:

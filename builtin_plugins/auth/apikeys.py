@@ -15,6 +15,14 @@ from .tokens import new_api_key, sha256
 from .views import api_key_json
 
 
+def login_required(what: str) -> errors.Forbidden:
+    """What an API key may not do: it stands for its owner's programs, not for the owner."""
+    return errors.Forbidden(
+        f"{what} needs the token of a login with the password, not an API key.",
+        code="LOGIN_REQUIRED",
+    )
+
+
 class ApiKeys:
     def __init__(self, store: AuthStore, checks: TokenChecks, audit: Recorder) -> None:
         self.store = store
@@ -24,6 +32,9 @@ class ApiKeys:
     async def create(
         self, identity: Identity, name: str, expires_in_days: int | None, ip: str | None = None
     ) -> dict[str, Any]:
+        if identity.scheme == "api_key":
+            # a key that made keys would outlive its own revocation through them
+            raise login_required("Creating an API key")
         if await self.checks.user(identity.user_id) is None:
             raise errors.NotFound("The user does not exist.", code="USER_NOT_FOUND")
         key = new_api_key()

@@ -177,7 +177,7 @@ def build_routes(parts: Callable[[], Parts], services: Services) -> list[Route]:
         token, expires = await parts().admin.admin_reset(
             req.require_identity(), req.match_info["user_id"], req.client_ip
         )
-        return {"reset_token": token, "expires_at": iso(expires)}
+        return secret({"reset_token": token, "expires_at": iso(expires)}, 201)
 
     async def admin_audit(req: Request) -> Any:
         event_type = req.query.get("type", "")
