@@ -190,6 +190,12 @@ class Server:
             self.proc.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used (as bench/common.py measures it)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -276,20 +282,24 @@ async def load_once(
 
 
 async def interleaved(
-    targets: dict[str, tuple[int, bytes]], seconds: float, rounds: int, concurrency: int
+    targets: dict[str, tuple[int, bytes, int]], seconds: float, rounds: int, concurrency: int
 ) -> dict[str, dict[str, float]]:
     """Load each target for seconds/rounds at a time, rotating through the targets, so that
-    the load of a shared machine, which drifts, weighs on every target alike."""
-    for port, raw in targets.values():  # warm-up
+    the load of a shared machine, which drifts, weighs on every target alike. Besides
+    requests/s, the server's CPU time per request (steadier on a busy machine)."""
+    for port, raw, _ in targets.values():  # warm-up
         await load_once(port, raw, 1.0, concurrency)
     names = list(targets)
     lat: dict[str, list[float]] = {n: [] for n in names}
     elapsed = dict.fromkeys(names, 0.0)
+    cpu = dict.fromkeys(names, 0.0)
     round_rps: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            port, raw = targets[name]
+            port, raw, pid = targets[name]
+            cpu0 = cpu_seconds(pid)
             got, took = await load_once(port, raw, seconds / rounds, concurrency)
+            cpu[name] += cpu_seconds(pid) - cpu0
             lat[name] += got
             elapsed[name] += took
             round_rps[name].append(len(got) / took)
@@ -302,6 +312,7 @@ async def interleaved(
             "median_round_rps": statistics.median(round_rps[name]),
             "p50_ms": q[49] * 1000,
             "p99_ms": q[98] * 1000,
+            "cpu_us": cpu[name] / len(lat[name]) * 1e6,
         }
     return out
 
@@ -352,6 +363,64 @@ async def login_stall(port: int, email: str, logins: int = 20) -> dict[str, floa
     }
 
 
+# --------------------------------------------------------------------------- micro
+
+
+async def micro(redis_url: str, postgres: str, n: int = 20000) -> dict[str, float]:
+    """The auth plugin's own CPU time per request, without HTTP: the ``authenticate``
+    hook with a token seen before, and the ``/me`` handler's part (the cached user and
+    its JSON), in one process, on the embedded defaults and on PostgreSQL + Redis."""
+    from builtin_plugins.auth.views import user_json
+    from kernel.testing import start_kernel
+
+    out: dict[str, float] = {}
+    for label in ("memory", "redis"):
+        if label == "redis" and not redis_url:
+            continue
+        prefix = f"llmmc-bench:{uuid.uuid4().hex}:"
+        cfg = kernel_config(tempfile.mkdtemp(prefix="llmmc-bench-"), None, prefix, "WARNING")
+        cfg["plugins"]["enabled"] = ["auth"]
+        cfg["plugins"]["required"] = ["auth"]
+        cfg["plugins"]["auth"]["bcrypt_rounds"] = 4
+        pg_name = ""
+        if label == "redis":
+            cfg["plugins"]["auth"].update(redis_url=redis_url, redis_prefix=prefix + "auth:")
+            if postgres:
+                pg_name, url = await fresh_database(postgres)
+                cfg["kernel"]["database"] = {"url": url}
+        client = await start_kernel(cfg, test_auth=False)
+        try:
+            plugin = client.plugin("auth")
+            tag = uuid.uuid4().hex[:8]
+            r = await client.post(
+                "/api/v1/auth/register",
+                json={
+                    "username": f"m_{tag}",
+                    "email": f"{tag}@bench.example",
+                    "password": PASSWORD,
+                },
+            )
+            token = (await r.json())["access_token"]
+            request = type("Req", (), {"headers": {"Authorization": f"Bearer {token}"}})()
+            for _ in range(200):  # subscribed and cached
+                identity = await plugin.authenticate(request)
+                await asyncio.sleep(0.01) if label == "redis" else None
+            t0 = time.process_time()
+            for _ in range(n):
+                identity = await plugin.authenticate(request)
+            out[f"{label}_authenticate_us"] = (time.process_time() - t0) / n * 1e6
+            t0 = time.process_time()
+            for _ in range(n):
+                user_json(await plugin.sessions.me(identity))
+            out[f"{label}_me_handler_us"] = (time.process_time() - t0) / n * 1e6
+            out[f"{label}_subscribed"] = float("subscribed" in plugin.revocations.status()[1])
+        finally:
+            await client.close()
+            if pg_name:
+                await drop_database(postgres, pg_name)
+    return out
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -359,6 +428,7 @@ def fmt(name: str, r: dict[str, float]) -> str:
     return (
         f"  {name:<30} {r['rps']:>7,.0f} req/s (median of rounds {r['median_round_rps']:>7,.0f})"
         f"   p50 {r['p50_ms']:6.2f} ms   p99 {r['p99_ms']:6.2f} ms"
+        f"   server CPU {r['cpu_us']:5.0f} µs/request"
     )
 
 
@@ -399,13 +469,15 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         accounts = {label: await register(servers[label].port) for label, _ in backends}
         email, token = accounts["memory"]
         if not args.only_stall:
-            targets = {"bare": (servers["bare"].port, request_bytes("/me", token))}
+            bare = servers["bare"]
+            targets = {"bare": (bare.port, request_bytes("/me", token), bare.proc.pid)}
             for label, _ in backends:
                 port, tok = servers[label].port, accounts[label][1]
                 status, me = await call(port, "GET", "/api/v1/auth/me", token=tok)
                 assert status == 200, me
-                targets[f"{label}_ping"] = (port, request_bytes("/ping", ""))
-                targets[f"{label}_me"] = (port, request_bytes("/api/v1/auth/me", tok))
+                pid = servers[label].proc.pid
+                targets[f"{label}_ping"] = (port, request_bytes("/ping", ""), pid)
+                targets[f"{label}_me"] = (port, request_bytes("/api/v1/auth/me", tok), pid)
             out.update(await interleaved(targets, seconds, args.rounds, conc))
             print("bare aiohttp + PyJWT verify (the floor):")
             print(fmt("GET /me", out["bare"]))
@@ -440,10 +512,13 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         ping, me = out[f"{label}_ping"], out[f"{label}_me"]
         cost = (1 / me["rps"] - 1 / ping["rps"]) * 1e6
         share = me["rps"] / out["bare"]["rps"] * 100
+        cpu_share = out["bare"]["cpu_us"] / me["cpu_us"] * 100
         out[f"{label}_auth_cost_us"] = cost
         out[f"{label}_share_of_bare_pct"] = share
+        out[f"{label}_cpu_share_of_bare_pct"] = cpu_share
         print(
-            f"  {label:<7} {cost:7.0f} µs/request;  /me = {share:5.1f}% of the bare endpoint's req/s"
+            f"  {label:<7} {cost:7.0f} µs/request;  /me = {share:5.1f}% of the bare endpoint's "
+            f"req/s; by server CPU per request: {cpu_share:5.1f}%"
         )
     for key, where in (("stall_1cpu", "server on 1 CPU"), ("stall_all_cpus", "server on all CPUs")):
         if key not in out:
@@ -489,7 +564,20 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     parser.add_argument("--only-stall", action="store_true", help="only the login-burst stall")
     parser.add_argument("--skip-stall", action="store_true", help="no login-burst stall")
+    parser.add_argument(
+        "--micro", action="store_true", help="only the auth plugin's own CPU per call (no HTTP)"
+    )
     args = parser.parse_args()
+    if args.micro:
+        figures = asyncio.run(micro(args.redis_url, args.postgres))
+        for label in ("memory", "redis"):
+            if f"{label}_authenticate_us" in figures:
+                print(
+                    f"{label}: authenticate hook {figures[f'{label}_authenticate_us']:.1f} µs, "
+                    f"/me's user and its JSON {figures[f'{label}_me_handler_us']:.1f} µs "
+                    f"(CPU per call; subscribed: {bool(figures.get(f'{label}_subscribed'))})"
+                )
+        return
     out = asyncio.run(bench(args))
     if args.json:
         print(json.dumps(out, indent=2))
