@@ -88,6 +88,7 @@ class RevocationStore:
         self._generation = 0  # counts subscriptions; a catch-up of an older one is void
         self._catch_up: asyncio.Task[None] | None = None
         self._versions: dict[str, int] = {}  # user_id -> version (from Redis)
+        self._heard = 0  # messages applied (expired records are swept every SWEEP_EVERY)
 
     @property
     def shared(self) -> bool:
@@ -119,6 +120,7 @@ class RevocationStore:
 
     async def stop(self) -> None:
         self._live = False
+        self._generation += 1  # a catch-up still running ends at its next step
         if self._catch_up is not None:
             self._catch_up.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -250,6 +252,9 @@ class RevocationStore:
     def _on_message(self, message: str) -> None:
         """A record or version published by any instance (this one too); called as the
         message arrives, before any later request is checked."""
+        self._heard += 1
+        if self._heard % SWEEP_EVERY == 0:
+            self._sweep(time.time())
         kind, _, rest = message.partition("|")
         subject, _, value = rest.partition("|")
         try:
