@@ -1,28 +1,51 @@
-"""The audit log's storage: every ``audit.*`` bus event (from any plugin, through
-``sdk.audit.record``) becomes a row, readable by admins and pruned after ``audit_days``."""
+"""The audit log: :class:`Recorder` sends the auth plugin's events, and :class:`AuditLog`
+stores every ``audit.*`` bus event (from any plugin, through ``sdk.audit.record``) as a
+row, readable by admins and pruned after ``audit_days``."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import json
 import logging
 import time
 from typing import Any
 
-from sdk import audit, errors
+from sdk import EventBus, Identity, audit, errors
 from sdk.events import Event
 
-from .accounts import iso
 from .store import AuditRow, AuthStore
+from .views import iso
 
 MAX_DETAIL_CHARS = 4096
-PRUNE_EVERY_SECONDS = 3600.0
 
 
 def _short(value: Any, limit: int = 64) -> str | None:
     return value[:limit] if isinstance(value, str) and value else None
+
+
+class Recorder:
+    """Records one of the auth plugin's audit events (through the bus, like any plugin)."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self.bus = bus
+
+    async def __call__(
+        self,
+        event_type: str,
+        *,
+        user_id: str | None,
+        actor: Identity | None = None,
+        ip: str | None = None,
+        **detail: Any,
+    ) -> None:
+        await audit.record(
+            self.bus,
+            event_type,
+            user_id=user_id,
+            actor_id=actor.user_id if actor is not None else None,
+            ip=ip,
+            detail=detail,
+        )
 
 
 def event_json(row: AuditRow) -> dict[str, Any]:
@@ -46,7 +69,6 @@ class AuditLog:
         self.store = store
         self.days = days
         self.log = logger
-        self._task: asyncio.Task[None] | None = None
 
     async def on_event(self, event: Event) -> None:
         data = event.data
@@ -97,24 +119,5 @@ class AuditLog:
         return when.timestamp(), ""
 
     async def prune(self) -> None:
+        """Delete the events older than ``audit_days`` (housekeeping.py runs it hourly)."""
         await self.store.prune_audit(time.time() - self.days * 86400)
-        await self.store.purge_reset(time.time())
-
-    async def start(self) -> None:
-        await self.prune()
-        self._task = asyncio.create_task(self._prune_loop())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _prune_loop(self) -> None:
-        while True:
-            await asyncio.sleep(PRUNE_EVERY_SECONDS)
-            try:
-                await self.prune()
-            except Exception as exc:  # try again next hour
-                self.log.warning("audit: pruning failed: %r", exc)

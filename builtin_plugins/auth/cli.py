@@ -21,13 +21,14 @@ from typing import Any, Protocol
 from sdk import CliCommand, errors
 
 from . import control
-from .accounts import Accounts, iso
+from .admin import Administration
+from .views import iso
 
 
-class HasAccounts(Protocol):
+class HasAdmin(Protocol):
     """What a command needs of the plugin that runs it (the kernel passes the plugin)."""
 
-    accounts: Accounts
+    admin: Administration
 
 
 PASSWORD_ENV = "LLMMC_ADMIN_PASSWORD"
@@ -51,8 +52,8 @@ def _ask_password(prompt: str) -> str | None:
     return first
 
 
-async def _user(accounts: Accounts, ref: str) -> Any:
-    user = await accounts.find_user(ref)
+async def _user(admin: Administration, ref: str) -> Any:
+    user = await admin.find_user(ref)
     if user is None:
         raise errors.NotFound(f"no such user: {ref} (give an email, user_id or username)")
     return user
@@ -63,19 +64,19 @@ def _line(user: Any) -> str:
     return f"{user.username} <{user.email}> user_id={user.user_id} roles={','.join(user.roles)} {state}"
 
 
-async def _run(accounts: Accounts, op: str, p: dict[str, Any], out: io.StringIO) -> None:
+async def _run(admin: Administration, op: str, p: dict[str, Any], out: io.StringIO) -> None:
     if op == "ping":
         out.write("pong\n")
     elif op == "create-admin":
-        exists = await accounts.store.user_by_email(p["email"]) is not None
+        exists = await admin.store.user_by_email(p["email"]) is not None
         if not exists and not p.get("password"):
             raise _NeedPassword(f"a password is needed: set ${PASSWORD_ENV} or run in a terminal")
-        user, created = await accounts.promote_admin(p["email"], p["username"], p.get("password"))
+        user, created = await admin.promote_admin(p["email"], p["username"], p.get("password"))
         out.write(f"admin {'created' if created else 'promoted'}: {_line(user)}\n")
     elif op == "list":
         if not (1 <= p["limit"] <= 1000 and p["offset"] >= 0):
             raise errors.BadRequest("--limit must be 1 to 1000 and --offset at least 0")
-        users, total = await accounts.list_users(p.get("query") or "", p["limit"], p["offset"])
+        users, total = await admin.list_users(p.get("query") or "", p["limit"], p["offset"])
         out.write(
             "USER_ID                               USERNAME  EMAIL  ROLES  STATE  LAST_LOGIN\n"
         )
@@ -87,24 +88,24 @@ async def _run(accounts: Accounts, op: str, p: dict[str, Any], out: io.StringIO)
             )
         out.write(f"({len(users)} of {total} users)\n")
     elif op == "set-role":
-        user = await _user(accounts, p["user"])
-        user = await accounts.update_user(None, user.user_id, roles=list(p["roles"]))
+        user = await _user(admin, p["user"])
+        user = await admin.update_user(None, user.user_id, roles=list(p["roles"]))
         out.write(f"roles set: {_line(user)}\n")
     elif op in ("disable", "enable"):
-        user = await _user(accounts, p["user"])
-        user = await accounts.update_user(None, user.user_id, disabled=op == "disable")
+        user = await _user(admin, p["user"])
+        user = await admin.update_user(None, user.user_id, disabled=op == "disable")
         out.write(f"{op}d: {_line(user)}\n")
     elif op == "reset-password":
-        user = await _user(accounts, p["user"])
+        user = await _user(admin, p["user"])
         if p.get("set"):
             if not p.get("password"):
                 raise _NeedPassword(
                     f"a password is needed: set ${NEW_PASSWORD_ENV} or run in a terminal"
                 )
-            await accounts.set_password(user.user_id, p["password"])
+            await admin.set_password(user.user_id, p["password"])
             out.write(f"password set; every login of {user.email} has ended\n")
         else:
-            token, expires = await accounts.admin_reset(None, user.user_id)
+            token, expires = await admin.admin_reset(None, user.user_id)
             out.write(
                 f"reset token for {user.email} (works once, until {iso(expires)}):\n{token}\n"
             )
@@ -112,14 +113,12 @@ async def _run(accounts: Accounts, op: str, p: dict[str, Any], out: io.StringIO)
         raise errors.BadRequest(f"unknown operation {op!r}")
 
 
-async def execute(accounts: Accounts, message: dict[str, Any]) -> dict[str, Any]:
+async def execute(admin: Administration, message: dict[str, Any]) -> dict[str, Any]:
     """Run one operation; the answer is ``{code, out, err}`` (plus ``need_password``)."""
     out = io.StringIO()
     try:
         params = message.get("params")
-        await _run(
-            accounts, str(message.get("op")), params if isinstance(params, dict) else {}, out
-        )
+        await _run(admin, str(message.get("op")), params if isinstance(params, dict) else {}, out)
     except _NeedPassword as exc:
         return {"code": 2, "out": out.getvalue(), "err": f"{exc}\n", "need_password": True}
     except errors.Problem as exc:
@@ -166,9 +165,9 @@ def _params(op: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _command(op: str, help_text: str, arguments: list[Any]) -> CliCommand:
-    async def run(plugin: HasAccounts, args: argparse.Namespace) -> int:
+    async def run(plugin: HasAdmin, args: argparse.Namespace) -> int:
         async def local(message: dict[str, Any]) -> dict[str, Any]:
-            return await execute(plugin.accounts, message)
+            return await execute(plugin.admin, message)
 
         return await _drive(local, op, _params(op, args))
 

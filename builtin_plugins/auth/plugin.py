@@ -9,12 +9,18 @@ from sdk import CliCommand, Database, Health, Identity, Plugin, Route, audit, ho
 from sdk.plugin import unless_shared_redis
 
 from . import cli, control
-from .accounts import Accounts, Settings
-from .auditlog import AuditLog
+from .admin import Administration
+from .apikeys import ApiKeys
+from .auditlog import AuditLog, Recorder
+from .checks import TokenChecks
+from .housekeeping import Housekeeping
 from .lockout import LockoutSettings, LoginGuard
 from .mailer import EmailSettings
+from .resets import Resets
 from .revocation import RevocationStore
-from .routes import build_routes
+from .routes import Parts, build_routes
+from .sessions import Sessions
+from .settings import Settings
 from .store import MIGRATIONS, AuthStore
 from .tokens import TokenService, load_or_create_secret
 
@@ -122,10 +128,16 @@ class AuthPlugin(Plugin):
 
     migrations = MIGRATIONS
 
-    accounts: Accounts
     revocations: RevocationStore
-    audit_log: AuditLog
     guard: LoginGuard
+    checks: TokenChecks
+    sessions: Sessions
+    resets: Resets
+    admin: Administration
+    api_keys: ApiKeys
+    audit_log: AuditLog
+    housekeeping: Housekeeping
+    parts: Parts
     control: control.ControlServer | None = None
 
     def _redis_url(self) -> str:
@@ -160,32 +172,38 @@ class AuthPlugin(Plugin):
             self._redis_url(),
             cfg["redis_prefix"],
         )
-        self.accounts = Accounts(
-            store,
-            tokens,
-            self.revocations,
-            self.context.bus,
-            Settings(
-                bcrypt_rounds=int(cfg["bcrypt_rounds"]),
-                allow_registration=bool(cfg["allow_registration"]),
-                access_seconds=access_seconds,
-                refresh_seconds=int(cfg["refresh_token_days"]) * 86400,
-                reset_seconds=int(cfg.get("reset_token_minutes", 60)) * 60,
-                forgot_interval_seconds=int(cfg.get("forgot_password_interval_seconds", 60)),
-                email=EmailSettings.from_config(cfg.get("email") or {}),
-            ),
-            self.guard,
-            self.log,
+        settings = Settings(
+            bcrypt_rounds=int(cfg["bcrypt_rounds"]),
+            allow_registration=bool(cfg["allow_registration"]),
+            access_seconds=access_seconds,
+            refresh_seconds=int(cfg["refresh_token_days"]) * 86400,
+            reset_seconds=int(cfg.get("reset_token_minutes", 60)) * 60,
+            forgot_interval_seconds=int(cfg.get("forgot_password_interval_seconds", 60)),
+            email=EmailSettings.from_config(cfg.get("email") or {}),
         )
+        bus = self.context.bus
+        audit_trail = Recorder(bus)
+        self.checks = TokenChecks(store, tokens, self.revocations, bus)
+        self.sessions = Sessions(store, tokens, self.checks, self.guard, audit_trail, settings)
+        self.resets = Resets(store, self.checks, self.guard, audit_trail, settings, self.log)
+        self.admin = Administration(store, self.checks, self.resets, bus, audit_trail, settings)
+        self.api_keys = ApiKeys(store, self.checks, audit_trail)
         self.audit_log = AuditLog(store, int(cfg.get("audit_days", 90)), self.log)
+        self.housekeeping = Housekeeping(store, self.audit_log, access_seconds, self.log)
+        self.parts = Parts(self.sessions, self.resets, self.admin, self.api_keys, self.audit_log)
+
+    @property
+    def accounts(self) -> Administration:
+        """The administration part under its former name (tests of other plugins use it)."""
+        return self.admin
 
     async def start(self) -> None:
         bus = self.context.bus
         bus.subscribe(audit.TOPIC_PREFIX + "*", self.audit_log.on_event)
         await self.revocations.start()
         await self.guard.start()
-        await self.accounts.prepare()
-        await self.audit_log.start()
+        await self.sessions.prepare()
+        await self.housekeeping.start()
         if self.config.get("admin_socket", True):
             self.control = control.ControlServer(
                 self.context.data_dir / control.SOCKET_NAME, self._control, self.log
@@ -193,13 +211,13 @@ class AuthPlugin(Plugin):
             await self.control.start()
 
     async def _control(self, message: dict[str, Any]) -> dict[str, Any]:
-        return await cli.execute(self.accounts, message)
+        return await cli.execute(self.admin, message)
 
     async def stop(self) -> None:
         if self.control is not None:
             await self.control.stop()
-        await self.accounts.finish_mails()
-        await self.audit_log.stop()
+        await self.resets.finish_mails()
+        await self.housekeeping.stop()
         await self.guard.stop()
         await self.revocations.stop()
 
@@ -212,7 +230,7 @@ class AuthPlugin(Plugin):
 
     @hookimpl
     def register_routes(self) -> list[Route]:
-        return build_routes(lambda: self.accounts, lambda: self.audit_log, self.context.services)
+        return build_routes(lambda: self.parts, self.context.services)
 
     @hookimpl
     async def copy_tables(self, target: Database) -> list[str]:
@@ -232,7 +250,7 @@ class AuthPlugin(Plugin):
         token = token.strip()
         if not token.startswith("llmmc_") and token.count(".") != 2:
             return None  # not one of ours (another plugin may know it)
-        return await self.accounts.authenticate_token(token)
+        return await self.checks.authenticate(token)
 
     @hookimpl
     def permission_allowed(self, identity: Identity, action: str, resource: Any) -> bool | None:

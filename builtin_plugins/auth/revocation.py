@@ -12,10 +12,17 @@ token at once. Redis also holds a version number per user, raised by every chang
 account (password, roles, deletion, API keys): instances keep users and API keys in
 memory and drop them when the version they were read at is no longer the current one.
 
-Each check of an access token is one ``MGET`` (revocation of the user, of the login, and
-the user's version) on an auto-pipelined connection (``sdk.redispipe``), so a check costs
-a few microseconds of CPU. While Redis is unreachable the process keeps serving with its
-own records and pushes pending records to Redis when it is back.
+With Redis, every record and version is written by a script that also ``PUBLISH``es it,
+before the request that made it answers. Each instance subscribes (:mod:`.feed`) and
+applies what it hears as it arrives, so a check is a few dictionary lookups in this
+process, with no round trip. Redis sends a published message to the subscribers before
+it answers the publisher, so the record is in force on every subscribed instance before
+the revoking request answers. When the subscription starts (or starts again), the
+instance first reads every record and version in Redis (``SCAN``), then trusts its own
+memory. Whenever it is not subscribed and caught up, each check asks Redis instead (one
+``MGET`` of the user's and the login's records and the user's version, on an
+auto-pipelined connection, ``sdk.redispipe``). While Redis is unreachable the process
+keeps serving with its own records and pushes pending records to Redis when it is back.
 """
 
 from __future__ import annotations
@@ -27,11 +34,27 @@ import time
 
 from sdk.redispipe import RedisPipe, RedisReplyError, RedisUnavailable
 
+from .feed import Feed
 from .store import AuthStore
 
 USER, FAMILY, VERSION = "user", "family", "version"
 REDIS_ERRORS = (RedisUnavailable, RedisReplyError)
 SWEEP_EVERY = 1024  # records between sweeps of the expired ones
+CHANNEL = "revocations"  # after redis_prefix
+SCAN_COUNT = 1000
+
+# Write a record (SET with a TTL) and publish it, in one step. ARGV: channel, message, value, ttl.
+RECORD_SCRIPT = """
+redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+"""
+# Raise a user's version and publish the new one. ARGV: channel, message before the number.
+VERSION_SCRIPT = """
+local v = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2] .. v)
+return v
+"""
 
 
 class RevocationStore:
@@ -58,6 +81,14 @@ class RevocationStore:
         self._redis_error = ""
         self._retry_task: asyncio.Task[None] | None = None
         self._recorded = 0
+        # The subscription: while live (subscribed and caught up with what Redis held when
+        # it began), checks use this process's records and versions only.
+        self._feed: Feed | None = None
+        self._live = False
+        self._generation = 0  # counts subscriptions; a catch-up of an older one is void
+        self._catch_up: asyncio.Task[None] | None = None
+        self._versions: dict[str, int] = {}  # user_id -> version (from Redis)
+        self._heard = 0  # messages applied (expired records are swept every SWEEP_EVERY)
 
     @property
     def shared(self) -> bool:
@@ -73,9 +104,31 @@ class RevocationStore:
                 self._families[subject] = expires
         if self.redis_url:
             self._redis = RedisPipe(self.redis_url, timeout=self.timeout, retry_seconds=1.0)
+            self._record_script = self._redis.script(RECORD_SCRIPT)
+            self._version_script = self._redis.script(VERSION_SCRIPT)
             self._retry_task = asyncio.create_task(self._retry_loop())
+            self._feed = Feed(
+                self.redis_url,
+                self.prefix + CHANNEL,
+                self._on_message,
+                self._on_subscribed,
+                self._on_unsubscribed,
+                self.log,
+                timeout=max(self.timeout, 1.0),
+            )
+            self._feed.start()
 
     async def stop(self) -> None:
+        self._live = False
+        self._generation += 1  # a catch-up still running ends at its next step
+        if self._catch_up is not None:
+            self._catch_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._catch_up
+            self._catch_up = None
+        if self._feed is not None:
+            await self._feed.stop()
+            self._feed = None
         if self._retry_task is not None:
             self._retry_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -88,8 +141,10 @@ class RevocationStore:
     def status(self) -> tuple[bool, str]:
         if self._redis is None:
             return True, "in-process revocation list"
+        if self._redis_ok and self._live:
+            return True, "revocations shared through Redis (subscribed)"
         if self._redis_ok:
-            return True, "revocations shared through Redis"
+            return True, "revocations shared through Redis (checked on each request)"
         return False, f"Redis unreachable ({self._redis_error}); revocations of this instance only"
 
     # -- writing ----------------------------------------------------------------------------
@@ -124,14 +179,26 @@ class RevocationStore:
         if not self._pending or self._redis is None:
             return
         pending, self._pending = self._pending, []
+        channel = self.prefix + CHANNEL
         calls = []
         for kind, subject, after, keep in pending:
             if kind == VERSION:
-                calls.append(self._redis.call("INCR", self._key(VERSION, subject)))
-            else:
-                value = f"{after!r}|{keep}" if kind == USER else "1"
                 calls.append(
-                    self._redis.call("SET", self._key(kind, subject), value, "EX", self.ttl)
+                    self._version_script([self._key(VERSION, subject)], [channel, f"v|{subject}|"])
+                )
+            elif kind == USER:
+                value = f"{after!r}|{keep}"
+                calls.append(
+                    self._record_script(
+                        [self._key(kind, subject)],
+                        [channel, f"u|{subject}|{value}", value, self.ttl],
+                    )
+                )
+            else:
+                calls.append(
+                    self._record_script(
+                        [self._key(kind, subject)], [channel, f"f|{subject}", "1", self.ttl]
+                    )
                 )
         results = await asyncio.gather(*calls, return_exceptions=True)
         failed = [p for p, r in zip(pending, results, strict=True) if isinstance(r, Exception)]
@@ -140,6 +207,9 @@ class RevocationStore:
             self._mark_down(next(r for r in results if isinstance(r, Exception)))
         else:
             self._redis_ok = True
+        for (kind, subject, _, _), result in zip(pending, results, strict=True):
+            if kind == VERSION and isinstance(result, int):
+                self._apply_version(subject, result)
 
     async def _retry_loop(self) -> None:
         while True:
@@ -167,6 +237,84 @@ class RevocationStore:
         self._users = {k: v for k, v in self._users.items() if v[2] >= now}
         self._families = {k: v for k, v in self._families.items() if v >= now}
 
+    # -- the subscription -------------------------------------------------------------------
+
+    def _apply_user(self, user_id: str, after: float, keep: str) -> None:
+        # Of two records the later one (larger `after`) holds, as a later SET would in Redis.
+        current = self._users.get(user_id)
+        if current is None or after >= current[0]:
+            self._users[user_id] = (after, keep, time.time() + self.ttl)
+
+    def _apply_version(self, user_id: str, version: int) -> None:
+        if version > self._versions.get(user_id, 0):
+            self._versions[user_id] = version
+
+    def _on_message(self, message: str) -> None:
+        """A record or version published by any instance (this one too); called as the
+        message arrives, before any later request is checked."""
+        self._heard += 1
+        if self._heard % SWEEP_EVERY == 0:
+            self._sweep(time.time())
+        kind, _, rest = message.partition("|")
+        subject, _, value = rest.partition("|")
+        try:
+            if kind == "u":
+                after_text, _, keep = value.partition("|")
+                self._apply_user(subject, float(after_text), keep)
+            elif kind == "f":
+                self._families[subject] = time.time() + self.ttl
+            elif kind == "v":
+                self._apply_version(subject, int(value))
+        except ValueError:
+            self.log.warning("revocation store: ignored a malformed message %r", message[:200])
+
+    def _on_subscribed(self) -> None:
+        self._generation += 1
+        self._catch_up = asyncio.create_task(self._read_all(self._generation))
+
+    def _on_unsubscribed(self, why: str) -> None:
+        self._generation += 1
+        if self._live:
+            self.log.warning(
+                "revocation store: subscription lost (%s); checking Redis on each request", why
+            )
+        self._live = False
+
+    async def _read_all(self, generation: int) -> None:
+        """Read every record and version Redis holds (those made before the subscription
+        began), then trust this process's memory. Tried again every second until it
+        succeeds or the subscription ends."""
+        while generation == self._generation:
+            try:
+                await self._read_records()
+            except REDIS_ERRORS as exc:
+                self._mark_down(exc)
+                await asyncio.sleep(1.0)
+                continue
+            if generation != self._generation:
+                return  # the subscription ended meanwhile: its successor reads again
+            self._mark_up()
+            self._live = True
+            self.log.info("revocation store: subscribed to Redis; checks use memory")
+            return
+
+    async def _read_records(self) -> None:
+        assert self._redis is not None
+        start = len(self.prefix) + 2
+        for kind in (USER, FAMILY, VERSION):
+            cursor = "0"
+            while True:
+                cursor, keys = await self._redis.call(
+                    "SCAN", cursor, "MATCH", self._key(kind, "*"), "COUNT", SCAN_COUNT
+                )
+                if keys:
+                    values = await self._redis.call("MGET", *keys)
+                    for key, value in zip(keys, values, strict=True):
+                        if value is not None:
+                            self._on_message(f"{kind[0]}|{key[start:]}|{value}")
+                if str(cursor) == "0":
+                    break
+
     # -- checking ---------------------------------------------------------------------------
 
     @staticmethod
@@ -176,16 +324,18 @@ class RevocationStore:
         after, keep = record
         return iat < after and not (keep and keep == family)
 
-    async def check(self, user_id: str, family_id: str, iat: float) -> tuple[bool, str | None]:
-        """(revoked, the user's current version); the version is None when unknown (no
-        Redis, or Redis away), "" when the user never changed."""
+    def check_here(
+        self, user_id: str, family_id: str, iat: float
+    ) -> tuple[bool, str | None] | None:
+        """What :meth:`check` answers, when this process knows it without asking Redis
+        (one process, or subscribed and caught up); None when Redis must be asked."""
         now = time.time()
         local = self._users.get(user_id)
-        if local is not None and local[2] < now:
-            del self._users[user_id]
-            local = None
-        if self._user_refuses(local[:2] if local else None, iat, family_id):
-            return True, None
+        if local is not None:
+            if local[2] < now:
+                del self._users[user_id]
+            elif iat < local[0] and not (local[1] and local[1] == family_id):
+                return True, None
         fam_expires = self._families.get(family_id)
         if fam_expires is not None:
             if fam_expires >= now:
@@ -193,6 +343,18 @@ class RevocationStore:
             del self._families[family_id]
         if self._redis is None:
             return False, None
+        if self._live:
+            version_number = self._versions.get(user_id)
+            return False, str(version_number) if version_number else ""
+        return None
+
+    async def check(self, user_id: str, family_id: str, iat: float) -> tuple[bool, str | None]:
+        """(revoked, the user's current version); the version is None when unknown (no
+        Redis, or Redis away), "" when the user never changed."""
+        known = self.check_here(user_id, family_id, iat)
+        if known is not None:
+            return known
+        assert self._redis is not None
         try:
             user_value, fam_value, version = await self._redis.call(
                 "MGET",
@@ -224,6 +386,9 @@ class RevocationStore:
         """The user's current version ("" if never changed), None when unknown."""
         if self._redis is None:
             return None
+        if self._live:
+            version_number = self._versions.get(user_id)
+            return str(version_number) if version_number else ""
         try:
             version = await self._redis.call("GET", self._key(VERSION, user_id))
         except REDIS_ERRORS as exc:

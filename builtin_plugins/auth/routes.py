@@ -1,15 +1,22 @@
-"""HTTP routes of the auth plugin (``/api/v1/auth``): thin handlers over :mod:`.accounts`."""
+"""HTTP routes of the auth plugin (``/api/v1/auth``, ``/api/v1/admin``): thin handlers over
+the parts that do the work (:mod:`.sessions`, :mod:`.resets`, :mod:`.admin`,
+:mod:`.apikeys`, :mod:`.auditlog`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sdk import Request, Response, Route, Services, audit, errors
 from sdk import services as sdk_services
 
-from .accounts import KNOWN_ROLES, Accounts, admin_user_json, iso, user_json
+from .admin import KNOWN_ROLES, Administration
+from .apikeys import ApiKeys
 from .auditlog import AuditLog
+from .resets import Resets
+from .sessions import Sessions
+from .views import admin_user_json, iso, user_json
 
 PREFIX = "/api/v1/auth"
 ADMIN = "/api/v1/admin"
@@ -95,37 +102,48 @@ def secret(body: Any, status: int = 200) -> Response:
     return Response(body, status, dict(NO_STORE))
 
 
-def build_routes(
-    accounts: Callable[[], Accounts], audit_log: Callable[[], AuditLog], services: Services
-) -> list[Route]:
-    """The routes, given getters for the parts the plugin makes when it initializes."""
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What the routes call; the plugin makes them when it initializes."""
+
+    sessions: Sessions
+    resets: Resets
+    admin: Administration
+    api_keys: ApiKeys
+    audit_log: AuditLog
+
+
+def build_routes(parts: Callable[[], Parts], services: Services) -> list[Route]:
+    """The routes, given a getter for the parts (made after the routes are registered)."""
 
     async def register(req: Request) -> Any:
         b = req.body
         return secret(
-            await accounts().register(b["username"], b["email"], b["password"], req.client_ip),
+            await parts().sessions.register(
+                b["username"], b["email"], b["password"], req.client_ip
+            ),
             201,
         )
 
     async def login(req: Request) -> Any:
         return secret(
-            await accounts().login(req.body["email"], req.body["password"], req.client_ip)
+            await parts().sessions.login(req.body["email"], req.body["password"], req.client_ip)
         )
 
     async def refresh(req: Request) -> Any:
-        return secret(await accounts().refresh(req.body["refresh_token"]))
+        return secret(await parts().sessions.refresh(req.body["refresh_token"]))
 
     async def logout(req: Request) -> Any:
-        await accounts().logout(req.body["refresh_token"], req.client_ip)
+        await parts().sessions.logout(req.body["refresh_token"], req.client_ip)
         return Response(None, 204)
 
     async def reset_password(req: Request) -> Any:
         b = req.body
-        await accounts().reset_password(b["reset_token"], b["new_password"], req.client_ip)
+        await parts().resets.reset_password(b["reset_token"], b["new_password"], req.client_ip)
         return Response(None, 204)
 
     async def forgot_password(req: Request) -> Any:
-        await accounts().forgot_password(req.body["email"], req.client_ip)
+        await parts().resets.forgot_password(req.body["email"], req.client_ip)
         return Response(
             {"detail": "If an account has this email, a reset link is on its way."}, 202
         )
@@ -138,15 +156,15 @@ def build_routes(
             )
         limit = req.query_int("limit", 50, 1, 200)
         offset = req.query_int("offset", 0, 0, 10**9)
-        users, total = await accounts().list_users(q, limit, offset)
+        users, total = await parts().admin.list_users(q, limit, offset)
         return {"users": [admin_user_json(u) for u in users], "total": total}
 
     async def admin_get_user(req: Request) -> Any:
-        return admin_user_json(await accounts().get_user(req.match_info["user_id"]))
+        return admin_user_json(await parts().admin.get_user(req.match_info["user_id"]))
 
     async def admin_update_user(req: Request) -> Any:
         b = req.body
-        user = await accounts().update_user(
+        user = await parts().admin.update_user(
             req.require_identity(),
             req.match_info["user_id"],
             roles=b.get("roles"),
@@ -156,10 +174,10 @@ def build_routes(
         return admin_user_json(user)
 
     async def admin_password_reset(req: Request) -> Any:
-        token, expires = await accounts().admin_reset(
+        token, expires = await parts().admin.admin_reset(
             req.require_identity(), req.match_info["user_id"], req.client_ip
         )
-        return {"reset_token": token, "expires_at": iso(expires)}
+        return secret({"reset_token": token, "expires_at": iso(expires)}, 201)
 
     async def admin_audit(req: Request) -> Any:
         event_type = req.query.get("type", "")
@@ -179,12 +197,12 @@ def build_routes(
                 errors=[{"path": "/user_id", "message": "at most 64 characters"}],
             )
         limit = req.query_int("limit", 100, 1, 1000)
-        events = await audit_log().events(user_id, event_type, before, limit)
+        events = await parts().audit_log.events(user_id, event_type, before, limit)
         return {"events": events}
 
     async def me(req: Request) -> Any:
         identity = req.require_identity()
-        user = await accounts().me(identity)
+        user = await parts().sessions.me(identity)
         quota_service = services.get(sdk_services.QUOTA)
         if quota_service is None:
             quota = {"tokens_per_day": 0, "used_today": 0}  # ratelimit not running: no quota
@@ -194,29 +212,29 @@ def build_routes(
 
     async def change_password(req: Request) -> Any:
         b = req.body
-        await accounts().change_password(
+        await parts().sessions.change_password(
             req.require_identity(), b["current_password"], b["new_password"], req.client_ip
         )
         return Response(None, 204)
 
     async def delete_user(req: Request) -> Any:
-        await accounts().delete_user(
+        await parts().admin.delete_user(
             req.require_identity(), req.match_info["user_id"], req.client_ip
         )
         return Response(None, 204)
 
     async def create_key(req: Request) -> Any:
         b = req.body
-        key = await accounts().create_api_key(
+        key = await parts().api_keys.create(
             req.require_identity(), b["name"], b.get("expires_in_days"), req.client_ip
         )
         return secret(key, 201)
 
     async def list_keys(req: Request) -> Any:
-        return await accounts().list_api_keys(req.require_identity())
+        return await parts().api_keys.list(req.require_identity())
 
     async def delete_key(req: Request) -> Any:
-        await accounts().delete_api_key(
+        await parts().api_keys.delete(
             req.require_identity(), req.match_info["key_id"], req.client_ip
         )
         return Response(None, 204)

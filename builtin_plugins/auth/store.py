@@ -4,6 +4,7 @@ comma-separated list; emails and usernames are unique after NFKC and case foldin
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ from sdk import Database, Migration, Transaction
 from .names import fold
 
 log = logging.getLogger("llmmultichat.plugin.auth")
+CONFLICT_RETRIES = 5  # a write that lost a race is tried this many times in all
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS auth_users (
@@ -208,6 +210,13 @@ class ApiKeyRow:
 
 def _like_escape(text: str) -> str:
     return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
+def _is_conflict(exc: BaseException) -> bool:
+    """A write that lost a race with another transaction (DuckDB's optimistic concurrency,
+    PostgreSQL's serialization failures)."""
+    text = f"{type(exc).__name__} {exc}".lower()
+    return "conflict" in text or "serializ" in text
 
 
 def _is_constraint_error(exc: BaseException) -> bool:
@@ -495,13 +504,25 @@ class AuthStore:
             )
 
     async def use_reset(self, token_hash: str, now: float) -> str | None:
-        """Spend a live reset token; the user id, or None if unknown, used or expired."""
-        rows = await self.db.fetchall(
-            "UPDATE auth_reset_tokens SET used_at = $1 WHERE token_hash = $2 "
-            "AND used_at IS NULL AND expires_at > $1 RETURNING user_id",
-            [now, token_hash],
-        )
-        return str(rows[0][0]) if rows else None
+        """Spend a live reset token; the user id, or None if unknown, used or expired.
+
+        Requests spending one token at once: PostgreSQL lets the first one through and
+        the others find it used; DuckDB fails the others' update ("Conflict on tuple
+        deletion"), so the update is tried again and then finds the token used."""
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                rows = await self.db.fetchall(
+                    "UPDATE auth_reset_tokens SET used_at = $1 WHERE token_hash = $2 "
+                    "AND used_at IS NULL AND expires_at > $1 RETURNING user_id",
+                    [now, token_hash],
+                )
+            except Exception as exc:
+                if not _is_conflict(exc) or attempt == CONFLICT_RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.01 * (attempt + 1))
+                continue
+            return str(rows[0][0]) if rows else None
+        return None
 
     async def last_reset_at(self, user_id: str, origin: str) -> float | None:
         value = await self.db.fetchval(

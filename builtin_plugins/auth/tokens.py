@@ -27,6 +27,8 @@ REFRESH = "refresh"
 API_KEY_PREFIX = "llmmc_"
 SECRET_FILE = "auth_jwt_secret"
 REQUIRED_CLAIMS = ["sub", "iat", "exp", "jti", "iss", "aud", "type", "fam"]
+# what an access token carries beside those (docs/auth.md: every listed claim is required)
+ACCESS_CLAIMS = [*REQUIRED_CLAIMS, "roles", "username"]
 HEADER_TYPES = {ACCESS: "at+jwt", REFRESH: "rt+jwt"}
 
 
@@ -145,7 +147,10 @@ class TokenService:
                 audience=self.audience,
                 issuer=self.issuer,
                 leeway=self.leeway,
-                options={"require": REQUIRED_CLAIMS, "verify_exp": verify_exp},
+                options={
+                    "require": ACCESS_CLAIMS if kind == ACCESS else REQUIRED_CLAIMS,
+                    "verify_exp": verify_exp,
+                },
             )
         except jwt.ExpiredSignatureError as exc:
             raise TokenError("the token has expired") from exc
@@ -161,4 +166,6 @@ class TokenService:
             and all(isinstance(r, str) for r in claims["roles"])
         ):
             raise TokenError("the token is not valid (roles)")
+        if kind == ACCESS and not isinstance(claims.get("username"), str):
+            raise TokenError("the token is not valid (username)")
         return claims

@@ -88,5 +88,5 @@ async def make_admin(server: Any, accounts: Accounts) -> dict[str, Any]:
     """A registered user given the admin role (as `users create-admin` does), logged in
     again so that their tokens carry the role."""
     user = await accounts.register()
-    await server.plugin("auth").accounts.promote_admin(user["user"]["email"], "", None)
+    await server.plugin("auth").admin.promote_admin(user["user"]["email"], "", None)
     return await accounts.login(user["user"]["email"])

@@ -93,7 +93,7 @@ async def test_key_carries_the_owners_current_roles(llmmc, tmp_path):
     r = await server.delete(f"/api/v1/auth/users/{victim_id}", headers=bearer(key["key"]))
     assert r.status == 403
     plugin = server.kernel.records["auth"].instance
-    await plugin.accounts.promote_admin(user["user"]["email"], "", None)
+    await plugin.admin.promote_admin(user["user"]["email"], "", None)
     r = await accounts.me(key["key"])
     assert (await r.json())["user"]["roles"] == ["user", "admin"]
     r = await server.delete(f"/api/v1/auth/users/{victim_id}", headers=bearer(key["key"]))

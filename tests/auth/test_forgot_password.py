@@ -65,7 +65,7 @@ async def test_reset_by_email_end_to_end(llmmc, smtp):
     )
     assert r.status == 400
 
-    await server.plugin("auth").accounts.promote_admin(address, "", None)
+    await server.plugin("auth").admin.promote_admin(address, "", None)
     admin = await accounts.login(address, "N3w-password")
     r = await server.get(
         "/api/v1/admin/audit",
@@ -104,7 +104,7 @@ async def test_a_disabled_account_gets_no_mail(llmmc, smtp):
     accounts = Accounts(server)
     bob = await accounts.register()
     plugin = server.plugin("auth")
-    await plugin.accounts.update_user(None, bob["user"]["user_id"], disabled=True)
+    await plugin.admin.update_user(None, bob["user"]["user_id"], disabled=True)
     r = await server.post(FORGOT, json={"email": bob["user"]["email"]})
     assert r.status == 202
     with pytest.raises(queue.Empty):

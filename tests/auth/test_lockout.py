@@ -87,8 +87,8 @@ async def test_a_password_reset_clears_the_account_lock(llmmc):
         await login(server, email, WRONG, ip=f"198.51.100.{i}")
     assert (await login(server, email, PASSWORD, ip="203.0.113.5")).status == 429
     plugin = server.plugin("auth")
-    user = await plugin.accounts.find_user(email)
-    token, _ = await plugin.accounts.issue_reset(user, "admin")
+    user = await plugin.admin.find_user(email)
+    token, _ = await plugin.resets.issue_reset(user, "admin")
     r = await server.post(
         "/api/v1/auth/reset-password", json={"reset_token": token, "new_password": "N3w-password"}
     )
