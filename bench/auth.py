@@ -59,13 +59,22 @@ def kernel_config(
         ratelimit.update(backend="redis", redis_url=redis_url, key_prefix=prefix + "rl:")
         auth.update(redis_url=redis_url, redis_prefix=prefix + "auth:")
     kernel: dict[str, Any] = {"data_dir": data_dir, "log_level": log_level}
-    if database_url:
-        kernel["database"] = {"url": database_url}
     return {
         "kernel": kernel,
         "plugins": {
-            "enabled": ["auth", "ratelimit", "loopprobe"],
+            # as shipped: the request-wrapping plugins on (the access log to a file)
+            "enabled": [
+                "storage",
+                "accesslog",
+                "metrics",
+                "compression",
+                "auth",
+                "ratelimit",
+                "loopprobe",
+            ],
             "required": ["auth", "ratelimit"],
+            "storage": {"url": database_url},
+            "accesslog": {"path": str(Path(data_dir) / "access.log")},
             "auth": auth,
             "ratelimit": ratelimit,
         },
