@@ -139,7 +139,7 @@ class MemoryPlugin(Plugin):
             },
             "dedupe_threshold": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.92},
             "link_threshold": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.75},
-            "context_top_k": {"type": "integer", "minimum": 1, "maximum": 50, "default": 6},
+            "context_top_k": {"type": "integer", "minimum": 1, "maximum": 50, "default": 10},
             "context_min_score": {"type": "number", "minimum": -1, "maximum": 1, "default": 0.25},
             "index_min_vectors": {
                 "type": "integer",

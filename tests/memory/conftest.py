@@ -57,3 +57,20 @@ async def mem(llmmc: Any, request: Any) -> Any:
     if request.param.startswith("pg"):
         url = fresh_schema_url(request.getfixturevalue("postgres_database"))
     return await llmmc({"plugins": {"enabled": ["memory"], "memory": config}}, database_url=url)
+
+
+@pytest.fixture(params=["duckdb", "pg"])
+def memory_kernel(llmmc: Any, request: Any) -> Any:
+    """``await memory_kernel(**memory_config)``: a kernel with only the memory plugin
+    (hashing embedder, no Redis, plus the given settings) on DuckDB, then on PostgreSQL."""
+
+    async def make(**config: Any) -> Any:
+        url = ""
+        if request.param == "pg":
+            url = fresh_schema_url(request.getfixturevalue("postgres_database"))
+        settings = {"embedder": "hashing", "redis_url": "none", **config}
+        return await llmmc(
+            {"plugins": {"enabled": ["memory"], "memory": settings}}, database_url=url
+        )
+
+    return make
