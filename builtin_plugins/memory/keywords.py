@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 BM25_K1 = 1.2
 BM25_B = 0.75
-RRF_K = 60
+RRF_K = 5  # small: first places weigh much more than the tail (see docs/memory.md, LoCoMo)
 MAX_TERMS = 2000  # terms kept per memory (a long knowledge chunk), the most frequent
 MAX_QUERY_TERMS = 64
 MAX_TERM_CHARS = 64

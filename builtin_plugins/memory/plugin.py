@@ -206,6 +206,8 @@ class MemoryPlugin(Plugin):
         # must not bring memories back. Bounded; user ids are never reused.
         self._deleted_users: OrderedDict[str, None] = OrderedDict()
         self._unsubscribe: list[Any] = []
+        # True from start until the warm-up has loaded the embedding model (or failed to)
+        self._loading_model = False
 
     # ---- lifecycle --------------------------------------------------------------------
     async def initialize(self) -> None:
@@ -323,6 +325,7 @@ class MemoryPlugin(Plugin):
             bus.subscribe(SESSION_DELETED, self._on_session_deleted, local_only=True),
         ]
         if not self.unavailable:
+            self._loading_model = True
             self._spawn(self._warm_up(), "memory-warm-up")
 
     async def stop(self) -> None:
@@ -369,6 +372,13 @@ class MemoryPlugin(Plugin):
         if notes:
             return Health("degraded", "; ".join(notes), checks)
         return Health("ok", "", checks)
+
+    def not_ready(self) -> str | None:
+        """Why this plugin cannot serve yet: its embedding model is still loading (the
+        first search or chat turn would wait seconds for it)."""
+        if self._loading_model:
+            return f"loading the embedding model ({self.embedder_info().get('model', '?')})"
+        return None
 
     # ---- helpers ----------------------------------------------------------------------
     def require_service(self) -> MemoryService:
@@ -421,6 +431,8 @@ class MemoryPlugin(Plugin):
             await self.embedder.load()
         except Exception as exc:  # the first embedding will try again and report it
             self.log.warning("memory: loading the embedder failed: %s", exc)
+        finally:
+            self._loading_model = False
         if self.embedder.dim is None:
             return  # openai: the dimension is known after its first answer
         try:
