@@ -703,7 +703,8 @@ class MemoryStore:
         dim = int(vectors.shape[1])
         entry = None
         if len(vectors) > 1 and self.index is not None and self.index.enabled:
-            entry = await self._index_entry(user_id, model, dim) if dim in self._dims else None
+            known = dim in await self.dims(dim)
+            entry = await self._index_entry(user_id, model, dim) if known else None
         if entry is None:
             found: dict[str, Memory] = {}
             for vector in vectors:
