@@ -175,6 +175,13 @@ class MemoryPlugin(Plugin):
                 "default": 1024,
                 "description": "memory for in-process indexes (least recently used dropped first); 0 turns them off",
             },
+            "keyword_index_mb": {
+                "type": "integer",
+                "minimum": 0,
+                "default": 256,
+                "description": "DuckDB only: memory for the users' keyword postings (BM25) kept "
+                "in process (least recently used users dropped first); 0: keyword search in SQL",
+            },
             "row_cache_mb": {
                 "type": "integer",
                 "minimum": 0,
@@ -225,6 +232,7 @@ class MemoryPlugin(Plugin):
             self.context.database,
             self.index,
             row_cache_bytes=int(self.config["row_cache_mb"]) * 1024 * 1024,
+            keyword_bytes=int(self.config["keyword_index_mb"]) * 1024 * 1024,
         )
         self._declare_index_metrics(self.index)
         await self.store.load_dims()

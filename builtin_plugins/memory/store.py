@@ -38,6 +38,7 @@ import numpy as np
 from sdk import Database, Migration, Transaction
 
 from .index import VectorIndex, _Entry
+from .keyindex import KeywordIndex
 from .keywords import BM25_B, BM25_K1, term_counts
 from .rowcache import Link, RowCache
 
@@ -227,10 +228,18 @@ class Memory:
 
 class MemoryStore:
     def __init__(
-        self, db: Database, index: VectorIndex | None = None, row_cache_bytes: int = 0
+        self,
+        db: Database,
+        index: VectorIndex | None = None,
+        row_cache_bytes: int = 0,
+        keyword_bytes: int = 0,
     ) -> None:
         self.db = db
         self.index = index
+        # BM25 postings in process (keyindex.py): only on DuckDB, which one process owns
+        self.keywords: KeywordIndex | None = (
+            KeywordIndex(keyword_bytes) if keyword_bytes > 0 and db.engine == "duckdb" else None
+        )
         # Rows and links read on the reply's path (rowcache.py): only where every write
         # goes through this store, i.e. DuckDB, which one process owns.
         self.rows: RowCache[Memory] = RowCache(row_cache_bytes if db.engine == "duckdb" else 0)
@@ -326,14 +335,30 @@ class MemoryStore:
             await self.ensure_dim(dim)
         with self._writing(m.user_id for m in memories):
             async with self.db.transaction() as tx:
-                await _insert_items(tx, memories)
+                term_rows = await _insert_items(tx, memories)
                 if dim:
                     assert vectors is not None
                     await _insert_vectors(tx, dim, searchable, vectors, model)
         self.rows.inserted(Memory.from_row(_item_row(m)) for m in memories)
+        self._keywords_added(term_rows)
         if dim and self.index is not None:
             assert vectors is not None
             self._index_add(searchable, vectors[: len(searchable)], model)
+
+    def _keywords_added(self, term_rows: Sequence[tuple[Any, ...]]) -> None:
+        by_user: dict[str, list[tuple[Any, ...]]] = {}
+        for row in term_rows:
+            by_user.setdefault(row[0], []).append(row)
+        for user_id, rows in by_user.items():
+            self._term_stats.pop(user_id, None)
+            if self.keywords is not None:
+                self.keywords.on_add(user_id, rows)
+
+    def _forget_term_stats(self, user_id: str | None) -> None:
+        if user_id is None:
+            self._term_stats.clear()
+        else:
+            self._term_stats.pop(user_id, None)
 
     def _index_add(self, memories: Sequence[Memory], vectors: np.ndarray, model: str) -> None:
         assert self.index is not None
@@ -366,6 +391,7 @@ class MemoryStore:
         for dim in {int(v.shape[0]) for _, v in changes if v is not None}:
             await self.ensure_dim(dim)
         dims = await self.dims()
+        term_rows: list[tuple[Any, ...]] = []
         with self._writing(memory.user_id for memory, _ in changes):
             async with self.db.transaction() as tx:
                 for memory, vector in changes:
@@ -385,7 +411,7 @@ class MemoryStore:
                             memory.user_id,
                         ],
                     )
-                    await _reindex_terms(tx, memory)
+                    term_rows += await _reindex_terms(tx, memory)
                     if vector is not None:
                         for d in dims:
                             await tx.execute(
@@ -408,6 +434,10 @@ class MemoryStore:
                 source_message_id=memory.source_message_id,
                 updated_at=memory.updated_at,
             )
+        if self.keywords is not None:
+            for memory, _ in changes:
+                self.keywords.on_remove(memory.user_id, [memory.memory_id])
+            self._keywords_added(term_rows)
         if self.index is not None:
             for memory, vector in changes:
                 if vector is not None:
@@ -589,7 +619,8 @@ class MemoryStore:
 
     async def term_stats(self, user_id: str) -> tuple[int, float]:
         """``(searchable memories, their mean length in terms)`` of a user: BM25's N and
-        avgdl, read at most every TERM_STATS_SECONDS."""
+        avgdl, read at most every TERM_STATS_SECONDS (and after this process's writes of
+        the user; another process's are counted within that time)."""
         now = time.monotonic()
         held = self._term_stats.get(user_id)
         if held is not None and held[0] > now:
@@ -620,6 +651,16 @@ class MemoryStore:
         user; the filters choose among the hits."""
         if not terms:
             return []
+        if self.keywords is not None:
+
+            async def load() -> list[tuple[Any, ...]]:
+                return await self.db.fetchall(
+                    f"SELECT {', '.join(_TERM_COLUMNS)} FROM memory_terms WHERE user_id = $1",
+                    [user_id],
+                )
+
+            entry = await self.keywords.ensure(user_id, load)
+            return entry.search(terms, limit, tiers, session_id, exclude_session_tiers)
         n, avgdl = await self.term_stats(user_id)
         if n == 0:
             return []
@@ -970,6 +1011,9 @@ class MemoryStore:
                 )
         n = len(gone)
         self.rows.deleted(user_id, all_ids)
+        self._forget_term_stats(user_id)
+        if self.keywords is not None:
+            self.keywords.on_remove(user_id, all_ids)
         if self.index is not None:
             self.index.on_remove(user_id, all_ids)
         return n
@@ -986,7 +1030,7 @@ class MemoryStore:
         kept: dict[str, list[Memory]] = {}
         with self.rows.writing(user_id):
             async with self.db.transaction() as tx:
-                await _insert_items(tx, turns)
+                term_rows = await _insert_items(tx, turns)
                 await _insert_vectors(tx, dim, turns, vectors, model)
                 for session_id in dict.fromkeys(str(t.session_id) for t in turns):
                     rows = await tx.fetchall(
@@ -997,6 +1041,7 @@ class MemoryStore:
                     )
                     kept[session_id] = [Memory.from_row(r) for r in reversed(rows)]
         self.rows.inserted(Memory.from_row(_item_row(t)) for t in turns)
+        self._keywords_added(term_rows)
         if self.index is not None:
             self._index_add(turns, vectors[: len(turns)], model)
         return kept
@@ -1044,6 +1089,9 @@ class MemoryStore:
                 ]:
                     await tx.execute(f"DELETE FROM {table} WHERE user_id = $1", [user_id])
         self.rows.drop_user(user_id)
+        self._forget_term_stats(user_id)
+        if self.keywords is not None:
+            self.keywords.drop_user(user_id)
         if self.index is not None:
             self.index.drop_user(user_id)
         return n
@@ -1104,7 +1152,7 @@ def _memory_terms(memories: Iterable[Memory]) -> tuple[list[tuple[Any, ...]], di
     )
 
 
-async def _reindex_terms(tx: Transaction, memory: Memory) -> None:
+async def _reindex_terms(tx: Transaction, memory: Memory) -> list[tuple[Any, ...]]:
     """Index a memory's words anew (its text, tier or session changed)."""
     await tx.execute(
         "DELETE FROM memory_terms WHERE memory_id = $1 AND user_id = $2",
@@ -1117,10 +1165,12 @@ async def _reindex_terms(tx: Transaction, memory: Memory) -> None:
         "UPDATE memory_items SET n_terms = $1 WHERE memory_id = $2 AND user_id = $3",
         [lengths.get(memory.memory_id), memory.memory_id, memory.user_id],
     )
+    return term_rows
 
 
-async def _insert_items(tx: Transaction, memories: Sequence[Memory]) -> None:
-    """Rows of ``memory_items`` and, for the searchable ones, their ``memory_terms``."""
+async def _insert_items(tx: Transaction, memories: Sequence[Memory]) -> list[tuple[Any, ...]]:
+    """Rows of ``memory_items`` and, for the searchable ones, their ``memory_terms``
+    (returned, for the keyword index)."""
     term_rows, lengths = _memory_terms(memories)
     await tx.insert_rows(
         "memory_items",
@@ -1129,6 +1179,7 @@ async def _insert_items(tx: Transaction, memories: Sequence[Memory]) -> None:
     )
     if term_rows:
         await tx.insert_rows("memory_terms", _TERM_COLUMNS, term_rows)
+    return term_rows
 
 
 def _filters(**given: Any) -> tuple[str, list[Any]]:

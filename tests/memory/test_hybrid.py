@@ -203,3 +203,44 @@ async def test_batch(memory_kernel: Any) -> None:
     after = (await (await client.get(f"{BASE}/stats", headers=h)).json())["total"]
     assert after == before
     assert memory_plugin(client).service is not None
+
+
+async def test_keyword_postings_and_sql_agree(llmmc: Any) -> None:
+    """DuckDB's in-process postings (keyindex.py) give the SQL path's BM25 answers, after
+    deletes too (document frequencies count live memories only)."""
+    words = ["apple", "river", "piano", "garden", "bicycle", "lantern", "東京", "寿司"]
+    contents = [
+        " ".join(words[(i * k) % len(words)] for k in range(1, 2 + i % 5)) + f" note{i}"
+        for i in range(40)
+    ]
+    answers = {}
+    for mb in (0, 16):
+        client = await llmmc(
+            {
+                "plugins": {
+                    "enabled": ["memory"],
+                    "memory": {"embedder": "hashing", "redis_url": "none", "keyword_index_mb": mb},
+                }
+            }
+        )
+        h = client.auth_headers("u")
+        ids = [
+            (await add(client, "u", c, session_id=f"s{i % 3}"))["memory_id"]
+            for i, c in enumerate(contents)
+        ]
+        got = []
+        for query in ("apple river", "piano lantern garden", "東京の寿司", "note7 bicycle"):
+            for extra in ({}, {"session_id": "s1"}, {"tiers": ["knowledge"]}):
+                found = await search(client, "u", query, mode="keyword", top_k=50, **extra)
+                scores = [x["score"] for x in found]
+                assert scores == sorted(scores, reverse=True)
+                # (equal scores are ordered by memory id, which differ between the runs)
+                got.append(sorted((x["content"], round(x["score"], 5)) for x in found))
+            if query == "東京の寿司":  # delete some, then ask again
+                for memory_id in ids[::4]:
+                    await client.delete(f"{BASE}/{memory_id}", headers=h)
+        answers[mb] = got
+        store = memory_plugin(client).store
+        assert (store.keywords is not None) == (mb > 0)
+    assert answers[0] == answers[16]
+    assert any(answers[0])
