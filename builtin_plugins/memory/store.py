@@ -550,8 +550,11 @@ class MemoryStore:
         session_id: str | None = None,
         exclude_session_tiers: tuple[str, Sequence[str]] | None = None,
         min_score: float | None = None,
+        rows: bool = True,
     ) -> list[Memory]:
         """The caller's memories most similar to ``vector`` (cosine, best first).
+        ``rows=False``: through the index, memories with only their id and score set (the
+        hybrid search reads the rows of the fused top only).
 
         ``exclude_session_tiers=(session, tiers)`` leaves out those tiers of one session
         (the context hook skips the turns the chat history already carries).
@@ -570,6 +573,7 @@ class MemoryStore:
                 session_id,
                 exclude_session_tiers,
                 min_score,
+                rows,
             )
             if found is not None:
                 return found
@@ -716,6 +720,7 @@ class MemoryStore:
         session_id: str | None,
         exclude: tuple[str, Sequence[str]] | None,
         min_score: float | None,
+        rows: bool = True,
     ) -> list[Memory] | None:
         """Search through the in-process index (index.py) when this user has enough
         vectors for it to pay; None means: use the SQL path."""
@@ -727,6 +732,8 @@ class MemoryStore:
             hits = entry.search(*query)
         else:
             hits = await asyncio.to_thread(entry.search, *query)
+        if not rows:
+            return [_hit(user_id, memory_id, score) for memory_id, score in hits]
         return await self._with_scores(user_id, hits)
 
     async def search_any(
@@ -1106,6 +1113,29 @@ class MemoryStore:
         return int(row[0]) if row else 0
 
 
+_EPOCH = datetime(1970, 1, 1)
+
+
+def _hit(user_id: str, memory_id: str, score: float) -> Memory:
+    """A search hit whose row is not read yet: only its id and score are real."""
+    return Memory(
+        memory_id=memory_id,
+        user_id=user_id,
+        tier="",
+        session_id=None,
+        content="",
+        metadata={},
+        importance=0.5,
+        fact_key=None,
+        parent_id=None,
+        source_message_id=None,
+        searchable=True,
+        created_at=_EPOCH,
+        updated_at=_EPOCH,
+        score=score,
+    )
+
+
 def _marks(count: int) -> str:
     """``$2, $3, …`` for an IN list of ``count`` values after the user id (``$1``)."""
     return ", ".join(f"${i}" for i in range(2, count + 2))
@@ -1148,8 +1178,19 @@ def _term_rows(
 
 def _memory_terms(memories: Iterable[Memory]) -> tuple[list[tuple[Any, ...]], dict[str, int]]:
     return _term_rows(
-        (m.memory_id, m.user_id, m.tier, m.session_id, m.content) for m in memories if m.searchable
+        (m.memory_id, m.user_id, m.tier, m.session_id, _indexed_text(m))
+        for m in memories
+        if m.searchable
     )
+
+
+def _indexed_text(m: Memory) -> str:
+    """A memory's words for the keyword index: a character's chat turn with the
+    character's name (what a reader sees beside it), everything else its content."""
+    character = m.metadata.get("character") if m.tier == "short_term" else None
+    if isinstance(character, str) and character and m.metadata.get("role") != "user":
+        return f"{character}: {m.content}"
+    return m.content
 
 
 async def _reindex_terms(tx: Transaction, memory: Memory) -> list[tuple[Any, ...]]:

@@ -386,6 +386,7 @@ class MemoryService:
                 self.model,
                 limit=pool,
                 min_score=min_score if mode == "semantic" else None,
+                rows=mode == "semantic",
                 **filters,
             )
             self.search_seconds.labels(phase="scan").observe(time.perf_counter() - started)
@@ -433,9 +434,10 @@ class MemoryService:
             fused = {
                 k: v for k, v in fused.items() if k in bm25 or cosine.get(k, -2.0) >= min_score
             }
-        rows = {m.memory_id: m for m in dense}
-        # Rank on what is known before reading the rows of keyword-only hits: only those
-        # that can still reach the top are read.
+        # (the dense hits may be ids and scores only: store.search(rows=False))
+        rows = {m.memory_id: m for m in dense if m.tier}
+        # Rank on what is known before reading rows: only the memories that can still
+        # reach the top are read.
         best = sorted(fused, key=lambda k: fused[k], reverse=True)[: top_k * 2 + 8]
         missing = [k for k in best if k not in rows]
         if missing:
@@ -469,7 +471,11 @@ class MemoryService:
             ):
                 by_user.setdefault(user_id, []).append(data)
         limit = int(self.config["max_content_chars"])
-        texts = [str(d.get("content")).strip()[:limit] for items in by_user.values() for d in items]
+        texts = [
+            turn_text(d, str(d.get("content")).strip()[:limit])
+            for items in by_user.values()
+            for d in items
+        ]
         vectors: np.ndarray | None = None
         if texts:
             try:
@@ -515,7 +521,10 @@ class MemoryService:
             sessions: dict[str, list[Memory]] = {}
             try:
                 if vectors is None:
-                    vectors = await self.embed([t.content for t in turns], background=True)
+                    vectors = await self.embed(
+                        [turn_text(d, t.content) for d, t in zip(items, turns, strict=True)],
+                        background=True,
+                    )
                 sessions = await self.store.insert_turns(turns, vectors, self.model, keep)
             except Exception:
                 if len(turns) == 1:
@@ -525,7 +534,7 @@ class MemoryService:
                 kept = []
                 for data, turn in zip(items, turns, strict=True):
                     try:
-                        vector = await self.embed([turn.content], background=True)
+                        vector = await self.embed([turn_text(data, turn.content)], background=True)
                         sessions.update(
                             await self.store.insert_turns([turn], vector, self.model, keep)
                         )
@@ -983,6 +992,16 @@ def rank(
         )
 
     return sorted(candidates, key=key, reverse=True)[:top_k]
+
+
+def turn_text(data: dict[str, Any], content: str) -> str:
+    """What a chat turn is embedded as: a character's turn with the character's name in
+    front ("Lumina: ..."), as a reader of the conversation would see it; the user's turn
+    as it is. The stored content stays the message itself."""
+    character = data.get("character")
+    if str(data.get("role") or "user") != "user" and isinstance(character, str) and character:
+        return f"{character}: {content}"
+    return content
 
 
 def turn_speaker(memory: Memory) -> str:
