@@ -1,10 +1,14 @@
 """Memory store benchmark: one user's store filled with 10k, 100k (and, with --full,
-1M) memories of random unit vectors (384 dimensions, like all-MiniLM-L6-v2); at each size
-it reports search latency p50/p99 of the plugin's search path (the in-process index
-for a user that big, then the candidates read back from DuckDB and ranked), of the plain
-DuckDB path (``array_cosine_similarity`` in SQL) for comparison, the time to load the
-index from DuckDB, and insert throughput (bulk, as knowledge chunks and re-embedding use it, and one at a time,
-as the REST API and chat turns use it).
+1M) memories of random unit vectors (384 dimensions, like all-MiniLM-L6-v2) and
+sentences of twelve words drawn from a 5,000-word vocabulary with Zipf frequencies (for
+the keyword index); at each size it reports search latency p50/p99 of the plugin's
+search path (the in-process index for a user that big, then the candidates read back
+from DuckDB and ranked), of the keyword search (BM25 over ``memory_terms`` in SQL), of
+the hybrid search's store work (both at once, then the rows of the fused top), of the
+plain DuckDB path (``array_cosine_similarity`` in SQL) for comparison, the time to load
+the index from DuckDB, and insert throughput (bulk, as knowledge chunks and re-embedding
+use it, and one at a time, as the REST API and chat turns use it). Embedding the query
+is not included (bench/locomo.py measures the whole route).
 
     .venv/bin/python bench/memory.py                 # 10k and 100k
     .venv/bin/python bench/memory.py --full          # 10k, 100k and 1M
@@ -29,6 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from builtin_plugins.memory.index import VectorIndex, build_ivf
+from builtin_plugins.memory.keywords import fuse
 from builtin_plugins.memory.store import MIGRATIONS, Memory, MemoryStore, new_id, utcnow
 from builtin_plugins.memory.tiers import rank
 from builtin_plugins.storage.engines import DuckDatabase
@@ -50,7 +55,7 @@ def memories(n: int, start: int) -> list[Memory]:
                 user_id=USER,
                 tier=TIERS[i % 10 % 4] if i % 10 < 4 else "long_term",
                 session_id=f"s{i % 500}",
-                content=f"memory number {i}",
+                content=sentence(i),
                 metadata={},
                 importance=0.5,
                 fact_key=None,
@@ -62,6 +67,20 @@ def memories(n: int, start: int) -> list[Memory]:
             )
         )
     return out
+
+
+VOCAB = [f"w{i}" for i in range(5000)]
+_ZIPF = 1 / np.arange(1, len(VOCAB) + 1)
+_ZIPF /= _ZIPF.sum()
+
+
+def sentence(i: int) -> str:
+    rng = np.random.default_rng(i)
+    return " ".join(VOCAB[j] for j in rng.choice(len(VOCAB), 12, p=_ZIPF))
+
+
+def query_words(rng: np.random.Generator) -> list[str]:
+    return [VOCAB[j] for j in rng.choice(len(VOCAB), int(rng.integers(3, 7)), p=_ZIPF)]
 
 
 CENTRES: np.ndarray | None = None  # --clustered: topic centres the vectors gather around
@@ -94,14 +113,40 @@ async def timed_searches(
     return lat
 
 
+async def timed_keyword(
+    store: MemoryStore, rng: np.random.Generator, n: int, qs: np.ndarray | None = None
+) -> list[float]:
+    """Keyword searches alone, or (``qs``) hybrid: the vector and keyword searches at
+    once, then the rows of the fused top 5 (what the service does after the embedding)."""
+    lat = []
+    for i in range(n + 5):
+        words = query_words(rng)
+        t0 = time.perf_counter()
+        if qs is None:
+            await store.keyword_search(USER, words, limit=50)
+        else:
+            dense, sparse = await asyncio.gather(
+                store.search(USER, qs[i % len(qs)], MODEL, limit=50),
+                store.keyword_search(USER, words, limit=50),
+            )
+            fused = fuse([[(m.memory_id, m.score or 0.0) for m in dense], sparse])
+            top = sorted(fused, key=lambda k: fused[k], reverse=True)[:5]
+            have = {m.memory_id for m in dense}
+            await store.get_many(USER, [k for k in top if k not in have])
+        if i >= 5:
+            lat.append(time.perf_counter() - t0)
+    return lat
+
+
 async def run(
     sizes: list[int], queries: int, data_dir: Path, batch: int, sql_max: int, ivf: float
 ) -> list[dict]:
     db = DuckDatabase(data_dir / "bench.duckdb")
     await db.open()
     index = VectorIndex(min_vectors=1, max_bytes=8 * 1024**3)
-    store = MemoryStore(db, index)  # the plugin's path: index for big users
-    sql_store = MemoryStore(db)  # cosine in DuckDB only
+    # the plugin's path: the vector index and the keyword postings in process
+    store = MemoryStore(db, index, keyword_bytes=1024**3)
+    sql_store = MemoryStore(db)  # cosine and BM25 in DuckDB only
     await migrate(db, [("memory", MIGRATIONS)])
     await store.load_dims()
     await sql_store.load_dims()
@@ -137,6 +182,11 @@ async def run(
         exact: list[list[str]] = []
         lat = await timed_searches(store, qs, exact)
         lat_tier = await timed_searches(store, qs[: 5 + max(10, queries // 2)], tiers=["long_term"])
+        t0 = time.perf_counter()
+        await store.keyword_search(USER, ["w1"], limit=1)  # loads the postings
+        kw_load_s = time.perf_counter() - t0
+        lat_kw = await timed_keyword(store, rng, queries)
+        lat_hybrid = await timed_keyword(store, rng, queries, qs)
         row: dict = {
             "memories": have,
             "index_search_min_ms": round(min(lat) * 1000, 2),
@@ -145,6 +195,11 @@ async def run(
             "index_tier_filter_p50_ms": round(pct(lat_tier, 50), 2),
             "index_tier_filter_p99_ms": round(pct(lat_tier, 99), 2),
             "index_load_s": round(load_s, 2),
+            "keyword_load_s": round(kw_load_s, 2),
+            "keyword_search_p50_ms": round(pct(lat_kw, 50), 2),
+            "keyword_search_p99_ms": round(pct(lat_kw, 99), 2),
+            "hybrid_search_p50_ms": round(pct(lat_hybrid, 50), 2),
+            "hybrid_search_p99_ms": round(pct(lat_hybrid, 99), 2),
             "bulk_insert_per_s": round(bulk_rate, 1),
             "single_insert_per_s": round(single_rate, 1),
             "queries": queries,
@@ -154,7 +209,13 @@ async def run(
             sql_lat = await timed_searches(sql_store, qs[: 5 + max(10, queries // 4)])
             row["sql_search_p50_ms"] = round(pct(sql_lat, 50), 2)
             row["sql_search_p99_ms"] = round(pct(sql_lat, 99), 2)
-            sql_note = f" | DuckDB SQL p50 {row['sql_search_p50_ms']:7.2f} ms  p99 {row['sql_search_p99_ms']:7.2f} ms"
+            sql_kw = await timed_keyword(sql_store, rng, max(10, queries // 4))
+            row["sql_keyword_p50_ms"] = round(pct(sql_kw, 50), 2)
+            row["sql_keyword_p99_ms"] = round(pct(sql_kw, 99), 2)
+            sql_note = (
+                f" | DuckDB SQL p50 {row['sql_search_p50_ms']:7.2f} ms  p99 {row['sql_search_p99_ms']:7.2f} ms"
+                f", BM25 in SQL p50 {row['sql_keyword_p50_ms']:7.2f} p99 {row['sql_keyword_p99_ms']:7.2f} ms"
+            )
         ivf_note = ""
         if ivf > 0:
             entry = index._entries[(USER, MODEL)]
@@ -178,7 +239,10 @@ async def run(
         results.append(row)
         print(
             f"{have:>9,} memories | index min {row['index_search_min_ms']:6.2f}  p50 {row['index_search_p50_ms']:7.2f} ms  p99 {row['index_search_p99_ms']:7.2f} ms"
-            f" (tier-filtered p99 {row['index_tier_filter_p99_ms']:6.2f} ms, load {load_s:5.2f} s){sql_note}"
+            f" (tier-filtered p99 {row['index_tier_filter_p99_ms']:6.2f} ms, load {load_s:5.2f} s)"
+            f" | keyword p50 {row['keyword_search_p50_ms']:6.2f} p99 {row['keyword_search_p99_ms']:6.2f} ms"
+            f" (load {kw_load_s:5.2f} s)"
+            f" | hybrid p50 {row['hybrid_search_p50_ms']:6.2f} p99 {row['hybrid_search_p99_ms']:6.2f} ms{sql_note}"
             f" | bulk insert {bulk_rate:9,.0f}/s | single insert {single_rate:5,.0f}/s{ivf_note}",
             flush=True,
         )

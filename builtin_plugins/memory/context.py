@@ -3,9 +3,10 @@
 For one user, session and new message, within ``max_tokens`` (estimated at four
 characters a token, plus a few for the line around each item):
 1. the session's summary (``mid_term``), which covers turns older than the chat history;
-2. the memories of every tier most similar to the message, ranked (search), leaving out
-   the current session's recent turns and summary (the chat history and item 1 already
-   carry them);
+2. the memories of every tier that best answer the message (the same hybrid search as
+   ``POST /api/v1/memory/search``), leaving out the current session's newest
+   ``short_term_turns`` turns and its summary (the chat history and item 1 already carry
+   them; its older turns can be found like any other);
 3. one hop along the associative links of those hits (``tier: "associative"``, with
    ``via`` naming the hit they hang from and a score of 0.8 × the hit's).
 Items that do not fit the budget are skipped, not cut, so a smaller item further down
@@ -60,13 +61,18 @@ async def memory_context(
     async def search() -> list[Memory]:
         if not query:
             return []
+        recent: set[str] = set()
+        if session_id:
+            turns, _ = await service.recent_turns(user_id, session_id)
+            recent = {str(t["memory_id"]) for t in turns}
         return await service.search(
             user_id,
             query[:4000],
             top_k=int(config["context_top_k"]),
             tiers=list(TIERS),
             min_score=float(config["context_min_score"]),
-            exclude_session_tiers=(session_id, ["short_term", "mid_term"]) if session_id else None,
+            exclude_session_tiers=(session_id, ["mid_term"]) if session_id else None,
+            exclude_ids=recent,
         )
 
     # The summary and the search do not depend on each other: wait for both at once. The

@@ -140,7 +140,7 @@ class MemoryPlugin(Plugin):
             },
             "dedupe_threshold": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.92},
             "link_threshold": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.75},
-            "context_top_k": {"type": "integer", "minimum": 1, "maximum": 50, "default": 6},
+            "context_top_k": {"type": "integer", "minimum": 1, "maximum": 50, "default": 10},
             "context_min_score": {"type": "number", "minimum": -1, "maximum": 1, "default": 0.25},
             "index_min_vectors": {
                 "type": "integer",
@@ -176,6 +176,13 @@ class MemoryPlugin(Plugin):
                 "default": 1024,
                 "description": "memory for in-process indexes (least recently used dropped first); 0 turns them off",
             },
+            "keyword_index_mb": {
+                "type": "integer",
+                "minimum": 0,
+                "default": 256,
+                "description": "DuckDB only: memory for the users' keyword postings (BM25) kept "
+                "in process (least recently used users dropped first); 0: keyword search in SQL",
+            },
             "row_cache_mb": {
                 "type": "integer",
                 "minimum": 0,
@@ -207,6 +214,8 @@ class MemoryPlugin(Plugin):
         # must not bring memories back. Bounded; user ids are never reused.
         self._deleted_users: OrderedDict[str, None] = OrderedDict()
         self._unsubscribe: list[Any] = []
+        # True from start until the warm-up has loaded the embedding model (or failed to)
+        self._loading_model = False
 
     # ---- lifecycle --------------------------------------------------------------------
     async def initialize(self) -> None:
@@ -224,6 +233,7 @@ class MemoryPlugin(Plugin):
             self.context.database,
             self.index,
             row_cache_bytes=int(self.config["row_cache_mb"]) * 1024 * 1024,
+            keyword_bytes=int(self.config["keyword_index_mb"]) * 1024 * 1024,
         )
         self._declare_index_metrics(self.index)
         await self.store.load_dims()
@@ -324,6 +334,7 @@ class MemoryPlugin(Plugin):
             bus.subscribe(SESSION_DELETED, self._on_session_deleted, local_only=True),
         ]
         if not self.unavailable:
+            self._loading_model = True
             self._spawn(self._warm_up(), "memory-warm-up")
 
     async def stop(self) -> None:
@@ -370,6 +381,13 @@ class MemoryPlugin(Plugin):
         if notes:
             return Health("degraded", "; ".join(notes), checks)
         return Health("ok", "", checks)
+
+    def not_ready(self) -> str | None:
+        """Why this plugin cannot serve yet: its embedding model is still loading (the
+        first search or chat turn would wait seconds for it)."""
+        if self._loading_model:
+            return f"loading the embedding model ({self.embedder_info().get('model', '?')})"
+        return None
 
     # ---- helpers ----------------------------------------------------------------------
     def require_service(self) -> MemoryService:
@@ -422,6 +440,8 @@ class MemoryPlugin(Plugin):
             await self.embedder.load()
         except Exception as exc:  # the first embedding will try again and report it
             self.log.warning("memory: loading the embedder failed: %s", exc)
+        finally:
+            self._loading_model = False
         if self.embedder.dim is None:
             return  # openai: the dimension is known after its first answer
         try:

@@ -13,7 +13,7 @@ from typing import Any
 from sdk import Request, Response, Route, errors
 
 from .store import utcnow
-from .tiers import TIERS, MemoryService, turn_dict
+from .tiers import SEARCH_MODES, TIERS, MemoryService, turn_dict
 
 BASE = "/api/v1/memory"
 MAX_DOCUMENT_CHARS = 200_000
@@ -29,7 +29,26 @@ MEMORY_SCHEMA: dict[str, Any] = {
         "memory_id": {"type": "string"},
         "tier": TIER_SCHEMA,
         "content": {"type": "string"},
-        "score": {"type": "number", "description": "cosine similarity to the query"},
+        "score": {
+            "type": "number",
+            "description": "relevance to the query: the fused score in hybrid mode (1.0 for "
+            "first place in both rankings), the cosine similarity in semantic mode, BM25 in "
+            "keyword mode",
+        },
+        "evidence": {
+            "type": "object",
+            "description": "search results: the cosine similarity and the BM25 score behind "
+            "`score` (null: not among that ranking's candidates)",
+            "properties": {
+                "semantic": {"type": ["number", "null"]},
+                "keyword": {"type": ["number", "null"]},
+            },
+        },
+        "occurred_at": {
+            "type": "string",
+            "format": "date-time",
+            "description": "when what the memory says happened (default: when it was stored)",
+        },
         "session_id": {"type": ["string", "null"]},
         "importance": {"type": "number"},
         "created_at": {"type": "string", "format": "date-time"},
@@ -48,7 +67,20 @@ SEARCH_REQUEST: dict[str, Any] = {
         "top_k": {"type": "integer", "minimum": 1, "maximum": 100, "default": 5},
         "session_id": ID_SCHEMA,
         "tiers": {"type": "array", "items": TIER_SCHEMA, "minItems": 1, "uniqueItems": True},
-        "min_score": {"type": "number", "minimum": -1, "maximum": 1},
+        "min_score": {
+            "type": "number",
+            "minimum": -1,
+            "maximum": 1,
+            "description": "the least cosine similarity; in hybrid mode a memory whose words "
+            "match the query is kept below it; keyword mode ignores it",
+        },
+        "mode": {
+            "type": "string",
+            "enum": list(SEARCH_MODES),
+            "default": "hybrid",
+            "description": "hybrid: keyword (BM25) and semantic (embedding) evidence ranked "
+            "together; semantic: embeddings only; keyword: words only",
+        },
     },
 }
 
@@ -72,6 +104,23 @@ CREATE_REQUEST: dict[str, Any] = {
             "description": "free-form; for tier associative, 'related': [memory_id] links the note to those memories",
         },
         "importance": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5},
+        "occurred_at": {
+            "type": "string",
+            "minLength": 10,
+            "maxLength": 64,
+            "description": "when what it says happened, ISO 8601 (a date, or a date-time; "
+            "without a zone: UTC); default now. Used by ranking's recency, shown in results",
+        },
+    },
+}
+
+MAX_BATCH = 500
+BATCH_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["items"],
+    "properties": {
+        "items": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": CREATE_REQUEST}
     },
 }
 
@@ -137,6 +186,20 @@ _AGE = re.compile(r"^\s*(\d{1,6})\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
+def parse_occurred_at(value: str, path: str = "/occurred_at") -> datetime:
+    """An ISO 8601 date or date-time as naive UTC (422 naming ``path`` otherwise)."""
+    try:
+        ts = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise errors.ValidationFailed(
+            "occurred_at must be an ISO 8601 date or date-time",
+            errors=[{"path": path, "message": f"cannot read {value[:80]!r}"}],
+        ) from None
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(UTC).replace(tzinfo=None)
+    return ts
+
+
 def parse_older_than(value: str) -> datetime:
     m = _AGE.match(value)
     if m:
@@ -186,10 +249,12 @@ class MemoryRoutes:
                     "required": ["results"],
                     "properties": {"results": {"type": "array", "items": MEMORY_SCHEMA}},
                 },
-                summary="Semantic search over the caller's memories",
-                description="Cosine similarity of embeddings, filtered by tier and session, "
-                "ranked with importance and recency. `score` is the cosine similarity; "
-                "`related` lists associated memories (one hop).",
+                summary="Search the caller's memories (hybrid: keywords and meaning)",
+                description="`mode` hybrid (default) fuses a BM25 ranking of the memories' "
+                "words and a cosine ranking of their embeddings (reciprocal rank fusion); "
+                "semantic and keyword use one of them. Filtered by tier and session, nudged "
+                "by importance and recency (`occurred_at`). `related` lists associated "
+                "memories (one hop).",
                 tags=tags,
                 operation_id="memory_search",
                 responses={503: "The embedder is unavailable"},
@@ -206,6 +271,29 @@ class MemoryRoutes:
                 operation_id="memory_create",
                 responses={
                     404: "metadata.related names a memory that is not yours",
+                    503: "The embedder is unavailable",
+                },
+            ),
+            Route(
+                "POST",
+                f"{BASE}/batch",
+                self.create_batch,
+                request_schema=BATCH_REQUEST,
+                response_schema={
+                    "type": "object",
+                    "required": ["memory_ids"],
+                    "properties": {"memory_ids": {"type": "array", "items": {"type": "string"}}},
+                },
+                status=201,
+                summary="Store up to 500 memories at once (their ids, in order)",
+                description="Each item is a body of `POST /api/v1/memory`. The items are "
+                "embedded in one call and stored in one transaction (all or none); when one "
+                "is a knowledge document or an associative note with `metadata.related`, "
+                "the items are stored one by one, in order.",
+                tags=tags,
+                operation_id="memory_create_batch",
+                responses={
+                    404: "an item's metadata.related names a memory that is not yours",
                     503: "The embedder is unavailable",
                 },
             ),
@@ -326,43 +414,57 @@ class MemoryRoutes:
             session_id=body.get("session_id"),
             tiers=body.get("tiers"),
             min_score=body.get("min_score"),
+            mode=str(body.get("mode") or "hybrid"),
         )
         pairs = await service.with_related(identity.user_id, results)
         return {"results": [m.to_api(related) for m, related in pairs]}
 
-    async def create(self, req: Request) -> Any:
-        identity = req.require_identity()
-        body = req.body or {}
+    def _item(self, body: dict[str, Any], path: str = "") -> dict[str, Any]:
+        """A memory body, checked beyond its schema: the arguments of ``service.add``."""
         tier = body.get("tier", "long_term")
         content = body["content"].strip()
         limit = self.max_content_chars
         if tier != "knowledge" and len(content) > limit:
             raise errors.ValidationFailed(
                 f"content is longer than {limit} characters (use tier 'knowledge' for documents)",
-                errors=[{"path": "/content", "message": f"at most {limit} characters"}],
+                errors=[{"path": f"{path}/content", "message": f"at most {limit} characters"}],
             )
         if tier in ("short_term", "mid_term") and not body.get("session_id"):
             raise errors.ValidationFailed(
                 f"a {tier} memory belongs to a session: session_id is required",
-                errors=[{"path": "/session_id", "message": f"required for tier {tier}"}],
+                errors=[{"path": f"{path}/session_id", "message": f"required for tier {tier}"}],
             )
         metadata = body.get("metadata") or {}
         if len(json.dumps(metadata)) > MAX_METADATA_CHARS:
             raise errors.ValidationFailed(
                 f"metadata is larger than {MAX_METADATA_CHARS} characters as JSON",
-                errors=[{"path": "/metadata", "message": "too large"}],
+                errors=[{"path": f"{path}/metadata", "message": "too large"}],
             )
+        occurred = body.get("occurred_at")
+        return {
+            "content": content,
+            "tier": tier,
+            "session_id": body.get("session_id"),
+            "metadata": metadata,
+            "importance": float(body.get("importance", 0.5)),
+            "occurred_at": parse_occurred_at(occurred, f"{path}/occurred_at") if occurred else None,
+        }
+
+    async def create(self, req: Request) -> Any:
+        identity = req.require_identity()
+        item = self._item(req.body or {})
         service = self.service
-        memory = await service.add(
-            identity.user_id,
-            content,
-            tier=tier,
-            session_id=body.get("session_id"),
-            metadata=metadata,
-            importance=float(body.get("importance", 0.5)),
-        )
+        memory = await service.add(identity.user_id, **item)
         [(memory, related)] = await service.with_related(identity.user_id, [memory])
         return Response(memory.to_api(related), status=201)
+
+    async def create_batch(self, req: Request) -> Any:
+        identity = req.require_identity()
+        items = [
+            self._item(body, f"/items/{i}") for i, body in enumerate((req.body or {})["items"])
+        ]
+        memories = await self.service.add_many(identity.user_id, items)
+        return Response({"memory_ids": [m.memory_id for m in memories]}, status=201)
 
     async def get(self, req: Request) -> Any:
         identity = req.require_identity()

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -37,17 +38,23 @@ import numpy as np
 from sdk import Database, Migration, Transaction
 
 from .index import VectorIndex, _Entry
+from .keyindex import KeywordIndex
+from .keywords import BM25_B, BM25_K1, term_counts
 from .rowcache import Link, RowCache
 
 ITEM_COLUMNS = (
     "memory_id, user_id, tier, session_id, content, metadata, importance, fact_key, "
-    "parent_id, source_message_id, searchable, created_at, updated_at"
+    "parent_id, source_message_id, searchable, created_at, updated_at, occurred_at"
 )
 _DIM_TABLE = re.compile(r"^memory_vectors_(\d+)$")
 _ITEM_NAMES = [c.strip() for c in ITEM_COLUMNS.split(",")]
 # An index entry this small is scanned on the event loop, a bigger one in a worker thread.
 INLINE_SEARCH_ROWS = 2048
 _VECTOR_COLUMNS = ["memory_id", "user_id", "tier", "session_id", "model", "embedding"]
+_TERM_COLUMNS = ["user_id", "memory_id", "term", "tf", "dl", "tier", "session_id"]
+# A user's memory count and mean length in terms (BM25's N and avgdl) are read at most
+# this often; they move slowly, and any process's writes are counted at the next read.
+TERM_STATS_SECONDS = 5.0
 
 
 async def _user_indexes(tx: Transaction) -> None:
@@ -58,6 +65,23 @@ async def _user_indexes(tx: Transaction) -> None:
     await tx.execute("CREATE INDEX memory_items_user ON memory_items (user_id, session_id)")
     await tx.execute("CREATE INDEX memory_links_user ON memory_links (user_id)")
     await tx.execute("CREATE INDEX memory_entities_user ON memory_entities (user_id, entity)")
+
+
+async def _index_terms(tx: Transaction) -> None:
+    """Index the words of the memories stored before the keyword index existed."""
+    if tx.engine == "postgresql":
+        await tx.execute("CREATE INDEX memory_terms_user ON memory_terms (user_id, term)")
+        await tx.execute("CREATE INDEX memory_terms_id ON memory_terms (memory_id)")
+    rows = await tx.fetchall(
+        "SELECT memory_id, user_id, tier, session_id, content FROM memory_items WHERE searchable"
+    )
+    for start in range(0, len(rows), 1000):
+        term_rows, _ = _term_rows(r[:5] for r in rows[start : start + 1000])
+        await tx.insert_rows("memory_terms", _TERM_COLUMNS, term_rows)
+    await tx.execute(
+        "UPDATE memory_items SET n_terms = t.dl FROM (SELECT memory_id, max(dl) AS dl "
+        "FROM memory_terms GROUP BY memory_id) t WHERE memory_items.memory_id = t.memory_id"
+    )
 
 
 MIGRATIONS = [
@@ -97,6 +121,24 @@ MIGRATIONS = [
         ],
     ),
     Migration(2, "per-user indexes (PostgreSQL)", run=_user_indexes),
+    Migration(
+        3,
+        "occurred_at, and the keyword index (memory_terms)",
+        [
+            "ALTER TABLE memory_items ADD COLUMN occurred_at TIMESTAMP",
+            "ALTER TABLE memory_items ADD COLUMN n_terms INTEGER",
+            """CREATE TABLE IF NOT EXISTS memory_terms (
+                user_id TEXT NOT NULL,
+                memory_id TEXT NOT NULL,
+                term TEXT NOT NULL,
+                tf INTEGER NOT NULL,
+                dl INTEGER NOT NULL,
+                tier TEXT NOT NULL,
+                session_id TEXT
+            )""",
+        ],
+        run=_index_terms,
+    ),
 ]
 
 
@@ -129,7 +171,14 @@ class Memory:
     searchable: bool
     created_at: datetime
     updated_at: datetime
+    occurred_at: datetime | None = None  # when what it says happened; None: created_at
     score: float | None = None
+    # hybrid search: the evidence behind ``score`` (cosine, BM25; None: not among its hits)
+    evidence: dict[str, float | None] | None = None
+
+    @property
+    def happened_at(self) -> datetime:
+        return self.occurred_at or self.created_at
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Memory:
@@ -151,7 +200,8 @@ class Memory:
             searchable=bool(row[10]),
             created_at=row[11],
             updated_at=row[12],
-            score=float(row[13]) if len(row) > 13 and row[13] is not None else None,
+            occurred_at=row[13],
+            score=float(row[14]) if len(row) > 14 and row[14] is not None else None,
         )
 
     def to_api(self, related: list[str] | None = None) -> dict[str, Any]:
@@ -163,25 +213,40 @@ class Memory:
             "importance": round(self.importance, 4),
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
+            "occurred_at": iso(self.happened_at),
             "metadata": self.metadata,
             "related": related or [],
         }
         if self.score is not None:
             out["score"] = round(self.score, 6)
+        if self.evidence is not None:
+            out["evidence"] = {
+                k: None if v is None else round(v, 6) for k, v in self.evidence.items()
+            }
         return out
 
 
 class MemoryStore:
     def __init__(
-        self, db: Database, index: VectorIndex | None = None, row_cache_bytes: int = 0
+        self,
+        db: Database,
+        index: VectorIndex | None = None,
+        row_cache_bytes: int = 0,
+        keyword_bytes: int = 0,
     ) -> None:
         self.db = db
         self.index = index
+        # BM25 postings in process (keyindex.py): only on DuckDB, which one process owns
+        self.keywords: KeywordIndex | None = (
+            KeywordIndex(keyword_bytes) if keyword_bytes > 0 and db.engine == "duckdb" else None
+        )
         # Rows and links read on the reply's path (rowcache.py): only where every write
         # goes through this store, i.e. DuckDB, which one process owns.
         self.rows: RowCache[Memory] = RowCache(row_cache_bytes if db.engine == "duckdb" else 0)
         self._dims: set[int] = set()
         self._ddl_lock = asyncio.Lock()
+        # user -> (valid until, N, avgdl) of term_stats
+        self._term_stats: dict[str, tuple[float, int, float]] = {}
 
     def _writing(self, user_ids: Iterable[str]) -> contextlib.ExitStack:
         """:meth:`RowCache.writing` for each of these users."""
@@ -197,6 +262,16 @@ class MemoryStore:
             m = _DIM_TABLE.match(name)
             if m:
                 self._dims.add(int(m.group(1)))
+
+    async def dims(self, wanted: int | None = None) -> list[int]:
+        """The dimensions that have a vector table. On PostgreSQL other processes may have
+        made one since this process last looked (a remote embedder's dimension is known
+        only after its first answer, on whichever process that was): read them from the
+        database, for a write or delete every time, for a search only when ``wanted`` is
+        not known yet. DuckDB has one process: what it made is all there is."""
+        if self.db.engine == "postgresql" and (wanted is None or wanted not in self._dims):
+            await self.load_dims()
+        return sorted(self._dims)
 
     async def prepare_copy(self, target: MemoryStore) -> list[str]:
         """Make this store's vector tables in ``target``; name every table to copy."""
@@ -258,17 +333,32 @@ class MemoryStore:
         dim = int(vectors.shape[1]) if vectors is not None and len(searchable) else 0
         if dim:
             await self.ensure_dim(dim)
-        item_rows = [_item_row(m) for m in memories]
         with self._writing(m.user_id for m in memories):
             async with self.db.transaction() as tx:
-                await tx.insert_rows("memory_items", _ITEM_NAMES, item_rows)
+                term_rows = await _insert_items(tx, memories)
                 if dim:
                     assert vectors is not None
                     await _insert_vectors(tx, dim, searchable, vectors, model)
         self.rows.inserted(Memory.from_row(_item_row(m)) for m in memories)
+        self._keywords_added(term_rows)
         if dim and self.index is not None:
             assert vectors is not None
             self._index_add(searchable, vectors[: len(searchable)], model)
+
+    def _keywords_added(self, term_rows: Sequence[tuple[Any, ...]]) -> None:
+        by_user: dict[str, list[tuple[Any, ...]]] = {}
+        for row in term_rows:
+            by_user.setdefault(row[0], []).append(row)
+        for user_id, rows in by_user.items():
+            self._term_stats.pop(user_id, None)
+            if self.keywords is not None:
+                self.keywords.on_add(user_id, rows)
+
+    def _forget_term_stats(self, user_id: str | None) -> None:
+        if user_id is None:
+            self._term_stats.clear()
+        else:
+            self._term_stats.pop(user_id, None)
 
     def _index_add(self, memories: Sequence[Memory], vectors: np.ndarray, model: str) -> None:
         assert self.index is not None
@@ -300,7 +390,8 @@ class MemoryStore:
         """:meth:`update_content` for several memories, in one transaction."""
         for dim in {int(v.shape[0]) for _, v in changes if v is not None}:
             await self.ensure_dim(dim)
-        dims = sorted(self._dims)
+        dims = await self.dims()
+        term_rows: list[tuple[Any, ...]] = []
         with self._writing(memory.user_id for memory, _ in changes):
             async with self.db.transaction() as tx:
                 for memory, vector in changes:
@@ -320,6 +411,7 @@ class MemoryStore:
                             memory.user_id,
                         ],
                     )
+                    term_rows += await _reindex_terms(tx, memory)
                     if vector is not None:
                         for d in dims:
                             await tx.execute(
@@ -342,6 +434,10 @@ class MemoryStore:
                 source_message_id=memory.source_message_id,
                 updated_at=memory.updated_at,
             )
+        if self.keywords is not None:
+            for memory, _ in changes:
+                self.keywords.on_remove(memory.user_id, [memory.memory_id])
+            self._keywords_added(term_rows)
         if self.index is not None:
             for memory, vector in changes:
                 if vector is not None:
@@ -454,14 +550,17 @@ class MemoryStore:
         session_id: str | None = None,
         exclude_session_tiers: tuple[str, Sequence[str]] | None = None,
         min_score: float | None = None,
+        rows: bool = True,
     ) -> list[Memory]:
         """The caller's memories most similar to ``vector`` (cosine, best first).
+        ``rows=False``: through the index, memories with only their id and score set (the
+        hybrid search reads the rows of the fused top only).
 
         ``exclude_session_tiers=(session, tiers)`` leaves out those tiers of one session
         (the context hook skips the turns the chat history already carries).
         """
         dim = int(vector.shape[0])
-        if dim not in self._dims:
+        if dim not in await self.dims(dim):
             return []
         if self.index is not None and self.index.enabled:
             found = await self._search_index(
@@ -474,6 +573,7 @@ class MemoryStore:
                 session_id,
                 exclude_session_tiers,
                 min_score,
+                rows,
             )
             if found is not None:
                 return found
@@ -521,6 +621,84 @@ class MemoryStore:
         rows = await self.db.fetchall(sql, params)
         return [Memory.from_row(r) for r in rows]
 
+    async def term_stats(self, user_id: str) -> tuple[int, float]:
+        """``(searchable memories, their mean length in terms)`` of a user: BM25's N and
+        avgdl, read at most every TERM_STATS_SECONDS (and after this process's writes of
+        the user; another process's are counted within that time)."""
+        now = time.monotonic()
+        held = self._term_stats.get(user_id)
+        if held is not None and held[0] > now:
+            return held[1], held[2]
+        row = await self.db.fetchone(
+            "SELECT count(*), coalesce(avg(n_terms), 0) FROM memory_items "
+            "WHERE user_id = $1 AND searchable",
+            [user_id],
+        )
+        n, avgdl = (int(row[0]), float(row[1])) if row else (0, 0.0)
+        if len(self._term_stats) > 10_000:
+            self._term_stats.clear()
+        self._term_stats[user_id] = (now + TERM_STATS_SECONDS, n, avgdl)
+        return n, avgdl
+
+    async def keyword_search(
+        self,
+        user_id: str,
+        terms: Sequence[str],
+        *,
+        limit: int,
+        tiers: Sequence[str] | None = None,
+        session_id: str | None = None,
+        exclude_session_tiers: tuple[str, Sequence[str]] | None = None,
+    ) -> list[tuple[str, float]]:
+        """The caller's memories that contain any of ``terms`` (keywords.py), by BM25,
+        best first: ``(memory_id, score)``. Document frequencies count every memory of the
+        user; the filters choose among the hits."""
+        if not terms:
+            return []
+        if self.keywords is not None:
+
+            async def load() -> list[tuple[Any, ...]]:
+                return await self.db.fetchall(
+                    f"SELECT {', '.join(_TERM_COLUMNS)} FROM memory_terms WHERE user_id = $1",
+                    [user_id],
+                )
+
+            entry = await self.keywords.ensure(user_id, load)
+            return entry.search(terms, limit, tiers, session_id, exclude_session_tiers)
+        n, avgdl = await self.term_stats(user_id)
+        if n == 0:
+            return []
+        params: list[Any] = [user_id, list(terms), float(n), max(avgdl, 1.0)]
+
+        def param(value: Any) -> str:
+            params.append(value)
+            return f"${len(params)}"
+
+        where = ["TRUE"]
+        if tiers:
+            where.append(f"h.tier = ANY({param(list(tiers))}::TEXT[])")
+        if session_id is not None:
+            where.append(f"h.session_id = {param(session_id)}")
+        if exclude_session_tiers is not None:
+            ex_session, ex_tiers = exclude_session_tiers
+            where.append(
+                f"NOT (h.session_id IS NOT DISTINCT FROM {param(ex_session)} "
+                f"AND h.tier = ANY({param(list(ex_tiers))}::TEXT[]))"
+            )
+        k1, b = BM25_K1, BM25_B
+        sql = (
+            "WITH h AS (SELECT memory_id, term, tf, dl, tier, session_id FROM memory_terms "
+            "WHERE user_id = $1 AND term = ANY($2::TEXT[])), "
+            "df AS (SELECT term, count(*) AS n FROM h GROUP BY term) "
+            "SELECT h.memory_id, sum(ln(1 + ($3::DOUBLE PRECISION - df.n + 0.5) / (df.n + 0.5))"
+            f" * h.tf * {k1 + 1} / (h.tf + {k1} * ({1 - b} + {b} * h.dl / $4::DOUBLE PRECISION)))"
+            " AS score FROM h JOIN df ON df.term = h.term"
+            f" WHERE {' AND '.join(where)}"
+            f" GROUP BY h.memory_id ORDER BY score DESC, h.memory_id LIMIT {param(limit)}"
+        )
+        rows = await self.db.fetchall(sql, params)
+        return [(str(r[0]), float(r[1])) for r in rows]
+
     async def _search_scan(self, user_id: str, model: str, dim: int, *query: Any) -> list[Memory]:
         """Search without the index on an engine with no vector functions: the user's
         vectors are read and scanned here, with the index's own exact scan (``query`` is
@@ -542,6 +720,7 @@ class MemoryStore:
         session_id: str | None,
         exclude: tuple[str, Sequence[str]] | None,
         min_score: float | None,
+        rows: bool = True,
     ) -> list[Memory] | None:
         """Search through the in-process index (index.py) when this user has enough
         vectors for it to pay; None means: use the SQL path."""
@@ -553,6 +732,8 @@ class MemoryStore:
             hits = entry.search(*query)
         else:
             hits = await asyncio.to_thread(entry.search, *query)
+        if not rows:
+            return [_hit(user_id, memory_id, score) for memory_id, score in hits]
         return await self._with_scores(user_id, hits)
 
     async def search_any(
@@ -570,7 +751,8 @@ class MemoryStore:
         dim = int(vectors.shape[1])
         entry = None
         if len(vectors) > 1 and self.index is not None and self.index.enabled:
-            entry = await self._index_entry(user_id, model, dim) if dim in self._dims else None
+            known = dim in await self.dims(dim)
+            entry = await self._index_entry(user_id, model, dim) if known else None
         if entry is None:
             found: dict[str, Memory] = {}
             for vector in vectors:
@@ -648,7 +830,7 @@ class MemoryStore:
             "SELECT count(*) FROM memory_links WHERE user_id = $1", [user_id]
         )
         embedded = 0
-        for dim in sorted(self._dims):
+        for dim in await self.dims():
             r = await self.db.fetchone(
                 f"SELECT count(*) FROM memory_vectors_{dim} WHERE user_id = $1 AND model = $2",
                 [user_id, model],
@@ -684,7 +866,7 @@ class MemoryStore:
             return
         dim = int(vectors.shape[1])
         await self.ensure_dim(dim)
-        dims = sorted(self._dims)
+        dims = await self.dims()
         ids = [m.memory_id for m in memories]
 
         async with self.db.transaction() as tx:
@@ -804,7 +986,7 @@ class MemoryStore:
         ids = list(dict.fromkeys(memory_ids))
         if not ids:
             return 0
-        dims = sorted(self._dims)
+        dims = await self.dims()
 
         user_clause = " AND user_id = $2" if user_id is not None else ""
         uparams = [user_id] if user_id is not None else []
@@ -821,7 +1003,10 @@ class MemoryStore:
                     f"{user_clause} RETURNING memory_id",
                     [all_ids, *uparams],
                 )
-                for table in [f"memory_vectors_{d}" for d in dims] + ["memory_entities"]:
+                for table in [f"memory_vectors_{d}" for d in dims] + [
+                    "memory_entities",
+                    "memory_terms",
+                ]:
                     await tx.execute(
                         f"DELETE FROM {table} WHERE memory_id = ANY($1::TEXT[]){user_clause}",
                         [all_ids, *uparams],
@@ -833,72 +1018,39 @@ class MemoryStore:
                 )
         n = len(gone)
         self.rows.deleted(user_id, all_ids)
+        self._forget_term_stats(user_id)
+        if self.keywords is not None:
+            self.keywords.on_remove(user_id, all_ids)
         if self.index is not None:
             self.index.on_remove(user_id, all_ids)
         return n
 
-    async def delete_turns(self, user_id: str, memory_ids: Sequence[str]) -> None:
-        """Delete short-term turns (the trim after every chat turn)."""
-        ids = list(dict.fromkeys(memory_ids))
-        if not ids:
-            return
-        with self.rows.writing(user_id):
-            async with self.db.transaction() as tx:
-                await self._delete_turn_rows(tx, user_id, ids)
-        self.rows.deleted(user_id, ids)
-        if self.index is not None:
-            self.index.on_remove(user_id, ids)
-
-    async def _delete_turn_rows(self, tx: Transaction, user_id: str, ids: list[str]) -> None:
-        """Short-term turns have no chunks and no entities, so only their rows, vectors
-        and (explicit) links go. Constant IN lists let DuckDB use the memory_id index
-        instead of scanning every table."""
-        marks = _marks(len(ids))
-        for table in ["memory_items", *(f"memory_vectors_{d}" for d in sorted(self._dims))]:
-            await tx.execute(
-                f"DELETE FROM {table} WHERE user_id = $1 AND memory_id IN ({marks})",
-                [user_id, *ids],
-            )
-        await tx.execute(
-            f"DELETE FROM memory_links WHERE user_id = $1 AND "
-            f"(a_id IN ({marks}) OR b_id IN ({marks}))",
-            [user_id, *ids],
-        )
-
     async def insert_turns(
-        self, turns: Sequence[Memory], vectors: np.ndarray, model: str, keep: int
+        self, turns: Sequence[Memory], vectors: np.ndarray, model: str, recent: int
     ) -> dict[str, list[Memory]]:
-        """Insert one user's new short-term turns and trim each of their sessions to its
-        newest ``keep`` turns, in one transaction (one commit per recorded batch instead
-        of one for the insert and one for every trim); returns each session's kept turns,
-        oldest first."""
+        """Insert one user's new short-term turns in one transaction; returns each of their
+        sessions' newest ``recent`` turns, oldest first. Turns are never deleted here:
+        every turn stays findable as long as its session exists."""
         user_id = turns[0].user_id
         dim = int(vectors.shape[1])
         await self.ensure_dim(dim)
         kept: dict[str, list[Memory]] = {}
-        gone: list[str] = []
         with self.rows.writing(user_id):
             async with self.db.transaction() as tx:
-                await tx.insert_rows("memory_items", _ITEM_NAMES, [_item_row(t) for t in turns])
+                term_rows = await _insert_items(tx, turns)
                 await _insert_vectors(tx, dim, turns, vectors, model)
                 for session_id in dict.fromkeys(str(t.session_id) for t in turns):
                     rows = await tx.fetchall(
                         f"SELECT {ITEM_COLUMNS} FROM memory_items WHERE user_id = $1 AND "
-                        "session_id = $2 AND tier = 'short_term' ORDER BY created_at, memory_id",
-                        [user_id, session_id],
+                        "session_id = $2 AND tier = 'short_term' "
+                        "ORDER BY created_at DESC, memory_id DESC LIMIT $3",
+                        [user_id, session_id, recent],
                     )
-                    session_turns = [Memory.from_row(r) for r in rows]
-                    cut = max(0, len(session_turns) - keep)
-                    gone += [t.memory_id for t in session_turns[:cut]]
-                    kept[session_id] = session_turns[cut:]
-                if gone:
-                    await self._delete_turn_rows(tx, user_id, gone)
+                    kept[session_id] = [Memory.from_row(r) for r in reversed(rows)]
         self.rows.inserted(Memory.from_row(_item_row(t)) for t in turns)
-        self.rows.deleted(user_id, gone)
+        self._keywords_added(term_rows)
         if self.index is not None:
             self._index_add(turns, vectors[: len(turns)], model)
-            if gone:
-                self.index.on_remove(user_id, gone)
         return kept
 
     async def ids_where(
@@ -930,7 +1082,7 @@ class MemoryStore:
         return len(gone)
 
     async def delete_user(self, user_id: str) -> int:
-        dims = sorted(self._dims)
+        dims = await self.dims()
 
         with self.rows.writing(user_id):
             async with self.db.transaction() as tx:
@@ -939,23 +1091,49 @@ class MemoryStore:
                         "SELECT count(*) FROM memory_items WHERE user_id = $1", [user_id]
                     )
                 )
-                for table in ["memory_items", "memory_links", "memory_entities"] + [
+                for table in ["memory_items", "memory_links", "memory_entities", "memory_terms"] + [
                     f"memory_vectors_{d}" for d in dims
                 ]:
                     await tx.execute(f"DELETE FROM {table} WHERE user_id = $1", [user_id])
         self.rows.drop_user(user_id)
+        self._forget_term_stats(user_id)
+        if self.keywords is not None:
+            self.keywords.drop_user(user_id)
         if self.index is not None:
             self.index.drop_user(user_id)
         return n
 
     async def count_vectors(self, user_id: str, model: str, dim: int) -> int:
-        if dim not in self._dims:
+        if dim not in await self.dims(dim):
             return 0
         row = await self.db.fetchone(
             f"SELECT count(*) FROM memory_vectors_{dim} WHERE user_id = $1 AND model = $2",
             [user_id, model],
         )
         return int(row[0]) if row else 0
+
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+def _hit(user_id: str, memory_id: str, score: float) -> Memory:
+    """A search hit whose row is not read yet: only its id and score are real."""
+    return Memory(
+        memory_id=memory_id,
+        user_id=user_id,
+        tier="",
+        session_id=None,
+        content="",
+        metadata={},
+        importance=0.5,
+        fact_key=None,
+        parent_id=None,
+        source_message_id=None,
+        searchable=True,
+        created_at=_EPOCH,
+        updated_at=_EPOCH,
+        score=score,
+    )
 
 
 def _marks(count: int) -> str:
@@ -978,7 +1156,71 @@ def _item_row(m: Memory) -> tuple[Any, ...]:
         bool(m.searchable),
         m.created_at,
         m.updated_at,
+        m.occurred_at,
     )
+
+
+def _term_rows(
+    memories: Iterable[tuple[str, str, str, str | None, str]],
+) -> tuple[list[tuple[Any, ...]], dict[str, int]]:
+    """``memory_terms`` rows of ``(memory_id, user_id, tier, session_id, content)``, and
+    each memory's length in terms."""
+    rows: list[tuple[Any, ...]] = []
+    lengths: dict[str, int] = {}
+    for memory_id, user_id, tier, session_id, content in memories:
+        counts, length = term_counts(content)
+        lengths[memory_id] = length
+        rows.extend(
+            (user_id, memory_id, term, tf, length, tier, session_id) for term, tf in counts.items()
+        )
+    return rows, lengths
+
+
+def _memory_terms(memories: Iterable[Memory]) -> tuple[list[tuple[Any, ...]], dict[str, int]]:
+    return _term_rows(
+        (m.memory_id, m.user_id, m.tier, m.session_id, _indexed_text(m))
+        for m in memories
+        if m.searchable
+    )
+
+
+def _indexed_text(m: Memory) -> str:
+    """A memory's words for the keyword index: a character's chat turn with the
+    character's name (what a reader sees beside it), everything else its content."""
+    character = m.metadata.get("character") if m.tier == "short_term" else None
+    if isinstance(character, str) and character and m.metadata.get("role") != "user":
+        return f"{character}: {m.content}"
+    return m.content
+
+
+async def _reindex_terms(tx: Transaction, memory: Memory) -> list[tuple[Any, ...]]:
+    """Index a memory's words anew (its text, tier or session changed)."""
+    await tx.execute(
+        "DELETE FROM memory_terms WHERE memory_id = $1 AND user_id = $2",
+        [memory.memory_id, memory.user_id],
+    )
+    term_rows, lengths = _memory_terms([memory])
+    if term_rows:
+        await tx.insert_rows("memory_terms", _TERM_COLUMNS, term_rows)
+    await tx.execute(
+        "UPDATE memory_items SET n_terms = $1 WHERE memory_id = $2 AND user_id = $3",
+        [lengths.get(memory.memory_id), memory.memory_id, memory.user_id],
+    )
+    return term_rows
+
+
+async def _insert_items(tx: Transaction, memories: Sequence[Memory]) -> list[tuple[Any, ...]]:
+    """Rows of ``memory_items`` and, for the searchable ones, their ``memory_terms``
+    (returned, for the keyword index)."""
+    term_rows, lengths = _memory_terms(memories)
+    await tx.insert_rows(
+        "memory_items",
+        [*_ITEM_NAMES, "n_terms"],
+        [(*_item_row(m), lengths.get(m.memory_id)) for m in memories],
+    )
+    if term_rows:
+        await tx.insert_rows("memory_terms", _TERM_COLUMNS, term_rows)
+    return term_rows
 
 
 def _filters(**given: Any) -> tuple[str, list[Any]]:

@@ -1,8 +1,9 @@
 """The five tiers and what happens to each: the memory service the routes, the event
 handlers and the context hook share.
 
-- ``short_term``: each chat turn (user and character), kept per session, the newest
-  ``short_term_turns`` only; mirrored in Redis when configured.
+- ``short_term``: each chat turn (user and character), kept as long as its session; the
+  newest ``short_term_turns`` of a session are its recent turns, mirrored in Redis when
+  configured. Summaries and facts are added beside the turns, never in their place.
 - ``mid_term``: one summary per session, rewritten every ``summary_every_turns`` turns
   from the previous summary plus the new turns; mirrored in Redis with a TTL.
 - ``long_term``: facts about the user; a fact with the key of an existing fact (or a
@@ -29,6 +30,7 @@ import numpy as np
 
 from sdk import Identity, errors
 
+from . import keywords
 from . import links as links_mod
 from .cache import SessionCache
 from .embedders.base import Embedder
@@ -42,6 +44,12 @@ MAX_LINKED_CHUNKS = 50
 # Redis: a chat turn then reads it without a query. Least recently used dropped first.
 SUMMARY_CACHE_SESSIONS = 10_000
 EXTRACT_CHARS = 4000  # what one extraction reads (extract.py)
+SEARCH_MODES = ("hybrid", "semantic", "keyword")
+# Candidates each ranking gives to the fusion (at least; 4 x top_k when more).
+CANDIDATES = 50
+# Weights of the two rankings in hybrid search (reciprocal rank fusion).
+SEMANTIC_WEIGHT = 1.0
+KEYWORD_WEIGHT = 1.0
 
 
 def chunk_text(text: str, size: int, overlap: int) -> list[str]:
@@ -143,6 +151,7 @@ class MemoryService:
         parent_id: str | None = None,
         source_message_id: str | None = None,
         searchable: bool = True,
+        occurred_at: datetime | None = None,
     ) -> Memory:
         now = utcnow()
         return Memory(
@@ -159,6 +168,7 @@ class MemoryService:
             searchable=searchable,
             created_at=now,
             updated_at=now,
+            occurred_at=occurred_at or now,
         )
 
     async def with_related(
@@ -177,10 +187,13 @@ class MemoryService:
         session_id: str | None = None,
         metadata: dict[str, Any] | None = None,
         importance: float = 0.5,
+        occurred_at: datetime | None = None,
     ) -> Memory:
         metadata = dict(metadata or {})
         if tier == "knowledge":
-            return await self._add_document(user_id, content, session_id, metadata, importance)
+            return await self._add_document(
+                user_id, content, session_id, metadata, importance, occurred_at
+            )
         explicit: list[str] = []
         if tier == "associative":
             wanted = metadata.get("related") or []
@@ -202,6 +215,7 @@ class MemoryService:
                 session_id=session_id,
                 metadata=metadata,
                 importance=importance,
+                occurred_at=occurred_at,
             )
             vector = (await self.embed([content]))[0]
             await self.store.insert([memory], vector.reshape(1, -1), self.model)
@@ -214,12 +228,43 @@ class MemoryService:
                     for b in explicit[i + 1 :]
                 ]
                 await self.store.add_links(user_id, pairs)
-            await self._link(memory, vector)
-            if tier == "short_term" and session_id:
-                await self._trim_short_term(user_id, session_id)
+            if tier != "short_term":  # turns are tied by their session, not linked
+                await self._link(memory, vector)
             if tier == "mid_term" and session_id:
                 self._forget_summaries(user_id, session_id)
         return memory
+
+    async def add_many(self, user_id: str, items: list[dict[str, Any]]) -> list[Memory]:
+        """Store several memories (each item: :meth:`add`'s keyword arguments), in order:
+        one embedding call and one transaction for all of them, unless one is a document
+        or an associative note naming related memories (then one by one)."""
+        if any(
+            i["tier"] == "knowledge"
+            or (i["tier"] == "associative" and i["metadata"].get("related"))
+            for i in items
+        ):
+            return [await self.add(user_id, i.pop("content"), **i) for i in items]
+        async with self.lock(user_id):
+            memories = [
+                self._new(
+                    user_id,
+                    i["tier"],
+                    i["content"],
+                    session_id=i.get("session_id"),
+                    metadata=i.get("metadata"),
+                    importance=float(i.get("importance", 0.5)),
+                    occurred_at=i.get("occurred_at"),
+                )
+                for i in items
+            ]
+            vectors = await self.embed([m.content for m in memories])
+            await self.store.insert(memories, vectors, self.model)
+            for memory, vector in zip(memories, vectors, strict=True):
+                if memory.tier != "short_term":
+                    await self._link(memory, vector)
+                if memory.tier == "mid_term" and memory.session_id:
+                    self._forget_summaries(user_id, memory.session_id)
+        return memories
 
     async def _add_document(
         self,
@@ -228,6 +273,7 @@ class MemoryService:
         session_id: str | None,
         metadata: dict[str, Any],
         importance: float,
+        occurred_at: datetime | None = None,
     ) -> Memory:
         size = int(self.config["knowledge_chunk_chars"])
         chunks = chunk_text(content, size, int(self.config["knowledge_chunk_overlap"]))
@@ -240,6 +286,7 @@ class MemoryService:
                     session_id=session_id,
                     metadata={**metadata, "chunks": 1},
                     importance=importance,
+                    occurred_at=occurred_at,
                 )
                 vectors = await self.embed([content])
                 await self.store.insert([doc], vectors, self.model)
@@ -253,6 +300,7 @@ class MemoryService:
                 metadata={**metadata, "chunks": len(chunks)},
                 importance=importance,
                 searchable=False,
+                occurred_at=occurred_at,
             )
             parts = [
                 self._new(
@@ -268,6 +316,7 @@ class MemoryService:
                     },
                     importance=importance,
                     parent_id=doc.memory_id,
+                    occurred_at=occurred_at,
                 )
                 for i, chunk in enumerate(chunks)
             ]
@@ -305,44 +354,103 @@ class MemoryService:
         tiers: list[str] | None = None,
         min_score: float | None = None,
         exclude_session_tiers: tuple[str, list[str]] | None = None,
+        exclude_ids: set[str] | None = None,
+        mode: str = "hybrid",
     ) -> list[Memory]:
-        started = time.perf_counter()
-        vector = (await self.embed([query]))[0]
-        self.search_seconds.labels(phase="embed").observe(time.perf_counter() - started)
-        return await self.search_vector(
-            user_id,
-            vector,
-            top_k=top_k,
-            session_id=session_id,
-            tiers=tiers,
-            min_score=min_score,
-            exclude_session_tiers=exclude_session_tiers,
-        )
+        """The caller's memories that best answer ``query``, best first.
 
-    async def search_vector(
+        ``mode``: ``semantic`` ranks by the cosine of the embeddings (``score`` is the
+        cosine); ``keyword`` by BM25 over the memories' words (``score`` is BM25's);
+        ``hybrid`` fuses both rankings (keywords.fuse; ``score`` is the fused score, 1.0
+        for first place in both, and ``evidence`` gives the cosine and BM25 behind it).
+        ``min_score`` is the least cosine: in hybrid mode a memory below it stays when
+        its words match the query; keyword mode has no cosine to filter.
+        ``exclude_ids``: memories to leave out (the context hook's recent turns).
+        """
+        exclude_ids = exclude_ids or set()
+        pool = max(top_k * 4, CANDIDATES) + len(exclude_ids)
+        filters: dict[str, Any] = {
+            "tiers": tiers,
+            "session_id": session_id,
+            "exclude_session_tiers": exclude_session_tiers,
+        }
+
+        async def semantic() -> list[Memory]:
+            started = time.perf_counter()
+            vector = (await self.embed([query]))[0]
+            self.search_seconds.labels(phase="embed").observe(time.perf_counter() - started)
+            started = time.perf_counter()
+            found = await self.store.search(
+                user_id,
+                vector,
+                self.model,
+                limit=pool,
+                min_score=min_score if mode == "semantic" else None,
+                rows=mode == "semantic",
+                **filters,
+            )
+            self.search_seconds.labels(phase="scan").observe(time.perf_counter() - started)
+            return [m for m in found if m.memory_id not in exclude_ids]
+
+        async def keyword() -> list[tuple[str, float]]:
+            started = time.perf_counter()
+            found = await self.store.keyword_search(
+                user_id, keywords.query_terms(query), limit=pool, **filters
+            )
+            self.search_seconds.labels(phase="keyword").observe(time.perf_counter() - started)
+            return [h for h in found if h[0] not in exclude_ids]
+
+        if mode == "semantic":
+            return rank(await semantic(), top_k)
+        if mode == "keyword":
+            hits = (await keyword())[:top_k]
+            rows = {m.memory_id: m for m in await self.store.get_many(user_id, dict(hits))}
+            out = []
+            for memory_id, score in hits:
+                if memory_id in rows:
+                    memory = rows[memory_id]
+                    memory.score = score
+                    memory.evidence = {"semantic": None, "keyword": score}
+                    out.append(memory)
+            return out
+        dense, sparse = await asyncio.gather(semantic(), keyword())
+        return await self._fused(user_id, dense, sparse, top_k, min_score)
+
+    async def _fused(
         self,
         user_id: str,
-        vector: np.ndarray,
-        *,
-        top_k: int = 5,
-        session_id: str | None = None,
-        tiers: list[str] | None = None,
-        min_score: float | None = None,
-        exclude_session_tiers: tuple[str, list[str]] | None = None,
+        dense: list[Memory],
+        sparse: list[tuple[str, float]],
+        top_k: int,
+        min_score: float | None,
     ) -> list[Memory]:
-        started = time.perf_counter()
-        candidates = await self.store.search(
-            user_id,
-            vector,
-            self.model,
-            limit=max(top_k * 4, 20),
-            tiers=tiers,
-            session_id=session_id,
-            min_score=min_score,
-            exclude_session_tiers=exclude_session_tiers,
+        cosine = {m.memory_id: float(m.score or 0.0) for m in dense}
+        bm25 = dict(sparse)
+        fused = keywords.fuse(
+            [[(m.memory_id, float(m.score or 0.0)) for m in dense], sparse],
+            [SEMANTIC_WEIGHT, KEYWORD_WEIGHT],
         )
-        self.search_seconds.labels(phase="scan").observe(time.perf_counter() - started)
-        return rank(candidates, top_k)
+        if min_score is not None:
+            fused = {
+                k: v for k, v in fused.items() if k in bm25 or cosine.get(k, -2.0) >= min_score
+            }
+        # (the dense hits may be ids and scores only: store.search(rows=False))
+        rows = {m.memory_id: m for m in dense if m.tier}
+        # Rank on what is known before reading rows: only the memories that can still
+        # reach the top are read.
+        best = sorted(fused, key=lambda k: fused[k], reverse=True)[: top_k * 2 + 8]
+        missing = [k for k in best if k not in rows]
+        if missing:
+            rows.update((m.memory_id, m) for m in await self.store.get_many(user_id, missing))
+        found = []
+        for memory_id in best:
+            memory = rows.get(memory_id)
+            if memory is None:
+                continue
+            memory.score = fused[memory_id]
+            memory.evidence = {"semantic": cosine.get(memory_id), "keyword": bm25.get(memory_id)}
+            found.append(memory)
+        return rank(found, top_k, importance=0.02, recency=0.01)
 
     # -- short and mid term: the chat turns -------------------------------------------
     async def record_turn(self, data: dict[str, Any]) -> None:
@@ -363,7 +471,11 @@ class MemoryService:
             ):
                 by_user.setdefault(user_id, []).append(data)
         limit = int(self.config["max_content_chars"])
-        texts = [str(d.get("content")).strip()[:limit] for items in by_user.values() for d in items]
+        texts = [
+            turn_text(d, str(d.get("content")).strip()[:limit])
+            for items in by_user.values()
+            for d in items
+        ]
         vectors: np.ndarray | None = None
         if texts:
             try:
@@ -409,7 +521,10 @@ class MemoryService:
             sessions: dict[str, list[Memory]] = {}
             try:
                 if vectors is None:
-                    vectors = await self.embed([t.content for t in turns], background=True)
+                    vectors = await self.embed(
+                        [turn_text(d, t.content) for d, t in zip(items, turns, strict=True)],
+                        background=True,
+                    )
                 sessions = await self.store.insert_turns(turns, vectors, self.model, keep)
             except Exception:
                 if len(turns) == 1:
@@ -419,7 +534,7 @@ class MemoryService:
                 kept = []
                 for data, turn in zip(items, turns, strict=True):
                     try:
-                        vector = await self.embed([turn.content], background=True)
+                        vector = await self.embed([turn_text(data, turn.content)], background=True)
                         sessions.update(
                             await self.store.insert_turns([turn], vector, self.model, keep)
                         )
@@ -463,16 +578,6 @@ class MemoryService:
                     await self._maybe_summarize(identity, session_id, recent)
                 except Exception:
                     self.log.exception("session summary failed")
-
-    async def _trim_short_term(self, user_id: str, session_id: str) -> list[Memory]:
-        """Keep the newest ``short_term_turns`` turns of the session; returns them."""
-        keep = int(self.config["short_term_turns"])
-        turns = await self.store.list_session(user_id, session_id, "short_term")
-        if len(turns) > keep:
-            await self.store.delete_turns(
-                user_id, [t.memory_id for t in turns[: len(turns) - keep]]
-            )
-        return turns[-keep:]
 
     async def recent_turns(self, user_id: str, session_id: str) -> tuple[list[dict[str, Any]], str]:
         """The session's recent turns and where they came from (``redis`` or ``store``)."""
@@ -865,20 +970,38 @@ class MemoryService:
             total += len(todo)
 
 
-def rank(candidates: list[Memory], top_k: int) -> list[Memory]:
-    """Order by similarity, nudged by importance and recency.
+def rank(
+    candidates: list[Memory], top_k: int, *, importance: float = 0.1, recency: float = 0.05
+) -> list[Memory]:
+    """Order by score, nudged by importance and recency.
 
-    ``rank = cosine + 0.1·(importance − 0.5) + 0.05·exp(−age_days / 30)``: a near tie in
-    meaning goes to the more important, then the more recent memory; a clearly better
-    match always wins. ``score`` stays the cosine similarity (what ``min_score`` filters).
+    ``rank = score + 0.1·(importance − 0.5) + 0.05·exp(−age_days / 30)`` (semantic; the
+    fused score of hybrid search takes 0.02 and 0.01), age counted from when what the
+    memory says happened (``occurred_at``): a near tie in meaning goes to the more
+    important, then the more recent memory; a clearly better match always wins.
+    ``score`` stays what it was (the cosine is what ``min_score`` filters).
     """
     now = utcnow()
 
     def key(m: Memory) -> float:
-        age_days = max(0.0, (now - m.updated_at).total_seconds() / 86400)
-        return (m.score or 0.0) + 0.1 * (m.importance - 0.5) + 0.05 * math.exp(-age_days / 30)
+        age_days = max(0.0, (now - m.happened_at).total_seconds() / 86400)
+        return (
+            (m.score or 0.0)
+            + importance * (m.importance - 0.5)
+            + recency * math.exp(-age_days / 30)
+        )
 
     return sorted(candidates, key=key, reverse=True)[:top_k]
+
+
+def turn_text(data: dict[str, Any], content: str) -> str:
+    """What a chat turn is embedded as: a character's turn with the character's name in
+    front ("Lumina: ..."), as a reader of the conversation would see it; the user's turn
+    as it is. The stored content stays the message itself."""
+    character = data.get("character")
+    if str(data.get("role") or "user") != "user" and isinstance(character, str) and character:
+        return f"{character}: {content}"
+    return content
 
 
 def turn_speaker(memory: Memory) -> str:

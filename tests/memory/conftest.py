@@ -46,14 +46,33 @@ class FakeLLMPlugin(Plugin):
 async def mem(llmmc: Any, request: Any) -> Any:
     """A kernel with only the memory plugin, hashing embedder (fast, no model); every
     test using it runs four times, which must all give the same answers: on DuckDB
-    searching with SQL and through the in-process index (index_min_vectors = 1), and on
-    PostgreSQL scanning the vectors read from it and through the index loaded from it."""
+    searching with SQL (vectors and keywords) and through the in-process indexes
+    (index_min_vectors = 1, keyword postings), and on PostgreSQL scanning the vectors read
+    from it and through the index loaded from it (keywords in SQL on both)."""
     config: dict[str, Any] = {"embedder": "hashing", "redis_url": "none"}
     if request.param.endswith("index"):
         config["index_min_vectors"] = 1
     else:
         config["index_max_mb"] = 0
+        config["keyword_index_mb"] = 0  # (DuckDB: BM25 in SQL too)
     url = ""
     if request.param.startswith("pg"):
         url = fresh_schema_url(request.getfixturevalue("postgres_database"))
     return await llmmc({"plugins": {"enabled": ["memory"], "memory": config}}, database_url=url)
+
+
+@pytest.fixture(params=["duckdb", "pg"])
+def memory_kernel(llmmc: Any, request: Any) -> Any:
+    """``await memory_kernel(**memory_config)``: a kernel with only the memory plugin
+    (hashing embedder, no Redis, plus the given settings) on DuckDB, then on PostgreSQL."""
+
+    async def make(**config: Any) -> Any:
+        url = ""
+        if request.param == "pg":
+            url = fresh_schema_url(request.getfixturevalue("postgres_database"))
+        settings = {"embedder": "hashing", "redis_url": "none", **config}
+        return await llmmc(
+            {"plugins": {"enabled": ["memory"], "memory": settings}}, database_url=url
+        )
+
+    return make

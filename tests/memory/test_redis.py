@@ -67,11 +67,11 @@ async def test_short_and_mid_term_in_redis(llmmc: Any, prefix: str) -> None:
             "turn number 4 about sailing",
         ]
         assert view["summary"]["tier"] == "mid_term"
-        # The summary is archived in DuckDB too.
+        # The summary and every turn are in DuckDB too.
         stats = await (
             await client.get(f"{BASE}/stats", headers=client.auth_headers("alice"))
         ).json()
-        assert stats["tiers"]["mid_term"] == 1 and stats["tiers"]["short_term"] == 3
+        assert stats["tiers"]["mid_term"] == 1 and stats["tiers"]["short_term"] == 5
         # Deleting the session clears its keys; bob's stay.
         await client.delete(f"{BASE}/sessions/s1/all", headers=client.auth_headers("alice"))
         assert await tier_keys(r, prefix) == [f"{prefix}bob:s1:st"]

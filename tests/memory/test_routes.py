@@ -117,7 +117,22 @@ async def test_search_filters_and_ranking(mem: Any) -> None:
     assert [x["tier"] for x in (await r.json())["results"]] == ["knowledge"]
     r = await mem.post(f"{BASE}/search", json={"query": "hiking", "session_id": "s1"}, headers=h)
     assert [x["session_id"] for x in (await r.json())["results"]] == ["s1"]
-    r = await mem.post(f"{BASE}/search", json={"query": "hiking", "min_score": 0.99}, headers=h)
+    r = await mem.post(
+        f"{BASE}/search", json={"query": "hiking", "min_score": 0.99, "mode": "semantic"}, headers=h
+    )
+    assert (await r.json())["results"] == []
+    # Hybrid: below min_score, what has the query's words stays; what has none goes.
+    r = await mem.post(
+        f"{BASE}/search", json={"query": "peanut hiking", "min_score": 0.99}, headers=h
+    )
+    found = (await r.json())["results"]
+    assert sorted(x["content"] for x in found) == [
+        "Hiking boots need waterproofing every season",
+        "The user is allergic to peanuts",
+        "The user loves hiking in the Alps",
+    ]
+    assert all(x["evidence"]["keyword"] > 0 for x in found)
+    r = await mem.post(f"{BASE}/search", json={"query": "mountains", "min_score": 0.99}, headers=h)
     assert (await r.json())["results"] == []
 
 
