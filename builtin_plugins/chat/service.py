@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sdk import EventBus, Health, Identity, LLMProvider, ToolRegistry, errors
@@ -23,10 +24,40 @@ from .graph import ConversationGraph, Emit, Turn
 from .metrics import ChatMetrics
 from .providers.registry import ProviderRegistry
 from .publisher import Publisher
-from .store import MAX_TITLE, ChatStore, Message, new_id
+from .store import MAX_TITLE, ChatStore, Message, iso, new_id, now
 from .turn_taking import TurnTaking
 
 log = logging.getLogger("llmmultichat.chat")
+
+# a resend with the same client_message_id within this time answers with the stored turn
+REPLAY_WINDOW_SECONDS = 24 * 3600
+MAX_CLIENT_MESSAGE_ID = 64
+
+
+def check_client_message_id(value: Any) -> None:
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_CLIENT_MESSAGE_ID:
+        raise errors.ValidationFailed(
+            f"client_message_id must be a string of 1 to {MAX_CLIENT_MESSAGE_ID} characters",
+            errors=[{"path": "/client_message_id", "message": "1 to 64 characters"}],
+        )
+
+
+def turn_in_progress() -> Problem:
+    return errors.Conflict(
+        "a turn with this client_message_id is still running; its replies come with it",
+        code="TURN_IN_PROGRESS",
+    )
+
+
+def reply_public(m: Message) -> dict[str, Any]:
+    return {
+        "message_id": m.message_id,
+        "character": m.character or "",
+        "content": m.content,
+        "created_at": iso(m.created_at),
+        "usage": m.usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        "status": m.status,
+    }
 
 
 def turn_problem(exc: BaseException) -> Problem:
@@ -214,6 +245,18 @@ class ChatService:
                 "the chat plugin is not running", code="PLUGIN_UNAVAILABLE"
             )
 
+    def _check_input(self, text: str, path: str) -> None:
+        if not text.strip():
+            raise errors.ValidationFailed(
+                f"{path} is empty", errors=[{"path": f"/{path}", "message": "empty"}]
+            )
+        limit = self.max_input_chars
+        if len(text) > limit:
+            raise errors.ValidationFailed(
+                f"{path} is longer than {limit} characters",
+                errors=[{"path": f"/{path}", "message": f"longer than {limit} characters"}],
+            )
+
     async def prepare_turn(
         self,
         identity: Identity,
@@ -223,19 +266,18 @@ class ChatService:
         character: str | None,
         emit: Emit | None = None,
         request_id: str = "",
+        client_message_id: str | None = None,
     ) -> tuple[Turn, bool]:
-        """Check the request and load what the graph needs; returns (turn, created)."""
+        """Check the request, load what the graph needs and accept the turn: the user's
+        message is stored before any reply is asked for. Returns (turn, created).
+
+        With ``client_message_id``, a turn the user already sent with that id (within
+        24 hours) is refused with 409 ``TURN_IN_PROGRESS``; call :meth:`replay` first to
+        answer a finished one."""
         self._check_running()
-        if not user_input.strip():
-            raise errors.ValidationFailed(
-                "user_input is empty", errors=[{"path": "/user_input", "message": "empty"}]
-            )
-        limit = self.max_input_chars
-        if len(user_input) > limit:
-            raise errors.ValidationFailed(
-                f"user_input is longer than {limit} characters",
-                errors=[{"path": "/user_input", "message": f"longer than {limit} characters"}],
-            )
+        self._check_input(user_input, "user_input")
+        if client_message_id is not None:
+            check_client_message_id(client_message_id)
         requested = self.requested_character(character)
         created = False
         history: list[Message] = []
@@ -254,6 +296,18 @@ class ChatService:
         recent = [
             m.character for m in history if m.role == "assistant" and m.character and m.content
         ]
+        user_message = Message(
+            message_id=new_id("msg"), session_id=session_id, role="user", content=user_input
+        )
+        if client_message_id is None:
+            await self.store.add_messages(identity.user_id, [user_message])
+        elif not await self.store.accept_turn(
+            identity.user_id, client_message_id, user_message, self._replay_cutoff()
+        ):
+            if created:
+                await self.store.delete_session(identity.user_id, session_id)
+            raise turn_in_progress()
+        await self.publisher.message(identity, user_message)
         turn = Turn(
             identity=identity,
             user_input=user_input,
@@ -262,13 +316,236 @@ class ChatService:
             request_id=request_id,
             history=history,
             recent=recent,
-            user_message=Message(
-                message_id=new_id("msg"), session_id=session_id, role="user", content=user_input
-            ),
+            reply_to=user_message.message_id,
+            client_message_id=client_message_id,
         )
         if emit is not None:
             turn.emit = emit
         return turn, created
+
+    # ---- a resent turn (client_message_id) ------------------------------------------
+    @staticmethod
+    def _replay_cutoff() -> datetime:
+        return datetime.now(UTC) - timedelta(seconds=REPLAY_WINDOW_SECONDS)
+
+    def _stale_after(self) -> float:
+        """Seconds after which a turn still marked running is taken for lost (its process
+        died): the longest a turn can take, with a margin."""
+        cfg = self.config
+        per_reply = float(cfg["request_timeout_seconds"]) * (cfg["max_tool_rounds"] + 1)
+        return per_reply * max(1, cfg["max_speakers"]) + 30.0
+
+    async def replay(
+        self, identity: Identity, client_message_id: str | None
+    ) -> dict[str, Any] | None:
+        """The stored answer of a turn the user already sent with this id (within 24 h):
+        ``{session_id, response, character, timestamp, replies, replayed}``; None when
+        there is none; 409 ``TURN_IN_PROGRESS`` while it still runs."""
+        if client_message_id is None:
+            return None
+        check_client_message_id(client_message_id)
+        self._check_running()
+        found = await self.store.find_turn(
+            identity.user_id, client_message_id, self._replay_cutoff()
+        )
+        if found is None:
+            return None
+        if found["state"] == "running":
+            updated = found["updated_at"]
+            if updated.tzinfo is None:
+                updated = updated.replace(tzinfo=UTC)
+            age = (datetime.now(UTC) - updated).total_seconds()
+            if age < self._stale_after():
+                raise turn_in_progress()
+        replies = await self.store.replies_to(
+            identity.user_id, found["session_id"], found["message_id"]
+        )
+        return self.answer(found["session_id"], [reply_public(m) for m in replies], replayed=True)
+
+    @staticmethod
+    def answer(
+        session_id: str | None, replies: list[dict[str, Any]], *, replayed: bool = False
+    ) -> dict[str, Any]:
+        """The body of ``POST /api/v1/chat`` (and of regenerate, edit and continue)."""
+        first = replies[0] if replies else {"content": "", "character": ""}
+        out = {
+            "session_id": session_id,
+            "response": first["content"],
+            "character": first["character"],
+            "timestamp": iso(now()),
+            "replies": replies,
+        }
+        if replayed:
+            out["replayed"] = True
+        return out
+
+    # ---- regenerate, edit, continue, select ---------------------------------------
+    async def _reply_of(self, identity: Identity, message_id: str) -> Message:
+        found = await self.store.get_message(identity.user_id, message_id)
+        if found is None:
+            raise errors.NotFound("no such message", code="MESSAGE_NOT_FOUND")
+        if found.role != "assistant" or found.tool_calls or found.part_of:
+            raise errors.ValidationFailed(
+                "that message is not a character's reply",
+                code="NOT_A_REPLY",
+                errors=[{"path": "/message_id", "message": "not a reply"}],
+            )
+        return found
+
+    def _speaker(self, character: str | None, fallback: str | None) -> str:
+        requested = self.requested_character(character)
+        if requested is not None:
+            return requested
+        if fallback and fallback in self.characters:
+            return fallback
+        raise errors.ValidationFailed(
+            f"the character {fallback!r} no longer exists; name one in 'character'",
+            code="UNKNOWN_CHARACTER",
+            errors=[{"path": "/character", "message": "name a character"}],
+        )
+
+    def _history_limit(self) -> int:
+        return int(self.config["history_turns"]) * 3
+
+    async def prepare_regenerate(
+        self,
+        identity: Identity,
+        message_id: str,
+        *,
+        character: str | None = None,
+        request_id: str = "",
+    ) -> Turn:
+        """A new reply to the user message a reply answered; the earlier replies stay as
+        its alternatives."""
+        self._check_running()
+        target = await self._reply_of(identity, message_id)
+        uid = identity.user_id
+        user_message = None
+        if target.reply_to:
+            user_message = await self.store.get_message(uid, target.reply_to)
+        if user_message is None:  # a reply stored before replies named their message
+            earlier_msgs = await self.store.before(uid, target, 50)
+            user_message = next((m for m in reversed(earlier_msgs) if m.role == "user"), None)
+        if user_message is None:
+            raise errors.Conflict(
+                "this reply answers no stored user message", code="NOTHING_TO_REGENERATE"
+            )
+        speaker = self._speaker(character, target.character)
+        history = await self.store.before(uid, user_message, self._history_limit())
+        same_turn = await self.store.replies_to(uid, target.session_id, user_message.message_id)
+        earlier = [
+            m
+            for m in same_turn
+            if (m.pos, m.seq) < (target.pos, target.seq) and m.group != target.group
+        ]
+        return Turn(
+            identity=identity,
+            user_input=user_message.content,
+            session_id=target.session_id,
+            requested=speaker,
+            request_id=request_id,
+            history=history,
+            recent=[],
+            reply_to=user_message.message_id,
+            alt_group=target.group,
+            alt_pos=target.pos,
+            earlier=earlier,
+        )
+
+    async def prepare_edit(
+        self, identity: Identity, message_id: str, content: str, *, request_id: str = ""
+    ) -> Turn:
+        """Edit a user message, drop what came after it, and answer it again."""
+        self._check_running()
+        self._check_input(content, "content")
+        uid = identity.user_id
+        found = await self.store.get_message(uid, message_id)
+        if found is None:
+            raise errors.NotFound("no such message", code="MESSAGE_NOT_FOUND")
+        if found.role != "user":
+            raise errors.ValidationFailed(
+                "only a user message can be edited",
+                code="NOT_A_USER_MESSAGE",
+                errors=[{"path": "/message_id", "message": "not a user message"}],
+            )
+        await self.store.edit_and_truncate(uid, found, content)
+        history = await self.store.before(uid, found, self._history_limit())
+        recent = [
+            m.character for m in history if m.role == "assistant" and m.character and m.content
+        ]
+        return Turn(
+            identity=identity,
+            user_input=content,
+            session_id=found.session_id,
+            request_id=request_id,
+            history=history,
+            recent=recent,
+            reply_to=found.message_id,
+        )
+
+    async def prepare_continue(
+        self,
+        identity: Identity,
+        session_id: str,
+        *,
+        character: str | None = None,
+        request_id: str = "",
+    ) -> Turn:
+        """The character goes on from the end of its last reply in the session."""
+        self._check_running()
+        uid = identity.user_id
+        await self.session(uid, session_id)
+        wanted = self.requested_character(character)
+        recent = await self.store.history(uid, session_id, limit=200)
+        target = next(
+            (
+                m
+                for m in reversed(recent)
+                if m.role == "assistant"
+                and not m.tool_calls
+                and not m.part_of
+                and (wanted is None or m.character == wanted)
+            ),
+            None,
+        )
+        if target is None:
+            raise errors.Conflict(
+                "there is no reply to continue" + (f" by {character!r}" if character else ""),
+                code="NOTHING_TO_CONTINUE",
+            )
+        speaker = self._speaker(None, target.character)
+        history = await self.store.before(uid, target, self._history_limit())
+        return Turn(
+            identity=identity,
+            user_input="",
+            session_id=session_id,
+            requested=speaker,
+            request_id=request_id,
+            history=[*history, target],
+            recent=[],
+            reply_to=target.reply_to,
+            continue_of=target,
+        )
+
+    async def select(self, identity: Identity, message_id: str) -> dict[str, Any]:
+        """Make a reply the shown one of its alternatives; the reply as history shows it."""
+        target = await self._reply_of(identity, message_id)
+        await self.store.select_alternative(identity.user_id, target)
+        shown = await self.store.get_message(identity.user_id, message_id)
+        assert shown is not None
+        return shown.public()
+
+    async def export(
+        self, identity: Identity, session_id: str
+    ) -> tuple[dict[str, Any], list[Message]]:
+        session = await self.session(identity.user_id, session_id)
+        messages = await self.store.history(identity.user_id, session_id, limit=1_000_000)
+        return session, messages
+
+    def character_name(self, char_id: str | None) -> str:
+        if char_id and char_id in self.characters:
+            return self.characters[char_id].name
+        return char_id or ""
 
     def prepare_conversation(
         self,
@@ -304,10 +581,25 @@ class ChatService:
         self._check_running()
         assert self.graph is not None
         self.graph.begin(turn)
-        task = asyncio.create_task(self.graph.run(turn))
+        task = asyncio.create_task(self._run(turn))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    async def _run(self, turn: Turn) -> Turn:
+        assert self.graph is not None
+        try:
+            return await self.graph.run(turn)
+        finally:
+            if turn.client_message_id is not None:
+                await asyncio.shield(self._finish(turn))
+
+    async def _finish(self, turn: Turn) -> None:
+        assert turn.client_message_id is not None
+        try:
+            await self.store.finish_turn(turn.identity.user_id, turn.client_message_id, turn.status)
+        except Exception as exc:  # the turn is stored; a stale mark only delays a resend
+            self.log.warning("could not mark a turn finished: %s", exc)
 
     # ---- one-shot completions (the "llm" service) -----------------------------------
     async def complete(
@@ -353,15 +645,15 @@ class ChatService:
     ) -> list[Message]:
         """Messages of a session, oldest first; ``before``: only those before that message."""
         await self.session(user_id, session_id)
-        before_seq = None
+        anchor = None
         if before:
-            before_seq = await self.store.message_seq(user_id, session_id, before)
-            if before_seq is None:
+            anchor = await self.store.get_session_message(user_id, session_id, before)
+            if anchor is None:
                 raise errors.ValidationFailed(
                     "before must be a message_id of this session",
                     errors=[{"path": "/before", "message": "unknown message_id"}],
                 )
-        return await self.store.history(user_id, session_id, limit=limit, before_seq=before_seq)
+        return await self.store.history(user_id, session_id, limit=limit, before=anchor)
 
     async def rename_session(self, user_id: str, session_id: str, title: str) -> dict[str, Any]:
         # one line, as lists show it: runs of whitespace (newlines included) become a space

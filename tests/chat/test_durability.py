@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +132,44 @@ async def test_an_acknowledged_reply_survives_kill_9(database_url: str, tmp_path
             assert ends and set(ends) <= stored
         finally:
             server.stop()
+
+
+async def test_messages_stored_before_migration_2_read_as_complete_replies(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A database written before replies had a status and alternatives: after the
+    migration its messages read in order, as complete, and can be regenerated."""
+    db = open_database({"url": database_url, "pool_size": 2}, tmp_path, "old.duckdb")
+    await db.open()
+    try:
+        await migrate(db, [("chat", MIGRATIONS[:1])])
+        ts = [datetime(2026, 1, 1, 0, 0, i, tzinfo=UTC) for i in range(3)]
+        await db.execute(
+            "INSERT INTO chat_sessions (session_id, user_id, title, created_at, updated_at,"
+            " message_count) VALUES ('ses_old', 'u1', 'old', $1, $1, 2)",
+            [ts[0]],
+        )
+        for i, (mid, role, content) in enumerate(
+            [("msg_q", "user", "question"), ("msg_a", "assistant", "answer")]
+        ):
+            await db.execute(
+                "INSERT INTO chat_messages (message_id, session_id, user_id, seq, role,"
+                " character, content, created_at) VALUES ($1, 'ses_old', 'u1', $2, $3, $4, $5, $6)",
+                [mid, 100 + i, role, "lumina" if role == "assistant" else None, content, ts[i]],
+            )
+        await migrate(db, [("chat", MIGRATIONS)])
+        chat_store = ChatStore(db)
+        msgs = await chat_store.history("u1", "ses_old")
+        assert [(m.content, m.status, m.pos) for m in msgs] == [
+            ("question", "complete", 100),
+            ("answer", "complete", 101),
+        ]
+        assert msgs[1].public()["alternatives"] == ["msg_a"]
+        new = Message(new_id("msg"), "ses_old", "assistant", "better", character="lumina")
+        new.pos, new.alt_group = msgs[1].pos, "msg_a"
+        await chat_store.add_alternative("u1", "ses_old", "msg_a", [new])
+        msgs = await chat_store.history("u1", "ses_old")
+        assert [m.content for m in msgs] == ["question", "better"]
+        assert msgs[1].alternatives == ["msg_a", new.message_id]
+    finally:
+        await db.close()
