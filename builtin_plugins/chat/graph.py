@@ -92,6 +92,8 @@ class Turn:
     partial_prompt_chars: int = 0
     round_streamed: int = 0  # characters streamed by the provider call in progress
     status: str = "complete"
+    # the characters this turn's user can see (and so nominate and hear)
+    characters: dict[str, Character] = field(default_factory=dict)
 
 
 class _TurnHolder:
@@ -227,8 +229,11 @@ class ConversationGraph:
         max_tool_rounds: int,
         memory_max_tokens: int | None,
         metrics: ChatMetrics,
+        names: Callable[[str | None], str] | None = None,
     ) -> None:
+        # every character (a turn uses the ones its user can see: Turn.characters)
         self.characters = characters
+        self.names = names
         self.metrics = metrics
         self.turn_taking = turn_taking
         self.providers = providers
@@ -325,6 +330,12 @@ class ConversationGraph:
         except Exception:
             log.exception("could not store an unfinished reply")
 
+    def _characters(self, turn: Turn) -> dict[str, Character]:
+        return turn.characters or self.characters
+
+    def name_of(self, char_id: str | None) -> str:
+        return self.names(char_id) if self.names is not None else (char_id or "")
+
     # ---- edges ----------------------------------------------------------------------
     # (async, so LangGraph runs them inline instead of in a thread)
     async def _after_route(self, state: State) -> str:
@@ -344,7 +355,7 @@ class ConversationGraph:
     # ---- nodes ----------------------------------------------------------------------
     async def route(self, state: State, config: RunnableConfig) -> State:
         turn = _turn_of(config)
-        speakers = self.turn_taking.choose(
+        speakers = self.turn_taking.among(self._characters(turn)).choose(
             turn.user_input, requested=turn.requested, recent=turn.recent
         )
         if not speakers:
@@ -380,7 +391,8 @@ class ConversationGraph:
 
     async def speak(self, state: State, config: RunnableConfig) -> State:
         turn = _turn_of(config)
-        char = self.characters[state["speakers"][state["index"]]]
+        chars = self._characters(turn)
+        char = chars[state["speakers"][state["index"]]]
         rounds = state.get("rounds", 0)
         working = state.get("working") or []
         text_so_far = state.get("text", "")
@@ -395,7 +407,7 @@ class ConversationGraph:
         turn.round_streamed = 0
         guard = SpeakerGuard(
             [char.name, char.id, *char.aliases],
-            [n for c in self.characters.values() if c.id != char.id for n in (c.name, *c.aliases)]
+            [n for c in chars.values() if c.id != char.id for n in (c.name, *c.aliases)]
             + ["User", "ユーザー"],
         )
         parts: list[str] = []
@@ -467,7 +479,7 @@ class ConversationGraph:
 
     async def tools(self, state: State, config: RunnableConfig) -> State:
         turn = _turn_of(config)
-        char = self.characters[state["speakers"][state["index"]]]
+        char = self._characters(turn)[state["speakers"][state["index"]]]
         calls = state.get("tool_calls") or []
 
         async def run_one(call: dict[str, Any]) -> dict[str, Any]:
@@ -616,7 +628,8 @@ class ConversationGraph:
         ]
 
     def prompt(self, turn: Turn, char: Character) -> list[dict[str, Any]]:
-        others = [c for c in self.characters.values() if c.id != char.id]
+        chars = self._characters(turn)
+        others = [c for c in chars.values() if c.id != char.id]
         system = [char.persona.strip() or f"You are {char.name}."]
         rules = (
             f"You are {char.name} in a group chat with the user"
@@ -631,7 +644,7 @@ class ConversationGraph:
         messages: list[dict[str, Any]] = [{"role": "system", "content": "\n\n".join(system)}]
 
         def other_line(cid: str | None, content: str) -> dict[str, Any]:
-            name = self.characters[cid].name if cid in self.characters else (cid or "Someone")
+            name = chars[cid].name if cid in chars else (self.name_of(cid) or "Someone")
             return {"role": "user", "content": f"[{name} said]: {content}"}
 
         if turn.client_messages is not None:

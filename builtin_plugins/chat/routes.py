@@ -129,6 +129,10 @@ MESSAGE = {
             "alternatives (regenerations), oldest first, this one included; [] otherwise",
         },
         "reply_to": {"type": "string", "description": "the user message a reply answers"},
+        "character_name": {
+            "type": "string",
+            "description": "the character's name (also once the character is deleted)",
+        },
     },
 }
 
@@ -162,7 +166,7 @@ class ChatRoutes:
         self.service = service
 
     async def characters(self, req: Request) -> Any:
-        return self.service.public_characters()
+        return await self.service.public_characters(req.identity)
 
     async def chat(self, req: Request) -> Any:
         identity = req.require_identity()
@@ -370,7 +374,14 @@ class ChatRoutes:
             limit=req.params["limit"],
             before=req.params.get("before"),
         )
-        return {"session_id": session_id, "messages": [m.public() for m in messages]}
+        name = self.service.character_name
+        return {
+            "session_id": session_id,
+            "messages": [
+                {**m.public(), "character_name": name(m.character)} if m.character else m.public()
+                for m in messages
+            ],
+        }
 
     async def sessions(self, req: Request) -> Any:
         identity = req.require_identity()

@@ -19,12 +19,14 @@ from sdk.errors import Problem
 from sdk.hooks import HookCaller
 from sdk.llm import provider_class_problem
 
+from .cards import fill_macros
+from .character_set import CharacterSet
 from .characters import Character, find_character, load_characters
 from .graph import ConversationGraph, Emit, Turn
 from .metrics import ChatMetrics
 from .providers.registry import ProviderRegistry
 from .publisher import Publisher
-from .store import MAX_TITLE, ChatStore, Message, iso, new_id, now
+from .store import MAX_TITLE, CharacterStore, ChatStore, Message, iso, new_id, now
 from .turn_taking import TurnTaking
 
 log = logging.getLogger("llmmultichat.chat")
@@ -79,6 +81,8 @@ class ChatService:
         bus: EventBus,
         logger: logging.Logger,
         metrics: ChatMetrics,
+        character_store: CharacterStore,
+        shared_database: bool = False,
     ) -> None:
         self.config = config
         self.metrics = metrics
@@ -89,7 +93,9 @@ class ChatService:
         self.publisher = Publisher(bus, logger)
         self.default_provider: str = config["default_provider"]
         self.max_input_chars: int = config["max_input_chars"]
-        self.characters: dict[str, Character] = {}
+        self.charset = CharacterSet(
+            character_store, default_provider=self.default_provider, shared=shared_database
+        )
         self.providers: ProviderRegistry | None = None
         self.graph: ConversationGraph | None = None
         self._tasks: set[asyncio.Task[Turn]] = set()
@@ -108,17 +114,19 @@ class ChatService:
             metrics=self.metrics,
         )
         await self.providers.start()
-        self.characters = load_characters(
+        system = load_characters(
             dict(cfg["characters"]),
             await self._registered_characters(),
             self.default_provider,
             self.log,
         )
+        await self.charset.load(system)
         seed = cfg.get("seed")
         self.graph = ConversationGraph(
-            characters=self.characters,
+            characters=system,
+            names=self.charset.name_of,
             turn_taking=TurnTaking(
-                self.characters,
+                system,
                 strategy=cfg["routing"],
                 max_speakers=cfg["max_speakers"],
                 host=cfg.get("host"),
@@ -176,16 +184,15 @@ class ChatService:
             return Health(status="unavailable", detail="not started")
         providers = self.providers.providers
         down = self.providers.unavailable()
-        for name, _ in (
-            p for c in self.characters.values() for p in c.chain(self.default_provider)
-        ):
+        shared = {cid: c for cid, c in self.characters.items() if c.scope != "private"}
+        for name, _ in (p for c in shared.values() for p in c.chain(self.default_provider)):
             if name not in providers:
                 down.setdefault(name, f"no provider {name!r} is configured")
         checks: dict[str, Any] = {"providers": self.providers.checks()}
         problems: list[str] = []
         stranded: list[str] = []
         used: set[str] = set()
-        for c in self.characters.values():
+        for c in shared.values():
             chain = [name for name, _ in c.chain(self.default_provider)]
             used.update(chain)
             working = [name for name in chain if name not in down]
@@ -211,25 +218,41 @@ class ChatService:
         unused = sorted(set(down) - used)
         if unused:
             checks["unused_unavailable_providers"] = unused
-        if not self.characters:
+        if not shared:
             return Health("unavailable", "no character is configured", checks)
-        if len(stranded) == len(self.characters):
+        if len(stranded) == len(shared):
             return Health("unavailable", "; ".join(problems), checks)
         if problems:
             return Health("degraded", "; ".join(problems), checks)
         return Health(status="ok", checks=checks)
 
     # ---- characters -----------------------------------------------------------------
-    def public_characters(self) -> list[dict[str, Any]]:
-        providers = self.providers.providers if self.providers else {}
-        return [c.public(self.default_provider, providers) for c in self.characters.values()]
+    @property
+    def characters(self) -> dict[str, Character]:
+        """Every character in use (of every scope; a user sees :meth:`visible`)."""
+        return self.charset.active
 
-    def requested_character(self, name: str | None) -> str | None:
-        """The id of the character a request names (id, display name or alias); None
-        when it names none; 422 ``UNKNOWN_CHARACTER`` when nobody has that name."""
+    async def visible(self, identity: Identity | None) -> dict[str, Character]:
+        """The characters this caller can see, after making sure the set is current."""
+        await self.charset.fresh()
+        return self.charset.visible(identity.user_id if identity is not None else None)
+
+    def public(self, char: Character) -> dict[str, Any]:
+        providers = self.providers.providers if self.providers else {}
+        return char.public(self.default_provider, providers)
+
+    async def public_characters(self, identity: Identity | None) -> list[dict[str, Any]]:
+        return [self.public(c) for c in (await self.visible(identity)).values()]
+
+    def requested_character(
+        self, name: str | None, visible: dict[str, Character] | None = None
+    ) -> str | None:
+        """The id of the character a request names (id, display name or alias) among
+        those the caller can see; None when it names none; 422 ``UNKNOWN_CHARACTER``
+        when nobody it can see has that name."""
         if not name:
             return None
-        found = find_character(self.characters, name)
+        found = find_character(visible if visible is not None else self.characters, name)
         if found is None:
             raise errors.ValidationFailed(
                 f"unknown character {name!r}",
@@ -278,7 +301,8 @@ class ChatService:
         self._check_input(user_input, "user_input")
         if client_message_id is not None:
             check_client_message_id(client_message_id)
-        requested = self.requested_character(character)
+        visible = await self.visible(identity)
+        requested = self.requested_character(character, visible)
         created = False
         history: list[Message] = []
         if session_id:
@@ -296,6 +320,11 @@ class ChatService:
         recent = [
             m.character for m in history if m.role == "assistant" and m.character and m.content
         ]
+        if created and requested is not None and visible[requested].greeting:
+            # a new conversation with a character that has a greeting starts with it
+            greeting = self._greeting(visible[requested], identity, session_id)
+            await self.store.add_messages(identity.user_id, [greeting])
+            history = [greeting]
         user_message = Message(
             message_id=new_id("msg"), session_id=session_id, role="user", content=user_input
         )
@@ -318,10 +347,22 @@ class ChatService:
             recent=recent,
             reply_to=user_message.message_id,
             client_message_id=client_message_id,
+            characters=visible,
         )
         if emit is not None:
             turn.emit = emit
         return turn, created
+
+    @staticmethod
+    def _greeting(char: Character, identity: Identity, session_id: str) -> Message:
+        return Message(
+            message_id=new_id("msg"),
+            session_id=session_id,
+            role="assistant",
+            content=fill_macros(char.greeting, char.name, identity.username or "User"),
+            character=char.id,
+            usage={"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        )
 
     # ---- a resent turn (client_message_id) ------------------------------------------
     @staticmethod
@@ -392,11 +433,13 @@ class ChatService:
             )
         return found
 
-    def _speaker(self, character: str | None, fallback: str | None) -> str:
-        requested = self.requested_character(character)
+    def _speaker(
+        self, character: str | None, fallback: str | None, visible: dict[str, Character]
+    ) -> str:
+        requested = self.requested_character(character, visible)
         if requested is not None:
             return requested
-        if fallback and fallback in self.characters:
+        if fallback and fallback in visible:
             return fallback
         raise errors.ValidationFailed(
             f"the character {fallback!r} no longer exists; name one in 'character'",
@@ -430,7 +473,8 @@ class ChatService:
             raise errors.Conflict(
                 "this reply answers no stored user message", code="NOTHING_TO_REGENERATE"
             )
-        speaker = self._speaker(character, target.character)
+        visible = await self.visible(identity)
+        speaker = self._speaker(character, target.character, visible)
         history = await self.store.before(uid, user_message, self._history_limit())
         same_turn = await self.store.replies_to(uid, target.session_id, user_message.message_id)
         earlier = [
@@ -450,6 +494,7 @@ class ChatService:
             alt_group=target.group,
             alt_pos=target.pos,
             earlier=earlier,
+            characters=visible,
         )
 
     async def prepare_edit(
@@ -481,6 +526,7 @@ class ChatService:
             history=history,
             recent=recent,
             reply_to=found.message_id,
+            characters=await self.visible(identity),
         )
 
     async def prepare_continue(
@@ -495,7 +541,8 @@ class ChatService:
         self._check_running()
         uid = identity.user_id
         await self.session(uid, session_id)
-        wanted = self.requested_character(character)
+        visible = await self.visible(identity)
+        wanted = self.requested_character(character, visible)
         recent = await self.store.history(uid, session_id, limit=200)
         target = next(
             (
@@ -513,7 +560,7 @@ class ChatService:
                 "there is no reply to continue" + (f" by {character!r}" if character else ""),
                 code="NOTHING_TO_CONTINUE",
             )
-        speaker = self._speaker(None, target.character)
+        speaker = self._speaker(None, target.character, visible)
         history = await self.store.before(uid, target, self._history_limit())
         return Turn(
             identity=identity,
@@ -525,6 +572,7 @@ class ChatService:
             recent=[],
             reply_to=target.reply_to,
             continue_of=target,
+            characters=visible,
         )
 
     async def select(self, identity: Identity, message_id: str) -> dict[str, Any]:
@@ -543,9 +591,8 @@ class ChatService:
         return session, messages
 
     def character_name(self, char_id: str | None) -> str:
-        if char_id and char_id in self.characters:
-            return self.characters[char_id].name
-        return char_id or ""
+        """A character's name, also once it is deleted (its messages keep it)."""
+        return self.charset.name_of(char_id)
 
     def prepare_conversation(
         self,
@@ -554,9 +601,11 @@ class ChatService:
         messages: list[dict[str, str]],
         *,
         request_id: str = "",
+        characters: dict[str, Character] | None = None,
     ) -> Turn:
         """A turn over a conversation the client sends whole (OpenAI-style ``messages``,
-        text only): ``character`` answers its last user message; nothing is stored."""
+        text only): ``character`` (one of ``characters``, those the caller can see)
+        answers its last user message; nothing is stored."""
         user_input = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
         if not user_input.strip():
             raise errors.ValidationFailed(
@@ -574,6 +623,7 @@ class ChatService:
             requested=character,
             request_id=request_id,
             client_messages=messages,
+            characters=characters if characters is not None else {},
         )
 
     def launch(self, turn: Turn) -> asyncio.Task[Turn]:

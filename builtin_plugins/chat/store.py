@@ -79,9 +79,37 @@ MESSAGES_AS_DATA = [
         PRIMARY KEY (user_id, client_message_id)
     )""",
 ]
+# Characters as data: users' (private) and admins' (global) characters, and admins'
+# overrides of the system ones (plugins.toml); their avatars; and a version every change
+# moves, which every instance compares with its own before it uses characters.
+CHARACTERS = [
+    """CREATE TABLE IF NOT EXISTS chat_characters (
+        character_id TEXT PRIMARY KEY,
+        scope TEXT NOT NULL,
+        owner_id TEXT,
+        data TEXT NOT NULL,
+        deleted BOOLEAN NOT NULL DEFAULT false,
+        avatar_version TEXT,
+        created_at TIMESTAMPTZ NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS chat_characters_owner ON chat_characters (owner_id)",
+    """CREATE TABLE IF NOT EXISTS chat_avatars (
+        character_id TEXT PRIMARY KEY,
+        content_type TEXT NOT NULL,
+        image BYTEA NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS chat_versions (
+        name TEXT PRIMARY KEY,
+        version BIGINT NOT NULL
+    )""",
+    "INSERT INTO chat_versions (name, version) VALUES ('characters', 0) ON CONFLICT DO NOTHING",
+]
 MIGRATIONS = [
     Migration(1, "sessions and messages", SCHEMA),
     Migration(2, "message status, alternatives, positions; client message ids", MESSAGES_AS_DATA),
+    Migration(3, "characters, avatars and their version", CHARACTERS),
 ]
 
 STATUSES = ("complete", "stopped", "failed")
@@ -833,3 +861,122 @@ async def recount(tx: Transaction, user_id: str, session_id: str) -> None:
         " WHERE session_id = $1 AND user_id = $2",
         [session_id, user_id, now()],
     )
+
+
+@dataclass(slots=True)
+class CharacterRow:
+    character_id: str
+    scope: str
+    owner_id: str | None
+    data: dict[str, Any]
+    deleted: bool
+    avatar_version: str | None
+
+
+class CharacterStore:
+    """Characters made through the API, admins' overrides of system ones, avatars.
+
+    Every change bumps ``chat_versions.characters`` in the same transaction, so any
+    instance can tell whether the set it holds is current with one read."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def version(self) -> int:
+        value = await self.db.fetchval(
+            "SELECT version FROM chat_versions WHERE name = 'characters'"
+        )
+        return int(value or 0)
+
+    async def load(self) -> tuple[int, list[CharacterRow]]:
+        """The version and every row (deleted ones too: their names stay in history)."""
+        async with self.db.transaction() as tx:
+            version = await tx.fetchval(
+                "SELECT version FROM chat_versions WHERE name = 'characters'"
+            )
+            rows = await tx.fetchall(
+                "SELECT character_id, scope, owner_id, data, deleted, avatar_version"
+                " FROM chat_characters ORDER BY created_at, character_id"
+            )
+        return int(version or 0), [
+            CharacterRow(r[0], r[1], r[2], json.loads(r[3]), bool(r[4]), r[5]) for r in rows
+        ]
+
+    @staticmethod
+    async def _bump(tx: Transaction) -> int:
+        return int(
+            await tx.fetchval(
+                "UPDATE chat_versions SET version = version + 1 WHERE name = 'characters'"
+                " RETURNING version"
+            )
+        )
+
+    async def save(
+        self,
+        character_id: str,
+        *,
+        scope: str,
+        owner_id: str | None,
+        data: dict[str, Any],
+        deleted: bool = False,
+        create: bool = False,
+    ) -> int:
+        """Insert (``create``) or replace a character's row; the new version. A create
+        whose id exists raises (the primary key)."""
+        ts = now()
+        text = json.dumps(data, ensure_ascii=False)
+        async with self.db.transaction() as tx:
+            if create:
+                await tx.execute(
+                    "INSERT INTO chat_characters (character_id, scope, owner_id, data, deleted,"
+                    " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                    [character_id, scope, owner_id, text, deleted, ts],
+                )
+            else:
+                await tx.execute(
+                    "INSERT INTO chat_characters (character_id, scope, owner_id, data, deleted,"
+                    " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)"
+                    " ON CONFLICT (character_id) DO UPDATE SET data = excluded.data,"
+                    " deleted = excluded.deleted, updated_at = excluded.updated_at",
+                    [character_id, scope, owner_id, text, deleted, ts],
+                )
+            return await self._bump(tx)
+
+    async def set_avatar(self, character_id: str, content_type: str, image: bytes) -> int:
+        ts = now()
+        version = uuid.uuid4().hex[:16]
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO chat_avatars (character_id, content_type, image, updated_at)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT (character_id) DO UPDATE SET"
+                " content_type = excluded.content_type, image = excluded.image,"
+                " updated_at = excluded.updated_at",
+                [character_id, content_type, image, ts],
+            )
+            await tx.execute(
+                "UPDATE chat_characters SET avatar_version = $1, updated_at = $2"
+                " WHERE character_id = $3",
+                [version, ts, character_id],
+            )
+            return await self._bump(tx)
+
+    async def avatar(self, character_id: str) -> tuple[str, bytes] | None:
+        row = await self.db.fetchone(
+            "SELECT content_type, image FROM chat_avatars WHERE character_id = $1",
+            [character_id],
+        )
+        return (row[0], bytes(row[1])) if row else None
+
+    async def erase_owner(self, owner_id: str) -> int:
+        """A deleted user's private characters and their avatars; the new version."""
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "DELETE FROM chat_avatars WHERE character_id IN (SELECT character_id FROM"
+                " chat_characters WHERE owner_id = $1 AND scope = 'private')",
+                [owner_id],
+            )
+            await tx.execute(
+                "DELETE FROM chat_characters WHERE owner_id = $1 AND scope = 'private'",
+                [owner_id],
+            )
+            return await self._bump(tx)
