@@ -303,6 +303,18 @@ class ChatService:
             check_client_message_id(client_message_id)
         visible = await self.visible(identity)
         requested = self.requested_character(character, visible)
+        if client_message_id is not None:
+            resumed = await self._resume_lost(
+                identity,
+                client_message_id,
+                requested=requested,
+                visible=visible,
+                request_id=request_id,
+            )
+            if resumed is not None:
+                if emit is not None:
+                    resumed.emit = emit
+                return resumed, False
         created = False
         history: list[Message] = []
         if session_id:
@@ -374,7 +386,7 @@ class ChatService:
         died): the longest a turn can take, with a margin."""
         cfg = self.config
         per_reply = float(cfg["request_timeout_seconds"]) * (cfg["max_tool_rounds"] + 1)
-        return per_reply * max(1, cfg["max_speakers"]) + 30.0
+        return per_reply * max(1, cfg["max_speakers"]) + 5.0
 
     async def replay(
         self, identity: Identity, client_message_id: str | None
@@ -391,17 +403,56 @@ class ChatService:
         )
         if found is None:
             return None
-        if found["state"] == "running":
-            updated = found["updated_at"]
-            if updated.tzinfo is None:
-                updated = updated.replace(tzinfo=UTC)
-            age = (datetime.now(UTC) - updated).total_seconds()
-            if age < self._stale_after():
-                raise turn_in_progress()
+        if found["state"] == "running" and not self._lost(found):
+            raise turn_in_progress()
         replies = await self.store.replies_to(
             identity.user_id, found["session_id"], found["message_id"]
         )
+        if not replies and found["state"] == "running":
+            return None  # lost before any reply: prepare_turn answers the stored message
         return self.answer(found["session_id"], [reply_public(m) for m in replies], replayed=True)
+
+    def _lost(self, found: dict[str, Any]) -> bool:
+        """A turn still marked running long after it could have ended: its process died."""
+        updated = found["updated_at"]
+        if updated.tzinfo is None:
+            updated = updated.replace(tzinfo=UTC)
+        return (datetime.now(UTC) - updated).total_seconds() >= self._stale_after()
+
+    async def _resume_lost(
+        self,
+        identity: Identity,
+        client_message_id: str,
+        *,
+        requested: str | None,
+        visible: dict[str, Character],
+        request_id: str,
+    ) -> Turn | None:
+        """A resent turn whose process died before any reply (kill -9 mid-reply): its
+        stored user message is answered now, once (the first resend claims it)."""
+        uid = identity.user_id
+        found = await self.store.find_turn(uid, client_message_id, self._replay_cutoff())
+        if found is None or found["state"] != "running" or not self._lost(found):
+            return None
+        if not await self.store.claim_turn(uid, client_message_id, found["updated_at"]):
+            raise turn_in_progress()
+        message = await self.store.get_message(uid, found["message_id"])
+        if message is None:  # its session was deleted meanwhile
+            await self.store.finish_turn(uid, client_message_id, "failed")
+            raise errors.NotFound("no such session", code="SESSION_NOT_FOUND")
+        history = await self.store.before(uid, message, self._history_limit())
+        return Turn(
+            identity=identity,
+            user_input=message.content,
+            session_id=message.session_id,
+            requested=requested,
+            request_id=request_id,
+            history=history,
+            recent=[m.character for m in history if m.role == "assistant" and m.character],
+            reply_to=message.message_id,
+            client_message_id=client_message_id,
+            characters=visible,
+        )
 
     @staticmethod
     def answer(

@@ -729,12 +729,29 @@ class ChatStore:
             "updated_at": row[4],
         }
 
+    async def claim_turn(self, user_id: str, client_message_id: str, seen: datetime) -> bool:
+        """Take over a lost turn: True for the one caller that moved it on from ``seen``
+        (through the writer: DuckDB refuses concurrent updates of one row)."""
+
+        async def write(tx: Transaction) -> bool:
+            row = await tx.fetchone(
+                "UPDATE chat_turns SET updated_at = $1 WHERE user_id = $2"
+                " AND client_message_id = $3 AND updated_at = $4 RETURNING client_message_id",
+                [now(), user_id, client_message_id, seen],
+            )
+            return row is not None
+
+        return bool(await self.run_tx(write))
+
     async def finish_turn(self, user_id: str, client_message_id: str, state: str) -> None:
-        await self.db.execute(
-            "UPDATE chat_turns SET state = $1, updated_at = $2"
-            " WHERE user_id = $3 AND client_message_id = $4",
-            [state, now(), user_id, client_message_id],
-        )
+        async def write(tx: Transaction) -> None:
+            await tx.execute(
+                "UPDATE chat_turns SET state = $1, updated_at = $2"
+                " WHERE user_id = $3 AND client_message_id = $4",
+                [state, now(), user_id, client_message_id],
+            )
+
+        await self.run_tx(write)
 
 
 def _message_row(user_id: str, m: Message) -> list[Any]:
@@ -881,6 +898,9 @@ class CharacterStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # one change at a time from this process: every change updates the version row,
+        # and DuckDB refuses a second transaction updating a row another has updated
+        self._lock = asyncio.Lock()
 
     async def version(self) -> int:
         value = await self.db.fetchval(
@@ -925,7 +945,7 @@ class CharacterStore:
         whose id exists raises (the primary key)."""
         ts = now()
         text = json.dumps(data, ensure_ascii=False)
-        async with self.db.transaction() as tx:
+        async with self._lock, self.db.transaction() as tx:
             if create:
                 await tx.execute(
                     "INSERT INTO chat_characters (character_id, scope, owner_id, data, deleted,"
@@ -945,7 +965,7 @@ class CharacterStore:
     async def set_avatar(self, character_id: str, content_type: str, image: bytes) -> int:
         ts = now()
         version = uuid.uuid4().hex[:16]
-        async with self.db.transaction() as tx:
+        async with self._lock, self.db.transaction() as tx:
             await tx.execute(
                 "INSERT INTO chat_avatars (character_id, content_type, image, updated_at)"
                 " VALUES ($1, $2, $3, $4) ON CONFLICT (character_id) DO UPDATE SET"
@@ -969,7 +989,7 @@ class CharacterStore:
 
     async def erase_owner(self, owner_id: str) -> int:
         """A deleted user's private characters and their avatars; the new version."""
-        async with self.db.transaction() as tx:
+        async with self._lock, self.db.transaction() as tx:
             await tx.execute(
                 "DELETE FROM chat_avatars WHERE character_id IN (SELECT character_id FROM"
                 " chat_characters WHERE owner_id = $1 AND scope = 'private')",

@@ -173,3 +173,62 @@ async def test_messages_stored_before_migration_2_read_as_complete_replies(
         assert msgs[1].alternatives == ["msg_a", new.message_id]
     finally:
         await db.close()
+
+
+async def test_a_crash_mid_reply_keeps_the_users_message_and_a_resend_answers_it_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    """kill -9 while a reply streams: the user's message was stored when the turn was
+    accepted; a resend with the same client_message_id is 409 while the turn could still
+    be running, then answers the stored message, once."""
+    async with FakeOpenAI() as fake:
+        config = server_config(fake.url, database_url, tmp_path / "data")
+        config["plugins"]["chat"].update(request_timeout_seconds=1, max_tool_rounds=0)
+        server = ServerProcess(config, tmp_path)
+        await start(server)
+        try:
+            async with aiohttp.ClientSession() as http:
+                body = {"username": "kim", "email": "kim@example.com", "password": PASSWORD}
+                async with http.post(server.url + "/api/v1/auth/register", json=body) as r:
+                    headers = {"Authorization": f"Bearer {(await r.json())['access_token']}"}
+                fake.queue(" ".join(f"w{i}" for i in range(50)), chunk_delay=0.1)
+                turn = {"user_input": "remember me", "client_message_id": "crash-1"}
+                async with http.post(
+                    server.url + "/api/v1/chat/stream", json=turn, headers=headers
+                ) as r:
+                    async for line in r.content:
+                        if line.startswith(b"event: chunk"):
+                            break
+                    kill(server)
+                await start(server)
+                async with http.get(server.url + "/api/v1/chat/sessions", headers=headers) as r:
+                    sid = (await r.json())["sessions"][0]["session_id"]
+                async with http.get(
+                    f"{server.url}/api/v1/chat/history/{sid}", headers=headers
+                ) as r:
+                    assert [m["content"] for m in (await r.json())["messages"]] == ["remember me"]
+                async with http.post(server.url + "/api/v1/chat", json=turn, headers=headers) as r:
+                    assert r.status == 409 and (await r.json())["code"] == "TURN_IN_PROGRESS"
+                await asyncio.sleep(6.5)  # the turn is taken for lost (timeout 1 s + 5 s)
+                fake.queue("Remembered.")
+                answers = await asyncio.gather(
+                    *(
+                        http.post(server.url + "/api/v1/chat", json=turn, headers=headers)
+                        for _ in range(3)
+                    )
+                )
+                statuses = sorted(a.status for a in answers)
+                bodies = [await a.json() for a in answers]
+                for a in answers:
+                    a.release()
+                async with http.get(
+                    f"{server.url}/api/v1/chat/history/{sid}", headers=headers
+                ) as r:
+                    history = (await r.json())["messages"]
+            assert statuses[0] == 200 and set(statuses) <= {200, 409}
+            answered = [b for b in bodies if b.get("response") == "Remembered."]
+            assert len(answered) == 1 and answered[0]["session_id"] == sid
+            assert [m["content"] for m in history] == ["remember me", "Remembered."]
+            assert len(fake.requests) == 2  # the killed reply and the one answer
+        finally:
+            server.stop()
