@@ -205,7 +205,7 @@ def character_routes(api: CharacterAPI) -> list[Route]:
             "PUT",
             f"{item}/avatar",
             h.put_avatar,
-            request_schema=None,
+            request_schema=IMAGE_BODY,
             status=204,
             summary="Set a character's picture (PNG, JPEG or WebP, at most 1 MiB)",
             description='Body: `{"image": "<base64>"}` (a `data:` URL works too). The '
@@ -213,7 +213,7 @@ def character_routes(api: CharacterAPI) -> list[Route]:
             "character's `avatar_url` changes.",
             tags=TAGS,
             operation_id="chat_character_avatar_put",
-            responses={**not_found, **admin_only, 413: "Over 1 MiB"},
+            responses={**not_found, **admin_only, 413: "Over 1 MiB", 422: "Not an image"},
         ),
         Route(
             "GET",
@@ -233,6 +233,10 @@ def character_routes(api: CharacterAPI) -> list[Route]:
             "POST",
             f"{PREFIX}/import",
             h.import_card,
+            request_schema={
+                "type": "object",
+                "description": 'a Character Card V2, or {"png": "<base64 PNG card>"}',
+            },
             query_schema={
                 "type": "object",
                 "properties": {"scope": {"enum": ["private", "global"], "default": "private"}},
@@ -245,7 +249,7 @@ def character_routes(api: CharacterAPI) -> list[Route]:
             "the avatar). A malformed card is 422 INVALID_CARD.",
             tags=TAGS,
             operation_id="chat_character_import",
-            responses={409: "A name or alias is taken", **admin_only},
+            responses={409: "A name or alias is taken", 422: "Malformed card", **admin_only},
         ),
         Route(
             "GET",

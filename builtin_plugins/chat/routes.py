@@ -390,6 +390,12 @@ class ChatRoutes:
         )
         return {"sessions": sessions}
 
+    async def new_session(self, req: Request) -> Any:
+        identity = req.require_identity()
+        body = req.body or {}
+        created = await self.service.new_session(identity, body.get("character"), body.get("title"))
+        return Response(created, status=201)
+
     async def session(self, req: Request) -> Any:
         identity = req.require_identity()
         return await self.service.session(identity.user_id, req.match_info["session_id"])
@@ -503,6 +509,33 @@ def chat_routes(service: ChatService) -> list[Route]:
             tags=TAGS,
             operation_id="chat_sessions",
             responses={422: "A query parameter is out of range"},
+        ),
+        Route(
+            "POST",
+            f"{PREFIX}/sessions",
+            h.new_session,
+            request_schema={
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "character": {"type": ["string", "null"], "maxLength": 200},
+                    "title": {"type": ["string", "null"], "maxLength": 1000},
+                },
+            },
+            response_schema={
+                **SESSION,
+                "properties": {
+                    **SESSION["properties"],
+                    "messages": {"type": "array", "items": MESSAGE},
+                },
+            },
+            status=201,
+            summary="Start a conversation (with a character: its greeting opens it)",
+            description="`messages` holds the greeting when `character` has one; send the "
+            "user's first message with this `session_id`.",
+            tags=TAGS,
+            operation_id="chat_session_create",
+            responses={422: "Unknown character"},
         ),
         Route(
             "GET",

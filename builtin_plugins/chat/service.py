@@ -31,6 +31,9 @@ from .turn_taking import TurnTaking
 
 log = logging.getLogger("llmmultichat.chat")
 
+# the provider recorded for a character's greeting (said, not generated)
+GREETING = "greeting"
+
 # a resend with the same client_message_id within this time answers with the stored turn
 REPLAY_WINDOW_SECONDS = 24 * 3600
 MAX_CLIENT_MESSAGE_ID = 64
@@ -329,14 +332,26 @@ class ChatService:
             session = await self.store.create_session(identity.user_id, user_input[:80])
             session_id = session["session_id"]
             created = True
-        recent = [
-            m.character for m in history if m.role == "assistant" and m.character and m.content
-        ]
         if created and requested is not None and visible[requested].greeting:
             # a new conversation with a character that has a greeting starts with it
             greeting = self._greeting(visible[requested], identity, session_id)
             await self.store.add_messages(identity.user_id, [greeting])
             history = [greeting]
+        recent = [
+            m.character
+            for m in history
+            if m.role == "assistant" and m.character and m.content and m.provider != GREETING
+        ]
+        last = next((m for m in reversed(history) if m.role == "assistant"), None)
+        if (
+            requested is None
+            and last is not None
+            and last.provider == GREETING
+            and last.character in visible
+            and self.graph is not None
+            and not self.graph.turn_taking.among(visible).named(user_input)
+        ):
+            requested = last.character  # the answer to a greeting goes to who greeted
         user_message = Message(
             message_id=new_id("msg"), session_id=session_id, role="user", content=user_input
         )
@@ -374,6 +389,7 @@ class ChatService:
             content=fill_macros(char.greeting, char.name, identity.username or "User"),
             character=char.id,
             usage={"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            provider=GREETING,
         )
 
     # ---- a resent turn (client_message_id) ------------------------------------------
@@ -737,6 +753,25 @@ class ChatService:
         if found is None:
             raise errors.NotFound("no such session", code="SESSION_NOT_FOUND")
         return found
+
+    async def new_session(
+        self, identity: Identity, character: str | None, title: str | None
+    ) -> dict[str, Any]:
+        """An empty session; with ``character``, one its greeting (if it has one) opens."""
+        self._check_running()
+        visible = await self.visible(identity)
+        requested = self.requested_character(character, visible)
+        clean = " ".join((title or "").split())[:MAX_TITLE]
+        if not clean and requested is not None:
+            clean = visible[requested].name
+        session = await self.store.create_session(identity.user_id, clean)
+        messages: list[Message] = []
+        if requested is not None and visible[requested].greeting:
+            greeting = self._greeting(visible[requested], identity, session["session_id"])
+            await self.store.add_messages(identity.user_id, [greeting])
+            messages.append(greeting)
+        found = await self.session(identity.user_id, session["session_id"])
+        return {**found, "messages": [m.public() for m in messages]}
 
     async def sessions(self, user_id: str, limit: int, offset: int) -> list[dict[str, Any]]:
         return await self.store.list_sessions(user_id, limit, offset)

@@ -402,3 +402,29 @@ async def test_malformed_cards_are_422_never_500(llmmc, database_url):
         r = await client.post("/api/v1/chat/characters/import", json=[1], headers=h)
         assert r.status == 422
         assert len(await ids(client, h)) == 4  # the three and the one good card
+
+
+async def test_a_conversation_begun_with_a_character_opens_with_its_greeting(llmmc, database_url):
+    async with FakeOpenAI() as fake:
+        client = await llmmc(chat_config(fake.url), database_url=database_url)
+        h = client.auth_headers("u1")
+        kai = await make(client, h, name="Kai", greeting="Hey {{user}}, I'm {{char}}!")
+        r = await client.post("/api/v1/chat/sessions", json={"character": "Kai"}, headers=h)
+        assert r.status == 201, await r.text()
+        session = await r.json()
+        assert session["title"] == "Kai" and session["message_count"] == 1
+        assert [(m["character"], m["content"]) for m in session["messages"]] == [
+            (kai["id"], "Hey u1, I'm Kai!")
+        ]
+        # the answer to a greeting goes to who greeted (unless someone else is named)
+        fake.queue("Nice to meet you.")
+        r = await client.post(
+            "/api/v1/chat",
+            json={"user_input": "hello!", "session_id": session["session_id"]},
+            headers=h,
+        )
+        assert (await r.json())["character"] == kai["id"]
+        r = await client.post("/api/v1/chat/sessions", json={"character": "nobody"}, headers=h)
+        assert r.status == 422
+        r = await client.post("/api/v1/chat/sessions", json={}, headers=h)
+        assert r.status == 201 and (await r.json())["messages"] == []
