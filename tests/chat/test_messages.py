@@ -415,3 +415,46 @@ async def test_usage_and_quota_count_every_generation(llmmc, database_url):
         )
         assert r.status == 429
         assert len(fake.requests) == 4
+
+
+async def test_two_instances_share_alternatives_and_resends(llmmc, postgres_database):
+    """Two instances on one PostgreSQL database: a reply made on one is regenerated and
+    selected on the other, and a resend to the other while the turn runs is 409."""
+    from kernel.testing import fresh_schema_url
+
+    url = fresh_schema_url(postgres_database)
+    async with FakeOpenAI() as fake:
+        a = await llmmc(chat_config(fake.url), database_url=url)
+        b = await llmmc(chat_config(fake.url), database_url=url)
+        h = a.auth_headers("u1")
+        fake.queue("from A")
+        body = await chat(a, h, user_input="hi", client_message_id="two-1")
+        sid, first = body["session_id"], body["replies"][0]["message_id"]
+        again = await chat(b, h, user_input="hi", client_message_id="two-1")
+        assert again["replayed"] is True and again["response"] == "from A"
+        fake.queue("from B")
+        r = await b.post(f"/api/v1/chat/messages/{first}/regenerate", json={}, headers=h)
+        assert (await r.json())["response"] == "from B"
+        msgs = await history(a, sid, h)
+        assert msgs[1]["content"] == "from B" and msgs[1]["alternatives"][0] == first
+        r = await a.post(f"/api/v1/chat/messages/{first}/select", headers=h)
+        assert (await history(b, sid, h))[1]["content"] == "from A"
+        fake.queue(" ".join(f"w{i}" for i in range(30)), chunk_delay=0.05)
+        running = asyncio.create_task(
+            a.post(
+                "/api/v1/chat",
+                json={"user_input": "slow", "session_id": sid, "client_message_id": "two-2"},
+                headers=h,
+            )
+        )
+        async with asyncio.timeout(5):
+            while len(fake.requests) < 3:  # noqa: ASYNC110 (the fake has no event to wait on)
+                await asyncio.sleep(0.02)
+        r = await b.post(
+            "/api/v1/chat",
+            json={"user_input": "slow", "session_id": sid, "client_message_id": "two-2"},
+            headers=h,
+        )
+        assert r.status == 409 and (await r.json())["code"] == "TURN_IN_PROGRESS"
+        assert (await running).status == 200
+        assert len(fake.requests) == 3
