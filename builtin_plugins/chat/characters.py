@@ -103,6 +103,8 @@ CHARACTER_SCHEMA: dict[str, Any] = {
             "default": True,
         },
         "enabled": {"type": "boolean", "default": True},
+        "greeting": {"type": "string", "description": "said first in a new conversation"},
+        "alternate_greetings": {"type": "array", "items": {"type": "string"}},
     },
     "additionalProperties": False,
 }
@@ -142,6 +144,12 @@ class Character:
     max_tokens: int | None = None
     tools: bool | list[str] = True
     source: str = "config"
+    scope: str = "system"  # system (plugins.toml or a plugin) | global | private
+    owner_id: str | None = None
+    greeting: str = ""  # said first in a new conversation with this character
+    alternate_greetings: list[str] = field(default_factory=list)
+    card: dict[str, Any] = field(default_factory=dict)  # a Character Card's own fields
+    avatar_version: str | None = None
     _name_patterns: list[re.Pattern[str]] = field(default_factory=list, repr=False)
     _keyword_patterns: list[re.Pattern[str]] = field(default_factory=list, repr=False)
 
@@ -174,6 +182,16 @@ class Character:
             return self.tools
         return name in self.tools
 
+    def visible_to(self, user_id: str | None) -> bool:
+        return self.scope != "private" or (user_id is not None and self.owner_id == user_id)
+
+    @property
+    def avatar_url(self) -> str | None:
+        if not self.avatar_version:
+            return None
+        # a new picture is a new URL, so the old one may be cached for a year
+        return f"/api/v1/chat/characters/{self.id}/avatar?v={self.avatar_version}"
+
     def public(self, default_provider: str, providers: dict[str, Any]) -> dict[str, Any]:
         provider_name = self.provider or default_provider
         provider = providers.get(provider_name)
@@ -185,7 +203,40 @@ class Character:
             "provider": provider_name,
             "model": model,
             "aliases": list(self.aliases),
+            "persona": self.persona,
+            "avatar_url": self.avatar_url,
+            "tools": self.tools if isinstance(self.tools, bool) else list(self.tools),
+            "talkativeness": self.talkativeness,
+            "keywords": list(self.keywords),
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "greeting": self.greeting,
+            "alternate_greetings": list(self.alternate_greetings),
+            "scope": self.scope,
+            "owner_id": self.owner_id,
         }
+
+    def fields(self) -> dict[str, Any]:
+        """What is stored of a character (its table in plugins.toml, plus card fields)."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "aliases": list(self.aliases),
+            "description": self.description,
+            "provider": self.provider,
+            "persona": self.persona,
+            "keywords": list(self.keywords),
+            "talkativeness": self.talkativeness,
+            "tools": self.tools if isinstance(self.tools, bool) else list(self.tools),
+            "fallback": list(self.fallback),
+            "greeting": self.greeting,
+            "alternate_greetings": list(self.alternate_greetings),
+        }
+        for key in ("model", "temperature", "max_tokens"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.card:
+            out["card"] = self.card
+        return out
 
 
 def build_character(
@@ -208,6 +259,9 @@ def build_character(
         max_tokens=raw.get("max_tokens"),
         tools=raw.get("tools", True),
         source=source,
+        greeting=str(raw.get("greeting") or ""),
+        alternate_greetings=[str(g) for g in raw.get("alternate_greetings") or []],
+        card=dict(raw.get("card") or {}),
     )
 
 
@@ -237,11 +291,12 @@ def load_characters(
 
 
 def find_character(characters: dict[str, Character], name: str) -> Character | None:
-    """The character with this id, or with this display name or alias (any case)."""
+    """The character with this id, or with this display name or alias (any case or
+    width)."""
     if name in characters:
         return characters[name]
-    wanted = name.casefold()
+    wanted = normalize(name)
     for char in characters.values():
-        if wanted in (n.casefold() for n in (char.name, *char.aliases)):
+        if wanted in (normalize(n) for n in (char.name, *char.aliases)):
             return char
     return None

@@ -40,6 +40,11 @@ log = logging.getLogger("llmmultichat.chat")
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
 
+CONTINUE_INSTRUCTION = (
+    "(Continue your last reply exactly where it stopped, as its next words. Do not repeat "
+    "anything you already wrote and do not start over.)"
+)
+
 
 async def _no_emit(event: dict[str, Any]) -> None:
     return None
@@ -70,6 +75,25 @@ class Turn:
     current_usage: Usage = field(default_factory=Usage)
     current_provider: str = ""
     current_model: str = ""
+    # the user message the replies answer (stored when the turn was accepted)
+    reply_to: str | None = None
+    client_message_id: str | None = None
+    # regenerate: the group of alternatives the reply joins and the place it takes
+    alt_group: str | None = None
+    alt_pos: int = 0
+    # replies of the same turn before the one regenerated (the speaker saw them)
+    earlier: list[Message] = field(default_factory=list)
+    # continue: the reply that grows
+    continue_of: Message | None = None
+    # the speaker now streaming and the text it has streamed so far (kept when the turn
+    # is stopped or fails)
+    speaking: str | None = None
+    partial: list[str] = field(default_factory=list)
+    partial_prompt_chars: int = 0
+    round_streamed: int = 0  # characters streamed by the provider call in progress
+    status: str = "complete"
+    # the characters this turn's user can see (and so nominate and hear)
+    characters: dict[str, Character] = field(default_factory=dict)
 
 
 class _TurnHolder:
@@ -172,6 +196,18 @@ class SpeakerGuard:
         return text
 
 
+def _public(reply: Message, usage: Usage) -> dict[str, Any]:
+    """A reply as chat answers show it (``usage``: this generation's)."""
+    return {
+        "message_id": reply.message_id,
+        "character": reply.character or "",
+        "content": reply.content,
+        "created_at": iso(reply.created_at),
+        "usage": usage.to_dict(),
+        "status": reply.status,
+    }
+
+
 def _tool_result_text(result: Any) -> str:
     return json.dumps(result, ensure_ascii=False, default=str)[:16000]
 
@@ -193,8 +229,11 @@ class ConversationGraph:
         max_tool_rounds: int,
         memory_max_tokens: int | None,
         metrics: ChatMetrics,
+        names: Callable[[str | None], str] | None = None,
     ) -> None:
+        # every character (a turn uses the ones its user can see: Turn.characters)
         self.characters = characters
+        self.names = names
         self.metrics = metrics
         self.turn_taking = turn_taking
         self.providers = providers
@@ -241,11 +280,61 @@ class ConversationGraph:
                 },
                 config={"configurable": {"turn": holder}, "recursion_limit": 200},
             )
+        except asyncio.CancelledError:
+            turn.status = "stopped"
+            await asyncio.shield(self._keep_unfinished(turn, "stopped"))
+            raise
+        except Exception:
+            turn.status = "failed"
+            await asyncio.shield(self._keep_unfinished(turn, "failed"))
+            raise
         finally:
             holder.turn = None
             if turn.memory_task is not None and not turn.memory_task.done():
                 turn.memory_task.cancel()  # no speaker, or the turn was cancelled
         return turn
+
+    async def _keep_unfinished(self, turn: Turn, status: str) -> None:
+        """A turn stopped or failed while a character was speaking: its reply is stored
+        with what it had streamed and ``status``, and the generation counts as usage
+        (estimated from the text when the upstream never said)."""
+        char_id, turn.speaking = turn.speaking, None
+        if char_id is None:
+            return
+        text = "".join(turn.partial)
+        usage = turn.current_usage
+        if status == "stopped" or turn.round_streamed:
+            # the cut stream never reported its usage: count an estimate (4 chars a token)
+            cut = Usage(
+                prompt_tokens=max(1, turn.partial_prompt_chars // 4),
+                completion_tokens=(turn.round_streamed + 3) // 4,
+                estimated=True,
+            )
+            usage.add(cut)
+            try:
+                await self.publisher.usage(
+                    turn.identity,
+                    cut,
+                    provider=turn.current_provider,
+                    model=turn.current_model,
+                    character=char_id,
+                )
+            except Exception:  # usage is best effort here: the reply is what matters
+                log.warning("could not count the usage of an unfinished reply")
+        if turn.session_id is None:
+            return
+        try:
+            reply = self._reply_message(turn, char_id, text, usage, status)
+            await self._store_reply(turn, reply)
+            turn.replies.append(_public(reply, usage))
+        except Exception:
+            log.exception("could not store an unfinished reply")
+
+    def _characters(self, turn: Turn) -> dict[str, Character]:
+        return turn.characters or self.characters
+
+    def name_of(self, char_id: str | None) -> str:
+        return self.names(char_id) if self.names is not None else (char_id or "")
 
     # ---- edges ----------------------------------------------------------------------
     # (async, so LangGraph runs them inline instead of in a thread)
@@ -266,7 +355,7 @@ class ConversationGraph:
     # ---- nodes ----------------------------------------------------------------------
     async def route(self, state: State, config: RunnableConfig) -> State:
         turn = _turn_of(config)
-        speakers = self.turn_taking.choose(
+        speakers = self.turn_taking.among(self._characters(turn)).choose(
             turn.user_input, requested=turn.requested, recent=turn.recent
         )
         if not speakers:
@@ -302,18 +391,23 @@ class ConversationGraph:
 
     async def speak(self, state: State, config: RunnableConfig) -> State:
         turn = _turn_of(config)
-        char = self.characters[state["speakers"][state["index"]]]
+        chars = self._characters(turn)
+        char = chars[state["speakers"][state["index"]]]
         rounds = state.get("rounds", 0)
         working = state.get("working") or []
         text_so_far = state.get("text", "")
         await self._take_memory(turn)
         if rounds == 0:
+            turn.speaking = char.id
+            turn.partial = [turn.continue_of.content] if turn.continue_of is not None else []
             await turn.emit({"type": "start", "character": char.id})
         tools = self.tools_for(char) if rounds < self.max_tool_rounds else None
         messages = self.prompt(turn, char) + working
+        turn.partial_prompt_chars = sum(len(str(m.get("content") or "")) for m in messages)
+        turn.round_streamed = 0
         guard = SpeakerGuard(
             [char.name, char.id, *char.aliases],
-            [n for c in self.characters.values() if c.id != char.id for n in (c.name, *c.aliases)]
+            [n for c in chars.values() if c.id != char.id for n in (c.name, *c.aliases)]
             + ["User", "ユーザー"],
         )
         parts: list[str] = []
@@ -329,12 +423,14 @@ class ConversationGraph:
         ):
             provider_name, model = provider.name, used_model
             if event.type == "delta":
+                turn.round_streamed += len(event.text)
                 # a broken upstream may send lone surrogates: no store or socket takes them
                 piece = guard.feed(repair_text(event.text))
                 if piece and not parts and text_so_far and not text_so_far[-1].isspace():
                     piece = "\n\n" + piece  # text after a tool round starts a new paragraph
                 if piece:
                     parts.append(piece)
+                    turn.partial.append(piece)
                     await turn.emit({"type": "chunk", "character": char.id, "delta": piece})
             elif event.type == "tool_call" and event.tool_call is not None:
                 calls.append(event.tool_call)
@@ -345,8 +441,10 @@ class ConversationGraph:
             tail = "\n\n" + tail
         if tail:
             parts.append(tail)
+            turn.partial.append(tail)
             await turn.emit({"type": "chunk", "character": char.id, "delta": tail})
         usage = usage or Usage()
+        turn.round_streamed = 0
         turn.usage.add(usage)
         turn.current_usage.add(usage)
         await self.publisher.usage(
@@ -368,6 +466,7 @@ class ConversationGraph:
                         tool_calls=call_dicts,
                         provider=provider_name,
                         model=model,
+                        reply_to=turn.reply_to,
                     )
                 )
             return {
@@ -380,7 +479,7 @@ class ConversationGraph:
 
     async def tools(self, state: State, config: RunnableConfig) -> State:
         turn = _turn_of(config)
-        char = self.characters[state["speakers"][state["index"]]]
+        char = self._characters(turn)[state["speakers"][state["index"]]]
         calls = state.get("tool_calls") or []
 
         async def run_one(call: dict[str, Any]) -> dict[str, Any]:
@@ -431,16 +530,27 @@ class ConversationGraph:
                         character=char.id,
                         tool_call_id=call["id"],
                         tool_name=call["function"]["name"],
+                        reply_to=turn.reply_to,
                     )
                 )
         return {"working": working, "tool_calls": []}
 
-    async def persist(self, state: State, config: RunnableConfig) -> State:
-        turn = _turn_of(config)
-        char_id = state["speakers"][state["index"]]
-        text = state.get("text", "")
-        usage, turn.current_usage = turn.current_usage, Usage()
-        reply = Message(
+    def _reply_message(
+        self, turn: Turn, char_id: str, text: str, usage: Usage, status: str
+    ) -> Message:
+        if turn.continue_of is not None:
+            grown = turn.continue_of
+            old = grown.usage or {}
+            before = Usage(
+                prompt_tokens=int(old.get("prompt_tokens", 0)),
+                completion_tokens=int(old.get("completion_tokens", 0)),
+            )
+            before.add(usage)
+            grown.content = text
+            grown.status = status
+            grown.usage = before.to_dict()
+            return grown
+        return Message(
             message_id=new_id("msg"),
             session_id=turn.session_id or "",
             role="assistant",
@@ -450,27 +560,45 @@ class ConversationGraph:
             provider=turn.current_provider or None,
             model=turn.current_model or None,
             created_at=now(),
+            status=status,
+            reply_to=turn.reply_to,
         )
+
+    async def _store_reply(self, turn: Turn, reply: Message) -> None:
+        """Store a reply with the tool rounds that led to it (a regenerated one as the
+        shown alternative of its group; a continued one in place)."""
+        assert turn.session_id is not None
+        user_id = turn.identity.user_id
+        rounds, turn.pending_store = turn.pending_store, []
+        if turn.continue_of is not None:
+            await self.store.update_reply(user_id, reply)
+            return
+        group = turn.alt_group or reply.message_id
+        reply.alt_group = group
+        for m in rounds:
+            m.part_of = reply.message_id
+            m.alt_group = group
+        if turn.alt_group is not None:
+            for m in [*rounds, reply]:
+                m.pos = turn.alt_pos
+                m.seq = 0
+            await self.store.add_alternative(user_id, turn.session_id, group, [*rounds, reply])
+        else:
+            await self.store.add_messages(user_id, [*rounds, reply])
+        await self.publisher.message(turn.identity, reply)
+
+    async def persist(self, state: State, config: RunnableConfig) -> State:
+        turn = _turn_of(config)
+        char_id = state["speakers"][state["index"]]
+        text = state.get("text", "")
+        usage, turn.current_usage = turn.current_usage, Usage()
+        if turn.continue_of is not None:
+            text = turn.continue_of.content + text
+        reply = self._reply_message(turn, char_id, text, usage, "complete")
         if turn.session_id is not None:
-            batch = []
-            if turn.user_message is not None:
-                batch.append(turn.user_message)
-            batch.extend(turn.pending_store)
-            batch.append(reply)
-            await self.store.add_messages(turn.identity.user_id, batch)
-            turn.pending_store = []
-            if turn.user_message is not None:
-                await self.publisher.message(turn.identity, turn.user_message)
-                turn.user_message = None
-            await self.publisher.message(turn.identity, reply)
-        public = {
-            "message_id": reply.message_id,
-            "character": char_id,
-            "content": text,
-            "created_at": iso(reply.created_at),
-            "usage": usage.to_dict(),
-        }
-        turn.replies.append(public)
+            await self._store_reply(turn, reply)
+        turn.speaking = None
+        turn.replies.append(_public(reply, usage))
         self.metrics.turns.labels(
             provider=turn.current_provider or "", model=turn.current_model or ""
         ).inc()
@@ -500,7 +628,8 @@ class ConversationGraph:
         ]
 
     def prompt(self, turn: Turn, char: Character) -> list[dict[str, Any]]:
-        others = [c for c in self.characters.values() if c.id != char.id]
+        chars = self._characters(turn)
+        others = [c for c in chars.values() if c.id != char.id]
         system = [char.persona.strip() or f"You are {char.name}."]
         rules = (
             f"You are {char.name} in a group chat with the user"
@@ -515,7 +644,7 @@ class ConversationGraph:
         messages: list[dict[str, Any]] = [{"role": "system", "content": "\n\n".join(system)}]
 
         def other_line(cid: str | None, content: str) -> dict[str, Any]:
-            name = self.characters[cid].name if cid in self.characters else (cid or "Someone")
+            name = chars[cid].name if cid in chars else (self.name_of(cid) or "Someone")
             return {"role": "user", "content": f"[{name} said]: {content}"}
 
         if turn.client_messages is not None:
@@ -533,7 +662,13 @@ class ConversationGraph:
                         messages.append({"role": "assistant", "content": m.content})
                     else:
                         messages.append(other_line(m.character, m.content))
-            messages.append({"role": "user", "content": turn.user_input})
+            if turn.continue_of is not None:
+                messages.append({"role": "user", "content": CONTINUE_INSTRUCTION})
+            else:
+                messages.append({"role": "user", "content": turn.user_input})
+                for m in turn.earlier:  # replies of this turn before the regenerated one
+                    if m.content and m.character != char.id:
+                        messages.append(other_line(m.character, m.content))
         for reply in turn.replies:
             if reply["character"] != char.id and reply["content"]:
                 messages.append(other_line(reply["character"], reply["content"]))

@@ -122,9 +122,9 @@ class OpenAIDoor:
     def __init__(self, service: ChatService) -> None:
         self.service = service
 
-    def _character(self, model: str) -> str:
+    def _character(self, model: str, visible: dict[str, Any]) -> str:
         char_id = model.split(":", 1)[1] if model.startswith("character:") else model
-        if char_id not in self.service.characters:
+        if char_id not in visible:
             raise errors.NotFound(
                 f"The model {model!r} does not exist; use one of GET /v1/models",
                 code="MODEL_NOT_FOUND",
@@ -132,6 +132,7 @@ class OpenAIDoor:
         return char_id
 
     async def models(self, req: Request) -> Any:
+        visible = await self.service.visible(req.require_identity())
         return {
             "object": "list",
             "data": [
@@ -143,14 +144,15 @@ class OpenAIDoor:
                     "name": c.name,
                     "description": c.description,
                 }
-                for c in self.service.characters.values()
+                for c in visible.values()
             ],
         }
 
     async def completions(self, req: Request) -> Any:
         identity = req.require_identity()
         body = req.body or {}
-        char_id = self._character(body["model"])
+        visible = await self.service.visible(identity)
+        char_id = self._character(body["model"], visible)
         messages = [
             {
                 "role": "system" if m["role"] == "developer" else m["role"],
@@ -159,7 +161,7 @@ class OpenAIDoor:
             for m in body["messages"]
         ]
         turn = self.service.prepare_conversation(
-            identity, char_id, messages, request_id=req.request_id
+            identity, char_id, messages, request_id=req.request_id, characters=visible
         )
         completion_id = "chatcmpl-" + uuid.uuid4().hex
         created = int(time.time())

@@ -21,13 +21,15 @@ from sdk import (
     services,
 )
 
+from .character_api import CHARACTERS_CHANGED, CharacterAPI
+from .character_routes import character_routes
 from .characters import CHARACTER_SCHEMA, DEFAULT_CHARACTERS
 from .metrics import ChatMetrics
 from .openai_compat import openai_routes
 from .providers import BUILTIN_PROVIDERS
 from .routes import chat_routes
 from .service import ChatService
-from .store import MIGRATIONS, ChatStore
+from .store import MIGRATIONS, CharacterStore, ChatStore
 from .turn_taking import STRATEGIES
 from .websocket import WebSocketHub, websocket_routes
 
@@ -136,7 +138,11 @@ class ChatPlugin(Plugin):
             bus=context.bus,
             logger=self.log,
             metrics=metrics,
+            character_store=CharacterStore(context.database),
+            # other processes may change characters: check the stored version before use
+            shared_database=context.database.engine == "postgresql",
         )
+        self.character_api = CharacterAPI(self.service)
         self.websockets = WebSocketHub(
             self.service,
             metrics=metrics,
@@ -155,6 +161,8 @@ class ChatPlugin(Plugin):
         self.websockets.open()
         bus = self.context.bus
         self._unsubscribe.append(bus.subscribe(events.USER_DELETED, self._user_deleted))
+        # a character changed on another instance: reload now (each use checks anyway)
+        self._unsubscribe.append(bus.subscribe(CHARACTERS_CHANGED, self._characters_changed))
         # logout, password change, disabling, deletion (here or on another instance)
         for topic in credentials.TOPICS:
             self._unsubscribe.append(bus.subscribe(topic, self.websockets.on_credentials_event))
@@ -177,7 +185,15 @@ class ChatPlugin(Plugin):
         user_id = str(event.data.get("user_id") or "")
         if user_id:
             removed = await self.service.delete_user(user_id)
+            await self.character_api.erase_user(user_id)
             self.log.info("erased %d chat sessions of a deleted user", removed)
+
+    async def _characters_changed(self, event: events.Event) -> None:
+        if event.data.get("version") != self.service.charset.version:
+            try:
+                await self.service.charset.reload()
+            except Exception as exc:  # the next use checks the version again
+                self.log.warning("could not reload characters: %s", exc)
 
     # ---- hooks ----------------------------------------------------------------------
     @hookimpl
@@ -188,6 +204,7 @@ class ChatPlugin(Plugin):
     def register_routes(self) -> list[Route]:
         return [
             *chat_routes(self.service),
+            *character_routes(self.character_api),
             *websocket_routes(self.websockets),
             *openai_routes(self.service),
         ]

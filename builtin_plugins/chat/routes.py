@@ -10,11 +10,21 @@ from aiohttp import web
 
 from sdk import Request, Response, Route
 
+from .export import export_markdown
+from .graph import Turn
 from .service import ChatService, turn_problem
 from .store import MAX_TITLE, iso, now
 
 PREFIX = "/api/v1/chat"
 TAGS = ["chat"]
+
+CLIENT_MESSAGE_ID = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 64,
+    "description": "the client's id of this message: a resend with the same id within 24 h "
+    "starts no second turn and answers with the stored one (409 TURN_IN_PROGRESS while it runs)",
+}
 
 CHAT_REQUEST = {
     "type": "object",
@@ -23,7 +33,26 @@ CHAT_REQUEST = {
         "user_input": {"type": "string", "minLength": 1},
         "session_id": {"type": ["string", "null"], "maxLength": 200},
         "character": {"type": ["string", "null"], "maxLength": 200},
+        "client_message_id": CLIENT_MESSAGE_ID,
     },
+}
+
+CHARACTER_CHOICE = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"character": {"type": ["string", "null"], "maxLength": 200}},
+}
+
+EDIT_REQUEST = {
+    "type": "object",
+    "required": ["content"],
+    "additionalProperties": False,
+    "properties": {"content": {"type": "string", "minLength": 1}},
+}
+
+STATUS = {
+    "enum": ["complete", "stopped", "failed"],
+    "description": "stopped: cancelled; failed: the upstream failed. Both keep the streamed text",
 }
 
 USAGE = {
@@ -44,6 +73,7 @@ REPLY = {
         "content": {"type": "string"},
         "created_at": {"type": "string", "format": "date-time"},
         "usage": USAGE,
+        "status": STATUS,
     },
 }
 
@@ -56,6 +86,10 @@ CHAT_RESPONSE = {
         "character": {"type": "string"},
         "timestamp": {"type": "string", "format": "date-time"},
         "replies": {"type": "array", "items": REPLY},
+        "replayed": {
+            "type": "boolean",
+            "description": "true: a resent client_message_id; these are the stored replies",
+        },
     },
 }
 
@@ -87,6 +121,18 @@ MESSAGE = {
         "tool_calls": {"type": "array", "items": {"type": "object"}},
         "tool_call_id": {"type": "string"},
         "tool_name": {"type": ["string", "null"]},
+        "status": STATUS,
+        "alternatives": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "a reply: the message_ids of every reply in its group of "
+            "alternatives (regenerations), oldest first, this one included; [] otherwise",
+        },
+        "reply_to": {"type": "string", "description": "the user message a reply answers"},
+        "character_name": {
+            "type": "string",
+            "description": "the character's name (also once the character is deleted)",
+        },
     },
 }
 
@@ -120,46 +166,51 @@ class ChatRoutes:
         self.service = service
 
     async def characters(self, req: Request) -> Any:
-        return self.service.public_characters()
+        return await self.service.public_characters(req.identity)
 
     async def chat(self, req: Request) -> Any:
         identity = req.require_identity()
         body = req.body or {}
+        replay = await self.service.replay(identity, body.get("client_message_id"))
+        if replay is not None:
+            return replay
         turn, _created = await self.service.prepare_turn(
             identity,
             body["user_input"],
             session_id=body.get("session_id"),
             character=body.get("character"),
             request_id=req.request_id,
+            client_message_id=body.get("client_message_id"),
         )
-        task = self.service.launch(turn)
-        await asyncio.shield(task)
-        first = turn.replies[0] if turn.replies else {"content": "", "character": ""}
-        return {
-            "session_id": turn.session_id,
-            "response": first["content"],
-            "character": first["character"],
-            "timestamp": iso(now()),
-            "replies": turn.replies,
-        }
+        return await self._answer(req, turn)
 
     async def stream(self, req: Request) -> web.StreamResponse:
         identity = req.require_identity()
         body = req.body or {}
-        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-
-        async def emit(event: dict[str, Any]) -> None:
-            queue.put_nowait(event)
-
+        replay = await self.service.replay(identity, body.get("client_message_id"))
+        if replay is not None:
+            return await self._replay_sse(req, replay)
         turn, _created = await self.service.prepare_turn(
             identity,
             body["user_input"],
             session_id=body.get("session_id"),
             character=body.get("character"),
-            emit=emit,
             request_id=req.request_id,
+            client_message_id=body.get("client_message_id"),
         )
-        resp = web.StreamResponse(
+        return await self._sse(req, turn)
+
+    async def _answer(self, req: Request, turn: Turn) -> Any:
+        """Run a turn: its replies as JSON, or as Server-Sent Events when the client asks
+        for ``text/event-stream``."""
+        if "text/event-stream" in req.headers.get("Accept", ""):
+            return await self._sse(req, turn)
+        task = self.service.launch(turn)
+        await asyncio.shield(task)
+        return self.service.answer(turn.session_id, turn.replies)
+
+    def _sse_response(self, req: Request) -> web.StreamResponse:
+        return web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream; charset=utf-8",
                 "Cache-Control": "no-cache",
@@ -167,9 +218,46 @@ class ChatRoutes:
                 **req.response_headers,  # X-Request-ID, RateLimit-*
             }
         )
+
+    async def _replay_sse(self, req: Request, answer: dict[str, Any]) -> web.StreamResponse:
+        """A stored turn, as the stream that delivered it would have."""
+        resp = self._sse_response(req)
         await resp.prepare(req.raw)
+        sid = answer["session_id"]
+        for reply in answer["replies"]:
+            character = reply["character"]
+            await resp.write(sse_frame("start", {"session_id": sid, "character": character}))
+            if reply["content"]:
+                await resp.write(
+                    sse_frame("chunk", {"character": character, "delta": reply["content"]})
+                )
+            await resp.write(
+                sse_frame(
+                    "end",
+                    {
+                        "character": character,
+                        "message_id": reply["message_id"],
+                        "usage": reply["usage"],
+                        "status": reply["status"],
+                    },
+                )
+            )
+        await resp.write(sse_frame("done", {"session_id": sid, "replayed": True}))
+        await resp.write_eof()
+        return resp
+
+    async def _sse(self, req: Request, turn: Turn) -> web.StreamResponse:
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        async def emit(event: dict[str, Any]) -> None:
+            queue.put_nowait(event)
+
+        turn.emit = emit
+        # launched first: the turn is accepted, so it runs even if the client is gone
         task = self.service.launch(turn)
         task.add_done_callback(lambda _t: queue.put_nowait(None))
+        resp = self._sse_response(req)
+        await resp.prepare(req.raw)
         connected = True
 
         async def send(event: str, data: dict[str, Any]) -> None:
@@ -214,6 +302,69 @@ class ChatRoutes:
                 pass
         return resp
 
+    # ---- messages as data ------------------------------------------------------------
+    async def regenerate(self, req: Request) -> Any:
+        identity = req.require_identity()
+        body = req.body or {}
+        turn = await self.service.prepare_regenerate(
+            identity,
+            req.match_info["message_id"],
+            character=body.get("character"),
+            request_id=req.request_id,
+        )
+        return await self._answer(req, turn)
+
+    async def edit(self, req: Request) -> Any:
+        identity = req.require_identity()
+        turn = await self.service.prepare_edit(
+            identity, req.match_info["message_id"], req.body["content"], request_id=req.request_id
+        )
+        return await self._answer(req, turn)
+
+    async def continue_(self, req: Request) -> Any:
+        identity = req.require_identity()
+        body = req.body or {}
+        turn = await self.service.prepare_continue(
+            identity,
+            req.match_info["session_id"],
+            character=body.get("character"),
+            request_id=req.request_id,
+        )
+        return await self._answer(req, turn)
+
+    async def select(self, req: Request) -> Any:
+        identity = req.require_identity()
+        return await self.service.select(identity, req.match_info["message_id"])
+
+    async def export(self, req: Request) -> Any:
+        identity = req.require_identity()
+        session, messages = await self.service.export(identity, req.match_info["session_id"])
+        fmt = req.params["format"]
+        stem = f"chat-{session['session_id']}"
+        if fmt == "markdown":
+            return web.Response(
+                text=export_markdown(session, messages, self.service.character_name),
+                content_type="text/markdown",
+                charset="utf-8",
+                headers={
+                    "Content-Disposition": f'attachment; filename="{stem}.md"',
+                    **req.response_headers,
+                },
+            )
+        return Response(
+            {
+                "session": session,
+                "exported_at": iso(now()),
+                "messages": [
+                    {**m.public(), "character_name": self.service.character_name(m.character)}
+                    if m.character
+                    else m.public()
+                    for m in messages
+                ],
+            },
+            headers={"Content-Disposition": f'attachment; filename="{stem}.json"'},
+        )
+
     async def history(self, req: Request) -> Any:
         identity = req.require_identity()
         session_id = req.match_info["session_id"]
@@ -223,7 +374,14 @@ class ChatRoutes:
             limit=req.params["limit"],
             before=req.params.get("before"),
         )
-        return {"session_id": session_id, "messages": [m.public() for m in messages]}
+        name = self.service.character_name
+        return {
+            "session_id": session_id,
+            "messages": [
+                {**m.public(), "character_name": name(m.character)} if m.character else m.public()
+                for m in messages
+            ],
+        }
 
     async def sessions(self, req: Request) -> Any:
         identity = req.require_identity()
@@ -231,6 +389,12 @@ class ChatRoutes:
             identity.user_id, req.params["limit"], req.params["offset"]
         )
         return {"sessions": sessions}
+
+    async def new_session(self, req: Request) -> Any:
+        identity = req.require_identity()
+        body = req.body or {}
+        created = await self.service.new_session(identity, body.get("character"), body.get("title"))
+        return Response(created, status=201)
 
     async def session(self, req: Request) -> Any:
         identity = req.require_identity()
@@ -347,6 +511,33 @@ def chat_routes(service: ChatService) -> list[Route]:
             responses={422: "A query parameter is out of range"},
         ),
         Route(
+            "POST",
+            f"{PREFIX}/sessions",
+            h.new_session,
+            request_schema={
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "character": {"type": ["string", "null"], "maxLength": 200},
+                    "title": {"type": ["string", "null"], "maxLength": 1000},
+                },
+            },
+            response_schema={
+                **SESSION,
+                "properties": {
+                    **SESSION["properties"],
+                    "messages": {"type": "array", "items": MESSAGE},
+                },
+            },
+            status=201,
+            summary="Start a conversation (with a character: its greeting opens it)",
+            description="`messages` holds the greeting when `character` has one; send the "
+            "user's first message with this `session_id`.",
+            tags=TAGS,
+            operation_id="chat_session_create",
+            responses={422: "Unknown character"},
+        ),
+        Route(
             "GET",
             f"{PREFIX}/sessions/{{session_id}}",
             h.session,
@@ -367,6 +558,74 @@ def chat_routes(service: ChatService) -> list[Route]:
             f"1 to {MAX_TITLE} characters. The session's place in the list does not change.",
             tags=TAGS,
             operation_id="chat_session_rename",
+            responses=not_found,
+        ),
+        Route(
+            "POST",
+            f"{PREFIX}/messages/{{message_id}}/regenerate",
+            h.regenerate,
+            rate_limit="chat",
+            request_schema=CHARACTER_CHOICE,
+            response_schema=CHAT_RESPONSE,
+            summary="A new reply in place of a reply; the earlier ones stay as alternatives",
+            description="Answers the same user message again (by `character`, else by the "
+            "same character). The new reply is shown; history lists the group in "
+            "`alternatives`. Same answer as `POST /api/v1/chat`; with `Accept: "
+            "text/event-stream` the reply streams with the events of `/chat/stream`.",
+            tags=TAGS,
+            operation_id="chat_message_regenerate",
+            responses={404: "No such message (or not yours)", **upstream},
+        ),
+        Route(
+            "POST",
+            f"{PREFIX}/messages/{{message_id}}/select",
+            h.select,
+            response_schema=MESSAGE,
+            summary="Show this reply of its group of alternatives",
+            tags=TAGS,
+            operation_id="chat_message_select",
+            responses={404: "No such message (or not yours)"},
+        ),
+        Route(
+            "PATCH",
+            f"{PREFIX}/messages/{{message_id}}",
+            h.edit,
+            rate_limit="chat",
+            request_schema=EDIT_REQUEST,
+            response_schema=CHAT_RESPONSE,
+            summary="Edit a user message and have it answered again",
+            description="What came after the message in its session is removed. Same answer "
+            "as `POST /api/v1/chat` (or SSE with `Accept: text/event-stream`).",
+            tags=TAGS,
+            operation_id="chat_message_edit",
+            responses={404: "No such message (or not yours)", **upstream},
+        ),
+        Route(
+            "POST",
+            f"{PREFIX}/sessions/{{session_id}}/continue",
+            h.continue_,
+            rate_limit="chat",
+            request_schema=CHARACTER_CHOICE,
+            response_schema=CHAT_RESPONSE,
+            summary="The character goes on from the end of its last reply",
+            description="The session's last reply (of `character` if given) grows; the "
+            "answer's reply has the whole text and this generation's usage. 409 "
+            "NOTHING_TO_CONTINUE when there is no such reply.",
+            tags=TAGS,
+            operation_id="chat_session_continue",
+            responses={**not_found, 409: "No reply to continue", **upstream},
+        ),
+        Route(
+            "GET",
+            f"{PREFIX}/sessions/{{session_id}}/export",
+            h.export,
+            query_schema={
+                "type": "object",
+                "properties": {"format": {"enum": ["json", "markdown"], "default": "json"}},
+            },
+            summary="The whole session as JSON or Markdown (shown replies)",
+            tags=TAGS,
+            operation_id="chat_session_export",
             responses=not_found,
         ),
         Route(

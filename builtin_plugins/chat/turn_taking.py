@@ -38,8 +38,22 @@ class TurnTaking:
         self.characters = characters
         self.strategy = strategy
         self.max_speakers = max(1, max_speakers)
+        self.configured_host = host
         self.host = host if host in characters else next(iter(characters), None)
         self.rng = rng or random.Random()
+
+    def among(self, characters: dict[str, Character]) -> TurnTaking:
+        """The same rules over another set of characters (those one user can see), with
+        the same dice."""
+        if characters is self.characters:
+            return self
+        return TurnTaking(
+            characters,
+            strategy=self.strategy,
+            max_speakers=self.max_speakers,
+            host=self.configured_host,
+            rng=self.rng,
+        )
 
     def named(self, text: str) -> list[str]:
         """Characters mentioned in ``text``, in order of first mention."""

@@ -1,8 +1,16 @@
 """WebSocket ``/ws/chat``.
 
 Client → server: ``{"type": "auth", "token"}``, ``{"type": "chat", "message",
-"session_id"?, "character"?, "request_id"?, "token"?}``, ``{"type": "cancel",
-"request_id"}``, ``{"type": "ping"}``.
+"session_id"?, "character"?, "request_id"?, "client_message_id"?, "token"?}``,
+``{"type": "regenerate", "message_id", "character"?, "request_id"?}`` (a new reply in
+place of that reply, streamed like a chat message), ``{"type": "cancel", "request_id"}``,
+``{"type": "ping"}``.
+
+A chat message whose ``client_message_id`` the user already sent within 24 hours starts no
+second turn: its stored replies come back as ``start``/``chunk``/``complete`` frames
+(``complete`` has ``replayed: true``), or an ``error`` with code ``TURN_IN_PROGRESS``
+while that turn still runs. A cancelled reply is stored with status ``stopped`` and the
+text streamed so far.
 
 Server → client: ``{"type": "auth_ok", "user_id"}``, ``{"type": "start", "request_id",
 "session_id", "character"}``, ``{"type": "chunk", "request_id", "character", "data"}``,
@@ -265,7 +273,7 @@ class Connection:
             assert self.identity is not None
             await self.send({"type": "auth_ok", "user_id": self.identity.user_id})
             return None
-        if kind == "chat":
+        if kind in ("chat", "regenerate"):
             return await self.handle_chat(data)
         if kind == "cancel":
             if self.identity is None:
@@ -309,10 +317,18 @@ class Connection:
         if self.identity is None:
             await self.error("AUTH_REQUIRED", "authenticate first", request_id)
             return await self._unauthenticated_close()
+        kind = data["type"]
         message = data.get("message")
         session_id = data.get("session_id")
         character = data.get("character")
-        if not isinstance(message, str) or not message.strip():
+        client_message_id = data.get("client_message_id")
+        message_id = data.get("message_id")
+        if kind == "regenerate":
+            if not isinstance(message_id, str) or not 0 < len(message_id) <= 200:
+                return await self.error(
+                    "BAD_MESSAGE", "'message_id' must name the reply to regenerate", request_id
+                )
+        elif not isinstance(message, str) or not message.strip():
             return await self.error(
                 "BAD_MESSAGE", "'message' must be a non-empty string", request_id
             )
@@ -320,6 +336,12 @@ class Connection:
             return await self.error("BAD_MESSAGE", "'session_id' must be a string", request_id)
         if character is not None and not isinstance(character, str):
             return await self.error("BAD_MESSAGE", "'character' must be a string", request_id)
+        if client_message_id is not None and (
+            not isinstance(client_message_id, str) or not 0 < len(client_message_id) <= 64
+        ):
+            return await self.error(
+                "BAD_MESSAGE", "'client_message_id' must be 1 to 64 characters", request_id
+            )
         if request_id in self.tasks:
             return await self.error(
                 "BAD_MESSAGE", "that request_id is already in flight", request_id
@@ -335,22 +357,35 @@ class Connection:
         # this message's work (its log lines, the upstream calls) carries its request_id
         with request_id_scope(request_id):
             try:
+                if kind == "chat" and client_message_id is not None:
+                    replay = await self.service.replay(identity, client_message_id)
+                    if replay is not None:
+                        return await self._replay(request_id, replay)
                 if limiter is not None:
                     await limiter.check(
                         "POST /api/v1/chat", identity, self.req.client_ip, quota=True
                     )
-                turn, _created = await self.service.prepare_turn(
-                    identity,
-                    message,
-                    session_id=session_id,
-                    character=character,
-                    request_id=request_id,
-                )
+                if kind == "regenerate":
+                    assert isinstance(message_id, str)
+                    turn = await self.service.prepare_regenerate(
+                        identity, message_id, character=character, request_id=request_id
+                    )
+                else:
+                    assert isinstance(message, str)
+                    turn, _created = await self.service.prepare_turn(
+                        identity,
+                        message,
+                        session_id=session_id,
+                        character=character,
+                        request_id=request_id,
+                        client_message_id=client_message_id,
+                    )
             except errors.Problem as exc:
-                extra = {"status": exc.status}
+                extra: dict[str, Any] = {"status": exc.status}
                 if exc.status == 429 and "Retry-After" in exc.headers:
                     extra["retry_after"] = int(exc.headers["Retry-After"])
-                return await self.error(error_code(exc), exc.detail, request_id, **extra)
+                code = "TURN_IN_PROGRESS" if exc.code == "TURN_IN_PROGRESS" else error_code(exc)
+                return await self.error(code, exc.detail, request_id, **extra)
 
         async def emit(event: dict[str, Any]) -> None:
             kind = event.get("type")
@@ -391,6 +426,49 @@ class Connection:
         task.add_done_callback(lambda t: asyncio.ensure_future(self._finished(request_id, turn, t)))
         return None
 
+    async def _replay(self, request_id: str, answer: dict[str, Any]) -> None:
+        """A resent chat message (same client_message_id): the stored turn, framed as
+        when it ran, with ``replayed: true`` on its ``complete``."""
+        sid = answer["session_id"]
+        for reply in answer["replies"]:
+            character = reply["character"]
+            await self.send(
+                {
+                    "type": "start",
+                    "request_id": request_id,
+                    "session_id": sid,
+                    "character": character,
+                }
+            )
+            if reply["content"]:
+                await self.send(
+                    {
+                        "type": "chunk",
+                        "request_id": request_id,
+                        "character": character,
+                        "data": reply["content"],
+                    }
+                )
+        await self.send(
+            {
+                "type": "complete",
+                "request_id": request_id,
+                "session_id": sid,
+                "message_id": answer["replies"][0]["message_id"] if answer["replies"] else None,
+                "replies": [
+                    {
+                        "message_id": r["message_id"],
+                        "character": r["character"],
+                        "usage": r["usage"],
+                        "status": r["status"],
+                    }
+                    for r in answer["replies"]
+                ],
+                "cancelled": False,
+                "replayed": True,
+            }
+        )
+
     async def _finished(self, request_id: str, turn: Turn, task: asyncio.Task[Any]) -> None:
         self.tasks.pop(request_id, None)
         if task.cancelled():
@@ -401,7 +479,11 @@ class Connection:
                     "session_id": turn.session_id,
                     "message_id": turn.replies[0]["message_id"] if turn.replies else None,
                     "replies": [
-                        {"message_id": r["message_id"], "character": r["character"]}
+                        {
+                            "message_id": r["message_id"],
+                            "character": r["character"],
+                            "status": r.get("status", "stopped"),
+                        }
                         for r in turn.replies
                     ],
                     "cancelled": True,
@@ -424,6 +506,7 @@ class Connection:
                         "message_id": r["message_id"],
                         "character": r["character"],
                         "usage": r["usage"],
+                        "status": r.get("status", "complete"),
                     }
                     for r in turn.replies
                 ],

@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -129,5 +130,105 @@ async def test_an_acknowledged_reply_survives_kill_9(database_url: str, tmp_path
             stored = {m["message_id"] for m in history}
             assert {reply["message_id"] for reply in rest["replies"]} <= stored
             assert ends and set(ends) <= stored
+        finally:
+            server.stop()
+
+
+async def test_messages_stored_before_migration_2_read_as_complete_replies(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A database written before replies had a status and alternatives: after the
+    migration its messages read in order, as complete, and can be regenerated."""
+    db = open_database({"url": database_url, "pool_size": 2}, tmp_path, "old.duckdb")
+    await db.open()
+    try:
+        await migrate(db, [("chat", MIGRATIONS[:1])])
+        ts = [datetime(2026, 1, 1, 0, 0, i, tzinfo=UTC) for i in range(3)]
+        await db.execute(
+            "INSERT INTO chat_sessions (session_id, user_id, title, created_at, updated_at,"
+            " message_count) VALUES ('ses_old', 'u1', 'old', $1, $1, 2)",
+            [ts[0]],
+        )
+        for i, (mid, role, content) in enumerate(
+            [("msg_q", "user", "question"), ("msg_a", "assistant", "answer")]
+        ):
+            await db.execute(
+                "INSERT INTO chat_messages (message_id, session_id, user_id, seq, role,"
+                " character, content, created_at) VALUES ($1, 'ses_old', 'u1', $2, $3, $4, $5, $6)",
+                [mid, 100 + i, role, "lumina" if role == "assistant" else None, content, ts[i]],
+            )
+        await migrate(db, [("chat", MIGRATIONS)])
+        chat_store = ChatStore(db)
+        msgs = await chat_store.history("u1", "ses_old")
+        assert [(m.content, m.status, m.pos) for m in msgs] == [
+            ("question", "complete", 100),
+            ("answer", "complete", 101),
+        ]
+        assert msgs[1].public()["alternatives"] == ["msg_a"]
+        new = Message(new_id("msg"), "ses_old", "assistant", "better", character="lumina")
+        new.pos, new.alt_group = msgs[1].pos, "msg_a"
+        await chat_store.add_alternative("u1", "ses_old", "msg_a", [new])
+        msgs = await chat_store.history("u1", "ses_old")
+        assert [m.content for m in msgs] == ["question", "better"]
+        assert msgs[1].alternatives == ["msg_a", new.message_id]
+    finally:
+        await db.close()
+
+
+async def test_a_crash_mid_reply_keeps_the_users_message_and_a_resend_answers_it_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    """kill -9 while a reply streams: the user's message was stored when the turn was
+    accepted; a resend with the same client_message_id is 409 while the turn could still
+    be running, then answers the stored message, once."""
+    async with FakeOpenAI() as fake:
+        config = server_config(fake.url, database_url, tmp_path / "data")
+        config["plugins"]["chat"].update(request_timeout_seconds=1, max_tool_rounds=0)
+        server = ServerProcess(config, tmp_path)
+        await start(server)
+        try:
+            async with aiohttp.ClientSession() as http:
+                body = {"username": "kim", "email": "kim@example.com", "password": PASSWORD}
+                async with http.post(server.url + "/api/v1/auth/register", json=body) as r:
+                    headers = {"Authorization": f"Bearer {(await r.json())['access_token']}"}
+                fake.queue(" ".join(f"w{i}" for i in range(50)), chunk_delay=0.1)
+                turn = {"user_input": "remember me", "client_message_id": "crash-1"}
+                async with http.post(
+                    server.url + "/api/v1/chat/stream", json=turn, headers=headers
+                ) as r:
+                    async for line in r.content:
+                        if line.startswith(b"event: chunk"):
+                            break
+                    kill(server)
+                await start(server)
+                async with http.get(server.url + "/api/v1/chat/sessions", headers=headers) as r:
+                    sid = (await r.json())["sessions"][0]["session_id"]
+                async with http.get(
+                    f"{server.url}/api/v1/chat/history/{sid}", headers=headers
+                ) as r:
+                    assert [m["content"] for m in (await r.json())["messages"]] == ["remember me"]
+                async with http.post(server.url + "/api/v1/chat", json=turn, headers=headers) as r:
+                    assert r.status == 409 and (await r.json())["code"] == "TURN_IN_PROGRESS"
+                await asyncio.sleep(6.5)  # the turn is taken for lost (timeout 1 s + 5 s)
+                fake.queue("Remembered.")
+                answers = await asyncio.gather(
+                    *(
+                        http.post(server.url + "/api/v1/chat", json=turn, headers=headers)
+                        for _ in range(3)
+                    )
+                )
+                statuses = sorted(a.status for a in answers)
+                bodies = [await a.json() for a in answers]
+                for a in answers:
+                    a.release()
+                async with http.get(
+                    f"{server.url}/api/v1/chat/history/{sid}", headers=headers
+                ) as r:
+                    history = (await r.json())["messages"]
+            assert statuses[0] == 200 and set(statuses) <= {200, 409}
+            answered = [b for b in bodies if b.get("response") == "Remembered."]
+            assert len(answered) == 1 and answered[0]["session_id"] == sid
+            assert [m["content"] for m in history] == ["remember me", "Remembered."]
+            assert len(fake.requests) == 2  # the killed reply and the one answer
         finally:
             server.stop()

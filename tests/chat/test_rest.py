@@ -50,7 +50,14 @@ async def test_characters_listing_and_unknown_character(llmmc):
         r = await client.get("/api/v1/chat/characters", headers=h)
         chars = await r.json()
         assert [c["id"] for c in chars] == ["lumina", "claris", "nox"]
-        assert chars[0] == {
+        assert {k: chars[0][k] for k in ("scope", "owner_id", "avatar_url")} == {
+            "scope": "system",
+            "owner_id": None,
+            "avatar_url": None,
+        }
+        assert {
+            k: chars[0][k] for k in ("id", "name", "description", "provider", "model", "aliases")
+        } == {
             "id": "lumina",
             "name": "Lumina",
             "description": "",

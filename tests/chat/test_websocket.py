@@ -112,12 +112,28 @@ async def test_multiplexed_requests_and_cancel(llmmc):
             assert fast_text == "quick answer"
             # the fast request finished while the slow one was still in flight
             assert not any(f["request_id"] == "slow" and f["type"] == "complete" for f in frames)
+            streamed = [
+                f["data"] for f in frames if f["type"] == "chunk" and f["request_id"] == "slow"
+            ]
+            while not streamed:
+                frame = await ws.receive_json(timeout=5)
+                if frame["type"] == "chunk":
+                    streamed.append(frame["data"])
             await ws.send_json({"type": "cancel", "request_id": "slow"})
             frames = await frames_until(ws, is_done("slow"))
+            streamed += [f["data"] for f in frames if f["type"] == "chunk"]
             assert frames[-1]["type"] == "complete" and frames[-1]["cancelled"] is True
             sid = first["session_id"]
             r = await client.get(f"/api/v1/chat/history/{sid}", headers=h)
-            assert (await r.json())["messages"] == []  # the cancelled reply was not stored
+            # the user's message and what was streamed of the stopped reply are kept
+            msgs = (await r.json())["messages"]
+            assert [(m["role"], m["status"]) for m in msgs] == [
+                ("user", "complete"),
+                ("assistant", "stopped"),
+            ]
+            assert msgs[0]["content"] == "long one"
+            assert msgs[1]["content"] == "".join(streamed) and "slow0" in streamed[0]
+            assert msgs[1]["message_id"] == frames[-1]["message_id"]
             await ws.send_json({"type": "ping"})
             assert (await ws.receive_json(timeout=5))["type"] == "pong"
 
