@@ -11,7 +11,7 @@ per ``[plugins.chat.providers.<name>]`` table whose ``type`` names the class::
         type = "echo"
 
         async def stream(self, messages, *, model=None, tools=None,
-                         max_tokens=None, temperature=None):
+                         max_tokens=None, temperature=None, json_schema=None):
             yield StreamEvent("delta", text=messages[-1]["content"])
             yield StreamEvent("usage", usage=Usage(1, 1))
             yield StreamEvent("finish", finish_reason="stop")
@@ -181,8 +181,13 @@ class LLMProvider:
         tools: list[dict[str, Any]] | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        json_schema: dict[str, Any] | None = None,
     ) -> AsyncIterator[StreamEvent]:
-        """Yield ``delta`` events as text arrives, then ``tool_call``s, ``usage`` and ``finish``."""
+        """Yield ``delta`` events as text arrives, then ``tool_call``s, ``usage`` and ``finish``.
+
+        ``json_schema``: the reply should be one JSON value valid against this schema. A
+        provider that can constrain its output (``llama_cpp``: a grammar) does so; one that
+        cannot may ignore it, so callers still validate what they get."""
         raise NotImplementedError
 
     async def complete(
@@ -193,11 +198,19 @@ class LLMProvider:
         tools: list[dict[str, Any]] | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        json_schema: dict[str, Any] | None = None,
     ) -> Completion:
         out = Completion(model=model or self.model, provider=self.name)
         parts: list[str] = []
+        # passed on only when given, so a subclass whose stream() predates it still works
+        extra: dict[str, Any] = {} if json_schema is None else {"json_schema": json_schema}
         async for event in self.stream(
-            messages, model=model, tools=tools, max_tokens=max_tokens, temperature=temperature
+            messages,
+            model=model,
+            tools=tools,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            **extra,
         ):
             if event.type == "delta":
                 parts.append(event.text)

@@ -3,6 +3,7 @@ fallback along a character's chain of them."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -29,6 +30,11 @@ class BrokenProvider(LLMProvider):
 
     def unavailable_reason(self) -> str | None:
         return self.reason
+
+
+def _takes_json_schema(provider: LLMProvider) -> bool:
+    params = inspect.signature(provider.complete).parameters
+    return "json_schema" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 class ProviderRegistry:
@@ -167,7 +173,10 @@ class ProviderRegistry:
         tools: list[dict[str, Any]] | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        json_schema: dict[str, Any] | None = None,
     ) -> Completion:
+        """``json_schema`` is passed only to providers whose ``complete`` takes it (a
+        provider type written before it existed is called as before)."""
         last: errors.Problem | None = None
         for name, model in chain:
             try:
@@ -176,6 +185,9 @@ class ProviderRegistry:
                 last = exc
                 continue
             use_model = model or provider.model
+            extra: dict[str, Any] = {}
+            if json_schema is not None and _takes_json_schema(provider):
+                extra["json_schema"] = json_schema
             try:
                 result = await provider.complete(
                     messages,
@@ -183,6 +195,7 @@ class ProviderRegistry:
                     tools=tools if provider.supports_tools else None,
                     max_tokens=max_tokens,
                     temperature=temperature,
+                    **extra,
                 )
             except errors.Problem as exc:
                 self.metrics.call_failed(name, use_model, exc.code)
