@@ -29,6 +29,7 @@ the chat plugin try the character's next provider while nothing has been streame
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -112,6 +113,12 @@ def estimate_tokens(text: str) -> int:
 def messages_text(messages: list[dict[str, Any]]) -> str:
     """The text of every message, one per line (for estimating prompt tokens)."""
     return "\n".join(str(m.get("content") or "") for m in messages)
+
+
+def takes_keyword(function: Any, name: str) -> bool:
+    """Whether ``function`` accepts the keyword argument ``name``."""
+    params = inspect.signature(function).parameters
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 class LLMProvider:
@@ -202,8 +209,10 @@ class LLMProvider:
     ) -> Completion:
         out = Completion(model=model or self.model, provider=self.name)
         parts: list[str] = []
-        # passed on only when given, so a subclass whose stream() predates it still works
-        extra: dict[str, Any] = {} if json_schema is None else {"json_schema": json_schema}
+        # passed on only to a stream() that takes it (one written before it existed may not)
+        extra: dict[str, Any] = {}
+        if json_schema is not None and takes_keyword(self.stream, "json_schema"):
+            extra["json_schema"] = json_schema
         async for event in self.stream(
             messages,
             model=model,

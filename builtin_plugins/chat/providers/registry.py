@@ -3,13 +3,13 @@ fallback along a character's chain of them."""
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from sdk import Completion, LLMProvider, StreamEvent, errors
+from sdk.llm import takes_keyword
 from sdk.metrics import NullMetrics
 
 from ..metrics import ChatMetrics
@@ -30,11 +30,6 @@ class BrokenProvider(LLMProvider):
 
     def unavailable_reason(self) -> str | None:
         return self.reason
-
-
-def _takes_json_schema(provider: LLMProvider) -> bool:
-    params = inspect.signature(provider.complete).parameters
-    return "json_schema" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 class ProviderRegistry:
@@ -186,7 +181,7 @@ class ProviderRegistry:
                 continue
             use_model = model or provider.model
             extra: dict[str, Any] = {}
-            if json_schema is not None and _takes_json_schema(provider):
+            if json_schema is not None and takes_keyword(provider.complete, "json_schema"):
                 extra["json_schema"] = json_schema
             try:
                 result = await provider.complete(
