@@ -18,11 +18,11 @@ FACTS = {
     "properties": {
         "facts": {
             "type": "array",
-            "maxItems": 4,
+            "maxItems": 3,
             "items": {
                 "type": "object",
                 "properties": {
-                    "fact": {"type": "string", "minLength": 1, "maxLength": 120},
+                    "fact": {"type": "string", "minLength": 1, "maxLength": 60},
                     "kind": {"enum": ["preference", "personal", "plan", "other"]},
                 },
                 "required": ["fact", "kind"],
@@ -65,7 +65,7 @@ class AskPlugin(Plugin):
             provider=req.body.get("provider"),
             json_schema=FACTS,
             temperature=0,
-            max_tokens=200,
+            max_tokens=400,
             identity=req.identity,
         )
         return {"text": text}

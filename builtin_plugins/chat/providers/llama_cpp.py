@@ -374,6 +374,12 @@ class LlamaCppProvider(LLMProvider):
             finally:
                 stop.set()
                 await asyncio.shield(worker)
+        if json_schema is not None and finish == "length":
+            # a JSON value cut off is no answer: say so rather than return invalid JSON
+            raise errors.BadGateway(
+                f"provider {self.name!r} reached max_tokens ({limit}) before its JSON "
+                "answer was complete"
+            )
         try:
             prompt_tokens = len(llm.tokenize(messages_text(prompt).encode("utf-8")))
         except Exception:
