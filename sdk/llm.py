@@ -11,7 +11,7 @@ per ``[plugins.chat.providers.<name>]`` table whose ``type`` names the class::
         type = "echo"
 
         async def stream(self, messages, *, model=None, tools=None,
-                         max_tokens=None, temperature=None):
+                         max_tokens=None, temperature=None, json_schema=None):
             yield StreamEvent("delta", text=messages[-1]["content"])
             yield StreamEvent("usage", usage=Usage(1, 1))
             yield StreamEvent("finish", finish_reason="stop")
@@ -29,6 +29,7 @@ the chat plugin try the character's next provider while nothing has been streame
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -114,6 +115,12 @@ def messages_text(messages: list[dict[str, Any]]) -> str:
     return "\n".join(str(m.get("content") or "") for m in messages)
 
 
+def takes_keyword(function: Any, name: str) -> bool:
+    """Whether ``function`` accepts the keyword argument ``name``."""
+    params = inspect.signature(function).parameters
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
 class LLMProvider:
     """Base class of provider types.
 
@@ -181,8 +188,13 @@ class LLMProvider:
         tools: list[dict[str, Any]] | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        json_schema: dict[str, Any] | None = None,
     ) -> AsyncIterator[StreamEvent]:
-        """Yield ``delta`` events as text arrives, then ``tool_call``s, ``usage`` and ``finish``."""
+        """Yield ``delta`` events as text arrives, then ``tool_call``s, ``usage`` and ``finish``.
+
+        ``json_schema``: the reply should be one JSON value valid against this schema. A
+        provider that can constrain its output (``llama_cpp``: a grammar) does so; one that
+        cannot may ignore it, so callers still validate what they get."""
         raise NotImplementedError
 
     async def complete(
@@ -193,11 +205,21 @@ class LLMProvider:
         tools: list[dict[str, Any]] | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        json_schema: dict[str, Any] | None = None,
     ) -> Completion:
         out = Completion(model=model or self.model, provider=self.name)
         parts: list[str] = []
+        # passed on only to a stream() that takes it (one written before it existed may not)
+        extra: dict[str, Any] = {}
+        if json_schema is not None and takes_keyword(self.stream, "json_schema"):
+            extra["json_schema"] = json_schema
         async for event in self.stream(
-            messages, model=model, tools=tools, max_tokens=max_tokens, temperature=temperature
+            messages,
+            model=model,
+            tools=tools,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            **extra,
         ):
             if event.type == "delta":
                 parts.append(event.text)

@@ -64,8 +64,13 @@ class LLMService(Protocol):
         max_tokens: int | None = None,
         temperature: float | None = None,
         identity: Identity | None = None,
+        json_schema: dict[str, Any] | None = None,
     ) -> str:
-        """Return the assistant's text for OpenAI-style ``messages``; raises BadGateway/GatewayTimeout/ServiceUnavailable."""
+        """Return the assistant's text for OpenAI-style ``messages``; raises BadGateway/GatewayTimeout/ServiceUnavailable.
+
+        ``json_schema``: ask for one JSON value valid against this schema. The embedded
+        ``llama_cpp`` provider constrains its output to it (a grammar), ``openai`` sends it
+        as ``response_format``; other providers may ignore it: validate the answer."""
 
 
 class Services:

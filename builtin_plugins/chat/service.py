@@ -727,16 +727,22 @@ class ChatService:
         max_tokens: int | None = None,
         temperature: float | None = None,
         identity: Identity | None = None,
+        json_schema: dict[str, Any] | None = None,
     ) -> str:
         """``sdk.services.LLMService``: one completion from a configured provider (the
-        default one unless named); the usage counts against ``identity``."""
+        default one unless named); the usage counts against ``identity``. ``json_schema``
+        goes to providers that take it (see ``ProviderRegistry.complete``)."""
         if self.providers is None:
             raise errors.ServiceUnavailable(
                 "the chat plugin is not running", code="PROVIDER_UNAVAILABLE"
             )
         name = provider or self.default_provider
         result = await self.providers.complete(
-            [(name, None)], messages, max_tokens=max_tokens, temperature=temperature
+            [(name, None)],
+            messages,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            json_schema=json_schema,
         )
         await self.publisher.usage(
             identity,

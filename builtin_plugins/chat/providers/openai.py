@@ -62,8 +62,15 @@ class OpenAIProvider(HTTPProvider):
         max_tokens: int | None,
         temperature: float | None,
         stream: bool,
+        json_schema: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         payload: dict[str, Any] = {"model": model or self.model, "messages": messages}
+        if json_schema is not None:
+            # Structured Outputs; servers without it may answer 400 or ignore it
+            payload["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "reply", "schema": json_schema},
+            }
         if stream:
             payload["stream"] = True
             if self.settings.get("stream_usage", True):
@@ -96,8 +103,11 @@ class OpenAIProvider(HTTPProvider):
         tools: list[dict[str, Any]] | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        json_schema: dict[str, Any] | None = None,
     ) -> AsyncIterator[StreamEvent]:
-        payload = self._payload(messages, model, tools, max_tokens, temperature, stream=True)
+        payload = self._payload(
+            messages, model, tools, max_tokens, temperature, stream=True, json_schema=json_schema
+        )
         resp = await self.post(self.base_url + "/chat/completions", payload)
         usage: Usage | None = None
         finish: str | None = None
@@ -174,8 +184,11 @@ class OpenAIProvider(HTTPProvider):
         tools: list[dict[str, Any]] | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        json_schema: dict[str, Any] | None = None,
     ) -> Completion:
-        payload = self._payload(messages, model, tools, max_tokens, temperature, stream=False)
+        payload = self._payload(
+            messages, model, tools, max_tokens, temperature, stream=False, json_schema=json_schema
+        )
         body = await self.post_json(self.base_url + "/chat/completions", payload)
         try:
             choice = body["choices"][0]

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from sdk import Completion, LLMProvider, StreamEvent, errors
+from sdk.llm import takes_keyword
 from sdk.metrics import NullMetrics
 
 from ..metrics import ChatMetrics
@@ -167,7 +168,10 @@ class ProviderRegistry:
         tools: list[dict[str, Any]] | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        json_schema: dict[str, Any] | None = None,
     ) -> Completion:
+        """``json_schema`` is passed only to providers whose ``complete`` takes it (a
+        provider type written before it existed is called as before)."""
         last: errors.Problem | None = None
         for name, model in chain:
             try:
@@ -176,6 +180,9 @@ class ProviderRegistry:
                 last = exc
                 continue
             use_model = model or provider.model
+            extra: dict[str, Any] = {}
+            if json_schema is not None and takes_keyword(provider.complete, "json_schema"):
+                extra["json_schema"] = json_schema
             try:
                 result = await provider.complete(
                     messages,
@@ -183,6 +190,7 @@ class ProviderRegistry:
                     tools=tools if provider.supports_tools else None,
                     max_tokens=max_tokens,
                     temperature=temperature,
+                    **extra,
                 )
             except errors.Problem as exc:
                 self.metrics.call_failed(name, use_model, exc.code)
