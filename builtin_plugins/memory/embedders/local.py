@@ -300,7 +300,7 @@ def _float_sessions(path: Path, features: Any, cache_dir: Path | None) -> _Sessi
         foreground=_new_session(graph, QUERY_THREADS, spin=QUERY_THREADS > 1),
         background=_new_session(graph, 1, spin=False),
         features=features,
-        source=_source(path, "float32", cache_dir),
+        source=graph if isinstance(graph, str) else "memory",
     )
 
 
@@ -317,24 +317,17 @@ def _int8_sessions(path: Path, features: Any, cache_dir: Path | None) -> _Sessio
     except Exception as exc:  # the float graph serves instead
         log.warning("memory: no int8 copy of %s (%s); running it in float32", path, exc)
         return None
-    del graph
-    sessions = _Sessions(
+    return _Sessions(
         foreground=session,
         background=session,
         features=features,
         int8=True,
         started=started,
-        source=_source(path, "int8", cache_dir),
+        source=graph if isinstance(graph, str) else "memory",
     )
-    return sessions
 
 
-def _source(path: Path, precision: str, cache_dir: Path | None) -> str:
-    where = bert_onnx.cached_path(path, precision, cache_dir)
-    return str(where) if where.is_file() else "memory"
-
-
-def _new_session(graph: bytes, threads: int, *, spin: bool) -> Any:
+def _new_session(graph: str | bytes, threads: int, *, spin: bool) -> Any:
     """A CPU session running each call on ``threads`` threads (the caller's included).
     ``spin``: the helper threads wait for their next piece of a call by spinning, not
     sleeping (on a short text, waking a sleeping thread costs more than it saves)."""
