@@ -2,8 +2,10 @@
 ``onnx`` helper API (no PyTorch), and kept in a cache folder so it is built once.
 
 The graph is the one ``torch.onnx.export`` gave for a sentence-transformers BERT model
-(``BertModel`` -> ``last_hidden_state``): inputs ``ids``, ``mask``, ``types`` (int64,
-batch x tokens), output ``hidden`` (float32, batch x tokens x hidden). Every linear layer
+(``BertModel`` -> ``last_hidden_state``), less the word embeddings' lookup: inputs
+``words`` (float32, batch x tokens x hidden: :class:`WordTable` reads them from the
+weights), ``mask``, ``types`` (int64, batch x tokens), output ``hidden`` (float32, batch x
+tokens x hidden). Every linear layer
 is a ``MatMul`` with its transposed weight followed by an ``Add`` of its bias, as in the
 export, so that ONNX Runtime's dynamic int8 quantiser makes the same int8 copy of it (the
 ``-int8`` vector space stays the one it was).
@@ -31,7 +33,7 @@ import numpy as np
 log = logging.getLogger("llmmultichat.memory")
 
 # Bump when the graph changes: cached files of another version are not used.
-GRAPH_VERSION = 2
+GRAPH_VERSION = 3
 OPSET = 17
 _DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": None, "I64": np.int64}
 
@@ -84,6 +86,53 @@ def _weights(folder: Path) -> dict[str, np.ndarray]:
     # (some checkpoints name them "bert.embeddings...")
     prefix = "bert." if "bert.embeddings.word_embeddings.weight" in tensors else ""
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+class WordTable:
+    """The word embeddings, read row by row from the weights' file when a text needs them
+    (``os.pread``, through the page cache): the graph takes the words' vectors as an
+    input, so the 47 MB table never sits in the process (a table in the graph, even mapped
+    from a file, became resident a few pages around each row read: ~45 MB after a few
+    hundred texts)."""
+
+    def __init__(self, folder: Path) -> None:
+        path = folder / "model.safetensors"
+        with path.open("rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(size))
+        name = next(
+            (
+                k
+                for k in (
+                    "embeddings.word_embeddings.weight",
+                    "bert.embeddings.word_embeddings.weight",
+                )
+                if k in header
+            ),
+            None,
+        )
+        if name is None or header[name]["dtype"] != "F32":
+            raise UnsupportedModel(f"no float32 word embeddings in {path}")
+        self.vocab, self.dim = (int(n) for n in header[name]["shape"])
+        self._row = self.dim * 4
+        self._start = 8 + size + int(header[name]["data_offsets"][0])
+        self._fd = os.open(path, os.O_RDONLY)
+
+    def lookup(self, ids: np.ndarray) -> np.ndarray:
+        """The vectors of ``ids`` (any shape), shape ``ids.shape + (dim,)``."""
+        unique, inverse = np.unique(ids, return_inverse=True)
+        rows = np.empty((len(unique), self.dim), dtype=np.float32)
+        for i, token in enumerate(unique.tolist()):
+            if not 0 <= token < self.vocab:
+                raise ValueError(f"token id {token} is not in the vocabulary")
+            rows[i] = np.frombuffer(
+                os.pread(self._fd, self._row, self._start + token * self._row), dtype="<f4"
+            )
+        return rows[inverse.reshape(-1)].reshape(*ids.shape, self.dim)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            os.close(self._fd)
 
 
 class _Graph:
@@ -147,8 +196,10 @@ def build_graph(folder: Path) -> bytes:
     f32 = lambda name, v: g.const(name, np.array(v, dtype=np.float32))  # noqa: E731
 
     # Embeddings: words + positions (0..tokens-1) + token types, then LayerNorm.
-    words = g.op("Gather", [g.weight("embeddings.word_embeddings.weight"), "ids"], axis=0)
-    shape = g.op("Shape", ["ids"])
+    # (the words' vectors are an input: :class:`WordTable` reads them from the weights'
+    # file, so the 47 MB table is never in memory)
+    words = "words"
+    shape = g.op("Shape", ["mask"])
     tokens = g.op("Gather", [shape, i64("one", 1)], axis=0)
     positions = g.op(
         "Slice",
@@ -203,8 +254,9 @@ def build_graph(folder: Path) -> bytes:
         g.nodes,
         "bert_last_hidden_state",
         [
-            helper.make_tensor_value_info(n, TensorProto.INT64, axes)
-            for n in ("ids", "mask", "types")
+            helper.make_tensor_value_info("words", TensorProto.FLOAT, [*axes, hidden]),
+            helper.make_tensor_value_info("mask", TensorProto.INT64, axes),
+            helper.make_tensor_value_info("types", TensorProto.INT64, axes),
         ],
         [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, [*axes, hidden])],
         g.initializers,
@@ -289,9 +341,9 @@ def cached_path(folder: Path, precision: str, cache_dir: Path | None = None) -> 
 
 
 def _write_atomically(path: Path, model: bytes) -> None:
-    """``model`` saved as ``path`` with its large tensors in ``path`` + ``.data`` beside
-    it (ONNX Runtime maps that file into memory instead of copying it: a session of the
-    int8 graph costs ~50 MB of RSS instead of ~120 MB, and two sessions share the pages).
+    """``model`` saved as ``path``, with its tensors of 1 MB and more in ``path`` +
+    ``.data`` beside it (ONNX Runtime maps that file into memory instead of copying it,
+    and sessions share its pages; loading by path, the graph is not held in Python).
     Both are written in a temporary folder beside them, then renamed, the data first:
     another process (a second worker building at the same time) never reads half a
     graph."""
@@ -308,9 +360,10 @@ def _write_atomically(path: Path, model: bytes) -> None:
             location=data.name,
             size_threshold=1 << 20,
         )
-        for name in (data.name, path.name):
-            os.chmod(Path(tmp) / name, 0o644)  # (readable by the server's user too)
-        os.replace(Path(tmp) / data.name, data)
+        for item in Path(tmp).iterdir():
+            os.chmod(item, 0o644)  # (readable by the server's user too)
+        if (Path(tmp) / data.name).exists():  # (no tensor of the int8 graph is that large)
+            os.replace(Path(tmp) / data.name, data)
         os.replace(Path(tmp) / path.name, path)
 
 
@@ -323,12 +376,12 @@ def load_or_build(
     and whether it came from the cache. The int8 copy is quantised from the float graph
     (built in memory for it, not cached) and checked against it."""
     path = cached_path(folder, precision, cache_dir)
-    if path.is_file() and path.with_name(path.name + ".data").is_file():
+    if path.is_file():
         return str(path), True
     model = build_graph(folder)
     if precision == "int8":
         exact, model = model, quantized(model)
-        check_near(exact, model)
+        check_near(exact, model, folder)
         del exact
     try:
         _write_atomically(path, model)
@@ -336,6 +389,11 @@ def load_or_build(
         log.warning("memory: cannot cache the ONNX graph in %s (%s); built in memory", path, exc)
         return model, False
     log.info("memory: built the ONNX graph of %s (%s) into %s", folder, precision, path)
+    # Graphs of earlier weights or builder versions of this folder are not used again.
+    for stale in path.parent.glob(f"{folder.parent.name}-{folder.name}-*-{precision}.onnx*"):
+        if not stale.name.startswith(path.name):
+            with contextlib.suppress(OSError):
+                stale.unlink()
     return str(path), False
 
 
@@ -345,7 +403,7 @@ def load_or_build(
 NEAR_VECTORS = 0.95
 
 
-def check_near(exact: bytes, copy: bytes, vocab: int = 30522) -> None:
+def check_near(exact: bytes, copy: bytes, folder: Path) -> None:
     """Raise :class:`UnsupportedModel` when ``copy`` does not give vectors near
     ``exact``'s on probes (token ids drawn from the vocabulary: 3, 20 and 256 tokens)."""
     import onnxruntime
@@ -354,10 +412,15 @@ def check_near(exact: bytes, copy: bytes, vocab: int = 30522) -> None:
     sessions = [
         onnxruntime.InferenceSession(m, providers=["CPUExecutionProvider"]) for m in (exact, copy)
     ]
+    table = WordTable(folder)
     for length in (3, 20, 256):
-        ids = rng.integers(1000, vocab, size=(1, length), dtype=np.int64)
+        ids = rng.integers(1000, table.vocab, size=(1, length), dtype=np.int64)
         ids[0, 0], ids[0, -1] = 101, 102  # ([CLS] and [SEP] in BERT's vocabularies)
-        inputs = {"ids": ids, "mask": np.ones_like(ids), "types": np.zeros_like(ids)}
+        inputs = {
+            "words": table.lookup(ids),
+            "mask": np.ones_like(ids),
+            "types": np.zeros_like(ids),
+        }
         a, b = (s.run(None, inputs)[0].mean(axis=1)[0] for s in sessions)
         cos = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
         if cos < NEAR_VECTORS:

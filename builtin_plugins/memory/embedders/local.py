@@ -170,9 +170,11 @@ def _onnx_unsupported(path: Path) -> str | None:
 def _features_of(path: Path) -> Callable[[list[str]], dict[str, np.ndarray]]:
     """The model's inputs from its Rust tokenizer (``tokenizer.json``), set up once as
     sentence-transformers sets it up on every call: special tokens, truncation at the
-    model's ``max_seq_length``, padding to the longest text of the batch."""
+    model's ``max_seq_length``, padding to the longest text of the batch; and the words'
+    vectors, read from the weights (``words``)."""
     from tokenizers import Tokenizer
 
+    table = bert_onnx.WordTable(path)
     settings = _read_json(path / "sentence_bert_config.json") or {}
     max_length = int(settings.get("max_seq_length") or 512)
     lowercase = bool(settings.get("do_lower_case", False))
@@ -197,7 +199,12 @@ def _features_of(path: Path) -> Callable[[list[str]], dict[str, np.ndarray]]:
             ids[row, :n] = e.ids
             mask[row, :n] = 1
             types[row, :n] = e.type_ids
-        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        return {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "token_type_ids": types,
+            "words": table.lookup(ids),
+        }
 
     return features
 
@@ -348,7 +355,7 @@ def _session_inputs(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     ids = features["input_ids"]
     types = features.get("token_type_ids")
     return {
-        "ids": ids,
+        "words": features["words"],
         "mask": features["attention_mask"],
         "types": np.zeros_like(ids) if types is None else types,
     }
