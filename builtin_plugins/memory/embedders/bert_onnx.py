@@ -121,13 +121,12 @@ class WordTable:
     def lookup(self, ids: np.ndarray) -> np.ndarray:
         """The vectors of ``ids`` (any shape), shape ``ids.shape + (dim,)``."""
         unique, inverse = np.unique(ids, return_inverse=True)
-        rows = np.empty((len(unique), self.dim), dtype=np.float32)
-        for i, token in enumerate(unique.tolist()):
-            if not 0 <= token < self.vocab:
-                raise ValueError(f"token id {token} is not in the vocabulary")
-            rows[i] = np.frombuffer(
-                os.pread(self._fd, self._row, self._start + token * self._row), dtype="<f4"
-            )
+        tokens = unique.tolist()
+        if tokens and not (0 <= tokens[0] and tokens[-1] < self.vocab):
+            raise ValueError("a token id is not in the vocabulary")
+        fd, row, start = self._fd, self._row, self._start
+        raw = b"".join([os.pread(fd, row, start + token * row) for token in tokens])
+        rows = np.frombuffer(raw, dtype="<f4").reshape(len(tokens), self.dim)
         return rows[inverse.reshape(-1)].reshape(*ids.shape, self.dim)
 
     def __del__(self) -> None:
