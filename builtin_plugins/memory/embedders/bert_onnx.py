@@ -34,6 +34,7 @@ log = logging.getLogger("llmmultichat.memory")
 
 # Bump when the graph changes: cached files of another version are not used.
 GRAPH_VERSION = 3
+PRECISIONS = ("float32", "int8")
 OPSET = 17
 _DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": None, "I64": np.int64}
 
@@ -374,6 +375,8 @@ def load_or_build(
     cached on a miss), or the serialised graph when the cache folder is not writable;
     and whether it came from the cache. The int8 copy is quantised from the float graph
     (built in memory for it, not cached) and checked against it."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}")
     path = cached_path(folder, precision, cache_dir)
     if path.is_file():
         return str(path), True
@@ -438,6 +441,10 @@ def main(argv: list[str] | None = None) -> int:
     arguments: ``float32``); print where it is."""
     logging.basicConfig(level=logging.WARNING)
     precisions = (argv if argv is not None else sys.argv[1:]) or ["int8"]
+    unknown = sorted(set(precisions) - set(PRECISIONS))
+    if unknown:
+        print(f"bert_onnx: unknown precision {', '.join(unknown)} (one of {PRECISIONS})")
+        return 2
     folders = list(_packaged_folders())
     if not folders:
         print("bert_onnx: the packaged model is not installed; nothing to build")
