@@ -25,17 +25,18 @@ from aiohttp import web
 from sdk import services as service_names
 from sdk.cli import CliCommand
 from sdk.events import KERNEL_STARTED, PLUGIN_STATE_CHANGED
-from sdk.llm import provider_class_problem
+from sdk.llm import check_provider_classes
+from sdk.net import ClientIP
 from sdk.plugin import Plugin, PluginContext, PluginState
 from sdk.routes import CATCH_ALL, Middleware, Route
+from sdk.schema import schema_problems
 from sdk.services import Services
 
 from . import __version__
 from .bus import MemoryBus, PluginBus, make_bus
-from .config import ConfigError, LoadedConfig, schema_problems, validate_plugin_config
+from .config import ConfigError, LoadedConfig, validate_plugin_config
 from .http import (
     HSTS_KEY,
-    ClientIP,
     Pipeline,
     RouteHandler,
     Unmatched,
@@ -285,7 +286,7 @@ class Kernel:
                 for cmd in await self._contribution("register_cli_commands", name) or []:
                     cmd.plugin = name
                     self.cli_commands.append(cmd)
-                check_llm_providers(
+                check_provider_classes(
                     name, await self._contribution("register_llm_providers", name), llm_types
                 )
             except Exception as exc:
@@ -527,28 +528,6 @@ class _PluginServices(Services):
 
     def set_running(self, plugin: str, running: bool) -> None:
         raise PermissionError("only the kernel changes plugin states")
-
-
-def check_llm_providers(plugin: str, classes: Any, registered: dict[str, str]) -> None:
-    """What ``register_llm_providers`` returned must be a list of distinct provider
-    classes; raises (failing that plugin) with a message naming it."""
-    if classes is None:
-        return
-    if not isinstance(classes, list | tuple):
-        raise TypeError(
-            f"register_llm_providers of plugin {plugin!r} returned {type(classes).__name__}, "
-            "not a list of sdk.LLMProvider subclasses"
-        )
-    for cls in classes:
-        problem = provider_class_problem(cls)
-        if problem:
-            raise TypeError(f"register_llm_providers of plugin {plugin!r}: {problem}")
-        owner = registered.setdefault(cls.type, plugin)
-        if owner != plugin:
-            raise ValueError(
-                f"plugin {plugin!r} registers LLM provider type {cls.type!r}, "
-                f"which plugin {owner!r} already registered"
-            )
 
 
 def _new_style(fn: Any) -> Any:

@@ -6,7 +6,6 @@ read timeout, JSON depth and text checks, and JSON Schema validation)."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import os
@@ -33,12 +32,12 @@ from sdk.errors import (
     problem_for_status,
 )
 from sdk.identity import Identity
+from sdk.net import ClientIP
 from sdk.plugin import PluginState
 from sdk.request_context import set_request_id
 from sdk.routes import REQUEST_ID_KEY, ROUTE_REQUEST_KEY, Request, Response, Route
+from sdk.schema import DefaultingValidator, schema_errors
 from sdk.untrusted import check_strings, loads
-
-from .config import DefaultingValidator
 
 if TYPE_CHECKING:
     from .plugins import Hooks, PluginRecord
@@ -149,14 +148,6 @@ _INTEGER = re.compile(r"[+-]?\d{1,18}")
 _NUMBER = re.compile(r"[+-]?(\d{1,18}(\.\d{0,18})?|\.\d{1,18})([eE][+-]?\d{1,3})?")
 
 
-def schema_errors(validator: Draft202012Validator, instance: Any) -> list[dict[str, str]]:
-    errors = []
-    for err in sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path)):
-        path = "/" + "/".join(str(p) for p in err.absolute_path)
-        errors.append({"path": path, "message": err.message})
-    return errors
-
-
 async def request_layer(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
@@ -255,47 +246,6 @@ def check_edge_text(request: web.Request) -> None:
     path = request.path
     if not path.isascii() or "\x00" in path:
         check_strings(request.match_info.items(), "path parameter")
-
-
-class Networks:
-    """CIDR ranges; an IPv4 address seen through IPv6 (``::ffff:127.0.0.1``) counts as IPv4."""
-
-    def __init__(self, cidrs: list[str]) -> None:
-        self.networks = [ipaddress.ip_network(c, strict=False) for c in cidrs]
-
-    def __bool__(self) -> bool:
-        return bool(self.networks)
-
-    def __contains__(self, addr: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(addr)
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self.networks)
-
-
-class ClientIP:
-    """The client's address; ``X-Forwarded-For`` is believed only from trusted proxies."""
-
-    def __init__(self, trusted: list[str]) -> None:
-        self.networks = Networks(trusted)
-
-    def _trusted(self, addr: str) -> bool:
-        return addr in self.networks
-
-    def __call__(self, request: web.BaseRequest) -> str:
-        peer = request.remote or ""
-        if not self.networks or not self._trusted(peer):
-            return peer
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
-        # walk from the nearest hop back; the first address we do not trust is the client
-        for hop in reversed(hops):
-            if not self._trusted(hop):
-                return hop
-        return hops[0] if hops else peer
 
 
 class Pipeline:

@@ -15,10 +15,10 @@ from aiohttp import web
 from sdk.errors import NotFound
 from sdk.plugin import Health, PluginState, ServerView
 from sdk.routes import Request, Response, Route
+from sdk.schema import redact
 from sdk.tools import ToolCall
 
 from . import __version__
-from .config import redact
 
 if TYPE_CHECKING:
     from .bus import MemoryBus

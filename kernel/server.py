@@ -38,10 +38,11 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from sdk.errors import PROBLEM_CONTENT_TYPE, Problem
+from sdk.net import ClientIP
 from sdk.plugin import ServerView
 
 from .app import Kernel, connection_args
-from .http import HSTS_KEY, REQUEST_ID, ClientIP, dumps, request_id_of, security_headers
+from .http import HSTS_KEY, REQUEST_ID, dumps, request_id_of, security_headers
 from .logs import ACCESS_LOGGER
 
 log = logging.getLogger("llmmultichat.http")

@@ -9,9 +9,8 @@ from jsonschema import Draft202012Validator
 
 from sdk.errors import NotFound, Problem, ServiceUnavailable, ValidationFailed
 from sdk.plugin import PluginState
+from sdk.schema import schema_errors
 from sdk.tools import Tool, ToolCall
-
-from .http import schema_errors
 
 if TYPE_CHECKING:
     from .plugins import PluginRecord

@@ -255,3 +255,27 @@ def provider_class_problem(value: object) -> str | None:
     if value.stream is LLMProvider.stream:
         return f"{value.__qualname__} does not implement stream()"
     return None
+
+
+def check_provider_classes(plugin: str, classes: Any, registered: dict[str, str]) -> None:
+    """What plugin ``plugin``'s ``register_llm_providers`` returned must be a list of
+    provider classes whose types no other plugin registered (``registered``: type ->
+    plugin, filled in); raises with a message naming the plugin. The kernel fails that
+    plugin when it collects contributions."""
+    if classes is None:
+        return
+    if not isinstance(classes, list | tuple):
+        raise TypeError(
+            f"register_llm_providers of plugin {plugin!r} returned {type(classes).__name__}, "
+            "not a list of sdk.LLMProvider subclasses"
+        )
+    for cls in classes:
+        problem = provider_class_problem(cls)
+        if problem:
+            raise TypeError(f"register_llm_providers of plugin {plugin!r}: {problem}")
+        owner = registered.setdefault(cls.type, plugin)
+        if owner != plugin:
+            raise ValueError(
+                f"plugin {plugin!r} registers LLM provider type {cls.type!r}, "
+                f"which plugin {owner!r} already registered"
+            )

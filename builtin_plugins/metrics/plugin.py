@@ -6,13 +6,13 @@ enable this plugin pays nothing for them), and the backend where every plugin's
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 from typing import Any
 
 from aiohttp import web
 
 from sdk import Middleware, Plugin, Request, Route, errors, hookimpl, services
+from sdk.net import Networks
 from sdk.routes import AioHandler, route_template
 
 from .prometheus import MetricsHub, ServerMetrics
@@ -47,7 +47,7 @@ class MetricsPlugin(Plugin):
         super().__init__(context)
         legacy = self.context.kernel_config.get("metrics") or {}
         cidrs = self.config.get("allow", legacy.get("allow", LOOPBACK))
-        self.allow = [ipaddress.ip_network(c, strict=False) for c in cidrs]
+        self.allow = Networks(cidrs)
         self.hub = MetricsHub()
         self.server = ServerMetrics(self.hub, self.context.server.version)
 
@@ -115,17 +115,8 @@ class MetricsPlugin(Plugin):
             elapsed = time.perf_counter() - started if status != 101 else None
             server.end(route, request.method, status, elapsed)
 
-    def _allowed(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self.allow)
-
     async def metrics(self, req: Request) -> web.StreamResponse:
-        if not self._allowed(req.client_ip):
+        if req.client_ip not in self.allow:
             raise errors.Forbidden(
                 "Metrics are served only to the addresses in [plugins.metrics] allow.",
                 code="METRICS_FORBIDDEN",
