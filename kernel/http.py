@@ -412,6 +412,8 @@ class RouteHandler:
             return None
         ctype = raw.content_type
         if ctype != "application/json" and not ctype.endswith("+json"):
+            if ctype in self.route.raw_content_types:
+                return None  # an upload the handler reads itself (req.raw), within max_body
             if self.validator is None and not ctype:
                 return None
             raise UnsupportedMediaType(f"Send application/json, not {ctype or 'no content type'}.")

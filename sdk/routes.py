@@ -165,6 +165,10 @@ class Route:
     response_content_type: str = "application/json"
     # Upper bound for this route's body, when lower than the kernel's max_body_bytes.
     max_body_bytes: int | None = None
+    # Content types other than JSON the handler reads itself from ``req.raw`` (an
+    # upload: "image/png"); the kernel checks only Content-Length against the limit and
+    # leaves ``req.body`` None. Any other type is 415.
+    raw_content_types: tuple[str, ...] = ()
     # Errors in another shape than Problem Details, for clients that expect one.
     error_shape: ErrorShape | None = None
     # Set by the kernel: the plugin that declared the route.
