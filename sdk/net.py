@@ -39,7 +39,8 @@ class ClientIP:
         peer = request.remote or ""
         if not self.networks or not self._trusted(peer):
             return peer
-        forwarded = request.headers.get("X-Forwarded-For", "")
+        # every line of the header, in order (a second line must not hide the first)
+        forwarded = ",".join(request.headers.getall("X-Forwarded-For", ()))
         hops = [h.strip() for h in forwarded.split(",") if h.strip()]
         # walk from the nearest hop back; the first address we do not trust is the client
         for hop in reversed(hops):

@@ -22,7 +22,6 @@ MAX_JSON_DEPTH = 64
 
 # A JSON escape that may spell a surrogate or NUL; only a text with one is walked.
 _SURROGATE_ESCAPE = re.compile(r"\\u(?:[dD][89a-fA-F]|0000)")
-_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")
 
 
 # Numbers every JSON implementation reads the same way (RFC 7493): 64-bit integers and
@@ -130,7 +129,17 @@ def check(value: Any, max_depth: int = MAX_JSON_DEPTH) -> Any:
 
 def loads(raw: bytes | bytearray | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Parse client JSON strictly (no NaN/Infinity, 64-bit integers, finite numbers) and :func:`check` it; raises
-    BadRequest ``MALFORMED_JSON``/``JSON_TOO_DEEP`` or ValidationFailed."""
+    BadRequest ``MALFORMED_JSON``/``JSON_TOO_DEEP`` or ValidationFailed (text that is not
+    UTF-8: Python would decode surrogate bytes, overlong forms aside, into lone
+    surrogates that no escape check sees)."""
+    if not isinstance(raw, str):
+        try:
+            raw = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValidationFailed(
+                f"The body is not valid UTF-8 (byte {exc.start}).",
+                errors=[{"path": "/", "message": "not valid UTF-8 text"}],
+            ) from None
     try:
         value = json.loads(
             raw, parse_constant=_no_constants, parse_int=_bounded_int, parse_float=_finite_float
@@ -144,12 +153,8 @@ def loads(raw: bytes | bytearray | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     if not isinstance(value, (dict, list)):
         return value if not isinstance(value, str) else check(value, max_depth)
     # Walking is needed only when the text could hold a surrogate escape or be deep.
-    if isinstance(raw, str):
-        maybe_text = _SURROGATE_ESCAPE.search(raw) is not None
-        brackets = raw.count("[") + raw.count("{")
-    else:
-        maybe_text = _SURROGATE_ESCAPE_BYTES.search(raw) is not None
-        brackets = raw.count(b"[") + raw.count(b"{")
+    maybe_text = _SURROGATE_ESCAPE.search(raw) is not None
+    brackets = raw.count("[") + raw.count("{")
     if maybe_text or brackets > max_depth:
         check(value, max_depth)
     return value

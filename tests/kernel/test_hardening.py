@@ -279,3 +279,42 @@ async def test_a_route_may_answer_errors_in_its_clients_shape(llmmc: Any) -> Non
     doc = await (await client.get("/openapi.json")).json()
     documented = doc["paths"]["/v9/echo"]["post"]["responses"]["422"]["content"]
     assert documented == {"application/json": {"schema": FLAT_ERROR_SCHEMA}}
+
+
+async def test_raw_surrogate_and_overlong_bytes_are_refused_like_the_escaped_form(
+    llmmc: Any,
+) -> None:
+    """A body carrying the UTF-8 bytes of a lone surrogate (Python decodes them into one
+    without any escape to see) or an overlong form is 422, and nothing reaches the plugin."""
+    client = await llmmc(CONFIG, plugins=PLUGINS)
+    before = len(SEEN)
+    for body in (
+        b'{"user_input": "x\xed\xa0\x80"}',  # a lone surrogate, raw
+        b'{"user_input": "\xc0\xaf"}',  # an overlong "/"
+        b'{"user_input": "\xff"}',  # not UTF-8 at all
+    ):
+        status, problem = await post_raw_json(client, body)
+        assert status == 422, (body, problem)
+        assert problem["code"] == "VALIDATION_FAILED"
+    status, problem = await post_raw_json(client, b'{"user_input": "x\\ud800"}')
+    assert status == 422  # the escaped form, as before
+    assert len(SEEN) == before
+    status, echoed = await post_raw_json(client, '{"t": "日本語 ok"}'.encode())
+    assert status == 200 and echoed["got"] == {"t": "日本語 ok"}
+
+
+async def test_a_second_forwarded_for_line_cannot_forge_the_client(llmmc: Any) -> None:
+    """Behind a trusted proxy, every X-Forwarded-For line counts: a client's own line
+    naming an allowed address, followed by the proxy's line with its real address, is
+    the real address (here: not allowed to read /metrics)."""
+    client = await llmmc(
+        {
+            "kernel": {"trusted_proxies": ["127.0.0.1/32"]},
+            "plugins": {"enabled": ["metrics"], "metrics": {"allow": ["10.0.0.0/8"]}},
+        }
+    )
+    forged = [("X-Forwarded-For", "10.1.2.3"), ("X-Forwarded-For", "203.0.113.5")]
+    r = await client.get("/metrics", headers=forged)
+    assert r.status == 403
+    r = await client.get("/metrics", headers=[("X-Forwarded-For", "10.1.2.3")])
+    assert r.status == 200
