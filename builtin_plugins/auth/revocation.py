@@ -66,8 +66,12 @@ class RevocationStore:
         redis_url: str = "",
         prefix: str = "llmmc:auth:",
         timeout: float = 0.5,
+        pushed: bool = True,
     ) -> None:
         self.store = store
+        # False: never answer from memory while Redis is configured; every check asks it
+        # (the subscription still runs, so /health says whether it would be live)
+        self.pushed = pushed
         self.ttl = ttl_seconds + 60  # covers clock skew between instances
         self.log = logger
         self.redis_url = redis_url
@@ -141,7 +145,7 @@ class RevocationStore:
     def status(self) -> tuple[bool, str]:
         if self._redis is None:
             return True, "in-process revocation list"
-        if self._redis_ok and self._live:
+        if self._redis_ok and self._live and self.pushed:
             return True, "revocations shared through Redis (subscribed)"
         if self._redis_ok:
             return True, "revocations shared through Redis (checked on each request)"
@@ -343,7 +347,7 @@ class RevocationStore:
             del self._families[family_id]
         if self._redis is None:
             return False, None
-        if self._live:
+        if self._live and self.pushed:
             version_number = self._versions.get(user_id)
             return False, str(version_number) if version_number else ""
         return None
@@ -386,7 +390,7 @@ class RevocationStore:
         """The user's current version ("" if never changed), None when unknown."""
         if self._redis is None:
             return None
-        if self._live:
+        if self._live and self.pushed:
             version_number = self._versions.get(user_id)
             return str(version_number) if version_number else ""
         try:
