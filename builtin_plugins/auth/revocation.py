@@ -245,9 +245,10 @@ class RevocationStore:
 
     def _apply_user(self, user_id: str, after: float, keep: str) -> None:
         # Of two records the later one (larger `after`) holds, as a later SET would in Redis.
+        now = time.time()
         current = self._users.get(user_id)
-        if current is None or after >= current[0]:
-            self._users[user_id] = (after, keep, time.time() + self.ttl)
+        if current is None or current[2] < now or after >= current[0]:
+            self._users[user_id] = (after, keep, now + self.ttl)
 
     def _apply_version(self, user_id: str, version: int) -> None:
         if version > self._versions.get(user_id, 0):
