@@ -160,12 +160,17 @@ class TokenChecks:
         if known is not None and known[0] is user:
             return known[1]  # type: ignore[no-any-return]
         roles = tuple(claims["roles"])
-        if user is not None:
-            if user.disabled:
-                raise invalid("The account is disabled.")
-            # A role removed since the token was issued is gone at once; a role granted
-            # since comes with the next token (refresh).
-            roles = tuple(r for r in roles if r in user.roles)
+        if user is not None and any(r not in user.roles for r in roles):
+            # Read the user again (what was cached may be older than the token); a role
+            # removed since the token was issued ends the token, as its revocation does
+            # (a request between the change and its revocation meets the same answer).
+            # A role granted since comes with the next token (refresh).
+            self.forget_user(user_id)
+            user = await self._current_user(user_id)
+            if user is not None and any(r not in user.roles for r in roles):
+                raise invalid("A role of this access token was removed; refresh it.")
+        if user is not None and user.disabled:
+            raise invalid("The account is disabled.")
         identity = Identity(
             user_id=user_id,
             roles=roles,

@@ -71,6 +71,13 @@ class AuthPlugin(Plugin):
                 "none (one instance).",
             },
             "redis_prefix": {"type": "string", "default": "llmmc:auth:"},
+            "revocation_checks": {
+                "enum": ["pushed", "asked"],
+                "default": "pushed",
+                "description": "with Redis: 'pushed' checks tokens in memory, kept current "
+                "by revocations Redis pushes to every instance as they are made; 'asked' asks "
+                "Redis on every request (one round trip each)",
+            },
             "audit_days": {
                 "type": "integer",
                 "minimum": 1,
@@ -164,7 +171,12 @@ class AuthPlugin(Plugin):
             refresh_seconds=int(cfg["refresh_token_days"]) * 86400,
         )
         self.revocations = RevocationStore(
-            store, access_seconds, self.log, self._redis_url(), cfg["redis_prefix"]
+            store,
+            access_seconds,
+            self.log,
+            self._redis_url(),
+            cfg["redis_prefix"],
+            pushed=cfg.get("revocation_checks", "pushed") == "pushed",
         )
         self.guard = LoginGuard(
             LockoutSettings.from_config({**LOCKOUT_DEFAULTS, **(cfg.get("lockout") or {})}),

@@ -66,8 +66,12 @@ class RevocationStore:
         redis_url: str = "",
         prefix: str = "llmmc:auth:",
         timeout: float = 0.5,
+        pushed: bool = True,
     ) -> None:
         self.store = store
+        # False: never answer from memory while Redis is configured; every check asks it
+        # (the subscription still runs, so /health says whether it would be live)
+        self.pushed = pushed
         self.ttl = ttl_seconds + 60  # covers clock skew between instances
         self.log = logger
         self.redis_url = redis_url
@@ -141,7 +145,7 @@ class RevocationStore:
     def status(self) -> tuple[bool, str]:
         if self._redis is None:
             return True, "in-process revocation list"
-        if self._redis_ok and self._live:
+        if self._redis_ok and self._live and self.pushed:
             return True, "revocations shared through Redis (subscribed)"
         if self._redis_ok:
             return True, "revocations shared through Redis (checked on each request)"
@@ -241,9 +245,10 @@ class RevocationStore:
 
     def _apply_user(self, user_id: str, after: float, keep: str) -> None:
         # Of two records the later one (larger `after`) holds, as a later SET would in Redis.
+        now = time.time()
         current = self._users.get(user_id)
-        if current is None or after >= current[0]:
-            self._users[user_id] = (after, keep, time.time() + self.ttl)
+        if current is None or current[2] < now or after >= current[0]:
+            self._users[user_id] = (after, keep, now + self.ttl)
 
     def _apply_version(self, user_id: str, version: int) -> None:
         if version > self._versions.get(user_id, 0):
@@ -343,7 +348,7 @@ class RevocationStore:
             del self._families[family_id]
         if self._redis is None:
             return False, None
-        if self._live:
+        if self._live and self.pushed:
             version_number = self._versions.get(user_id)
             return False, str(version_number) if version_number else ""
         return None
@@ -386,7 +391,7 @@ class RevocationStore:
         """The user's current version ("" if never changed), None when unknown."""
         if self._redis is None:
             return None
-        if self._live:
+        if self._live and self.pushed:
             version_number = self._versions.get(user_id)
             return str(version_number) if version_number else ""
         try:

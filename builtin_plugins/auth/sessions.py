@@ -83,13 +83,14 @@ class Sessions:
         )
         if user is None or not ok:
             lock = await self.guard.failed(account, ip)
+            locked: dict[str, Any] = {"locked_seconds": lock} if lock else {}
             await self.audit(
                 "login.failed",
                 user_id=user.user_id if user else None,
                 ip=ip,
                 email=email[:254],
                 reason="unknown email" if user is None else "wrong password",
-                **({"locked_seconds": lock} if lock else {}),
+                **locked,
             )
             raise errors.Unauthorized(LOGIN_FAILED, code="INVALID_CREDENTIALS")
         await self.guard.succeeded(account, ip)

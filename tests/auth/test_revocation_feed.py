@@ -78,3 +78,40 @@ async def test_a_logout_during_a_redis_outage_reaches_the_other_instance_when_it
     r = await a.post("/api/v1/auth/logout", json={"refresh_token": second["refresh_token"]})
     assert r.status == 204
     assert await status_of(b, second["access_token"]) == 401
+
+
+@pytest.mark.parametrize("mode", ["pushed", "asked"])
+async def test_each_way_of_checking_refuses_at_once_on_the_other_instance(llmmc, mode):
+    prefix = f"llmmc-test:{uuid.uuid4().hex}:"
+    auth = {
+        "redis_url": "redis://127.0.0.1:6379/9",
+        "redis_prefix": prefix,
+        "revocation_checks": mode,
+    }
+    a = await llmmc(auth_config(auth=auth))
+    b = await llmmc(auth_config(auth=auth))
+
+    async def live() -> bool:
+        return "subscribed" in b.plugin("auth").revocations.status()[1] or mode == "asked"
+
+    await until(live, what="B to subscribe")
+    detail = b.plugin("auth").revocations.status()[1]
+    assert ("subscribed" in detail) == (mode == "pushed"), detail
+    accounts = Accounts(a)
+    user = await accounts.register()
+    other = await accounts.login(user["user"]["email"], PASSWORD)
+    assert await status_of(b, user["access_token"]) == 200
+    r = await a.post("/api/v1/auth/logout", json={"refresh_token": user["refresh_token"]})
+    assert r.status == 204
+    assert await status_of(b, user["access_token"]) == 401
+    assert await status_of(b, other["access_token"]) == 200
+    r = await a.post(
+        "/api/v1/auth/change-password",
+        json={"current_password": PASSWORD, "new_password": "An0ther-pass"},
+        headers=bearer(other["access_token"]),
+    )
+    assert r.status == 204
+    assert await status_of(b, other["access_token"]) == 200  # the caller's login goes on
+    # an admin disables the user on A: B refuses the user's earlier tokens at once
+    await a.plugin("auth").admin.update_user(None, user["user"]["user_id"], disabled=True)
+    assert await status_of(b, other["access_token"]) == 401
