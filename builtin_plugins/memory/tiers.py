@@ -22,6 +22,7 @@ import re
 import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -109,6 +110,8 @@ class MemoryService:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self.extraction_errors = 0
         self._last_made = datetime.min
+        # runs a coroutine nobody waits for (the plugin's background tasks); None: await it
+        self.spawn: Callable[[Coroutine[Any, Any, None], str], None] | None = None
         # (user, session) -> its summary, or None for "none yet". Only without Redis: then
         # this process is the only writer of summaries (see docs/memory.md, caches).
         self._summaries: OrderedDict[tuple[str, str], Memory | None] = OrderedDict()
@@ -266,12 +269,29 @@ class MemoryService:
             ]
             vectors = await self.embed([m.content for m in memories])
             await self.store.insert(memories, vectors, self.model)
-            for memory, vector in zip(memories, vectors, strict=True):
-                if memory.tier != "short_term":
-                    await self._link(memory, vector)
+            for memory in memories:
                 if memory.tier == "mid_term" and memory.session_id:
                     self._forget_summaries(user_id, memory.session_id)
+        linked = [(m, v) for m, v in zip(memories, vectors, strict=True) if m.tier != "short_term"]
+        if linked:
+            # Links widen the context; a batch's answer does not wait for them (several
+            # queries a memory), they follow in the background, in order.
+            if self.spawn is not None:
+                self.spawn(self._link_later(user_id, linked), "memory-link-batch")
+            else:
+                await self._link_later(user_id, linked)
         return memories
+
+    async def _link_later(self, user_id: str, linked: list[tuple[Memory, np.ndarray]]) -> None:
+        async with self.lock(user_id):
+            # (a memory deleted meanwhile gets no links: they would outlive it)
+            alive = {
+                m.memory_id
+                for m in await self.store.get_many(user_id, [m.memory_id for m, _ in linked])
+            }
+            for memory, vector in linked:
+                if memory.memory_id in alive:
+                    await self._link(memory, vector)
 
     async def _add_document(
         self,

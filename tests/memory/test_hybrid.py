@@ -173,6 +173,16 @@ async def test_batch(memory_kernel: Any) -> None:
         got = await (await client.get(f"{BASE}/{ids[i]}", headers=h)).json()
         assert got["content"] == items[i]["content"]
     assert (await search(client, "alice", "topic7", mode="keyword"))[0]["memory_id"] == ids[7]
+    # Links (same entity here) follow in the background.
+    r = await client.post(
+        f"{BASE}/batch",
+        json={"items": [{"content": "Marta plays chess"}, {"content": "Marta moved to Lyon"}]},
+        headers=h,
+    )
+    first, second = (await r.json())["memory_ids"]
+    await settle(client)
+    got = await (await client.get(f"{BASE}/{second}", headers=h)).json()
+    assert first in got["related"]
     got = await (await client.get(f"{BASE}/{ids[0]}", headers=h)).json()
     assert got["occurred_at"] == "2024-01-02T00:00:00Z"
     # With a document among them, the items are still stored, in order.
