@@ -250,6 +250,40 @@ async def run(
     return results
 
 
+async def http_ingest(n: int) -> dict[str, float]:
+    """Memories stored through the HTTP API by one client, embedded defaults (the local
+    model, DuckDB): ``n`` one by one (``POST /api/v1/memory``), then ``n`` in batches of
+    100 (``POST /api/v1/memory/batch``); distinct texts, so no embedding is cached."""
+    import logging
+
+    from kernel.testing import start_kernel
+
+    logging.disable(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="llmmc-bench-http-") as tmp:
+        client = await start_kernel(
+            {"plugins": {"enabled": ["memory"], "memory": {"redis_url": "none"}}},
+            data_dir=Path(tmp),
+        )
+        try:
+            await client.plugin("memory").idle()
+            h = client.auth_headers("ingest-user")
+            texts = [f"{sentence(i)} (memory {i})" for i in range(2 * n)]
+            t0 = time.perf_counter()
+            for text in texts[:n]:
+                r = await client.post("/api/v1/memory", json={"content": text}, headers=h)
+                assert r.status == 201, await r.text()
+            single = n / (time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            for start in range(n, 2 * n, 100):
+                items = [{"content": t} for t in texts[start : start + 100]]
+                r = await client.post("/api/v1/memory/batch", json={"items": items}, headers=h)
+                assert r.status == 201, await r.text()
+            batch = n / (time.perf_counter() - t0)
+        finally:
+            await client.close()
+    return {"http_single_per_s": round(single, 1), "http_batch_per_s": round(batch, 1)}
+
+
 def load_average() -> str:
     try:
         return Path("/proc/loadavg").read_text().split()[0]
@@ -287,7 +321,25 @@ def main() -> None:
         help="also time the DuckDB-only search (array_cosine_similarity) up to this size",
     )
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
+    ap.add_argument(
+        "--http-ingest",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only measure storing N memories one by one and N in batches of 100 through "
+        "the HTTP API (local model, DuckDB, long_term memories, one client)",
+    )
     args = ap.parse_args()
+    if args.http_ingest:
+        print(f"load average before: {load_average()}", flush=True)
+        figures = asyncio.run(http_ingest(args.http_ingest))
+        print(
+            f"{args.http_ingest} memories one by one: {figures['http_single_per_s']:.0f}/s; "
+            f"in batches of 100: {figures['http_batch_per_s']:.0f}/s "
+            f"(load average after: {load_average()})",
+            flush=True,
+        )
+        return
     if args.clustered:
         global CENTRES
         c = np.random.default_rng(7).standard_normal((args.clustered, DIM)).astype(np.float32)

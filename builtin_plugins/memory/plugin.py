@@ -318,6 +318,7 @@ class MemoryPlugin(Plugin):
             context=self.context,
             log=self.log,
         )
+        self.service.spawn = self._spawn
         self._inbox = asyncio.Queue(maxsize=INBOX_TURNS)
         for i in range(RECORD_WORKERS):
             self._spawn(self._record_turns(self._inbox), f"memory-record-turns-{i}")

@@ -699,6 +699,30 @@ class MemoryStore:
         rows = await self.db.fetchall(sql, params)
         return [(str(r[0]), float(r[1])) for r in rows]
 
+    async def neighbours(
+        self, user_id: str, memories: Sequence[Memory]
+    ) -> dict[str, tuple[str | None, str | None]]:
+        """For each short-term turn among ``memories``: the ids of the turns just before
+        and after it in its session (None at either end), in the order the turns
+        happened (``occurred_at``, then when they were stored)."""
+        turns = [m for m in memories if m.tier == "short_term" and m.session_id is not None]
+        if not turns:
+            return {}
+        rows = await self.db.fetchall(
+            "SELECT memory_id, prev_id, next_id FROM (SELECT memory_id, "
+            "lag(memory_id) OVER w AS prev_id, lead(memory_id) OVER w AS next_id "
+            "FROM memory_items WHERE user_id = $1 AND tier = 'short_term' "
+            "AND session_id = ANY($2::TEXT[]) WINDOW w AS (PARTITION BY session_id "
+            "ORDER BY coalesce(occurred_at, created_at), created_at, memory_id)) s "
+            "WHERE memory_id = ANY($3::TEXT[])",
+            [
+                user_id,
+                list(dict.fromkeys(str(m.session_id) for m in turns)),
+                [m.memory_id for m in turns],
+            ],
+        )
+        return {str(r[0]): (r[1], r[2]) for r in rows}
+
     async def _search_scan(self, user_id: str, model: str, dim: int, *query: Any) -> list[Memory]:
         """Search without the index on an engine with no vector functions: the user's
         vectors are read and scanned here, with the index's own exact scan (``query`` is

@@ -22,8 +22,9 @@ import re
 import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,10 @@ CANDIDATES = 50
 # Weights of the two rankings in hybrid search (reciprocal rank fusion).
 SEMANTIC_WEIGHT = 1.0
 KEYWORD_WEIGHT = 1.0
+# Hybrid search: the best turns of the fused ranking lend this share of their score to
+# the turns just before and after them in their session.
+NEIGHBOUR_HITS = 10
+NEIGHBOUR_SHARE = 0.3
 
 
 def chunk_text(text: str, size: int, overlap: int) -> list[str]:
@@ -104,6 +109,9 @@ class MemoryService:
         self.log = log
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self.extraction_errors = 0
+        self._last_made = datetime.min
+        # runs a coroutine nobody waits for (the plugin's background tasks); None: await it
+        self.spawn: Callable[[Coroutine[Any, Any, None], str], None] | None = None
         # (user, session) -> its summary, or None for "none yet". Only without Redis: then
         # this process is the only writer of summaries (see docs/memory.md, caches).
         self._summaries: OrderedDict[tuple[str, str], Memory | None] = OrderedDict()
@@ -153,7 +161,9 @@ class MemoryService:
         searchable: bool = True,
         occurred_at: datetime | None = None,
     ) -> Memory:
-        now = utcnow()
+        # strictly increasing in this process: memories made in one batch keep their order
+        now = max(utcnow(), self._last_made + timedelta(microseconds=1))
+        self._last_made = now
         return Memory(
             memory_id=new_id(),
             user_id=user_id,
@@ -259,12 +269,29 @@ class MemoryService:
             ]
             vectors = await self.embed([m.content for m in memories])
             await self.store.insert(memories, vectors, self.model)
-            for memory, vector in zip(memories, vectors, strict=True):
-                if memory.tier != "short_term":
-                    await self._link(memory, vector)
+            for memory in memories:
                 if memory.tier == "mid_term" and memory.session_id:
                     self._forget_summaries(user_id, memory.session_id)
+        linked = [(m, v) for m, v in zip(memories, vectors, strict=True) if m.tier != "short_term"]
+        if linked:
+            # Links widen the context; a batch's answer does not wait for them (several
+            # queries a memory), they follow in the background, in order.
+            if self.spawn is not None:
+                self.spawn(self._link_later(user_id, linked), "memory-link-batch")
+            else:
+                await self._link_later(user_id, linked)
         return memories
+
+    async def _link_later(self, user_id: str, linked: list[tuple[Memory, np.ndarray]]) -> None:
+        async with self.lock(user_id):
+            # (a memory deleted meanwhile gets no links: they would outlive it)
+            alive = {
+                m.memory_id
+                for m in await self.store.get_many(user_id, [m.memory_id for m, _ in linked])
+            }
+            for memory, vector in linked:
+                if memory.memory_id in alive:
+                    await self._link(memory, vector)
 
     async def _add_document(
         self,
@@ -414,7 +441,7 @@ class MemoryService:
                     out.append(memory)
             return out
         dense, sparse = await asyncio.gather(semantic(), keyword())
-        return await self._fused(user_id, dense, sparse, top_k, min_score)
+        return await self._fused(user_id, dense, sparse, top_k, min_score, exclude_ids)
 
     async def _fused(
         self,
@@ -423,6 +450,7 @@ class MemoryService:
         sparse: list[tuple[str, float]],
         top_k: int,
         min_score: float | None,
+        exclude_ids: set[str],
     ) -> list[Memory]:
         cosine = {m.memory_id: float(m.score or 0.0) for m in dense}
         bm25 = dict(sparse)
@@ -442,13 +470,29 @@ class MemoryService:
         missing = [k for k in best if k not in rows]
         if missing:
             rows.update((m.memory_id, m) for m in await self.store.get_many(user_id, missing))
+        # A chat turn's neighbours in its session share its context (a question and its
+        # answer, a story told over two turns): each of the best turns lends a share of
+        # its score to the turns just before and after it.
+        lent: dict[str, float] = {}
+        turns = [rows[k] for k in best[:NEIGHBOUR_HITS] if k in rows]
+        for memory_id, around in (await self.store.neighbours(user_id, turns)).items():
+            for other in around:
+                if other is not None and other not in exclude_ids:
+                    lent[other] = max(lent.get(other, 0.0), NEIGHBOUR_SHARE * fused[memory_id])
+        missing = [k for k in lent if k not in rows]
+        if missing:
+            rows.update((m.memory_id, m) for m in await self.store.get_many(user_id, missing))
         found = []
-        for memory_id in best:
+        for memory_id in dict.fromkeys([*best, *lent]):
             memory = rows.get(memory_id)
             if memory is None:
                 continue
-            memory.score = fused[memory_id]
-            memory.evidence = {"semantic": cosine.get(memory_id), "keyword": bm25.get(memory_id)}
+            memory.score = fused.get(memory_id, 0.0) + lent.get(memory_id, 0.0)
+            memory.evidence = {
+                "semantic": cosine.get(memory_id),
+                "keyword": bm25.get(memory_id),
+                "neighbour": lent.get(memory_id),
+            }
             found.append(memory)
         return rank(found, top_k, importance=0.02, recency=0.01)
 

@@ -86,7 +86,7 @@ async def test_modes_keyword_evidence_and_japanese(memory_kernel: Any) -> None:
     assert -1 <= semantic[0]["score"] <= 1
     hybrid = await search(client, "alice", "walks by the river")
     assert hybrid[0]["memory_id"] == ids[1]
-    assert set(hybrid[0]["evidence"]) == {"semantic", "keyword"}
+    assert set(hybrid[0]["evidence"]) == {"semantic", "keyword", "neighbour"}
     r = await client.post(
         f"{BASE}/search",
         json={"query": "x", "mode": "fuzzy"},
@@ -173,6 +173,16 @@ async def test_batch(memory_kernel: Any) -> None:
         got = await (await client.get(f"{BASE}/{ids[i]}", headers=h)).json()
         assert got["content"] == items[i]["content"]
     assert (await search(client, "alice", "topic7", mode="keyword"))[0]["memory_id"] == ids[7]
+    # Links (same entity here) follow in the background.
+    r = await client.post(
+        f"{BASE}/batch",
+        json={"items": [{"content": "Marta plays chess"}, {"content": "Marta moved to Lyon"}]},
+        headers=h,
+    )
+    first, second = (await r.json())["memory_ids"]
+    await settle(client)
+    got = await (await client.get(f"{BASE}/{second}", headers=h)).json()
+    assert first in got["related"]
     got = await (await client.get(f"{BASE}/{ids[0]}", headers=h)).json()
     assert got["occurred_at"] == "2024-01-02T00:00:00Z"
     # With a document among them, the items are still stored, in order.
@@ -244,3 +254,26 @@ async def test_keyword_postings_and_sql_agree(llmmc: Any) -> None:
         assert (store.keywords is not None) == (mb > 0)
     assert answers[0] == answers[16]
     assert any(answers[0])
+
+
+async def test_turns_next_to_a_hit_come_with_it(memory_kernel: Any) -> None:
+    """A chat turn's neighbours in its session share its context: the question before an
+    answer that matches is found with it (hybrid mode)."""
+    client = await memory_kernel()
+    h = client.auth_headers("alice")
+    s1 = ["What did you bring back from the trip?", "Hand-painted teacups, six of them.", "Nice"]
+    s2 = [f"filler turn {i} about the weather, books and {w}" for i, w in enumerate("abcdefghij")]
+    s2.append("Teacups are fragile")
+    items = [{"content": c, "tier": "short_term", "session_id": "s1"} for c in s1]
+    items += [{"content": c, "tier": "short_term", "session_id": "s2"} for c in s2]
+    r = await client.post(f"{BASE}/batch", json={"items": items}, headers=h)
+    assert r.status == 201
+    found = await search(client, "alice", "painted teacups", top_k=14)
+    by_content = {x["content"]: x for x in found}
+    assert found[0]["content"] == s1[1]
+    for lent in (s1[0], s1[2]):
+        assert by_content[lent]["evidence"]["neighbour"] > 0
+    # The question comes right behind its answer, before the turns that merely resemble.
+    assert s1[0] in [x["content"] for x in found[:4]]
+    semantic = await search(client, "alice", "painted teacups", top_k=14, mode="semantic")
+    assert "evidence" not in semantic[0]
