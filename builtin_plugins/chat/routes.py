@@ -143,7 +143,7 @@ RENAME_REQUEST = {
     "properties": {"title": {"type": "string", "minLength": 1, "maxLength": 1000}},
 }
 
-SESSION = {
+SESSION: dict[str, Any] = {
     "type": "object",
     "required": ["session_id", "title", "created_at", "updated_at", "message_count"],
     "properties": {
