@@ -75,6 +75,19 @@ class CharacterAPI:
         if scope == "global" and not identity.is_admin:
             raise errors.Forbidden("only admins make global characters", code="ADMIN_REQUIRED")
         owner = identity.user_id
+        if scope == "private":
+            limit = int(self.service.config.get("characters_per_user", 100))
+            mine = sum(
+                1
+                for c in self.charset.active.values()
+                if c.scope == "private" and c.owner_id == owner
+            )
+            if mine >= limit:
+                raise errors.Conflict(
+                    f"you have {mine} characters, the most one user may keep ({limit}); "
+                    "delete one first",
+                    code="CHARACTER_LIMIT",
+                )
         fields.setdefault("provider", self.service.default_provider)
         self._check_refs(fields)
         self.charset.check_names(

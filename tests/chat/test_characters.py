@@ -478,3 +478,18 @@ async def test_a_card_goes_out_as_a_png_sillytavern_reads_and_comes_back(llmmc, 
             headers=h,
         )
         assert r.status == 422
+
+
+async def test_a_user_keeps_a_bounded_number_of_characters(llmmc, database_url):
+    async with FakeOpenAI() as fake:
+        client = await llmmc(
+            chat_config(fake.url, characters_per_user=2), database_url=database_url
+        )
+        h = client.auth_headers("u1")
+        first = await make(client, h, name="One")
+        await make(client, h, name="Two")
+        r = await client.post("/api/v1/chat/characters", json={"name": "Three"}, headers=h)
+        assert r.status == 409 and (await r.json())["code"] == "CHARACTER_LIMIT"
+        await make(client, client.auth_headers("u2"), name="Three")  # another user's own
+        await client.delete(f"/api/v1/chat/characters/{first['id']}", headers=h)
+        await make(client, h, name="Three")
