@@ -156,6 +156,8 @@ class ChatService:
             )
             for task in pending:
                 task.cancel()
+            if pending:  # each stores what it had streamed, as stopped
+                await asyncio.wait(pending, timeout=5)
         await self.store.stop()
         if self.providers is not None:
             await self.providers.close()
