@@ -11,6 +11,8 @@ import base64
 import binascii
 import json
 import re
+import struct
+import zlib
 from typing import Any
 
 from sdk import errors
@@ -18,7 +20,7 @@ from sdk.untrusted import loads
 
 from .character_set import MAX_DESCRIPTION, MAX_GREETINGS, MAX_NAME, MAX_PERSONA
 from .characters import Character
-from .images import PNG_SIGNATURE, check_png, png_text
+from .images import PNG_SIGNATURE, check_png, png_chunk, png_text, png_with_text
 
 TEXT_FIELDS = (
     "name",
@@ -210,9 +212,19 @@ def card_from_character(char: Character) -> dict[str, Any]:
     return {"spec": "chara_card_v2", "spec_version": "2.0", "data": data}
 
 
-def card_png(image: bytes, card: dict[str, Any]) -> bytes:
-    """A PNG carrying ``card`` in its ``chara`` chunk, as SillyTavern writes it."""
-    from .images import png_with_text
-
+def card_png(image: bytes | None, card: dict[str, Any]) -> bytes:
+    """A PNG carrying ``card`` in its ``chara`` chunk, as SillyTavern writes it (on a
+    plain grey square when the character has no PNG picture)."""
     encoded = base64.b64encode(json.dumps(card, ensure_ascii=False).encode()).decode()
-    return png_with_text(image, "chara", encoded.encode("ascii"))
+    return png_with_text(image or blank_png(), "chara", encoded.encode("ascii"))
+
+
+def blank_png(side: int = 64) -> bytes:
+    row = b"\0" + b"\x80\x80\x80" * side
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return (
+        PNG_SIGNATURE
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(row * side))
+        + png_chunk(b"IEND", b"")
+    )

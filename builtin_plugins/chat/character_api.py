@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sdk import Identity, errors
 
-from .cards import card_from_character, character_from_card, parse_card
+from .cards import card_from_character, card_png, character_from_card, parse_card
 from .character_set import new_character_id
 from .characters import Character, build_character
 from .images import check_image
@@ -75,6 +75,19 @@ class CharacterAPI:
         if scope == "global" and not identity.is_admin:
             raise errors.Forbidden("only admins make global characters", code="ADMIN_REQUIRED")
         owner = identity.user_id
+        if scope == "private":
+            limit = int(self.service.config.get("characters_per_user", 100))
+            mine = sum(
+                1
+                for c in self.charset.active.values()
+                if c.scope == "private" and c.owner_id == owner
+            )
+            if mine >= limit:
+                raise errors.Conflict(
+                    f"you have {mine} characters, the most one user may keep ({limit}); "
+                    "delete one first",
+                    code="CHARACTER_LIMIT",
+                )
         fields.setdefault("provider", self.service.default_provider)
         self._check_refs(fields)
         self.charset.check_names(
@@ -170,3 +183,11 @@ class CharacterAPI:
     async def export_card(self, identity: Identity, char_id: str) -> dict[str, Any]:
         await self.charset.fresh()
         return card_from_character(self.charset.get(identity, char_id))
+
+    async def export_card_png(self, identity: Identity, char_id: str) -> tuple[str, bytes]:
+        """The card in a PNG's ``chara`` chunk (the avatar, when it is a PNG)."""
+        await self.charset.fresh()
+        char = self.charset.get(identity, char_id)
+        found = await self.charset.store.avatar(char.id) if char.avatar_version else None
+        image = found[1] if found is not None and found[0] == "image/png" else None
+        return char.name, card_png(image, card_from_character(char))

@@ -144,7 +144,20 @@ class CharacterRoutes:
         return Response(await self.api.import_card(identity, raw, scope), status=201)
 
     async def card(self, req: Request) -> Any:
-        return await self.api.export_card(req.require_identity(), req.match_info["character_id"])
+        identity = req.require_identity()
+        char_id = req.match_info["character_id"]
+        if req.params.get("format") == "png":
+            name, data = await self.api.export_card_png(identity, char_id)
+            stem = "".join(c for c in name if c.isalnum() or c in " -_").strip() or "character"
+            return web.Response(
+                body=data,
+                content_type="image/png",
+                headers={
+                    "Content-Disposition": f'attachment; filename="{stem}.png"',
+                    **req.response_headers,
+                },
+            )
+        return await self.api.export_card(identity, char_id)
 
 
 def character_routes(api: CharacterAPI) -> list[Route]:
@@ -255,7 +268,13 @@ def character_routes(api: CharacterAPI) -> list[Route]:
             "GET",
             f"{item}/card",
             h.card,
-            summary="A character as a Character Card V2 (JSON)",
+            query_schema={
+                "type": "object",
+                "properties": {"format": {"enum": ["json", "png"], "default": "json"}},
+            },
+            summary="A character as a Character Card V2 (JSON, or a PNG card)",
+            description="`format=png`: the card in the `chara` text chunk of the character's "
+            "picture (a grey square when it has no PNG picture), as SillyTavern reads it.",
             tags=TAGS,
             operation_id="chat_character_card",
             responses=not_found,

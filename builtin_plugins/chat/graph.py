@@ -95,6 +95,18 @@ class Turn:
     # the characters this turn's user can see (and so nominate and hear)
     characters: dict[str, Character] = field(default_factory=dict)
 
+    def where(self) -> dict[str, Any]:
+        """Where a turn that failed left its messages: the session, the user message and
+        the stored (failed or stopped) reply, for the error a client gets."""
+        out: dict[str, Any] = {}
+        if self.session_id is not None:
+            out["session_id"] = self.session_id
+            if self.reply_to:
+                out["user_message_id"] = self.reply_to
+            if self.replies:
+                out["message_id"] = self.replies[-1]["message_id"]
+        return out
+
 
 class _TurnHolder:
     """The turn, as the graph's config carries it. LangGraph keeps its config in a

@@ -166,12 +166,13 @@ def png_with_text(data: bytes, key: str, text: bytes) -> bytes:
         if kind == b"tEXt" and payload.partition(b"\0")[0] == key.encode("latin-1"):
             continue
         if kind == b"IEND":
-            parts.append(_chunk(b"tEXt", key.encode("latin-1") + b"\0" + text))
-        parts.append(_chunk(kind, payload))
+            parts.append(png_chunk(b"tEXt", key.encode("latin-1") + b"\0" + text))
+        parts.append(png_chunk(kind, payload))
     return b"".join(parts)
 
 
-def _chunk(kind: bytes, payload: bytes) -> bytes:
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    """One PNG chunk: length, type, payload, CRC."""
     crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
 

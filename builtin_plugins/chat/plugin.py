@@ -76,6 +76,12 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "memory": {"type": "boolean", "default": True, "description": "ask memory_context hooks"},
         "memory_max_tokens": {"type": "integer", "minimum": 0, "default": 600},
         "seed": {"type": "integer", "description": "seed of the routing dice (tests, demos)"},
+        "characters_per_user": {
+            "type": "integer",
+            "minimum": 0,
+            "default": 100,
+            "description": "private characters one user may keep (0: users make none)",
+        },
         "websocket": {
             "type": "object",
             "default": {},

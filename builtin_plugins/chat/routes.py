@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sdk import Request, Response, Route
+from sdk import Request, Response, Route, errors
 
 from .export import export_markdown
 from .graph import Turn
@@ -143,7 +143,7 @@ RENAME_REQUEST = {
     "properties": {"title": {"type": "string", "minLength": 1, "maxLength": 1000}},
 }
 
-SESSION = {
+SESSION: dict[str, Any] = {
     "type": "object",
     "required": ["session_id", "title", "created_at", "updated_at", "message_count"],
     "properties": {
@@ -206,7 +206,12 @@ class ChatRoutes:
         if "text/event-stream" in req.headers.get("Accept", ""):
             return await self._sse(req, turn)
         task = self.service.launch(turn)
-        await asyncio.shield(task)
+        try:
+            await asyncio.shield(task)
+        except errors.Problem as problem:
+            # the user's message (and what was streamed) is stored: say where
+            problem.extra = {**problem.extra, **turn.where()}
+            raise
         return self.service.answer(turn.session_id, turn.replies)
 
     def _sse_response(self, req: Request) -> web.StreamResponse:
@@ -291,7 +296,13 @@ class ChatRoutes:
         elif task.exception() is not None:
             problem = turn_problem(task.exception())  # type: ignore[arg-type]
             await send(
-                "error", {"code": problem.code, "status": problem.status, "detail": problem.detail}
+                "error",
+                {
+                    "code": problem.code,
+                    "status": problem.status,
+                    "detail": problem.detail,
+                    **turn.where(),
+                },
             )
         else:
             await send("done", {"session_id": turn.session_id})

@@ -156,6 +156,8 @@ class ChatService:
             )
             for task in pending:
                 task.cancel()
+            if pending:  # each stores what it had streamed, as stopped
+                await asyncio.wait(pending, timeout=5)
         await self.store.stop()
         if self.providers is not None:
             await self.providers.close()
@@ -401,8 +403,8 @@ class ChatService:
         """Seconds after which a turn still marked running is taken for lost (its process
         died): the longest a turn can take, with a margin."""
         cfg = self.config
-        per_reply = float(cfg["request_timeout_seconds"]) * (cfg["max_tool_rounds"] + 1)
-        return per_reply * max(1, cfg["max_speakers"]) + 5.0
+        per_reply = float(cfg["request_timeout_seconds"]) * (int(cfg["max_tool_rounds"]) + 1)
+        return per_reply * max(1, int(cfg["max_speakers"])) + 5.0
 
     async def replay(
         self, identity: Identity, client_message_id: str | None
@@ -433,7 +435,8 @@ class ChatService:
         updated = found["updated_at"]
         if updated.tzinfo is None:
             updated = updated.replace(tzinfo=UTC)
-        return (datetime.now(UTC) - updated).total_seconds() >= self._stale_after()
+        age: float = (datetime.now(UTC) - updated).total_seconds()
+        return age >= self._stale_after()
 
     async def _resume_lost(
         self,

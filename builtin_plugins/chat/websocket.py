@@ -493,7 +493,13 @@ class Connection:
         exc = task.exception()
         if exc is not None:
             problem = turn_problem(exc)
-            await self.error(error_code(problem), problem.detail, request_id, status=problem.status)
+            await self.error(
+                error_code(problem),
+                problem.detail,
+                request_id,
+                status=problem.status,
+                **turn.where(),
+            )
             return
         await self.send(
             {

@@ -4,9 +4,11 @@ avatars, and Character Card V2 import and export."""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
+from builtin_plugins.chat.images import png_text
 from tests.chat.helpers import chat_config, frames_until, is_done
 from tests.chat.images import b64, card, card_png, jpeg, png, webp
 from tests.fakes.openai_server import FakeOpenAI
@@ -428,3 +430,66 @@ async def test_a_conversation_begun_with_a_character_opens_with_its_greeting(llm
         assert r.status == 422
         r = await client.post("/api/v1/chat/sessions", json={}, headers=h)
         assert r.status == 201 and (await r.json())["messages"] == []
+
+
+async def test_a_card_goes_out_as_a_png_sillytavern_reads_and_comes_back(llmmc, database_url):
+    async with FakeOpenAI() as fake:
+        client = await llmmc(chat_config(fake.url), database_url=database_url)
+        h = client.auth_headers("u1")
+        picture = png(6, 5)
+        r = await client.post(
+            "/api/v1/chat/characters/import",
+            json={"png": b64(card_png(card("Mira"))[:8] + picture[8:])},
+            headers=h,
+        )
+        assert r.status == 422  # a picture without its card
+        r = await client.post(
+            "/api/v1/chat/characters/import", json={"png": b64(card_png(card("Mira")))}, headers=h
+        )
+        mira = await r.json()
+        r, body = await fetch(
+            client, f"/api/v1/chat/characters/{mira['id']}/card?format=png", headers=h
+        )
+        assert r.status == 200 and r.content_type == "image/png"
+        assert 'filename="Mira.png"' in r.headers["Content-Disposition"]
+        # what SillyTavern does with it: the chara chunk, base64, JSON
+        doc = json.loads(base64.b64decode(png_text(body)["chara"]))
+        assert doc["spec"] == "chara_card_v2" and doc["data"]["name"] == "Mira"
+        await client.delete(f"/api/v1/chat/characters/{mira['id']}", headers=h)
+        r = await client.post("/api/v1/chat/characters/import", json={"png": b64(body)}, headers=h)
+        assert r.status == 201 and (await r.json())["persona"] == mira["persona"]
+        # without a picture: a plain square carries it
+        kai = await make(client, h, name="Kai", persona="You are Kai.")
+        r, body = await fetch(
+            client, f"/api/v1/chat/characters/{kai['id']}/card?format=png", headers=h
+        )
+        assert (
+            r.status == 200
+            and json.loads(base64.b64decode(png_text(body)["chara"]))["data"]["extensions"][
+                "llmmultichat"
+            ]["persona"]
+            == "You are Kai."
+        )
+        # a lone surrogate inside a PNG card is refused like anywhere else
+        bad = b'{"spec": "chara_card_v2", "data": {"name": "x\\ud800"}}'
+        r = await client.post(
+            "/api/v1/chat/characters/import",
+            json={"png": b64(png(text={"chara": b64(bad).encode()}))},
+            headers=h,
+        )
+        assert r.status == 422
+
+
+async def test_a_user_keeps_a_bounded_number_of_characters(llmmc, database_url):
+    async with FakeOpenAI() as fake:
+        client = await llmmc(
+            chat_config(fake.url, characters_per_user=2), database_url=database_url
+        )
+        h = client.auth_headers("u1")
+        first = await make(client, h, name="One")
+        await make(client, h, name="Two")
+        r = await client.post("/api/v1/chat/characters", json={"name": "Three"}, headers=h)
+        assert r.status == 409 and (await r.json())["code"] == "CHARACTER_LIMIT"
+        await make(client, client.auth_headers("u2"), name="Three")  # another user's own
+        await client.delete(f"/api/v1/chat/characters/{first['id']}", headers=h)
+        await make(client, h, name="Three")

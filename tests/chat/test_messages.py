@@ -39,7 +39,7 @@ async def test_a_failed_reply_keeps_its_text_and_the_users_message(llmmc, databa
             headers=h,
         ) as resp:
             events = await read_sse(resp)
-        assert events[-1][0] == "error"
+        assert events[-1][0] == "error" and events[-1][1]["session_id"] == sid
         streamed = "".join(d["delta"] for kind, d in events if kind == "chunk")
         assert streamed
         msgs = await history(client, sid, h)
@@ -57,9 +57,14 @@ async def test_a_failed_reply_keeps_its_text_and_the_users_message(llmmc, databa
             "/api/v1/chat", json={"user_input": "anyone?", "session_id": sid}, headers=h
         )
         assert r.status == 502
+        problem = await r.json()
         msgs = await history(client, sid, h)
         assert [m["content"] for m in msgs[-2:]] == ["anyone?", ""]
         assert msgs[-1]["status"] == "failed"
+        # the error says where the turn's messages are
+        assert problem["session_id"] == sid
+        assert problem["user_message_id"] == msgs[-2]["message_id"]
+        assert problem["message_id"] == msgs[-1]["message_id"]
         # a failed reply can be regenerated
         fake.queue("Here I am.")
         r = await client.post(
