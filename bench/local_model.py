@@ -177,14 +177,19 @@ async def reply(
     return "".join(raw), "".join(shown).strip()
 
 
-async def sampling_part(show: bool) -> dict[str, Any]:
+VARIANTS: dict[str, dict[str, Any]] = {
+    "before": dict(local_sampling.LLAMA_CPP_DEFAULTS),
+    # the settings without the loop stop (repetition penalty, speaker stops, length)
+    "after-no-loop-stop": {**local_sampling.DEFAULTS, "loop_ngram": 0},
+    "after": dict(local_sampling.DEFAULTS),
+}
+
+
+async def sampling_part(show: bool, variants: list[str]) -> dict[str, Any]:
     graph = build_graph()
-    variants = {
-        "before": dict(local_sampling.LLAMA_CPP_DEFAULTS),
-        "after": dict(local_sampling.DEFAULTS),
-    }
     results: dict[str, Any] = {}
-    for label, settings in variants.items():
+    for label in variants:
+        settings = VARIANTS[label]
         rows = []
         started = time.perf_counter()
         for i, (char_id, text, earlier) in enumerate(PROMPTS):
@@ -291,12 +296,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--part", choices=["sampling", "tools", "all"], default="all")
     ap.add_argument("--show", action="store_true", help="print every reply or call")
+    ap.add_argument(
+        "--variants",
+        default="before,after",
+        help=f"sampling settings to compare, of: {', '.join(VARIANTS)}",
+    )
     ap.add_argument("--json", type=Path, help="write the figures (and replies) here")
     args = ap.parse_args()
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     out: dict[str, Any] = {}
     if args.part in ("sampling", "all"):
-        out["sampling"] = asyncio.run(sampling_part(args.show))
+        out["sampling"] = asyncio.run(sampling_part(args.show, args.variants.split(",")))
         print("\n| sampling | repeated 8-gram | names another speaker | mean tokens | time |")
         print("|---|---|---|---|---|")
         for label, r in out["sampling"].items():
