@@ -224,6 +224,7 @@ async def sampling_part(show: bool, variants: list[str]) -> dict[str, Any]:
             "raw_repeated_8gram": sum(r["raw_repeat"] for r in rows) / n,
             "raw_names_other_speaker": sum(r["raw_other"] for r in rows) / n,
             "mean_tokens": sum(r["tokens"] for r in rows) / n,
+            "empty": sum(not r["shown"] for r in rows),
             "seconds": time.perf_counter() - started,
             "rows": rows,
         }
@@ -307,13 +308,15 @@ def main() -> None:
     out: dict[str, Any] = {}
     if args.part in ("sampling", "all"):
         out["sampling"] = asyncio.run(sampling_part(args.show, args.variants.split(",")))
-        print("\n| sampling | repeated 8-gram | names another speaker | mean tokens | time |")
-        print("|---|---|---|---|---|")
+        print(
+            "\n| sampling | repeated 8-gram | names another speaker | mean tokens | empty | time |"
+        )
+        print("|---|---|---|---|---|---|")
         for label, r in out["sampling"].items():
             print(
                 f"| {label} | {r['repeated_8gram']:.0%} (raw {r['raw_repeated_8gram']:.0%}) "
                 f"| {r['names_other_speaker']:.0%} (raw {r['raw_names_other_speaker']:.0%}) "
-                f"| {r['mean_tokens']:.0f} | {r['seconds']:.0f} s |"
+                f"| {r['mean_tokens']:.0f} | {r['empty']} | {r['seconds']:.0f} s |"
             )
     if args.part in ("tools", "all"):
         t = out["tools"] = asyncio.run(tools_part(args.show))

