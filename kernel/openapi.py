@@ -42,7 +42,7 @@ _STATUS_TEXT = {
     409: "Conflict",
     413: "Body too large",
     415: "Wrong content type",
-    422: "Body does not match its schema",
+    422: "Body, query or path does not match its schema, or holds text that is not Unicode",
     429: "Rate limited (see Retry-After)",
     502: "Upstream failed",
     503: "The plugin or a backend it needs is unavailable",
@@ -102,6 +102,8 @@ def operation(route: Route) -> dict[str, Any]:
     codes = {503}
     if route.request_schema is not None:
         codes |= {400, 413, 415, 422}
+    if route.query_schema is not None or "{" in route.path:
+        codes.add(422)  # a query or path value that fails its schema or is not Unicode
     if route.auth != "public":
         codes.add(401)
         op["security"] = [{"bearerAuth": []}]

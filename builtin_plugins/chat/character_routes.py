@@ -219,9 +219,11 @@ def character_routes(api: CharacterAPI) -> list[Route]:
             f"{item}/avatar",
             h.put_avatar,
             request_schema=IMAGE_BODY,
+            raw_content_types=IMAGE_TYPES,
             status=204,
             summary="Set a character's picture (PNG, JPEG or WebP, at most 1 MiB)",
-            description='Body: `{"image": "<base64>"}` (a `data:` URL works too). The '
+            description="Body: the picture itself (`Content-Type: image/png`, `image/jpeg` "
+            'or `image/webp`), or JSON `{"image": "<base64>"}` (a `data:` URL works too). The '
             "picture is decoded to check it is one (422 NOT_AN_IMAGE otherwise). The "
             "character's `avatar_url` changes.",
             tags=TAGS,
@@ -246,6 +248,7 @@ def character_routes(api: CharacterAPI) -> list[Route]:
             "POST",
             f"{PREFIX}/import",
             h.import_card,
+            raw_content_types=("image/png",),
             request_schema={
                 "type": "object",
                 "description": 'a Character Card V2, or {"png": "<base64 PNG card>"}',

@@ -269,6 +269,20 @@ async def test_avatars_are_checked_images_with_a_changing_url(llmmc, database_ur
             assert url != first
             r, body = await fetch(client, url, headers=h)
             assert r.content_type == kind and body == other
+        # the picture itself as the body, as a browser or curl --data-binary sends it
+        r = await client.put(path, data=picture, headers={**h, "Content-Type": "image/png"})
+        assert r.status == 204, await r.text()
+        url = (await (await client.get(f"/api/v1/chat/characters/{sid}", headers=h)).json())[
+            "avatar_url"
+        ]
+        r, body = await fetch(client, url, headers=h)
+        assert r.content_type == "image/png" and body == picture
+        r = await client.put(
+            path, data=b"not a picture", headers={**h, "Content-Type": "image/png"}
+        )
+        assert r.status == 422 and (await r.json())["code"] == "NOT_AN_IMAGE"
+        r = await client.put(path, data=picture, headers={**h, "Content-Type": "image/gif"})
+        assert r.status == 415
         # the old URL is not cached as if it were current
         r = await client.get(first, headers=h)
         assert r.headers["Cache-Control"] == "no-cache"

@@ -183,7 +183,7 @@ async def test_a_crash_mid_reply_keeps_the_users_message_and_a_resend_answers_it
     be running, then answers the stored message, once."""
     async with FakeOpenAI() as fake:
         config = server_config(fake.url, database_url, tmp_path / "data")
-        config["plugins"]["chat"].update(request_timeout_seconds=1, max_tool_rounds=0)
+        config["plugins"]["chat"].update(request_timeout_seconds=8, max_tool_rounds=0)
         server = ServerProcess(config, tmp_path)
         await start(server)
         try:
@@ -209,7 +209,7 @@ async def test_a_crash_mid_reply_keeps_the_users_message_and_a_resend_answers_it
                     assert [m["content"] for m in (await r.json())["messages"]] == ["remember me"]
                 async with http.post(server.url + "/api/v1/chat", json=turn, headers=headers) as r:
                     assert r.status == 409 and (await r.json())["code"] == "TURN_IN_PROGRESS"
-                await asyncio.sleep(6.5)  # the turn is taken for lost (timeout 1 s + 5 s)
+                await asyncio.sleep(13.5)  # the turn is taken for lost (timeout 8 s + 5 s)
                 fake.queue("Remembered.")
                 answers = await asyncio.gather(
                     *(

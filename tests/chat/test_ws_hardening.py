@@ -205,6 +205,6 @@ async def test_a_socket_ends_with_its_login_password_or_account(llmmc: Any) -> N
             assert "password" in await closed_with(ws_c, limit=5)
             assert await chats(ws_b)  # the login that changed the password stays
 
-            accounts = client.kernel.records["auth"].instance.accounts
+            accounts = client.kernel.records["auth"].instance.admin
             await accounts.update_user(None, logins[0]["user"]["user_id"], disabled=True)
             assert "disabled" in await closed_with(ws_b, limit=5)

@@ -91,9 +91,9 @@ def test_stop_a_reply(open_page: Any, server: ServerProcess) -> None:
     streaming = page.locator("li.msg.assistant.streaming")
     expect(streaming.locator(".body")).to_contain_text("word")
     page.get_by_role("button", name="Stop").click()
-    # the server keeps nothing of a stopped turn (chat docs): the page says so, and what
-    # was shown stays after the history is read again
-    expect(page.locator("li.msg.note")).to_have_text("Stopped (not saved).")
+    # the server keeps a stopped reply with the text streamed so far (status "stopped"),
+    # and the user's message: nothing on screen is unsaved
+    expect(page.locator("li.msg.note")).to_have_text("Stopped.")
     expect(page.get_by_role("button", name="Stop")).to_be_hidden()
     settled(page)
     expect(streaming).to_have_count(0)
@@ -272,7 +272,7 @@ def test_admin_sees_plugins_and_manages_users(open_page: Any, server: ServerProc
     log_in(page, server.url, ADMIN["email"], ADMIN["password"])
     page.get_by_role("link", name="Admin").click()
     rows = page.locator("tr[data-plugin]")
-    expect(rows).to_have_count(7)
+    expect(rows).to_have_count(8)  # the enabled ones and the storage they require
     expect(page.locator('tr[data-plugin="webui"] .state')).to_have_text("RUNNING")
 
     # the users table, searched
