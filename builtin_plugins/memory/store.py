@@ -279,7 +279,7 @@ class MemoryStore:
         for dim in sorted(self._dims):
             await target.ensure_dim(dim)
         vectors = [f"memory_vectors_{d}" for d in sorted(self._dims)]
-        return ["memory_items", "memory_links", "memory_entities", *vectors]
+        return ["memory_items", "memory_links", "memory_entities", "memory_terms", *vectors]
 
     async def ensure_dim(self, dim: int) -> None:
         if dim in self._dims:
