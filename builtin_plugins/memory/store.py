@@ -279,7 +279,7 @@ class MemoryStore:
         for dim in sorted(self._dims):
             await target.ensure_dim(dim)
         vectors = [f"memory_vectors_{d}" for d in sorted(self._dims)]
-        return ["memory_items", "memory_links", "memory_entities", *vectors]
+        return ["memory_items", "memory_links", "memory_entities", "memory_terms", *vectors]
 
     async def ensure_dim(self, dim: int) -> None:
         if dim in self._dims:
@@ -922,17 +922,21 @@ class MemoryStore:
         added = []
         with self.rows.writing(user_id):
             async with self.db.transaction() as tx:
-                for row in rows:
-                    exists = await tx.fetchone(
-                        "SELECT 1 FROM memory_links WHERE user_id = $1 AND a_id = $2 "
-                        "AND b_id = $3 AND kind = $4",
-                        list(row[:4]),
+                # one read of the links that exist among these pairs, one insert of the rest
+                existing = await tx.fetchall(
+                    "SELECT a_id, b_id, kind FROM memory_links WHERE user_id = $1 "
+                    "AND a_id = ANY($2::TEXT[]) AND b_id = ANY($3::TEXT[])",
+                    [user_id, list({r[1] for r in rows}), list({r[2] for r in rows})],
+                )
+                have = {(str(a), str(b), str(k)) for a, b, k in existing}
+                new = [row for row in rows if (row[1], row[2], row[3]) not in have]
+                if new:
+                    await tx.insert_rows(
+                        "memory_links",
+                        ["user_id", "a_id", "b_id", "kind", "weight", "created_at"],
+                        new,
                     )
-                    if not exists:
-                        await tx.execute(
-                            "INSERT INTO memory_links VALUES ($1, $2, $3, $4, $5, $6)", list(row)
-                        )
-                        added.append(row[1:])
+                added = [row[1:] for row in new]
         self.rows.linked(user_id, added)
         return len(added)
 

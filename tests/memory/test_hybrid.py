@@ -277,3 +277,37 @@ async def test_turns_next_to_a_hit_come_with_it(memory_kernel: Any) -> None:
     assert s1[0] in [x["content"] for x in found[:4]]
     semantic = await search(client, "alice", "painted teacups", top_k=14, mode="semantic")
     assert "evidence" not in semantic[0]
+
+
+async def test_memories_stored_before_the_keyword_index_are_found_by_their_words(
+    llmmc: Any, tmp_path: Any
+) -> None:
+    """Migration 3 indexes the words of the memories already stored."""
+    import duckdb
+
+    data_dir = tmp_path / "old"
+    data_dir.mkdir()
+    con = duckdb.connect(str(data_dir / "llmmultichat.duckdb"))
+    con.execute(
+        """CREATE TABLE memory_items (memory_id VARCHAR NOT NULL, user_id VARCHAR NOT NULL,
+        tier VARCHAR NOT NULL, session_id VARCHAR, content VARCHAR NOT NULL,
+        metadata VARCHAR NOT NULL DEFAULT '{}', importance DOUBLE NOT NULL DEFAULT 0.5,
+        fact_key VARCHAR, parent_id VARCHAR, source_message_id VARCHAR,
+        searchable BOOLEAN NOT NULL DEFAULT TRUE, created_at TIMESTAMP NOT NULL,
+        updated_at TIMESTAMP NOT NULL)"""
+    )
+    con.execute(
+        "INSERT INTO memory_items (memory_id, user_id, tier, content, created_at, updated_at) "
+        "VALUES ('mem_old', 'u_old', 'long_term', 'The user keeps honeybees in Kyoto', "
+        "now(), now())"
+    )
+    con.close()
+    client = await llmmc(
+        {
+            "kernel": {"data_dir": str(data_dir)},
+            "plugins": {"enabled": ["memory"], "memory": {"embedder": "hashing"}},
+        }
+    )
+    found = await search(client, "u_old", "honeybees", mode="keyword")
+    assert [x["memory_id"] for x in found] == ["mem_old"]
+    assert found[0]["occurred_at"] == found[0]["created_at"]
