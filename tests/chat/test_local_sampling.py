@@ -11,7 +11,7 @@ import pytest
 from builtin_plugins.chat.characters import DEFAULT_CHARACTERS, load_characters
 from builtin_plugins.chat.graph import ConversationGraph, Turn
 from builtin_plugins.chat.providers import local_sampling
-from builtin_plugins.chat.providers.llama_cpp import LlamaCppProvider, chat_prompt
+from builtin_plugins.chat.providers.llama_cpp import LlamaCppProvider, chat_prompt, tool_facts
 from sdk import Identity
 
 
@@ -65,6 +65,29 @@ def test_other_characters_replies_of_the_turn_go_into_the_users_message():
     }
     assert folded[:-1] == messages[:-2]
     assert chat_prompt(messages, fold=False) == messages
+
+
+def test_a_tool_result_is_written_into_the_users_message_as_facts():
+    messages = [
+        {"role": "system", "content": "You are Nox."},
+        {"role": "user", "content": "Is it raining in London?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"id": "c1", "function": {"name": "weather", "arguments": "{}"}}],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": '{"city": "London, GB", "temp": 14}'},
+    ]
+    assert chat_prompt(messages) == [
+        {"role": "system", "content": "You are Nox."},
+        {
+            "role": "user",
+            "content": "Is it raining in London?\n\nThe weather tool says: city: London, GB; "
+            "temp: 14.\nAnswer in one or two sentences using only these facts.",
+        },
+    ]
+    failed = '{"error": {"code": "CITY_NOT_FOUND", "detail": "no such city"}}'
+    assert tool_facts(failed) == "it failed (no such city)"
 
 
 def test_settings_override_the_small_model_defaults():

@@ -136,25 +136,21 @@ def _first_token_bans(llm: Any, messages: list[dict[str, Any]]) -> list[int]:
 
 def chat_prompt(messages: list[dict[str, Any]], *, fold: bool = True) -> list[dict[str, str]]:
     """The conversation as SmolLM2's chat template takes it (system/user/assistant):
-    a tool result becomes a user turn naming the tool, tool-call turns without text go,
-    and (``fold``) other characters' replies of this turn go into the user's message."""
+    tool-call turns without text go, tool results are written into the user's last
+    message as facts to answer from, and (``fold``) other characters' replies of this
+    turn go into the user's message too."""
     names = {
         c.get("id"): (c.get("function") or {}).get("name", "tool")
         for m in messages
         for c in m.get("tool_calls") or []
     }
     out: list[dict[str, str]] = []
+    results: list[str] = []
     for m in messages:
         content = str(m.get("content") or "")
         if m.get("role") == "tool":
             name = names.get(m.get("tool_call_id"), "tool")
-            out.append(
-                {
-                    "role": "user",
-                    "content": f"[{name} result]: {content}\n"
-                    "Answer my last question with this result.",
-                }
-            )
+            results.append(f"The {name} tool says: {tool_facts(content)}.")
         elif content:
             role = m.get("role")
             out.append(
@@ -163,7 +159,33 @@ def chat_prompt(messages: list[dict[str, Any]], *, fold: bool = True) -> list[di
                     "content": content,
                 }
             )
+    if results:
+        last = max((i for i, m in enumerate(out) if m["role"] == "user"), default=None)
+        note = "\n".join(results) + "\nAnswer in one or two sentences using only these facts."
+        if last is None:
+            out.append({"role": "user", "content": note})
+        else:
+            out[last] = {"role": "user", "content": f"{out[last]['content']}\n\n{note}"}
     return _fold_replies_of_others(out) if fold else out
+
+
+def tool_facts(content: str, limit: int = 1200) -> str:
+    """A tool's JSON result as "key: value" facts, which SmolLM2 reads far better than
+    JSON ("city: London, GB; temperature: 14.2; description: Overcast")."""
+    try:
+        value = json.loads(content)
+    except ValueError:
+        return content[:limit]
+    if isinstance(value, dict) and isinstance(value.get("error"), dict) and len(value) == 1:
+        error = value["error"]
+        return f"it failed ({error.get('detail') or error.get('code') or 'error'})"
+    if isinstance(value, dict):
+        parts = []
+        for key, item in value.items():
+            text = item if isinstance(item, str) else json.dumps(item, ensure_ascii=False)
+            parts.append(f"{key}: {text}")
+        return "; ".join(parts)[:limit]
+    return json.dumps(value, ensure_ascii=False)[:limit]
 
 
 _SAID = re.compile(r"^\[([^\]\n]{1,64}) said\]:\s*(.*)$", re.S)
