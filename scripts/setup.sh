@@ -32,7 +32,7 @@ if [ "${LLMMC_TORCH:-0}" = 1 ]; then
   pip install --quiet "torch==2.13.0" "sentence-transformers>=3"
 fi
 # The embedder's ONNX graph, built once from the weights now rather than at first start.
-.venv/bin/python -m builtin_plugins.memory.embedders.bert_onnx \
+.venv/bin/python -m builtin_plugins.memory.embedders.build_cache \
   || echo "setup: the embedder's ONNX graph was not built; the first start builds it" >&2
 touch "$stamp"
 if [ "$extras" = local,dev ]; then touch .venv/.llmmc-installed-local; fi  # it holds both

@@ -205,7 +205,7 @@ async def test_admins_make_global_characters_and_override_system_ones(llmmc, dat
 
 
 async def test_a_change_holds_on_every_instance_at_once(llmmc, postgres_database):
-    from kernel.testing import fresh_schema_url
+    from builtin_plugins.storage.testing import fresh_schema_url
 
     url = fresh_schema_url(postgres_database)
     async with FakeOpenAI() as fake:

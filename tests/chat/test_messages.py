@@ -425,7 +425,7 @@ async def test_usage_and_quota_count_every_generation(llmmc, database_url):
 async def test_two_instances_share_alternatives_and_resends(llmmc, postgres_database):
     """Two instances on one PostgreSQL database: a reply made on one is regenerated and
     selected on the other, and a resend to the other while the turn runs is 409."""
-    from kernel.testing import fresh_schema_url
+    from builtin_plugins.storage.testing import fresh_schema_url
 
     url = fresh_schema_url(postgres_database)
     async with FakeOpenAI() as fake:

@@ -17,7 +17,7 @@ import brotli
 import pytest
 from aiohttp import web
 
-from kernel.testing import fresh_schema_url
+from builtin_plugins.storage.testing import fresh_schema_url
 from sdk import Health, Plugin, Request, Route, hookimpl
 from tests.fakes.open_meteo import FakeOpenMeteo
 from tests.prometheus import Samples, parse, scrape, value

@@ -7,7 +7,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from kernel.testing import fresh_schema_url
+from builtin_plugins.storage.testing import fresh_schema_url
 from sdk import Plugin
 
 BASE = "/api/v1/memory"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from kernel.testing import fresh_schema_url
+from builtin_plugins.storage.testing import fresh_schema_url
 from tests.fakes.openai_server import FakeOpenAI
 from tests.serverproc import unique_prefix
 

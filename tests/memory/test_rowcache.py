@@ -9,7 +9,7 @@ from typing import Any
 
 from builtin_plugins.memory.rowcache import RowCache
 from builtin_plugins.memory.store import Memory, utcnow
-from kernel.testing import fresh_schema_url
+from builtin_plugins.storage.testing import fresh_schema_url
 
 from .conftest import BASE, memory_plugin
 from .test_context import context

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from kernel.testing import fresh_schema_url
+from builtin_plugins.storage.testing import fresh_schema_url
 from tests.fakes.openai_server import FakeOpenAI
 from tests.serverproc import ServerProcess, redis_available, unique_prefix
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kernel.testing import fresh_schema_url
+from builtin_plugins.storage.testing import fresh_schema_url
 from tests.prometheus import Samples, parse, value
 from tests.serverproc import ServerProcess, unique_prefix, wait_for
 

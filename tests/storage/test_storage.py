@@ -14,7 +14,7 @@ from typing import Any
 import bcrypt
 import duckdb
 
-from kernel.testing import fresh_schema_url
+from builtin_plugins.storage.testing import fresh_schema_url
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "storage-tests-" + "s" * 40

@@ -22,9 +22,7 @@ import json
 import logging
 import os
 import struct
-import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -427,35 +425,3 @@ def check_near(exact: bytes, copy: bytes, folder: Path) -> None:
         cos = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
         if cos < NEAR_VECTORS:
             raise UnsupportedModel(f"the int8 copy is off (cosine {cos:.4f} on {length} tokens)")
-
-
-def _packaged_folders() -> Iterator[Path]:
-    from .local import LocalModelMissing, find_model_dir
-
-    with contextlib.suppress(LocalModelMissing):
-        yield find_model_dir()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Build the cache of the packaged model (int8, the default precision; name others as
-    arguments: ``float32``); print where it is."""
-    logging.basicConfig(level=logging.WARNING)
-    precisions = (argv if argv is not None else sys.argv[1:]) or ["int8"]
-    unknown = sorted(set(precisions) - set(PRECISIONS))
-    if unknown:
-        print(f"bert_onnx: unknown precision {', '.join(unknown)} (one of {PRECISIONS})")
-        return 2
-    folders = list(_packaged_folders())
-    if not folders:
-        print("bert_onnx: the packaged model is not installed; nothing to build")
-        return 0
-    for folder in folders:
-        for precision in precisions:
-            _, hit = load_or_build(folder, precision)
-            state = "cached" if hit else "built"
-            print(f"bert_onnx: {state} {cached_path(folder, precision)}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
