@@ -218,6 +218,31 @@ LLM_SYSTEM_PROMPT = (
 )
 
 
+# The answer the LLM is held to: the embedded model's output is constrained to it by a
+# llama.cpp grammar, an OpenAI-compatible upstream gets it as response_format, others
+# are asked in words (the prompt) and parsed leniently.
+FACTS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "facts": {
+            "type": "array",
+            "maxItems": MAX_FACTS_PER_MESSAGE,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "key": {"type": "string", "minLength": 1, "maxLength": 60},
+                    "fact": {"type": "string", "minLength": 1, "maxLength": MAX_FACT_CHARS},
+                },
+                "required": ["key", "fact"],
+                "additionalProperties": False,
+            },
+        }
+    },
+    "required": ["facts"],
+    "additionalProperties": False,
+}
+
+
 def build_llm_messages(text: str, known: list[tuple[str, str]]) -> list[dict[str, str]]:
     known_lines = "\n".join(f"- {k}: {f}" for k, f in known[:20]) or "(none)"
     return [
@@ -243,7 +268,9 @@ def parse_llm_facts(answer: str) -> list[Fact] | None:
     data: Any = None
     for candidate in candidates:
         try:
-            data = json.loads(candidate)
+            # strict=False: a small model's grammar-held answer may put a raw newline
+            # inside a string, which strict JSON refuses
+            data = json.loads(candidate, strict=False)
             break
         except ValueError:
             continue

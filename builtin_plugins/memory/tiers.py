@@ -30,12 +30,13 @@ from typing import Any
 import numpy as np
 
 from sdk import Identity, errors
+from sdk.llm import takes_keyword
 
 from . import keywords
 from . import links as links_mod
 from .cache import SessionCache
 from .embedders.base import Embedder
-from .extract import Fact, build_llm_messages, extract_rules, parse_llm_facts
+from .extract import FACTS_SCHEMA, Fact, build_llm_messages, extract_rules, parse_llm_facts
 from .store import Memory, MemoryStore, new_id, utcnow
 from .summary import summarize
 
@@ -766,13 +767,18 @@ class MemoryService:
             )
             messages = build_llm_messages(text, [(m.fact_key or "", m.content) for m in known])
             try:
+                constrained = (
+                    {"json_schema": FACTS_SCHEMA}
+                    if takes_keyword(llm.complete, "json_schema")
+                    else {}
+                )
                 answer = await llm.complete(
-                    messages, max_tokens=400, temperature=0.0, identity=identity
+                    messages, max_tokens=400, temperature=0.0, identity=identity, **constrained
                 )
                 facts = parse_llm_facts(answer)
                 if facts is not None:
                     return facts, "llm"
-                self.log.info("LLM fact extraction answer was not JSON; using the rules")
+                self.log.info("LLM fact extraction answer was not JSON (%r); using the rules", answer[:200])
             except Exception as exc:
                 self.log.warning("LLM fact extraction failed (%s); using the rules", exc)
         return extract_rules(text), "rules"
