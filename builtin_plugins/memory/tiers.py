@@ -778,7 +778,9 @@ class MemoryService:
                 facts = parse_llm_facts(answer)
                 if facts is not None:
                     return facts, "llm"
-                self.log.info("LLM fact extraction answer was not JSON (%r); using the rules", answer[:200])
+                self.log.info(
+                    "LLM fact extraction answer was not JSON (%r); using the rules", answer[:200]
+                )
             except Exception as exc:
                 self.log.warning("LLM fact extraction failed (%s); using the rules", exc)
         return extract_rules(text), "rules"
