@@ -294,6 +294,9 @@ class KernelRoutes:
             return Health("degraded", f"health check failed: {exc!r}")
 
     async def health(self, req: Request) -> Response:
+        """Everyone sees the states, the checks and what is impaired; the bus's error (a
+        host and port) is for administrators only."""
+        admin = req.identity is not None and req.identity.is_admin
         names = list(self.records)
         reports = await asyncio.gather(*(self._health_of(n) for n in names))
         plugins = {}
@@ -316,8 +319,10 @@ class KernelRoutes:
                 status = "degraded"
         bus = self.plugins.bus.health()
         if bus.get("status") != "ok":
-            why = bus.get("error") or bus.get("status")
-            problems.append(f"event bus: Redis unreachable ({why}); events stay in this process")
+            why = f" ({bus.get('error') or bus.get('status')})" if admin else ""
+            problems.append(f"event bus: Redis unreachable{why}; events stay in this process")
+        if not admin:
+            bus.pop("error", None)
             if status == "healthy":
                 status = "degraded"
         body = {

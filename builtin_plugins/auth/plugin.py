@@ -237,7 +237,11 @@ class AuthPlugin(Plugin):
         ok, detail = self.revocations.status()
         checks: dict[str, Any] = {"revocations": detail}
         if self.control is not None:
-            checks["admin_socket"] = self.control.detail
+            # whether the CLI can reach this server; its path is in the log, not in the
+            # answer to anyone who asks /health
+            checks["admin_socket"] = self.control.detail.replace(
+                str(self.control.path), "(data_dir)"
+            )
         return Health("ok" if ok else "degraded", detail, checks)
 
     @hookimpl

@@ -108,3 +108,16 @@ async def test_accounts_stored_before_folding_keep_working(tmp_path):
         assert (await register(client, "fresh_one", "fresh@example.com")).status == 201
     finally:
         await client.close()
+
+
+async def test_health_does_not_show_where_the_admin_socket_is(llmmc):
+    """Anyone may read /health; the admin socket's state is there, its path (which names
+    the data directory) is not."""
+    from tests.auth.conftest import auth_config
+
+    client = await llmmc(auth_config())
+    r = await client.get("/health")
+    text = await r.text()
+    socket = (await r.json())["plugins"]["auth"]["checks"]["admin_socket"]
+    assert "(data_dir)" in socket or socket == "not started", socket
+    assert str(client.kernel.data_dir) not in text
