@@ -321,10 +321,10 @@ class KernelRoutes:
         if bus.get("status") != "ok":
             why = f" ({bus.get('error') or bus.get('status')})" if admin else ""
             problems.append(f"event bus: Redis unreachable{why}; events stay in this process")
-        if not admin:
-            bus.pop("error", None)
             if status == "healthy":
                 status = "degraded"
+        if not admin:
+            bus.pop("error", None)
         body = {
             "status": status,
             "problems": problems,

@@ -318,3 +318,29 @@ async def test_a_second_forwarded_for_line_cannot_forge_the_client(llmmc: Any) -
     assert r.status == 403
     r = await client.get("/metrics", headers=[("X-Forwarded-For", "10.1.2.3")])
     assert r.status == 200
+
+
+async def test_health_names_the_unreachable_redis_to_administrators_only(llmmc: Any) -> None:
+    """While the bus's Redis is away, everyone reads that it is; only an administrator
+    reads the bus's error (which can name a host and port)."""
+    from tests.serverproc import ThrowawayRedis
+
+    redis = ThrowawayRedis()
+    redis.start()
+    try:
+        client = await llmmc({"kernel": {"bus": {"backend": "redis", "redis_url": redis.url}}})
+        redis.stop()
+        port = str(redis.port)
+        for _ in range(100):  # the listener notices within a moment
+            body = await (await client.get("/health", headers=client.auth_headers("a"))).json()
+            if body["bus"]["status"] != "ok":
+                break
+            await asyncio.sleep(0.1)
+        assert body["status"] == "degraded"
+        assert any("Redis unreachable" in p for p in body["problems"])
+        assert port not in json.dumps(body) and "error" not in body["bus"]
+        admin = client.auth_headers("root", admin=True)
+        seen = await (await client.get("/health", headers=admin)).json()
+        assert seen["bus"]["error"]
+    finally:
+        redis.stop()
