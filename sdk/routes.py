@@ -9,6 +9,8 @@ Details) and documents everything in
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -189,6 +191,33 @@ REQUEST_ID_KEY = web.RequestKey("llmmc_request_id", str)
 ROUTE_REQUEST_KEY = web.RequestKey("llmmc_route_request", Request)
 
 AioHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Status recorded for a request whose client went away before it was answered (nginx's).
+CLIENT_CLOSED = 499
+Answered = Callable[[web.Request, "web.StreamResponse | None", int, float], None]
+
+
+async def observe(request: web.Request, handler: AioHandler, done: Answered) -> web.StreamResponse:
+    """For middleware that records answers (metrics, the access log): ``handler(request)``,
+    then ``done(request, response, status, seconds)`` however it ended: the response's
+    status, a redirect's, ``CLIENT_CLOSED`` when the client went away, 500 otherwise
+    (``response`` is None unless a response came back)."""
+    started = time.perf_counter()
+    response: web.StreamResponse | None = None
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:  # redirects, which the kernel lets through
+        status = exc.status
+        raise
+    except asyncio.CancelledError:
+        status = CLIENT_CLOSED
+        raise
+    finally:
+        done(request, response, status, time.perf_counter() - started)
+
+
 # The kernel's last route, taking what no other route did (answered 404 or 405).
 CATCH_ALL = "/{tail:.*}"
 UNMATCHED = "(unmatched)"

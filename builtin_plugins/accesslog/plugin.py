@@ -20,10 +20,9 @@ from typing import IO, Any
 from aiohttp import web
 
 from sdk import Middleware, Plugin, hookimpl
-from sdk.routes import REQUEST_ID_KEY, ROUTE_REQUEST_KEY, AioHandler, route_template
+from sdk.routes import REQUEST_ID_KEY, ROUTE_REQUEST_KEY, AioHandler, observe, route_template
 
 LOGGER = "llmmultichat.access"
-CLIENT_CLOSED = 499  # a client that went away before its answer (nginx's status)
 FLUSH_LINES = 256
 
 
@@ -103,23 +102,14 @@ class AccessLogPlugin(Plugin):
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: AioHandler) -> web.StreamResponse:
-        started = time.perf_counter()
-        response: web.StreamResponse | None = None
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as exc:  # redirects, which the kernel lets through
-            status = exc.status
-            raise
-        except asyncio.CancelledError:
-            status = CLIENT_CLOSED
-            raise
-        finally:
-            self.lines.append(self.line(request, response, status, time.perf_counter() - started))
-            if len(self.lines) >= FLUSH_LINES:
-                self.flush()
+        return await observe(request, handler, self._answered)
+
+    def _answered(
+        self, request: web.Request, response: web.StreamResponse | None, status: int, s: float
+    ) -> None:
+        self.lines.append(self.line(request, response, status, s))
+        if len(self.lines) >= FLUSH_LINES:
+            self.flush()
 
     def _time(self) -> str:
         now = time.time()

@@ -6,19 +6,16 @@ enable this plugin pays nothing for them), and the backend where every plugin's
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from aiohttp import web
 
 from sdk import Middleware, Plugin, Request, Route, errors, hookimpl, services
 from sdk.net import Networks
-from sdk.routes import AioHandler, route_template
+from sdk.routes import AioHandler, observe, route_template
 
 from .prometheus import MetricsHub, ServerMetrics
 
-# Status counted for a request whose client went away before it was answered (nginx's).
-CLIENT_CLOSED = 499
 LOOPBACK = ["127.0.0.0/8", "::1/128"]
 STATE_SECONDS = 0.5  # how often plugin states and readiness are read into the gauges
 CIDR = {"type": "string", "pattern": r"^[0-9a-fA-F:.]+(/\d{1,3})?$"}
@@ -95,25 +92,15 @@ class MetricsPlugin(Plugin):
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: AioHandler) -> web.StreamResponse:
-        started = time.perf_counter()
-        server = self.server
-        server.begin()
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as exc:  # redirects, which the kernel lets through
-            status = exc.status
-            raise
-        except asyncio.CancelledError:
-            status = CLIENT_CLOSED
-            raise
-        finally:
-            route = route_template(request)
-            # A WebSocket's time is the client's session, not the server's speed.
-            elapsed = time.perf_counter() - started if status != 101 else None
-            server.end(route, request.method, status, elapsed)
+        self.server.begin()
+        return await observe(request, handler, self._answered)
+
+    def _answered(
+        self, request: web.Request, response: web.StreamResponse | None, status: int, s: float
+    ) -> None:
+        # A WebSocket's time is the client's session, not the server's speed.
+        seconds = s if status != 101 else None
+        self.server.end(route_template(request), request.method, status, seconds)
 
     async def metrics(self, req: Request) -> web.StreamResponse:
         if req.client_ip not in self.allow:
