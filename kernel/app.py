@@ -16,6 +16,8 @@ import gc
 import logging
 import re
 import sys
+import time
+from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,25 +26,19 @@ from aiohttp import web
 
 from sdk import services as service_names
 from sdk.cli import CliCommand
+from sdk.errors import NotFound, Problem, ValidationFailed
 from sdk.events import KERNEL_STARTED, PLUGIN_STATE_CHANGED
 from sdk.llm import check_provider_classes
 from sdk.net import ClientIP
-from sdk.plugin import Plugin, PluginContext, PluginState
-from sdk.routes import CATCH_ALL, Middleware, Route
+from sdk.plugin import Plugin, PluginContext, PluginEvent, PluginInfo, PluginState
+from sdk.routes import CATCH_ALL, Route
 from sdk.schema import schema_problems
 from sdk.services import Services
 
 from . import __version__
 from .bus import MemoryBus, PluginBus, make_bus
 from .config import ConfigError, LoadedConfig, validate_plugin_config
-from .http import (
-    HSTS_KEY,
-    Pipeline,
-    RouteHandler,
-    Unmatched,
-    chain,
-    security_headers_hook,
-)
+from .http import HSTS_KEY, LiveRouter, Pipeline, RouteHandler, security_headers_hook
 from .metrics import MetricsRegistry
 from .openapi import build_openapi
 from .plugins import (
@@ -52,6 +48,7 @@ from .plugins import (
     StartupError,
     dependents_of,
     discover,
+    installed_plugins,
     start_order,
 )
 from .routes import KernelRoutes, PluginsView, StaticFiles, static_directories
@@ -74,53 +71,113 @@ class Kernel:
         self.records: dict[str, PluginRecord] = {}
         self.order: list[str] = []
         self.hooks = Hooks(self.records)
-        self.tools = ToolRegistry(self.records)
+        self.tools = ToolRegistry(self.records, self.record)
         self.services = Services()
         self.metrics = MetricsRegistry()
         self.bus: MemoryBus = make_bus(self.kernel_config["bus"])
-        self.routes: list[Route] = []
-        self.middleware: list[Middleware] = []
-        self.cli_commands: list[CliCommand] = []
+        self.kernel_routes: list[Route] = []
+        self.llm_types: dict[str, str] = {}  # provider type -> the plugin that registered it
+        self.overridden: dict[str, dict[str, Any]] = {}  # run-time changes applied at start
+        self.router: LiveRouter | None = None
+        self.extra_handlers: dict[tuple[str, str], Any] = {}  # static files, CORS preflight
         self._openapi: dict[str, Any] | None = None
         self.started = False  # every plugin has had its start; cleared again by stop
         self.starting = ""  # the plugin whose start() runs now (for /readyz)
         self.bus_started = False
         self.draining = False  # shutting down: readiness is off for good
+        self.events: dict[str, deque[PluginEvent]] = {}  # each plugin's newest first
+        self.changing = asyncio.Lock()  # one run-time change at a time
 
     version = __version__
+
+    @property
+    def routes(self) -> list[Route]:
+        """The kernel's routes and those of every enabled plugin."""
+        plugin_routes = (r for n in self.order for r in self.records[n].routes)
+        return [*self.kernel_routes, *plugin_routes]
+
+    @property
+    def cli_commands(self) -> list[CliCommand]:
+        return [c for n in self.order for c in self.records[n].cli_commands]
 
     # -- assembly ---------------------------------------------------------------------
 
     async def load(self, until: str = "initialized", plugin: str = "") -> None:
         """Discover, order and validate, then prepare and initialize every plugin and
         collect contributions; raises StartupError or ConfigError for what must stop the
-        server. ``until="prepared"``: only ``plugin`` (and what it requires) initialize;
-        the others are only prepared (``llmmultichat db migrate``)."""
+        server. The changes made at run time (``plugin_overrides``, which the plugin
+        administration keeps in the database) apply over ``plugins.toml`` before the
+        plugins they concern initialize. ``until="prepared"``: only ``plugin`` (and what it
+        requires) initialize; the others are only prepared (``llmmultichat db migrate``)."""
         self.resolve()
-        keep = self._requirements_of(plugin) if until == "prepared" else set(self.order)
+        self.kernel_routes = KernelRoutes(self.plugins_view(), self.openapi, self).routes()
         try:
+            if until != "prepared":
+                await self._apply_stored_overrides()
+            keep = self._requirements_of(plugin) if until == "prepared" else set(self.order)
             for name in self.order:
+                rec = self.records[name]
+                if rec.state is not PluginState.UNINITIALIZED:
+                    continue
                 if name in keep:
-                    await self._initialize(self.records[name])
+                    await self._initialize(rec)
                 else:
-                    await self._prepare(self.records[name])
+                    await self._prepare(rec)
             self._check_required(keep)
-            await self._collect()
+            problems = [p for n in self.order for p in await self._collect(self.records[n])]
+            if problems:
+                raise StartupError("; ".join(problems))
         except BaseException:
             await self.close()
             raise
 
+    async def _apply_stored_overrides(self) -> None:
+        """Initialize the plugins that keep run-time changes (and what they require), ask
+        them (``plugin_overrides``) and fold the answers into the configuration."""
+        keepers = [n for n in self.order if _offers(self.records[n], "plugin_overrides")]
+        if not keepers:
+            return
+        boot = set().union(*(self._requirements_of(n) for n in keepers))
+        for name in self.order:
+            if name in boot:
+                await self._initialize(self.records[name])
+        changed = False
+        for answer in await self.hooks.call("plugin_overrides"):
+            for name, change in (answer or {}).items():
+                if name in boot:
+                    continue  # what keeps the overrides is configured in plugins.toml only
+                self.overridden[name] = change
+                keys = change.get("config")
+                table = {**self.config.base_table(name), **keys} if keys else None
+                changed |= self.config.override(name, change.get("enabled"), table)
+        if changed:
+            try:
+                self.resolve()
+            except (ConfigError, StartupError) as exc:
+                # a stored change that no longer fits (a plugin uninstalled since): say so
+                # and start on plugins.toml alone rather than not at all
+                log.error("run-time plugin changes not applied: %s", exc)
+                self.config.drop_overrides()
+                self.overridden.clear()
+                self.resolve()
+
     def resolve(self) -> None:
         """Discover and order the enabled plugins and validate their configs (nothing is
-        opened or initialized); raises StartupError or ConfigError."""
-        self.records.update(discover(self.config.enabled, self.extra_plugins))
+        opened or initialized); raises StartupError or ConfigError. Records already past
+        discovery are kept."""
+        enabled = self.config.enabled
+        for name in [n for n in self.records if n not in enabled]:
+            if self.records[name].state is PluginState.UNINITIALIZED:
+                del self.records[name]
+        fresh = [n for n in enabled if n not in self.records]
+        self.records.update(discover(fresh, self.extra_plugins))
         for name in self.config.required:
             self.records[name].required = True
         self.order = start_order(self.records)
         problems: list[str] = []
         for name in self.order:
             rec = self.records[name]
-            if rec.cls is None:
+            if rec.cls is None or rec.state is not PluginState.UNINITIALIZED:
                 continue
             broken = schema_problems(rec.cls.config_schema)
             if broken:
@@ -134,7 +191,7 @@ class Kernel:
                 problems += exc.problems
         for key, value in self.config.raw["plugins"].items():
             if isinstance(value, dict) and key not in self.records:
-                log.warning("[plugins.%s] configures a plugin that is not enabled", key)
+                log.debug("[plugins.%s] configures a plugin that is not enabled", key)
         if problems:
             raise ConfigError(problems, self.config.source)
 
@@ -224,7 +281,7 @@ class Kernel:
         return True
 
     async def _initialize(self, rec: PluginRecord) -> None:
-        if rec.cls is None or rec.state is PluginState.ERROR:
+        if rec.cls is None or rec.state is not PluginState.UNINITIALIZED:
             return
         dep = self._blocked_by(rec, CONTRIBUTING)
         if dep is not None:
@@ -250,49 +307,43 @@ class Kernel:
             if name in names and rec.state is PluginState.ERROR:
                 raise StartupError(f"required plugin {name!r} failed: {rec.error}")
 
-    async def _collect(self) -> None:
-        """Routes, tools, middleware and CLI commands of every initialized plugin."""
-        llm_types: dict[str, str] = {}  # provider type -> the plugin that registered it
-        kernel_routes = KernelRoutes(self.plugins_view(), self.openapi, self).routes()
-        seen: dict[str, str] = {r.key: "kernel" for r in kernel_routes}
-        self.routes = list(kernel_routes)
-        problems = []
-        op_ids: set[str] = set()
-        for name in self.order:
-            rec = self.records[name]
-            if rec.state is not PluginState.INITIALIZED:
-                continue
-            try:
-                for route in await self._contribution("register_routes", name) or []:
-                    route.plugin = name
-                    if not route.operation_id:
-                        route.operation_id = f"{name}.{route.handler.__name__}"
-                        if route.operation_id in op_ids:  # one handler behind several routes
-                            route.operation_id = f"{name}.{_slug(route)}"
-                    op_ids.add(route.operation_id)
-                    if route.key in seen:
-                        problems.append(
-                            f"duplicate route {route.key}: declared by {seen[route.key]!r} and {name!r}"
-                        )
-                    seen[route.key] = name
-                    rec.routes.append(route)
-                    self.routes.append(route)
-                for tool in await self._contribution("register_tools", name) or []:
-                    self.tools.add(name, tool)
-                    rec.tools.append(tool)
-                for mw in await self._contribution("register_middleware", name) or []:
-                    mw.plugin = name
-                    self.middleware.append(mw)
-                for cmd in await self._contribution("register_cli_commands", name) or []:
-                    cmd.plugin = name
-                    self.cli_commands.append(cmd)
-                check_provider_classes(
-                    name, await self._contribution("register_llm_providers", name), llm_types
-                )
-            except Exception as exc:
-                rec.fail("register", exc)
-        if problems:
-            raise StartupError("; ".join(problems))
+    async def _collect(self, rec: PluginRecord) -> list[str]:
+        """The routes, tools, middleware and CLI commands of one initialized plugin;
+        returns the problems that must stop a server starting (a route declared twice)."""
+        if rec.state is not PluginState.INITIALIZED:
+            return []
+        name, problems = rec.name, []
+        seen = {r.key: r.plugin for r in self.routes}
+        op_ids = {r.operation_id for r in self.routes}
+        try:
+            for route in await self._contribution("register_routes", name) or []:
+                route.plugin = name
+                if not route.operation_id:
+                    route.operation_id = f"{name}.{route.handler.__name__}"
+                    if route.operation_id in op_ids:  # one handler behind several routes
+                        route.operation_id = f"{name}.{_slug(route)}"
+                op_ids.add(route.operation_id)
+                if route.key in seen:
+                    problems.append(
+                        f"duplicate route {route.key}: declared by {seen[route.key]!r} and {name!r}"
+                    )
+                seen[route.key] = name
+                rec.routes.append(route)
+            for tool in await self._contribution("register_tools", name) or []:
+                self.tools.add(name, tool)
+                rec.tools.append(tool)
+            for mw in await self._contribution("register_middleware", name) or []:
+                mw.plugin = name
+                rec.middleware.append(mw)
+            for cmd in await self._contribution("register_cli_commands", name) or []:
+                cmd.plugin = name
+                rec.cli_commands.append(cmd)
+            check_provider_classes(
+                name, await self._contribution("register_llm_providers", name), self.llm_types
+            )
+        except Exception as exc:
+            rec.fail("register", exc)
+        return problems
 
     async def _contribution(self, hook: str, plugin: str) -> Any:
         """One initialized plugin's answer to a ``register_*`` hook (None if it has none)."""
@@ -304,40 +355,54 @@ class Kernel:
         return PluginsView(self.records, self.hooks, self.tools, self.bus, self.config.required)
 
     def build_app(self) -> web.Application:
-        """The request path, built once: each route's handler inside the enabled
-        plugins' middleware (outermost first) and the kernel's own layer. No aiohttp
-        middleware runs: a request pays for exactly the layers that are enabled."""
+        """The request path, built from what is enabled (and rebuilt by ``refresh`` when
+        that changes): each route's handler inside the enabled plugins' middleware
+        (outermost first) and the kernel's own layer. No aiohttp middleware runs: a
+        request pays for exactly the layers that are enabled."""
         kc = self.kernel_config
-        layers = [_new_style(m.handler) for m in sorted(self.middleware, key=lambda m: -m.order)]
         app = web.Application(
             client_max_size=kc["max_body_bytes"], handler_args=connection_args(kc)
         )
         app[HSTS_KEY] = bool(kc["hsts"])
         app.on_response_prepare.append(security_headers_hook(kc["hsts"]))
-        pipeline = Pipeline(
+        self.pipeline = Pipeline(
             self.hooks,
             ClientIP(kc["trusted_proxies"]),
             kc["max_body_bytes"],
             kc["read_timeout_seconds"],
         )
-        add = app.router.add_route
-        for route in self.routes:
-            handler = RouteHandler(route, self.records.get(route.plugin), pipeline)
-            add(route.method, route.path, chain(handler.handle, layers))
         for prefix, directory in static_directories().items():
-            add("GET", prefix + "/{path:.+}", chain(StaticFiles(directory), layers))
+            self.extra_handlers["GET", prefix + "/{path:.+}"] = StaticFiles(directory)
         if kc["cors_origins"]:
             cors = Cors(kc["cors_origins"])
-            add("OPTIONS", "/{tail:.*}", chain(cors.preflight, layers))
+            self.extra_handlers["OPTIONS", CATCH_ALL] = cors.preflight
             app.on_response_prepare.append(cors.headers)
-        add("*", CATCH_ALL, chain(Unmatched(self.routes), layers))
+        self.router = LiveRouter(app)
+        self.refresh()
         app.cleanup_ctx.append(self._lifespan)
         app.on_shutdown.append(self._on_shutdown)
         return app
 
+    def refresh(self) -> None:
+        """Rebuild the request path and the OpenAPI document from what is enabled now."""
+        self._openapi = None
+        if self.router is None:
+            return
+        enabled = [self.records[n] for n in self.order if self.records[n].enabled]
+        middleware = sorted((m for r in enabled for m in r.middleware), key=lambda m: -m.order)
+        handlers: dict[tuple[str, str], Any] = {}
+        for route in [*self.kernel_routes, *(r for rec in enabled for r in rec.routes)]:
+            handler = RouteHandler(route, self.records.get(route.plugin), self.pipeline)
+            handlers[route.method, route.path] = handler.handle
+        handlers.update(self.extra_handlers)
+        self.router.update(handlers, [_new_style(m.handler) for m in middleware])
+
     def openapi(self) -> dict[str, Any]:
         if self._openapi is None:
-            self._openapi = build_openapi(self.routes, self.tools.all())
+            routes = [
+                r for r in self.routes if r.plugin == "kernel" or self.records[r.plugin].enabled
+            ]
+            self._openapi = build_openapi(routes, self.tools.all())
         return self._openapi
 
     # -- running ----------------------------------------------------------------------
@@ -346,24 +411,7 @@ class Kernel:
         await self.bus.start()
         self.bus_started = True
         for name in self.order:
-            rec = self.records[name]
-            if rec.state is not PluginState.INITIALIZED or rec.instance is None:
-                continue
-            dep = self._blocked_by(rec, (PluginState.RUNNING,))
-            if dep is not None:
-                rec.fail("start", f"required plugin {dep!r} is not running")
-                self.services.set_running(name, False)
-                continue
-            self.starting = name
-            try:
-                await rec.instance.start()
-                rec.state = PluginState.RUNNING
-            except Exception as exc:
-                rec.fail("start", exc)
-                self.services.set_running(name, False)
-            finally:
-                self.starting = ""
-            await self._announce(rec)
+            await self._start(self.records[name])
         failed = [
             n for n in self.config.required if self.records[n].state is not PluginState.RUNNING
         ]
@@ -387,6 +435,25 @@ class Kernel:
             source="kernel",
         )
 
+    async def _start(self, rec: PluginRecord, actor_id: str | None = None) -> None:
+        if rec.state is not PluginState.INITIALIZED or rec.instance is None:
+            return
+        dep = self._blocked_by(rec, (PluginState.RUNNING,))
+        if dep is not None:
+            rec.fail("start", f"required plugin {dep!r} is not running")
+            self.services.set_running(rec.name, False)
+            return
+        self.starting = rec.name
+        try:
+            await rec.instance.start()
+            rec.state = PluginState.RUNNING
+        except Exception as exc:
+            rec.fail("start", exc)
+            self.services.set_running(rec.name, False)
+        finally:
+            self.starting = ""
+        await self._announce(rec, actor_id)
+
     async def stop(self) -> None:
         self.started = False
         for name in reversed(self.order):
@@ -407,18 +474,31 @@ class Kernel:
         """Release what the plugins' ``initialize`` opened (the database), in reverse
         order, once everything is stopped."""
         for name in reversed(self.order):
-            rec = self.records[name]
-            instance, rec.instance = rec.instance, None
-            if instance is None:
-                continue
-            self.services.set_running(name, False)
-            try:
-                await instance.close()
-            except Exception:
-                log.exception("close of plugin %r failed", name)
+            await self._close(self.records[name])
         self.metrics.detach()
 
-    async def _announce(self, rec: PluginRecord) -> None:
+    async def _close(self, rec: PluginRecord) -> None:
+        instance, rec.instance = rec.instance, None
+        if instance is None:
+            return
+        self.services.set_running(rec.name, False)
+        try:
+            await instance.close()
+        except Exception:
+            log.exception("close of plugin %r failed", rec.name)
+
+    async def _announce(self, rec: PluginRecord, actor_id: str | None = None) -> None:
+        failed = rec.state is PluginState.ERROR
+        self.record(
+            PluginEvent(
+                rec.name,
+                "state",
+                "error" if failed else "ok",
+                rec.state.value if rec.enabled else "DISABLED",
+                rec.error if failed else "",
+                actor_id=actor_id,
+            )
+        )
         data = {"plugin": rec.name, "state": rec.state.value, "error": rec.error}
         await self.bus.publish(PLUGIN_STATE_CHANGED, data, source="kernel")
 
@@ -434,16 +514,181 @@ class Kernel:
         await self.stop()
         await self.close()
 
-    # -- readiness (sdk.plugin.ServerView) -----------------------------------------------
+    # -- plugins at run time (sdk.plugin.ServerView) -------------------------------------
+
+    def plugin_catalog(self) -> list[PluginInfo]:
+        """Every installed plugin (entry points read afresh, so ``rescan`` finds
+        distributions installed since start) and every enabled one, by name."""
+        installed = {name: dist for name, _, dist in installed_plugins()}
+        names = sorted(set(installed) | set(self.records) | set(self.extra_plugins))
+        out = []
+        for name in names:
+            rec = self.records.get(name)
+            cls = rec.cls if rec is not None else self._class_of(name)
+            out.append(
+                PluginInfo(
+                    name=name,
+                    version=cls.version if cls else "",
+                    description=cls.description if cls else "",
+                    distribution=(rec.distribution if rec else "") or installed.get(name, ""),
+                    enabled=rec is not None and rec.enabled,
+                    state=rec.state if rec is not None else PluginState.UNINITIALIZED,
+                    required=name in self.config.required,
+                    requires=tuple(cls.requires) if cls else (),
+                    config=rec.config if rec is not None else {},
+                    schema=cls.config_schema if cls else {},
+                    error=rec.error if rec is not None else "",
+                    traceback=rec.traceback if rec is not None else "",
+                    routes=list(rec.routes) if rec is not None else [],
+                    tools=self.tools.of_plugin(name),
+                    base_config=self.config.base_table(name),
+                )
+            )
+        return out
+
+    def _class_of(self, name: str) -> type[Plugin] | None:
+        if name in self.extra_plugins:
+            return self.extra_plugins[name]
+        return discover([name]).get(name, PluginRecord(name)).cls
+
+    def check_plugin_config(self, name: str, table: dict[str, Any]) -> dict[str, Any]:
+        """``table`` validated against the plugin's schema, defaults filled in; raises
+        ConfigError naming each bad key."""
+        rec = self.records.get(name)
+        cls = rec.cls if rec is not None and rec.cls else self._class_of(name)
+        if cls is None:
+            raise NotFound(f"No plugin named {name!r} is installed.", code="PLUGIN_NOT_FOUND")
+        try:
+            return validate_plugin_config(name, table, cls.config_schema)
+        except ConfigError as exc:
+            errors = [{"path": "/config", "message": p} for p in exc.problems]
+            raise ValidationFailed(exc.problems[0], errors=errors) from None
+
+    async def apply_plugin(
+        self, name: str, enabled: bool, table: dict[str, Any], actor_id: str | None = None
+    ) -> None:
+        """Bring one plugin to ``enabled`` with ``table`` as its configuration while
+        serving: enable, disable, or restart it (with what requires it) on a new
+        configuration; nothing happens when both are as they are. The caller checked the
+        requirements (``sdk`` leaves that to the plugin administration)."""
+        async with self.changing:
+            rec = self.records.get(name)
+            running = rec is not None and rec.enabled and rec.state is not PluginState.ERROR
+            self.config.override(name, enabled, table)
+            if not enabled:
+                if rec is not None and rec.enabled:
+                    await self._disable(rec, actor_id)
+                return
+            config = self.check_plugin_config(name, table)
+            if running and rec is not None and config == rec.config:
+                return
+            if running and rec is not None and rec.instance is not None:
+                if await rec.instance.reconfigure(config):
+                    rec.config = config
+                    return
+            dependents = self._dependents(name) if running else []
+            for dep in reversed(dependents):
+                await self._disable(self.records[dep], actor_id)
+            if rec is not None and rec.enabled:
+                await self._disable(rec, actor_id)
+            await self._enable(name, actor_id)
+            for dep in dependents:
+                await self._enable(dep, actor_id)
+
+    def _dependents(self, name: str) -> list[str]:
+        """The enabled plugins that need ``name``, directly or not, in start order."""
+        found = {name}
+        for n in self.order:
+            rec = self.records[n]
+            if rec.enabled and any(d in found for d in rec.requires):
+                found.add(n)
+        return [n for n in self.order if n in found and n != name]
+
+    async def _enable(self, name: str, actor_id: str | None) -> None:
+        fresh = discover([name], self.extra_plugins)[name]
+        self.records[name] = rec = fresh
+        if name in self.config.required:
+            rec.required = True
+        if name in self.order:
+            self.order.remove(name)
+        self.order.append(name)  # its requirements run already: start order holds
+        if rec.cls is not None:
+            try:
+                rec.config = self.check_plugin_config(name, self.config.plugin_table(name))
+            except Problem as exc:
+                rec.fail("config", exc.detail)
+        await self._initialize(rec)
+        problems = await self._collect(rec)
+        if problems:
+            rec.fail("register", "; ".join(problems))
+        if rec.state is PluginState.ERROR:
+            await self._withdraw(rec)
+        elif self.started:
+            await self._start(rec, actor_id)
+        self.refresh()
+        if rec.state is PluginState.ERROR:
+            await self._announce(rec, actor_id)
+
+    async def _disable(self, rec: PluginRecord, actor_id: str | None) -> None:
+        """New requests to its routes answer 404 at once; the plugin is told to drain,
+        its requests in flight finish (up to the shutdown timeout), then it stops."""
+        rec.enabled = False
+        self.refresh()
+        await self._withdraw(rec)
+        if rec.state is PluginState.RUNNING and rec.instance is not None:
+            try:
+                await rec.instance.drain()
+            except Exception:
+                log.exception("drain of plugin %r failed", rec.name)
+            deadline = time.monotonic() + float(self.kernel_config["shutdown_timeout_seconds"])
+            while rec.active and time.monotonic() < deadline:  # noqa: ASYNC110 (a counter, no event)
+                await asyncio.sleep(0.02)
+            try:
+                await rec.instance.stop()
+            except Exception as exc:
+                rec.fail("stop", exc)
+        if rec.state is not PluginState.ERROR:
+            rec.state = PluginState.STOPPED
+        await self._close(rec)
+        rec.routes, rec.middleware, rec.cli_commands = [], [], []
+        self.refresh()
+        await self._announce(rec, actor_id)
+
+    async def _withdraw(self, rec: PluginRecord) -> None:
+        """What others could still reach of the plugin: hooks, tools, event subscriptions,
+        services and LLM provider types."""
+        self.hooks.unregister(rec.name)
+        self.tools.remove(rec.name)
+        rec.tools = []
+        self.bus.unsubscribe_plugin(rec.name)
+        self.services.set_running(rec.name, False)
+        for kind in [k for k, p in self.llm_types.items() if p == rec.name]:
+            del self.llm_types[kind]
+
+    # -- readiness and history (sdk.plugin.ServerView) -----------------------------------
 
     def plugin_states(self) -> dict[str, PluginState]:
-        return {n: r.state for n, r in self.records.items()}
+        return {n: r.state for n, r in self.records.items() if r.enabled}
+
+    def record(self, event: PluginEvent) -> None:
+        """A plugin's history: kept here (the newest 100) and handed to ``plugin_event``."""
+        self.events.setdefault(event.plugin, deque(maxlen=100)).appendleft(event)
+        for plugin, fn in self.hooks.implementations("plugin_event"):
+            try:
+                fn(event=event)
+            except Exception:
+                log.exception("plugin_event hook of %r failed", plugin)
+
+    def recent_failures(self, plugin: str, seconds: float = 300.0) -> list[PluginEvent]:
+        since = time.time() - seconds
+        events = self.events.get(plugin, ())
+        return [e for e in events if e.outcome == "error" and not e.caller_error and e.at >= since]
 
     def not_ready_reasons(self) -> list[str]:
         """Why ``/readyz`` says 503; empty when the process is ready for traffic."""
         if self.draining:
             reasons = ["draining: the server is shutting down"]
-        elif self.starting:
+        elif self.starting and not self.started:
             return [f"starting: plugin {self.starting!r} is starting"]
         elif not self.started:
             return ["starting: plugins are not all started"]
@@ -541,6 +786,10 @@ def _new_style(fn: Any) -> Any:
         return response
 
     return call
+
+
+def _offers(rec: PluginRecord, hook: str) -> bool:
+    return rec.cls is not None and callable(getattr(rec.cls, hook, None))
 
 
 def _slug(route: Route) -> str:

@@ -54,6 +54,9 @@ class MemoryBus:
 
         return unsubscribe
 
+    def unsubscribe_plugin(self, plugin: str) -> None:
+        self._subs = [s for s in self._subs if s.plugin != plugin]
+
     async def publish(self, topic: str, data: dict[str, Any], source: str = "") -> None:
         await self.deliver(Event(topic=topic, data=data, source=source))
 

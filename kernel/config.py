@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,10 @@ class ConfigError(Exception):
 class LoadedConfig:
     raw: dict[str, Any]
     source: str
+    base: dict[str, Any] = field(default_factory=dict)  # raw as the file had it
+
+    def __post_init__(self) -> None:
+        self.base = self.base or copy.deepcopy(self.raw)
 
     @property
     def kernel(self) -> dict[str, Any]:
@@ -142,6 +146,26 @@ class LoadedConfig:
     def plugin_table(self, name: str) -> dict[str, Any]:
         table = self.raw["plugins"].get(name, {})
         return dict(table) if isinstance(table, dict) else table
+
+    def base_table(self, name: str) -> dict[str, Any]:
+        """``[plugins.<name>]`` as the file has it, before any run-time change."""
+        table = self.base["plugins"].get(name, {})
+        return copy.deepcopy(table) if isinstance(table, dict) else {}
+
+    def override(self, name: str, enabled: bool | None, table: dict[str, Any] | None) -> bool:
+        """A run-time change over the file: enable or disable ``name``, replace its table.
+        Returns whether anything changed."""
+        plugins, before = self.raw["plugins"], copy.deepcopy(self.raw["plugins"])
+        if enabled is True and name not in plugins["enabled"]:
+            plugins["enabled"] = [*plugins["enabled"], name]
+        elif enabled is False and name in plugins["enabled"]:
+            plugins["enabled"] = [n for n in plugins["enabled"] if n != name]
+        if table is not None:
+            plugins[name] = copy.deepcopy(table)
+        return plugins != before
+
+    def drop_overrides(self) -> None:
+        self.raw["plugins"] = copy.deepcopy(self.base["plugins"])
 
 
 def find_config_path(explicit: str | None = None) -> Path:

@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from itertools import chain as chain_iter
 from typing import TYPE_CHECKING, Any
@@ -35,7 +35,7 @@ from sdk.identity import Identity
 from sdk.net import ClientIP
 from sdk.plugin import PluginState
 from sdk.request_context import set_request_id
-from sdk.routes import REQUEST_ID_KEY, ROUTE_REQUEST_KEY, Request, Response, Route
+from sdk.routes import CATCH_ALL, REQUEST_ID_KEY, ROUTE_REQUEST_KEY, Request, Response, Route
 from sdk.schema import DefaultingValidator, schema_errors
 from sdk.untrusted import check_strings, loads
 
@@ -197,13 +197,13 @@ def chain(handler: Any, layers: list[Any]) -> Any:
 
 
 class Unmatched:
-    """The handler of the catch-all route: 405 with ``Allow`` when the path is a route's
-    with another method, else 404 (both through the same layers as every answer)."""
+    """What answers a path no running route takes: 405 with ``Allow`` when the path is a
+    route's with another method, else 404 (both through the same layers as every answer)."""
 
-    def __init__(self, routes: list[Route]) -> None:
+    def __init__(self, keys: Iterable[tuple[str, str]]) -> None:
         methods: dict[str, set[str]] = {}
-        for route in routes:
-            methods.setdefault(route.path, set()).add(route.method)
+        for method, path in keys:
+            methods.setdefault(path, set()).add(method)
         self.table = [(_template_regex(path), m) for path, m in methods.items()]
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
@@ -212,6 +212,74 @@ class Unmatched:
         if allowed:
             raise web.HTTPMethodNotAllowed(request.method, allowed)
         raise web.HTTPNotFound()
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _Slot:
+    """What aiohttp calls for one route it knows: the route's current handler (already in
+    its layers), or, while no running plugin serves it, the fallback."""
+
+    __slots__ = ("handler", "router")
+
+    def __init__(self, router: LiveRouter) -> None:
+        self.handler: Handler | None = None
+        self.router = router
+
+    async def call(self, request: web.Request) -> web.StreamResponse:
+        handler = self.handler or self.router.fallback
+        return await handler(request)
+
+
+class LiveRouter:
+    """The routes of what runs now. aiohttp freezes its router when the app starts, but
+    plugins are enabled, disabled and reconfigured while serving: each route aiohttp knows
+    calls a slot that ``update`` refills or empties (the path then answers like an unknown
+    one), and routes that appear later are found by the catch-all in a router of their own.
+    The request path is rebuilt on each change, never looked up per request."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self.slots: dict[tuple[str, str], _Slot] = {}
+        self.late: web.UrlDispatcher | None = None
+        self.unmatched = Unmatched(())
+        self.fallback: Handler = self.unmatched
+
+    def update(self, handlers: dict[tuple[str, str], Handler], layers: list[Any]) -> None:
+        """``handlers``: (method, path) -> the route's handler, outside any layer."""
+        frozen = self.app.router.frozen
+        late = web.UrlDispatcher()
+        for key, handler in handlers.items():
+            slot = self.slots.get(key)
+            if slot is None and frozen:
+                late.add_route(*key, handler)  # the catch-all's layers wrap it
+                continue
+            if slot is None:
+                slot = self.slots[key] = _Slot(self)
+                self.app.router.add_route(*key, slot.call)
+            slot.handler = chain(handler, layers)
+        for key, slot in self.slots.items():
+            if key not in handlers:
+                slot.handler = None
+        self.late = late if late.routes() else None
+        self.unmatched = Unmatched(k for k in handlers if k[1] != CATCH_ALL)
+        self.fallback = chain(self._unmatched, layers)
+        if not frozen and (CATCH_ALL_KEY not in self.slots):
+            slot = self.slots[CATCH_ALL_KEY] = _Slot(self)
+            self.app.router.add_route(*CATCH_ALL_KEY, slot.call)
+
+    async def _unmatched(self, request: web.Request) -> web.StreamResponse:
+        if self.late is not None:
+            match = await self.late.resolve(request)
+            if match.http_exception is None:
+                match.add_app(request.app)
+                request._match_info = match  # the late route's {parameters}
+                return await match.handler(request)
+        return await self.unmatched(request)
+
+
+CATCH_ALL_KEY = ("*", CATCH_ALL)
 
 
 def _template_regex(path: str) -> re.Pattern[str]:
@@ -280,6 +348,16 @@ class RouteHandler:
         self.max_body = min(limit, route.max_body_bytes) if route.max_body_bytes else limit
 
     async def handle(self, raw: web.Request) -> web.StreamResponse:
+        record = self.record
+        if record is None:
+            return await self._shaped(raw)
+        record.active += 1  # a plugin disabled at run time waits for these
+        try:
+            return await self._shaped(raw)
+        finally:
+            record.active -= 1
+
+    async def _shaped(self, raw: web.Request) -> web.StreamResponse:
         shape = self.route.error_shape
         if shape is None:
             return await self._handle(raw)

@@ -56,7 +56,11 @@ class PluginRecord:
         self.distribution = ""
         self.routes: list[Any] = []
         self.tools: list[Any] = []
+        self.middleware: list[Any] = []
+        self.cli_commands: list[Any] = []
         self.config: dict[str, Any] = {}
+        self.enabled = True  # False once disabled at run time
+        self.active = 0  # requests its routes are serving now
 
     @property
     def state(self) -> PluginState:

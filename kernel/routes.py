@@ -311,6 +311,16 @@ class KernelRoutes:
                 "required": rec.required,
                 **({"checks": h.checks} if h.checks else {}),
             }
+            failures = self.server.recent_failures(name)
+            if failures:  # a plugin that says it is fine but keeps failing calls
+                last = failures[0]
+                plugins[name]["recent_failures"] = {
+                    "count": len(failures),
+                    "last": {"at": last.at, "kind": last.kind, "error": last.error},
+                }
+                if h.status == "ok":
+                    h = Health("degraded", f"{len(failures)} failure(s) in 5 min: {last.error}")
+                    plugins[name].update(status=h.status, detail=h.detail)
             if h.status != "ok":
                 problems.append(f"{name}: {h.detail or h.status}")
             if rec.required and rec.state is not PluginState.RUNNING:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import builtins
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from jsonschema import Draft202012Validator
 
 from sdk.errors import NotFound, Problem, ServiceUnavailable, ValidationFailed
-from sdk.plugin import PluginState
+from sdk.plugin import PluginEvent, PluginState
 from sdk.schema import schema_errors
 from sdk.tools import Tool, ToolCall
 
@@ -17,8 +19,11 @@ if TYPE_CHECKING:
 
 
 class ToolRegistry:
-    def __init__(self, records: dict[str, PluginRecord]) -> None:
+    def __init__(
+        self, records: dict[str, PluginRecord], record: Callable[[PluginEvent], None]
+    ) -> None:
         self.records = records
+        self.record = record  # each run goes into its plugin's history
         self._tools: dict[str, Tool] = {}
         self._validators: dict[str, Draft202012Validator] = {}
 
@@ -32,6 +37,10 @@ class ToolRegistry:
         tool.plugin = plugin
         self._tools[tool.name] = tool
         self._validators[tool.name] = Draft202012Validator(tool.parameters)
+
+    def remove(self, plugin: str) -> None:
+        for name in [n for n, t in self._tools.items() if t.plugin == plugin]:
+            del self._tools[name], self._validators[name]
 
     def _running(self, tool: Tool) -> bool:
         rec = self.records.get(tool.plugin)
@@ -68,7 +77,47 @@ class ToolRegistry:
                 code="PLUGIN_UNAVAILABLE",
             )
         self.validate(name, params)
-        result = await tool.handler(params, call)
-        if not isinstance(result, dict):
-            raise Problem(f"Tool {name!r} returned {type(result).__name__}, not an object.")
+        started = time.perf_counter()
+        actor = call.identity.user_id if call.identity is not None else None
+        try:
+            result = await tool.handler(params, call)
+            if not isinstance(result, dict):
+                raise Problem(f"Tool {name!r} returned {type(result).__name__}, not an object.")
+        except BaseException as exc:
+            problem = isinstance(exc, Problem)
+            error = exc.detail if problem else f"{type(exc).__name__}: {exc}"
+            self._ran(
+                tool,
+                call,
+                started,
+                actor,
+                error or type(exc).__name__,
+                problem and exc.status < 500,
+            )
+            raise
+        self._ran(tool, call, started, actor, "")
         return result
+
+    def _ran(
+        self,
+        tool: Tool,
+        call: ToolCall,
+        started: float,
+        actor: str | None,
+        error: str,
+        caller_error: bool = False,
+    ) -> None:
+        ms = round((time.perf_counter() - started) * 1000, 1)
+        outcome = "error" if error else "ok"
+        self.record(
+            PluginEvent(
+                tool.plugin,
+                "tool",
+                outcome,
+                f"{tool.name} ({call.origin})",
+                error,
+                ms,
+                actor,
+                caller_error=caller_error,
+            )
+        )

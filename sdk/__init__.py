@@ -13,7 +13,7 @@ from .hooks import HookCaller, hookimpl, hookspec
 from .identity import Identity
 from .llm import Completion, LLMProvider, StreamEvent, ToolCallRequest, Usage
 from .metrics import Metrics
-from .plugin import Health, Plugin, PluginContext, PluginState
+from .plugin import Health, Plugin, PluginContext, PluginEvent, PluginInfo, PluginState
 from .routes import Middleware, Request, Response, Route
 from .services import LLMService, RateLimiter, Services
 from .tools import Tool, ToolCall, ToolRegistry
@@ -37,6 +37,8 @@ __all__ = [
     "Migration",
     "Plugin",
     "PluginContext",
+    "PluginEvent",
+    "PluginInfo",
     "PluginState",
     "Problem",
     "RateLimiter",

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .database import Database, Migration
     from .identity import Identity
     from .llm import LLMProvider
+    from .plugin import PluginEvent
     from .routes import Middleware, Request, Route
     from .tools import Tool
 
@@ -57,6 +58,14 @@ class HookSpecs:
     @hookspec
     def prepare_plugin(self, name: str, migrations: Sequence[Migration]) -> None:
         """Prepare what plugin ``name`` needs before it initializes (the storage plugin applies its ``migrations``); raise to fail it."""
+
+    @hookspec
+    def plugin_overrides(self) -> dict[str, dict[str, Any]] | None:
+        """The run-time plugin changes to apply over ``plugins.toml`` at start: ``{name: {"enabled": bool | None, "config": {key: value} | None}}`` (``config``: the keys set at run time). Asked once the implementing plugin (and what it requires) initialized."""
+
+    @hookspec
+    def plugin_event(self, event: PluginEvent) -> None:
+        """A plugin's history grew by ``event`` (``ServerView.record``); keep it (the plugin administration stores it). Must not block."""
 
     @hookspec
     def browser_home(self) -> str | None:

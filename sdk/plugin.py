@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,61 @@ class Health:
     checks: dict[str, Any] = field(default_factory=dict)
 
 
+EventKind = Literal["tool", "state", "config", "llm"]
+
+
+@dataclass(slots=True)
+class PluginEvent:
+    """One entry of a plugin's execution history (``GET /api/v1/admin/plugins/{name}/history``):
+    a tool run, a state change, a configuration change, or a failed LLM provider call
+    (``llm``). ``at`` is a UNIX time; ``actor_id`` the user who caused it, if any."""
+
+    plugin: str
+    kind: EventKind
+    outcome: Literal["ok", "error"] = "ok"
+    detail: str = ""
+    error: str = ""
+    duration_ms: float | None = None
+    actor_id: str | None = None
+    at: float = field(default_factory=time.time)
+    # the caller's mistake (a 4xx), not the plugin's: history only, not /health
+    caller_error: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "kind": self.kind,
+            "actor_id": self.actor_id,
+            "detail": self.detail,
+            "outcome": self.outcome,
+            "duration_ms": self.duration_ms,
+            "error": self.error,
+        }
+
+
+@dataclass(slots=True)
+class PluginInfo:
+    """One installed or enabled plugin as the kernel sees it (``ServerView.plugin_catalog``).
+    ``config`` is the validated configuration in force (secrets not redacted: redact before
+    showing it); ``base_config`` its table in ``plugins.toml``."""
+
+    name: str
+    version: str
+    description: str
+    distribution: str
+    enabled: bool
+    state: PluginState
+    required: bool
+    requires: tuple[str, ...]
+    config: dict[str, Any]
+    schema: dict[str, Any]
+    error: str
+    traceback: str
+    routes: list[Any]
+    tools: list[Any]
+    base_config: dict[str, Any]
+
+
 class ServerView(Protocol):
     """What the kernel tells a plugin about the server as a whole (``context.server``)."""
 
@@ -57,6 +113,27 @@ class ServerView(Protocol):
     def not_ready_reasons(self) -> list[str]:
         """Why ``/readyz`` says 503 now (empty when ready)."""
 
+    def record(self, event: PluginEvent) -> None:
+        """Add ``event`` to its plugin's history; failures also show in ``/health`` for a
+        while. Cheap and synchronous: call it from any code path."""
+
+    def plugin_catalog(self) -> list[PluginInfo]:
+        """Every installed plugin (entry points read afresh) and every enabled one."""
+
+    def check_plugin_config(self, name: str, table: dict[str, Any]) -> dict[str, Any]:
+        """``table`` validated against plugin ``name``'s schema with defaults filled in;
+        raises ``ValidationFailed`` (422) naming each bad key."""
+
+    async def apply_plugin(
+        self, name: str, enabled: bool, table: dict[str, Any], actor_id: str | None = None
+    ) -> None:
+        """Enable, disable or reconfigure plugin ``name`` in this process while serving
+        (the plugin administration checks requirements and keeps the change)."""
+
+    def recent_failures(self, plugin: str, seconds: float = 300.0) -> list[PluginEvent]:
+        """``plugin``'s own failures (not callers' mistakes) of the last ``seconds``, newest
+        first, in this process."""
+
 
 class _NoServer:
     version = ""
@@ -66,6 +143,23 @@ class _NoServer:
 
     def not_ready_reasons(self) -> list[str]:
         return []
+
+    def record(self, event: PluginEvent) -> None:
+        return None
+
+    def recent_failures(self, plugin: str, seconds: float = 300.0) -> list[PluginEvent]:
+        return []
+
+    def plugin_catalog(self) -> list[PluginInfo]:
+        return []
+
+    def check_plugin_config(self, name: str, table: dict[str, Any]) -> dict[str, Any]:
+        return dict(table)
+
+    async def apply_plugin(
+        self, name: str, enabled: bool, table: dict[str, Any], actor_id: str | None = None
+    ) -> None:
+        raise ServiceUnavailable("no server to change plugins in")
 
 
 @dataclass(slots=True)
@@ -147,6 +241,12 @@ class Plugin:
     async def close(self) -> None:
         """Release what ``initialize`` opened. Called once at the very end, in reverse
         order, after ``stop`` (or instead of it when the plugin never started)."""
+
+    async def reconfigure(self, config: dict[str, Any]) -> bool:
+        """A new configuration (validated) while running: return True when this plugin
+        applied it itself; the default False has the kernel restart the plugin (and what
+        requires it) with it."""
+        return False
 
     async def health(self) -> Health:
         """Report this plugin's health; the default says it is fine."""

@@ -18,10 +18,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from sdk import CliCommand, errors
+from sdk import CliCommand, control, errors
 
-from . import control
 from .admin import Administration
+from .settings import SOCKET_NAME
 from .views import iso
 
 
@@ -172,7 +172,7 @@ def _command(op: str, help_text: str, arguments: list[Any]) -> CliCommand:
         return await _drive(local, op, _params(op, args))
 
     async def via_server(data_dir: Path, args: argparse.Namespace) -> int | None:
-        path = data_dir / control.SOCKET_NAME
+        path = data_dir / SOCKET_NAME
         if not path.exists():
             return None
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sdk import CliCommand, Database, Health, Identity, Plugin, Route, audit, hookimpl
+from sdk import CliCommand, Database, Health, Identity, Plugin, Route, audit, control, hookimpl
 from sdk.plugin import unless_shared_redis
 
-from . import cli, control
+from . import cli
 from .admin import Administration
 from .apikeys import ApiKeys
 from .auditlog import AuditLog, Recorder
@@ -20,7 +20,7 @@ from .resets import Resets
 from .revocation import RevocationStore
 from .routes import Parts, build_routes
 from .sessions import Sessions
-from .settings import Settings
+from .settings import SOCKET_NAME, Settings
 from .store import MIGRATIONS, AuthStore
 from .tokens import TokenService, load_or_create_secret
 
@@ -218,7 +218,7 @@ class AuthPlugin(Plugin):
         await self.housekeeping.start()
         if self.config.get("admin_socket", True):
             self.control = control.ControlServer(
-                self.context.data_dir / control.SOCKET_NAME, self._control, self.log
+                self.context.data_dir / SOCKET_NAME, self._control, self.log
             )
             await self.control.start()
 

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 from . import mailer
 
+# the command line's way into the running server (sdk.control)
+SOCKET_NAME = "auth-admin.sock"
+
 
 @dataclass(slots=True)
 class Settings:

@@ -77,6 +77,7 @@ def test_the_shipped_plugins_toml_is_valid_for_the_kernel() -> None:
     assert cfg.required == ["auth"]
     assert set(cfg.enabled) == {
         "storage",
+        "pluginadmin",
         "accesslog",
         "metrics",
         "compression",

@@ -1,7 +1,8 @@
 """The command line's way into a running server: a Unix socket in ``data_dir``.
 
 The embedded DuckDB file can be opened by one process only, so while the server runs,
-``llmmultichat users ...`` sends its request here instead of opening the store. Only the
+a plugin's command (``llmmultichat users ...``, ``llmmultichat plugins enable ...``) sends
+its request to the plugin's socket instead of opening the store. Only the
 account that runs the server can use it: the socket is created with mode 0600 (under
 umask 0177, so there is no moment when it is open to others), and each connection's peer
 credentials (SO_PEERCRED) must show the server's own uid. One JSON request per
@@ -21,7 +22,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-SOCKET_NAME = "auth-admin.sock"
 MAX_MESSAGE = 1 << 16
 # AF_UNIX paths are limited to 107 bytes on Linux.
 MAX_PATH = 107

@@ -1,0 +1,1 @@
+"""Plugins at run time: enable, disable, configure and rescan plugins while serving."""
