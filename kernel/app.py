@@ -561,7 +561,11 @@ class Kernel:
         try:
             return validate_plugin_config(name, table, cls.config_schema)
         except ConfigError as exc:
-            errors = [{"path": "/config", "message": p} for p in exc.problems]
+            prefix = f"plugins.{name}"
+            errors = [
+                {"path": "/config" + p.split(":")[0][len(prefix) :].replace(".", "/"), "message": p}
+                for p in exc.problems
+            ]
             raise ValidationFailed(exc.problems[0], errors=errors) from None
 
     async def apply_plugin(
