@@ -79,6 +79,7 @@ class Kernel:
         self.llm_types: dict[str, str] = {}  # provider type -> the plugin that registered it
         self.overridden: dict[str, dict[str, Any]] = {}  # run-time changes applied at start
         self.router: LiveRouter | None = None
+        self._installed: dict[str, tuple[str, type[Plugin] | None]] | None = None  # not enabled
         self.extra_handlers: dict[tuple[str, str], Any] = {}  # static files, CORS preflight
         self._openapi: dict[str, Any] | None = None
         self.started = False  # every plugin has had its start; cleared again by stop
@@ -517,20 +518,23 @@ class Kernel:
     # -- plugins at run time (sdk.plugin.ServerView) -------------------------------------
 
     def plugin_catalog(self) -> list[PluginInfo]:
-        """Every installed plugin (entry points read afresh, so ``rescan`` finds
-        distributions installed since start) and every enabled one, by name."""
-        installed = {name: dist for name, _, dist in installed_plugins()}
-        names = sorted(set(installed) | set(self.records) | set(self.extra_plugins))
+        """Every installed plugin (as of start or the last ``rescan``) and every enabled
+        one, by name."""
+        if self._installed is None:
+            self.rescan()
+        assert self._installed is not None
+        names = sorted(set(self._installed) | set(self.records) | set(self.extra_plugins))
         out = []
         for name in names:
             rec = self.records.get(name)
-            cls = rec.cls if rec is not None else self._class_of(name)
+            dist, cls = self._installed.get(name, ("", None))
+            cls = rec.cls if rec is not None and rec.cls else cls or self.extra_plugins.get(name)
             out.append(
                 PluginInfo(
                     name=name,
                     version=cls.version if cls else "",
                     description=cls.description if cls else "",
-                    distribution=(rec.distribution if rec else "") or installed.get(name, ""),
+                    distribution=(rec.distribution if rec else "") or dist,
                     enabled=rec is not None and rec.enabled,
                     state=rec.state if rec is not None else PluginState.UNINITIALIZED,
                     required=name in self.config.required,
@@ -546,10 +550,19 @@ class Kernel:
             )
         return out
 
+    def rescan(self) -> None:
+        """Read the entry points afresh: distributions installed since start appear (their
+        classes imported, nothing initialized)."""
+        installed = [(n, d) for n, _, d in installed_plugins() if n not in self.records]
+        found = discover([n for n, _ in installed])
+        self._installed = {n: (d, found[n].cls) for n, d in installed}
+
     def _class_of(self, name: str) -> type[Plugin] | None:
         if name in self.extra_plugins:
             return self.extra_plugins[name]
-        return discover([name]).get(name, PluginRecord(name)).cls
+        if self._installed is None or name not in self._installed:
+            self.rescan()
+        return (self._installed or {}).get(name, ("", None))[1]
 
     def check_plugin_config(self, name: str, table: dict[str, Any]) -> dict[str, Any]:
         """``table`` validated against the plugin's schema, defaults filled in; raises

@@ -4,11 +4,15 @@ change is stored and applied over plugins.toml at the next start; history is kep
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
 
+from sdk import Event, Plugin, hookimpl
 from tests.chat.helpers import frames_until, is_done
 from tests.fakes.open_meteo import FakeOpenMeteo
 from tests.fakes.openai_server import FakeOpenAI
+from tests.serverproc import BIN, to_toml
 from tests.translate.chat_setup import chat_table
 
 ADMIN = {"admin": True}
@@ -157,3 +161,142 @@ async def test_conflicts_name_the_plugins(llmmc):
     user = client.auth_headers("u1")
     r = await client.get("/api/v1/admin/plugins", headers=user)
     assert r.status == 403
+
+
+LATECOMER = """
+from sdk import Plugin, Route, hookimpl
+
+
+class Latecomer(Plugin):
+    name = "latecomer"
+    version = "0.3.0"
+    description = "installed after the server started"
+    config_schema = {"type": "object", "properties": {"greeting": {"type": "string", "default": "hi"}}}
+
+    @hookimpl
+    def register_routes(self):
+        async def hello(req):
+            return {"greeting": self.config["greeting"]}
+
+        return [Route("GET", "/api/v1/latecomer", hello, auth="public")]
+"""
+
+
+async def test_rescan_finds_a_distribution_installed_after_start(llmmc, tmp_path, monkeypatch):
+    client = await llmmc({"plugins": {"enabled": ["pluginadmin"]}})
+    admin = client.auth_headers("root", admin=True)
+    assert "latecomer" not in await plugins_of(client, admin)
+    assert (await client.get("/api/v1/latecomer")).status == 404
+
+    # "pip install" while serving: a package and its dist-info on the import path
+    site = tmp_path / "site"
+    (site / "llmmc_latecomer").mkdir(parents=True)
+    (site / "llmmc_latecomer" / "__init__.py").write_text(LATECOMER)
+    info = site / "llmmc_latecomer-0.3.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: llmmc-latecomer\nVersion: 0.3.0\n")
+    (info / "entry_points.txt").write_text(
+        "[llmmultichat.plugins]\nlatecomer = llmmc_latecomer:Latecomer\n"
+    )
+    monkeypatch.syspath_prepend(str(site))
+
+    r = await client.post("/api/v1/admin/plugins/rescan", headers=admin)
+    assert r.status == 200
+    found = {p["name"]: p for p in (await r.json())["plugins"]}["latecomer"]
+    assert found["enabled"] is False and found["version"] == "0.3.0"
+    assert found["distribution"] == "llmmc-latecomer"
+    r = await client.patch(
+        "/api/v1/admin/plugins/latecomer",
+        json={"enabled": True, "config": {"greeting": "hello"}},
+        headers=admin,
+    )
+    assert r.status == 200, await r.text()
+    r = await client.get("/api/v1/latecomer")
+    assert r.status == 200 and (await r.json()) == {"greeting": "hello"}
+    spec = await (await client.get("/openapi.json")).json()
+    assert "/api/v1/latecomer" in spec["paths"]
+    r = await client.patch(
+        "/api/v1/admin/plugins/latecomer", json={"enabled": False}, headers=admin
+    )
+    assert (await client.get("/api/v1/latecomer")).status == 404
+    assert "/api/v1/latecomer" not in (await (await client.get("/openapi.json")).json())["paths"]
+
+
+class Listener(Plugin):
+    """A plugin with a hook and an event subscription, to see both come and go."""
+
+    name = "listener"
+    seen: list[str] = []
+
+    async def start(self) -> None:
+        self.context.bus.subscribe("demo.*", self.on_event)
+
+    async def on_event(self, event: Event) -> None:
+        Listener.seen.append(event.topic)
+
+    @hookimpl
+    def browser_home(self) -> str:
+        return "/from-listener"
+
+
+async def test_hooks_and_subscriptions_come_and_go(llmmc):
+    Listener.seen = []
+    client = await llmmc(
+        {"plugins": {"enabled": ["pluginadmin", "listener"]}}, plugins={"listener": Listener}
+    )
+    admin = client.auth_headers("root", admin=True)
+    html = {"Accept": "text/html"}
+    bus = client.kernel.bus
+
+    r = await client.get("/", headers=html, allow_redirects=False)
+    assert r.status == 302 and r.headers["Location"] == "/from-listener"
+    await bus.publish("demo.one", {})
+    assert Listener.seen == ["demo.one"]
+
+    r = await client.patch("/api/v1/admin/plugins/listener", json={"enabled": False}, headers=admin)
+    assert r.status == 200, await r.text()
+    r = await client.get("/", headers=html, allow_redirects=False)
+    assert r.status == 200  # no browser_home any more
+    await bus.publish("demo.two", {})
+    assert Listener.seen == ["demo.one"]
+
+    await client.patch("/api/v1/admin/plugins/listener", json={"enabled": True}, headers=admin)
+    await bus.publish("demo.three", {})
+    assert Listener.seen == ["demo.one", "demo.three"]  # subscribed once, not twice
+    r = await client.get("/", headers=html, allow_redirects=False)
+    assert r.status == 302
+
+
+async def test_the_command_line_stores_a_change_while_no_server_runs(llmmc, tmp_path):
+    data = tmp_path / "data"
+    cfg = {
+        "kernel": {"data_dir": str(data)},
+        "plugins": {"enabled": ["storage", "pluginadmin", "weather"]},
+    }
+    path = tmp_path / "plugins.toml"
+    path.write_text(to_toml(cfg))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN), "plugins", *args, "--config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    done = await asyncio.to_thread(cli, "disable", "weather")
+    assert done.returncode == 0, done.stderr
+    assert "weather: disabled (stored" in done.stdout
+    refused = await asyncio.to_thread(cli, "disable", "storage")
+    assert (
+        refused.returncode == 1
+        and "PLUGIN_LOCKED" not in refused.stderr
+        and "cannot be disabled" in refused.stderr
+    )
+    unknown = await asyncio.to_thread(cli, "enable", "nosuch")
+    assert unknown.returncode == 1 and "No plugin named 'nosuch'" in unknown.stderr
+
+    client = await llmmc(cfg)
+    assert (await client.get("/api/v1/plugins/weather")).status == 404
+    listed = await plugins_of(client, client.auth_headers("root", admin=True))
+    assert listed["weather"]["enabled"] is False and listed["weather"]["overridden"] == ["enabled"]
