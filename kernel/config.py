@@ -162,7 +162,7 @@ class LoadedConfig:
             plugins["enabled"] = [n for n in plugins["enabled"] if n != name]
         if table is not None:
             plugins[name] = copy.deepcopy(table)
-        return plugins != before
+        return bool(plugins != before)
 
     def drop_overrides(self) -> None:
         self.raw["plugins"] = copy.deepcopy(self.base["plugins"])
