@@ -12,7 +12,9 @@ How a process serves the app while it starts, and drains it on SIGTERM, is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import json
 import logging
 import re
 import sys
@@ -55,6 +57,7 @@ from .routes import KernelRoutes, PluginsView, StaticFiles, static_directories
 from .tools import ToolRegistry
 
 log = logging.getLogger("llmmultichat.kernel")
+IN_FORCE = "plugins-in-force.json"  # in data_dir: what the server there runs now
 
 
 class Kernel:
@@ -221,8 +224,16 @@ class Kernel:
     async def load_cli_commands(self) -> list[CliCommand]:
         """The enabled plugins' subcommands, found without initializing anything (a
         server may hold the data_dir). A plugin that cannot offer them is left in ERROR
-        with the reason."""
-        self.records.update(discover(self.config.enabled, self.extra_plugins))
+        with the reason. A server on this data_dir that switched plugins at run time
+        left the list it runs (``IN_FORCE``): that list counts, unless plugins.toml is
+        newer."""
+        enabled = self.config.enabled
+        note = self.data_dir / IN_FORCE
+        source = Path(self.config.source)
+        with contextlib.suppress(OSError, ValueError):
+            if not source.exists() or note.stat().st_mtime >= source.stat().st_mtime:
+                enabled = [str(n) for n in json.loads(note.read_text())["enabled"]]
+        self.records.update(discover(enabled, self.extra_plugins))
         commands: list[CliCommand] = []
         for name, rec in self.records.items():
             if rec.cls is None or not hasattr(rec.cls, "register_cli_commands"):
@@ -426,6 +437,7 @@ class Kernel:
                 for dep in dependents_of(name, self.records):
                     log.warning("plugin %r is not running because %r failed", dep, name)
         self.started = True
+        self._note_in_force()
         # What start-up built (modules, schemas, plugin state) lives as long as the
         # process: out of the collector's way, a full collection no longer walks it
         # every few thousand requests.
@@ -595,6 +607,7 @@ class Kernel:
             if not enabled:
                 if rec is not None and rec.enabled:
                     await self._disable(rec, actor_id)
+                    self._note_in_force()
                 return
             config = self.check_plugin_config(name, table)
             if running and rec is not None and config == rec.config:
@@ -611,6 +624,14 @@ class Kernel:
             await self._enable(name, actor_id)
             for dep in dependents:
                 await self._enable(dep, actor_id)
+            self._note_in_force()
+
+    def _note_in_force(self) -> None:
+        """The plugins this server runs, for the command line (its plugins' commands)."""
+        enabled = [n for n in self.order if self.records[n].enabled]
+        with contextlib.suppress(OSError):
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            (self.data_dir / IN_FORCE).write_text(json.dumps({"enabled": enabled}))
 
     def _dependents(self, name: str) -> list[str]:
         """The enabled plugins that need ``name``, directly or not, in start order."""

@@ -300,3 +300,40 @@ async def test_the_command_line_stores_a_change_while_no_server_runs(llmmc, tmp_
     assert (await client.get("/api/v1/plugins/weather")).status == 404
     listed = await plugins_of(client, client.auth_headers("root", admin=True))
     assert listed["weather"]["enabled"] is False and listed["weather"]["overridden"] == ["enabled"]
+
+
+async def test_a_plugin_enabled_at_run_time_brings_its_commands(llmmc, tmp_path):
+    cfg = {
+        "kernel": {"data_dir": str(tmp_path / "data")},
+        "plugins": {"enabled": ["storage", "pluginadmin"]},
+    }
+    path = tmp_path / "plugins.toml"
+    path.write_text(to_toml(cfg))
+
+    def users_list() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN), "users", "list", "--config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    client = await llmmc(cfg)
+    before = await asyncio.to_thread(users_list)
+    assert before.returncode == 2 and "invalid choice: 'users'" in before.stderr
+    r = await client.patch(
+        "/api/v1/admin/plugins/auth",
+        json={"enabled": True},
+        headers=client.auth_headers("root", admin=True),
+    )
+    assert r.status == 200, await r.text()
+    after = await asyncio.to_thread(users_list)
+    assert after.returncode == 0, after.stderr  # through the running server's socket
+    r = await client.patch(
+        "/api/v1/admin/plugins/auth",
+        json={"enabled": False},
+        headers=client.auth_headers("root", admin=True),
+    )
+    assert r.status == 200
+    gone = await asyncio.to_thread(users_list)
+    assert gone.returncode == 2
