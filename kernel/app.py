@@ -227,12 +227,7 @@ class Kernel:
         with the reason. A server on this data_dir that switched plugins at run time
         left the list it runs (``IN_FORCE``): that list counts, unless plugins.toml is
         newer."""
-        enabled = self.config.enabled
-        note = self.data_dir / IN_FORCE
-        source = Path(self.config.source)
-        with contextlib.suppress(OSError, ValueError):
-            if not source.exists() or note.stat().st_mtime >= source.stat().st_mtime:
-                enabled = [str(n) for n in json.loads(note.read_text())["enabled"]]
+        enabled = self._in_force() or self.config.enabled
         self.records.update(discover(enabled, self.extra_plugins))
         commands: list[CliCommand] = []
         for name, rec in self.records.items():
@@ -625,6 +620,13 @@ class Kernel:
             for dep in dependents:
                 await self._enable(dep, actor_id)
             self._note_in_force()
+
+    def _in_force(self) -> list[str] | None:
+        note, source = self.data_dir / IN_FORCE, Path(self.config.source)
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            if not source.exists() or note.stat().st_mtime >= source.stat().st_mtime:
+                return [str(n) for n in json.loads(note.read_text())["enabled"]]
+        return None
 
     def _note_in_force(self) -> None:
         """The plugins this server runs, for the command line (its plugins' commands)."""
