@@ -15,13 +15,15 @@ import pytest
 
 from builtin_plugins.storage.testing import fresh_schema_url
 from tests.fakes.open_meteo import FakeOpenMeteo
+from tests.fakes.openai_server import FakeOpenAI
 from tests.serverproc import BIN, ServerProcess, redis_available, unique_prefix
+from tests.translate.chat_setup import chat_table
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 PASSWORD = "R00t-password"
 
 
-def deployment(database_url: str, meteo_url: str) -> dict[str, Any]:
+def deployment(database_url: str, meteo_url: str, openai_url: str) -> dict[str, Any]:
     prefix = unique_prefix()
     return {
         "kernel": {
@@ -33,7 +35,7 @@ def deployment(database_url: str, meteo_url: str) -> dict[str, Any]:
             },
         },
         "plugins": {
-            "enabled": ["storage", "pluginadmin", "auth", "weather"],
+            "enabled": ["storage", "pluginadmin", "auth", "chat", "weather"],
             "required": ["auth"],
             "storage": {"url": database_url, "pool_size": 3},
             "pluginadmin": {"poll_seconds": 1.0},
@@ -43,6 +45,7 @@ def deployment(database_url: str, meteo_url: str) -> dict[str, Any]:
                 "redis_prefix": prefix + "a:",
             },
             "weather": {"base_url": meteo_url, "geocoding_url": meteo_url},
+            "chat": chat_table(openai_url),
         },
     }
 
@@ -73,8 +76,8 @@ async def test_two_instances_follow_one_change_and_a_late_one_starts_with_it(
 ):
     if not redis_available():
         pytest.skip("Redis is not running on 127.0.0.1:6379")
-    async with FakeOpenMeteo() as meteo:
-        config = deployment(fresh_schema_url(postgres_database), meteo.url)
+    async with FakeOpenMeteo() as meteo, FakeOpenAI() as fake:
+        config = deployment(fresh_schema_url(postgres_database), meteo.url, fake.url)
         a = ServerProcess(config, tmp_path, name="a").start()
         b = ServerProcess(config, tmp_path, name="b").start()
         late = None
@@ -99,12 +102,36 @@ async def test_two_instances_follow_one_change_and_a_late_one_starts_with_it(
                     return lambda: _is(weather_status(b), expected)
 
                 assert await weather_status(b) == 200
+                # a chat socket on B, open through every change made through A
+                ws = await s.ws_connect(b.url.replace("http", "ws") + "/ws/chat", headers=h)
+                turns = 0
+
+                async def turn() -> list[str]:
+                    nonlocal turns
+                    turns += 1
+                    fake.queue(f"reply {turns}")
+                    rid = f"t{turns}"
+                    await ws.send_json({"type": "chat", "message": "hi", "request_id": rid})
+                    while True:
+                        frame = await ws.receive_json(timeout=20)
+                        if frame.get("request_id") == rid and frame.get("type") in (
+                            "complete",
+                            "error",
+                        ):
+                            assert frame["type"] == "complete", frame
+                            break
+                    return sorted(
+                        t["function"]["name"] for t in fake.requests[-1].get("tools") or []
+                    )
+
+                assert "weather" in await turn()
                 async with s.patch(
                     a.url + "/api/v1/admin/plugins/weather", json={"enabled": False}, headers=h
                 ) as r:
                     assert r.status == 200, await r.text()
                 took = await until(await on_b(404), 2.0)
                 print(f"disable reached B in {took:.2f} s")
+                assert "weather" not in await turn()
 
                 # configuration: through B this time, seen on A
                 async with s.patch(
@@ -121,6 +148,9 @@ async def test_two_instances_follow_one_change_and_a_late_one_starts_with_it(
 
                 took = await until(a_has_new_config, 2.0)
                 print(f"reconfiguration reached A in {took:.2f} s")
+                assert "weather" in await turn()
+                assert not ws.closed
+                await ws.close()
 
                 # the command line beside the running servers (no socket here: PostgreSQL)
                 done = cli(a, "plugins", "disable", "weather")
