@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+from typing import Any
 
-from sdk import Event, Plugin, hookimpl
+from sdk import Event, Plugin, Route, hookimpl
 from tests.chat.helpers import frames_until, is_done
 from tests.fakes.open_meteo import FakeOpenMeteo
 from tests.fakes.openai_server import FakeOpenAI
@@ -337,3 +338,72 @@ async def test_a_plugin_enabled_at_run_time_brings_its_commands(llmmc, tmp_path)
     assert r.status == 200
     gone = await asyncio.to_thread(users_list)
     assert gone.returncode == 2
+
+
+class Fussy(Plugin):
+    """Starts only with a mood it likes (valid by its schema either way)."""
+
+    name = "fussy"
+    config_schema = {
+        "type": "object",
+        "properties": {"mood": {"type": "string", "default": "calm"}},
+    }
+
+    async def start(self) -> None:
+        if self.config["mood"] != "calm":
+            raise RuntimeError(f"cannot work in a {self.config['mood']} mood")
+
+
+async def test_a_change_the_plugin_fails_on_is_undone_and_not_kept(llmmc):
+    client = await llmmc(
+        {"plugins": {"enabled": ["pluginadmin", "fussy"]}}, plugins={"fussy": Fussy}
+    )
+    admin = client.auth_headers("root", admin=True)
+    before = client.plugin("fussy")
+    r = await client.patch(
+        "/api/v1/admin/plugins/fussy", json={"config": {"mood": "stormy"}}, headers=admin
+    )
+    assert r.status == 422, await r.text()
+    problem = await r.json()
+    assert problem["code"] == "PLUGIN_START_FAILED" and "stormy mood" in problem["detail"]
+    listed = await plugins_of(client, admin)
+    assert listed["fussy"]["state"] == "RUNNING" and listed["fussy"]["config"]["mood"] == "calm"
+    assert listed["fussy"]["overridden"] == []
+    assert client.plugin("fussy") is not before  # restarted twice, on the old config at the end
+    assert await client.database.fetchval("SELECT count(*) FROM plugin_overrides") == 0
+
+
+class Slow(Plugin):
+    name = "slow"
+    stopped_while_busy = False
+
+    async def initialize(self) -> None:
+        self.busy = 0
+
+    async def stop(self) -> None:
+        Slow.stopped_while_busy = self.busy > 0
+
+    @hookimpl
+    def register_routes(self) -> list[Route]:
+        async def slow(req: Any) -> Any:
+            self.busy += 1
+            try:
+                await asyncio.sleep(0.6)
+                return {"done": True}
+            finally:
+                self.busy -= 1
+
+        return [Route("GET", "/api/v1/slow", slow, auth="public")]
+
+
+async def test_requests_in_flight_finish_before_the_plugin_stops(llmmc):
+    client = await llmmc({"plugins": {"enabled": ["pluginadmin", "slow"]}}, plugins={"slow": Slow})
+    admin = client.auth_headers("root", admin=True)
+    in_flight = asyncio.create_task(client.get("/api/v1/slow"))
+    await asyncio.sleep(0.2)
+    r = await client.patch("/api/v1/admin/plugins/slow", json={"enabled": False}, headers=admin)
+    assert r.status == 200
+    answered = await in_flight
+    assert answered.status == 200 and (await answered.json()) == {"done": True}
+    assert Slow.stopped_while_busy is False
+    assert (await client.get("/api/v1/slow")).status == 404
