@@ -384,7 +384,7 @@ class Kernel:
             cors = Cors(kc["cors_origins"])
             self.extra_handlers["OPTIONS", CATCH_ALL] = cors.preflight
             app.on_response_prepare.append(cors.headers)
-        self.router = LiveRouter(app)
+        self.router = LiveRouter(app, kc["max_header_bytes"])
         self.refresh()
         app.cleanup_ctx.append(self._lifespan)
         app.on_shutdown.append(self._on_shutdown)

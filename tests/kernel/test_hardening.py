@@ -184,6 +184,21 @@ async def test_over_long_headers_get_431_problem_without_an_echo(llmmc: Any) -> 
     assert b"SECRET" not in raw
 
 
+async def test_headers_are_limited_in_total_and_the_connection_closes(llmmc: Any) -> None:
+    client = await llmmc(CONFIG, plugins=PLUGINS)
+    line = b"X-Fill-%d: " + b"a" * 8000 + b"\r\n"
+    some = b"".join(line % i for i in range(7))  # 56 KB: within the 64 KB default
+    raw = await exchange(
+        client, b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + some + b"\r\n"
+    )
+    assert split_answer(raw)[0] == 200
+    many = b"".join(line % i for i in range(100))  # each line allowed, 800 KB in all
+    raw = await exchange(client, b"GET /ping HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")
+    status, headers, body = split_answer(raw)
+    assert status == 431 and json.loads(body)["code"] == "HEADERS_TOO_LARGE"
+    assert headers["connection"].lower() == "close"
+
+
 async def test_every_answer_carries_the_security_headers(llmmc: Any) -> None:
     client = await llmmc(CONFIG, plugins=PLUGINS)
     for path in ("/ping", "/no/such/route", "/openapi.json", "/redoc/static/redoc.standalone.js"):
