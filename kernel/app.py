@@ -701,6 +701,7 @@ class Kernel:
         self.tools.remove(rec.name)
         rec.tools = []
         self.bus.unsubscribe_plugin(rec.name)
+        self.metrics.forget(rec.name)
         self.services.set_running(rec.name, False)
         for kind in [k for k, p in self.llm_types.items() if p == rec.name]:
             del self.llm_types[kind]

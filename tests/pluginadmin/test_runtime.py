@@ -407,3 +407,27 @@ async def test_requests_in_flight_finish_before_the_plugin_stops(llmmc):
     assert answered.status == 200 and (await answered.json()) == {"done": True}
     assert Slow.stopped_while_busy is False
     assert (await client.get("/api/v1/slow")).status == 404
+
+
+async def test_request_wrapping_plugins_come_and_go(llmmc):
+    """Middleware is part of the request path rebuilt on each change: compression and the
+    metrics endpoint with its per-request counts."""
+    client = await llmmc({"plugins": {"enabled": ["pluginadmin", "compression", "metrics"]}})
+    admin = client.auth_headers("root", admin=True)
+    gzip = {"Accept-Encoding": "gzip"}
+    big = "/openapi.json"
+    r = await client.get(big, headers=gzip)
+    assert r.headers.get("Content-Encoding") == "gzip"
+    await client.patch("/api/v1/admin/plugins/compression", json={"enabled": False}, headers=admin)
+    r = await client.get(big, headers=gzip)
+    assert r.status == 200 and "Content-Encoding" not in r.headers
+
+    r = await client.get("/metrics")
+    assert r.status == 200 and "llmmc_http_requests_total" in await r.text()
+    await client.patch("/api/v1/admin/plugins/metrics", json={"enabled": False}, headers=admin)
+    assert (await client.get("/metrics")).status == 404
+    r = await client.patch("/api/v1/admin/plugins/metrics", json={"enabled": True}, headers=admin)
+    assert r.status == 200, await r.text()
+    await client.get("/ping")
+    text = await (await client.get("/metrics")).text()
+    assert 'route="/ping"' in text  # counted again by the new instance's middleware
