@@ -9,7 +9,8 @@ import json
 import subprocess
 from typing import Any
 
-from sdk import Event, Plugin, Route, hookimpl
+from builtin_plugins.storage.testing import fresh_schema_url
+from sdk import Event, Plugin, PluginEvent, Route, hookimpl
 from tests.chat.helpers import frames_until, is_done
 from tests.fakes.open_meteo import FakeOpenMeteo
 from tests.fakes.openai_server import FakeOpenAI
@@ -431,3 +432,71 @@ async def test_request_wrapping_plugins_come_and_go(llmmc):
     await client.get("/ping")
     text = await (await client.get("/metrics")).text()
     assert 'route="/ping"' in text  # counted again by the new instance's middleware
+
+
+class Tunable(Plugin):
+    """Applies a new configuration itself: no restart."""
+
+    name = "tunable"
+    config_schema = {"type": "object", "properties": {"level": {"type": "integer", "default": 1}}}
+
+    async def reconfigure(self, config: dict[str, Any]) -> bool:
+        self.config = config
+        return True
+
+
+async def test_a_plugin_may_apply_a_new_configuration_itself(llmmc):
+    client = await llmmc(
+        {"plugins": {"enabled": ["pluginadmin", "tunable"]}}, plugins={"tunable": Tunable}
+    )
+    before = client.plugin("tunable")
+    r = await client.patch(
+        "/api/v1/admin/plugins/tunable",
+        json={"config": {"level": 3}},
+        headers=client.auth_headers("root", admin=True),
+    )
+    assert r.status == 200 and (await r.json())["config"]["level"] == 3
+    assert client.plugin("tunable") is before and before.config["level"] == 3  # not restarted
+
+
+async def test_an_instance_that_missed_the_event_catches_up_from_the_database(
+    llmmc, postgres_database
+):
+    """Two servers on one PostgreSQL database but no shared bus (each its own in-process
+    one): the second hears nothing and still follows within its poll interval."""
+    url = fresh_schema_url(postgres_database)
+    cfg = {"plugins": {"enabled": ["pluginadmin", "weather"], "pluginadmin": {"poll_seconds": 0.3}}}
+    a = await llmmc(cfg, database_url=url)
+    b = await llmmc(cfg, database_url=url)
+    admin = a.auth_headers("root", admin=True)
+    r = await a.patch("/api/v1/admin/plugins/weather", json={"enabled": False}, headers=admin)
+    assert r.status == 200
+    for _ in range(40):
+        if (await b.get("/api/v1/plugins/weather")).status == 404:
+            break
+        await asyncio.sleep(0.05)
+    assert (await b.get("/api/v1/plugins/weather")).status == 404
+    listed = await plugins_of(b, admin)
+    assert listed["weather"]["enabled"] is False and listed["weather"]["overridden"] == ["enabled"]
+
+
+async def test_history_keeps_the_newest_entries_per_plugin(llmmc):
+    client = await llmmc(
+        {"plugins": {"enabled": ["pluginadmin"], "pluginadmin": {"keep_events": 100}}}
+    )
+    server = client.kernel
+    for i in range(130):
+        server.record(PluginEvent("weather", "tool", "ok", f"run {i}", at=1000.0 + i))
+    server.record(PluginEvent("storage", "tool", "error", "other", "boom", at=2000.0))
+    r = await client.get(
+        "/api/v1/admin/plugins/weather/history?limit=500",
+        headers=client.auth_headers("root", admin=True),
+    )
+    events = (await r.json())["events"]
+    assert len(events) == 100
+    assert events[0]["detail"] == "run 129" and events[-1]["detail"] == "run 30"
+    r = await client.get(
+        "/api/v1/admin/plugins/storage/history", headers=client.auth_headers("root", admin=True)
+    )
+    [other] = (await r.json())["events"]
+    assert other["outcome"] == "error" and other["error"] == "boom"
