@@ -124,14 +124,18 @@ async def test_two_instances_follow_one_change_and_a_late_one_starts_with_it(
                         t["function"]["name"] for t in fake.requests[-1].get("tools") or []
                     )
 
-                assert "weather" in await turn()
+                tools = await turn()
+                assert "weather" in tools
+                print(f"\nB's socket open; turn 1 offered {tools}")
                 async with s.patch(
                     a.url + "/api/v1/admin/plugins/weather", json={"enabled": False}, headers=h
                 ) as r:
                     assert r.status == 200, await r.text()
                 took = await until(await on_b(404), 2.0)
-                print(f"disable reached B in {took:.2f} s")
-                assert "weather" not in await turn()
+                print(f"weather disabled through A: in force on B after {took:.2f} s")
+                tools = await turn()
+                assert "weather" not in tools
+                print(f"B's socket still open; turn 2 offered {tools}")
 
                 # configuration: through B this time, seen on A
                 async with s.patch(
@@ -147,8 +151,12 @@ async def test_two_instances_follow_one_change_and_a_late_one_starts_with_it(
                     return found["enabled"] and found["config"]["cache_seconds"] == 9
 
                 took = await until(a_has_new_config, 2.0)
-                print(f"reconfiguration reached A in {took:.2f} s")
-                assert "weather" in await turn()
+                print(
+                    f"weather enabled with cache_seconds=9 through B: in force on A after {took:.2f} s"
+                )
+                tools = await turn()
+                assert "weather" in tools
+                print(f"B's socket still open (closed: {ws.closed}); turn 3 offered {tools}")
                 assert not ws.closed
                 await ws.close()
 
