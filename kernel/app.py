@@ -28,6 +28,7 @@ from aiohttp import web
 
 from sdk import services as service_names
 from sdk.cli import CliCommand
+from sdk.hooks import HookSpecs
 from sdk.errors import NotFound, Problem, ValidationFailed
 from sdk.events import KERNEL_STARTED, PLUGIN_STATE_CHANGED
 from sdk.llm import check_provider_classes
@@ -57,6 +58,7 @@ from .routes import KernelRoutes, PluginsView, StaticFiles, static_directories
 from .tools import ToolRegistry
 
 log = logging.getLogger("llmmultichat.kernel")
+HOOK_NAMES = tuple(n for n in vars(HookSpecs) if not n.startswith("_"))
 IN_FORCE = "plugins-in-force.json"  # in data_dir: what the server there runs now
 
 
@@ -553,6 +555,7 @@ class Kernel:
                     routes=list(rec.routes) if rec is not None else [],
                     tools=self.tools.of_plugin(name),
                     base_config=self.config.base_table(name),
+                    hooks=_hooks_of(cls),
                 )
             )
         return out
@@ -827,6 +830,10 @@ def _new_style(fn: Any) -> Any:
         return response
 
     return call
+
+
+def _hooks_of(cls: type[Plugin] | None) -> tuple[str, ...]:
+    return tuple(h for h in HOOK_NAMES if cls is not None and callable(getattr(cls, h, None)))
 
 
 def _offers(rec: PluginRecord, hook: str) -> bool:

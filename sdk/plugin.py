@@ -98,6 +98,7 @@ class PluginInfo:
     routes: list[Any]
     tools: list[Any]
     base_config: dict[str, Any]
+    hooks: tuple[str, ...] = ()  # the hooks its class implements
 
 
 class ServerView(Protocol):

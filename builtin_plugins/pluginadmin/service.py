@@ -246,6 +246,17 @@ def _check_switch(p: PluginInfo, enabled: bool, plugins: dict[str, PluginInfo]) 
             code="PLUGIN_LOCKED",
             extra={"plugins": [p.name]},
         )
+    if not enabled and "authenticate" in p.hooks:
+        others = [
+            o for n, o in plugins.items() if n != p.name and o.enabled and "authenticate" in o.hooks
+        ]
+        if not others:
+            raise Conflict(
+                f"{p.name!r} cannot be disabled: it is what authenticates requests, and "
+                "without it no administrator could switch it back on",
+                code="PLUGIN_LOCKED",
+                extra={"plugins": [p.name]},
+            )
     if enabled:
         missing = [d for d in p.requires if not (d in plugins and plugins[d].enabled)]
         if missing:

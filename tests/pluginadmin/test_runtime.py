@@ -500,3 +500,16 @@ async def test_history_keeps_the_newest_entries_per_plugin(llmmc):
     )
     [other] = (await r.json())["events"]
     assert other["outcome"] == "error" and other["error"] == "boom"
+
+
+async def test_the_last_authenticating_plugin_cannot_be_disabled(llmmc):
+    client = await llmmc({"plugins": {"enabled": ["pluginadmin"]}})
+    admin = client.auth_headers("root", admin=True)
+    r = await client.patch("/api/v1/admin/plugins/testauth", json={"enabled": False}, headers=admin)
+    problem = await r.json()
+    assert (
+        r.status == 409
+        and problem["code"] == "PLUGIN_LOCKED"
+        and problem["plugins"] == ["testauth"]
+    )
+    assert "authenticates" in problem["detail"]
