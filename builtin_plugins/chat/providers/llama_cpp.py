@@ -215,11 +215,59 @@ def _fold_replies_of_others(prompt: list[dict[str, str]]) -> list[dict[str, str]
     return out
 
 
+_UNSCORED = object()
+_formatters: dict[int, Any] = {}
+
+
+def _scored_choice(llm: Any, names: list[str], messages: list[dict[str, Any]], usage: Usage) -> Any:
+    """The decision read off the model's next-token scores after ``{"tool": "``: the tool
+    whose first token scores highest, if it beats ``none`` by ``TOOL_MARGIN``; else
+    ``local_tools.NONE``. One evaluation of the prompt and no sampling; ``_UNSCORED``
+    when two names begin with the same token."""
+    import llama_cpp
+    import numpy as np
+
+    options = [*names, local_tools.NONE]
+    first = [llm.tokenize(n.encode(), add_bos=False, special=False)[:1] for n in options]
+    if any(not f for f in first) or len({f[0] for f in first}) < len(first):
+        return _UNSCORED
+    formatter = _formatters.get(id(llm))
+    if formatter is None:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = (llm.metadata or {}).get("tokenizer.chat_template")
+        if not template:
+            return _UNSCORED
+        formatter = _formatters[id(llm)] = Jinja2ChatFormatter(
+            template=template,
+            eos_token=llm.detokenize([llm.token_eos()]).decode(errors="ignore"),
+            bos_token=llm.detokenize([llm.token_bos()]).decode(errors="ignore"),
+        )
+    prompt = formatter(messages=messages).prompt + '{"tool": "'
+    tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
+    llm.reset()
+    llm.eval(tokens)
+    usage.add(Usage(len(tokens), 1))
+    row = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
+    logits = np.ctypeslib.as_array(row, shape=(llm.n_vocab(),))
+    scores = {n: float(logits[f[0]]) for n, f in zip(options, first, strict=True)}
+    best = max(names, key=scores.__getitem__, default=None)
+    if best is not None and scores[best] >= scores[local_tools.NONE] + TOOL_MARGIN:
+        return best
+    return local_tools.NONE
+
+
 def _completion_text(out: dict[str, Any]) -> tuple[str, Usage]:
     choice = (out.get("choices") or [{}])[0]
     text = str((choice.get("message") or {}).get("content") or "")
     u = out.get("usage") or {}
     return text, Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))
+
+
+# How much more likely than "none" (in logits) a tool must be for the model to call it. A
+# small model leans towards the tool it was just shown; without a margin a greeting or a
+# question of general knowledge called the weather tool on some CPUs.
+TOOL_MARGIN = 1.0
 
 
 def decide_tool_call(
@@ -229,18 +277,21 @@ def decide_tool_call(
     grammar-constrained). Runs in a worker thread, holding the model."""
     usage = Usage()
     names = [str(t["name"]) for t in tools]
-    out = llm.create_chat_completion(
-        messages=local_tools.decision_messages(tools, request),
-        grammar=grammar(local_tools.decision_schema(names)),
-        max_tokens=32,
-        temperature=0.0,
-    )
-    text, used = _completion_text(out)
-    usage.add(used)
-    try:
-        choice = json.loads(text).get("tool")
-    except (ValueError, AttributeError):
-        return None, usage
+    messages = local_tools.decision_messages(tools, request)
+    choice = _scored_choice(llm, names, messages, usage)
+    if choice is _UNSCORED:  # tool names the first token cannot tell apart
+        out = llm.create_chat_completion(
+            messages=messages,
+            grammar=grammar(local_tools.decision_schema(names)),
+            max_tokens=32,
+            temperature=0.0,
+        )
+        text, used = _completion_text(out)
+        usage.add(used)
+        try:
+            choice = json.loads(text).get("tool")
+        except (ValueError, AttributeError):
+            return None, usage
     tool = next((t for t in tools if t["name"] == choice), None)
     if tool is None:
         return None, usage
