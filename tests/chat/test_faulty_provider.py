@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sdk import LLMProvider, Plugin, StreamEvent, Usage, hookimpl
+from sdk import Identity, LLMProvider, Plugin, StreamEvent, Usage, errors, hookimpl, services
 from tests.prometheus import scrape, value
 
 from .helpers import frames_until, is_done, read_sse
@@ -208,3 +208,25 @@ async def test_a_stopped_turn_closes_the_provider_and_is_no_failure(llmmc: Any) 
     health = await (await client.get("/health")).json()
     assert "recent_failures" not in health["plugins"]["brokenllm"]
     assert health["plugins"]["brokenllm"]["status"] == "ok"
+
+
+async def test_a_faulty_provider_behind_the_llm_service_and_the_openai_door(llmmc: Any) -> None:
+    client = await llmmc(config(), plugins={"brokenllm": BrokenLLMPlugin})
+    llm = client.kernel.services.get(services.LLM)
+    with pytest.raises(errors.BadGateway) as caught:
+        await llm.complete(
+            [{"role": "user", "content": "hi"}], provider="boom", identity=Identity("bob")
+        )
+    assert caught.value.code == "UPSTREAM_ERROR"
+    assert names_the_provider(caught.value.detail, "boom", "explodes")
+    r = await client.post(
+        "/v1/chat/completions",
+        json={"model": "character:odd", "messages": [{"role": "user", "content": "hi"}]},
+        headers=client.auth_headers("ada"),
+    )
+    body = await r.json()
+    assert r.status == 502, body
+    assert body["error"]["code"] == "UPSTREAM_ERROR"
+    assert names_the_provider(body["error"]["message"], "odd", "wrongtype")
+    failures = client.kernel.recent_failures("brokenllm")
+    assert [e.actor_id for e in failures] == ["ada", "bob"]
