@@ -111,6 +111,7 @@ def names_the_provider(text: str, provider: str, kind: str) -> bool:
 @pytest.mark.parametrize(("character", "provider", "kind", "model", "what"), CASES)
 async def test_a_faulty_provider_is_named_everywhere(
     llmmc: Any,
+    database_url: str,
     caplog: pytest.LogCaptureFixture,
     character: str,
     provider: str,
@@ -118,7 +119,9 @@ async def test_a_faulty_provider_is_named_everywhere(
     model: str,
     what: str,
 ) -> None:
-    client = await llmmc(config(), plugins={"brokenllm": BrokenLLMPlugin})
+    client = await llmmc(
+        config(), plugins={"brokenllm": BrokenLLMPlugin}, database_url=database_url
+    )
     h = client.auth_headers("ada")
     caplog.set_level(logging.ERROR, logger="llmmultichat.chat")
 
@@ -176,6 +179,13 @@ async def test_a_faulty_provider_is_named_everywhere(
     assert "UPSTREAM_ERROR" in plugin["recent_failures"]["last"]["error"]
     assert health["status"] == "degraded"
     assert "recent_failures" not in health["plugins"]["chat"]
+
+    # the user's message is kept, and the failed reply
+    r = await client.get(f"/api/v1/chat/history/{body['session_id']}", headers=h)
+    messages = (await r.json())["messages"]
+    assert messages[0]["content"] == "hello"
+    assert [m["status"] for m in messages[1:]] == ["failed"]
+    assert body["message_id"] == messages[1]["message_id"]
 
     # the history names the provider, the model and the user
     events_ = client.kernel.recent_failures("brokenllm")
