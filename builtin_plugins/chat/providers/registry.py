@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from sdk import Completion, LLMProvider, PluginEvent, StreamEvent, ToolCallRequest, Usage, errors
@@ -197,7 +197,7 @@ class ProviderRegistry:
         max_tokens: int | None = None,
         temperature: float | None = None,
         actor_id: str | None = None,
-    ) -> AsyncIterator[tuple[LLMProvider, str, StreamEvent]]:
+    ) -> AsyncGenerator[tuple[LLMProvider, str, StreamEvent], None]:
         """Stream from the first provider of ``chain`` (``[(provider, model or None)]``)
         that answers; move on to the next only while nothing has been produced yet.
 
