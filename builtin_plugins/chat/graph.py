@@ -13,6 +13,7 @@ replies of the same turn.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -426,28 +427,34 @@ class ConversationGraph:
         calls: list[ToolCallRequest] = []
         usage: Usage | None = None
         provider_name, model = "", ""
-        async for provider, used_model, event in self.providers.stream(
-            char.chain(self.default_provider),
-            messages,
-            tools=tools or None,
-            max_tokens=char.max_tokens,
-            temperature=char.temperature,
-        ):
-            provider_name, model = provider.name, used_model
-            if event.type == "delta":
-                turn.round_streamed += len(event.text)
-                # a broken upstream may send lone surrogates: no store or socket takes them
-                piece = guard.feed(repair_text(event.text))
-                if piece and not parts and text_so_far and not text_so_far[-1].isspace():
-                    piece = "\n\n" + piece  # text after a tool round starts a new paragraph
-                if piece:
-                    parts.append(piece)
-                    turn.partial.append(piece)
-                    await turn.emit({"type": "chunk", "character": char.id, "delta": piece})
-            elif event.type == "tool_call" and event.tool_call is not None:
-                calls.append(event.tool_call)
-            elif event.type == "usage" and event.usage is not None:
-                usage = event.usage
+        # closed as soon as this speaker is done or the turn is stopped, not when it is
+        # collected: the provider's generator is closed then too (its finally blocks run)
+        async with contextlib.aclosing(
+            self.providers.stream(
+                char.chain(self.default_provider),
+                messages,
+                tools=tools or None,
+                max_tokens=char.max_tokens,
+                temperature=char.temperature,
+                actor_id=turn.identity.user_id,
+            )
+        ) as events:
+            async for provider, used_model, event in events:
+                provider_name, model = provider.name, used_model
+                if event.type == "delta":
+                    turn.round_streamed += len(event.text)
+                    # a broken upstream may send lone surrogates: no store or socket takes them
+                    piece = guard.feed(repair_text(event.text))
+                    if piece and not parts and text_so_far and not text_so_far[-1].isspace():
+                        piece = "\n\n" + piece  # text after a tool round starts a new paragraph
+                    if piece:
+                        parts.append(piece)
+                        turn.partial.append(piece)
+                        await turn.emit({"type": "chunk", "character": char.id, "delta": piece})
+                elif event.type == "tool_call" and event.tool_call is not None:
+                    calls.append(event.tool_call)
+                elif event.type == "usage" and event.usage is not None:
+                    usage = event.usage
         tail = guard.flush()
         if tail and not parts and text_so_far and not text_so_far[-1].isspace():
             tail = "\n\n" + tail

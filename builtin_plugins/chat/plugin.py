@@ -147,6 +147,7 @@ class ChatPlugin(Plugin):
             character_store=CharacterStore(context.database),
             # other processes may change characters: check the stored version before use
             shared_database=context.database.engine == "postgresql",
+            server=context.server,
         )
         self.character_api = CharacterAPI(self.service)
         self.websockets = WebSocketHub(

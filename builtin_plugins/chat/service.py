@@ -18,6 +18,7 @@ from sdk import EventBus, Health, Identity, LLMProvider, ToolRegistry, errors
 from sdk.errors import Problem
 from sdk.hooks import HookCaller
 from sdk.llm import provider_class_problem
+from sdk.plugin import ServerView
 
 from .cards import fill_macros
 from .character_set import CharacterSet
@@ -86,8 +87,11 @@ class ChatService:
         metrics: ChatMetrics,
         character_store: CharacterStore,
         shared_database: bool = False,
+        server: ServerView | None = None,
     ) -> None:
         self.config = config
+        # where failed provider calls are recorded (their plugin's history, /health)
+        self.server = server
         self.metrics = metrics
         self.store = store
         self.hooks = hooks
@@ -107,14 +111,17 @@ class ChatService:
     async def start(self) -> None:
         cfg = self.config
         self.store.start()
+        types, owners = await self._provider_types()
         self.providers = ProviderRegistry(
             dict(cfg["providers"]),
-            await self._provider_types(),
+            types,
             timeout=float(cfg["request_timeout_seconds"]),
             max_retries=cfg["max_retries"],
             retry_backoff=float(cfg["retry_backoff_seconds"]),
             default_provider=self.default_provider,
             metrics=self.metrics,
+            owners=owners,
+            server=self.server,
         )
         await self.providers.start()
         system = load_characters(
@@ -162,15 +169,18 @@ class ChatService:
         if self.providers is not None:
             await self.providers.close()
 
-    async def _provider_types(self) -> dict[str, type[LLMProvider]]:
+    async def _provider_types(self) -> tuple[dict[str, type[LLMProvider]], dict[str, str]]:
         """Every provider type, ours included, from ``register_llm_providers`` (the kernel
-        has already failed a plugin whose answer is not a list of provider classes)."""
+        has already failed a plugin whose answer is not a list of provider classes), and
+        the plugin that registered each (errors, logs and history name it)."""
         types: dict[str, type[LLMProvider]] = {}
-        for contributed in await self.hooks.call("register_llm_providers"):
+        owners: dict[str, str] = {}
+        for plugin, contributed in await self.hooks.results("register_llm_providers"):
             for cls in contributed:
-                if provider_class_problem(cls) is None:
-                    types.setdefault(cls.type, cls)
-        return types
+                if provider_class_problem(cls) is None and cls.type not in types:
+                    types[cls.type] = cls
+                    owners[cls.type] = plugin
+        return types, owners
 
     async def _registered_characters(self) -> list[tuple[str, dict[str, Any]]]:
         return [
@@ -746,6 +756,7 @@ class ChatService:
             max_tokens=max_tokens,
             temperature=temperature,
             json_schema=json_schema,
+            actor_id=identity.user_id if identity is not None else None,
         )
         await self.publisher.usage(
             identity,
