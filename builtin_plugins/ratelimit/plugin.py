@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
+from urllib.parse import urlsplit
 
 from sdk import Event, Health, Plugin, Request, events, hookimpl, services
+from sdk.plugin import shared_redis_url
 
 from .backends import Backend, MemoryBackend, RedisBackend
 from .limiter import Limiter
@@ -27,8 +30,15 @@ class RateLimitPlugin(Plugin):
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "backend": {"enum": ["memory", "redis"], "default": "memory"},
-            "redis_url": {"type": "string", "default": "redis://127.0.0.1:6379/0"},
+            # no defaults: unset, both follow [kernel.bus] (Redis when the bus runs on it)
+            "backend": {
+                "enum": ["memory", "redis"],
+                "description": 'unset: "redis" when [kernel.bus] runs on Redis (or redis_url is set), else "memory"',
+            },
+            "redis_url": {
+                "type": "string",
+                "description": 'empty: [kernel.bus] redis_url when the bus runs on Redis, else redis://127.0.0.1:6379/0; "none": no Redis',
+            },
             "key_prefix": {
                 "type": "string",
                 "default": "llmmc:ratelimit:",
@@ -77,16 +87,24 @@ class RateLimitPlugin(Plugin):
     def process_local_settings(
         cls, config: dict[str, Any], kernel_config: dict[str, Any]
     ) -> list[str]:
-        if config["backend"] == "redis":
-            return []
-        return ['[plugins.ratelimit] backend = "redis"']
+        backend, url = resolve_backend(config, kernel_config)
+        if backend != "redis":
+            return ['[plugins.ratelimit] backend = "redis"']
+        bus_url = shared_redis_url("", kernel_config)
+        if bus_url and not is_loopback(bus_url) and is_loopback(url):
+            return [
+                "[plugins.ratelimit] redis_url (on this machine only while [kernel.bus] "
+                "redis_url is remote; leave it unset to share the bus's Redis)"
+            ]
+        return []
 
     async def initialize(self) -> None:
         cfg = self.config
         backend: Backend
-        if cfg["backend"] == "redis":
+        kind, url = resolve_backend(cfg, self.context.kernel_config)
+        if kind == "redis":
             backend = RedisBackend(
-                cfg["redis_url"],
+                url,
                 cfg["key_prefix"],
                 timeout=float(cfg["redis_timeout_seconds"]),
                 retry_seconds=float(cfg["backend_retry_seconds"]),
@@ -134,7 +152,10 @@ class RateLimitPlugin(Plugin):
         backend = self.limiter.backend
         await backend.probe()
         ok, detail = backend.status()
-        checks = {"backend": self.config["backend"], "reachable": ok}
+        checks = {
+            "backend": resolve_backend(self.config, self.context.kernel_config)[0],
+            "reachable": ok,
+        }
         if ok:
             return Health("ok", detail, checks)
         policy = "allowing requests" if self.limiter.fail_open else "refusing requests with 503"
@@ -148,3 +169,32 @@ class RateLimitPlugin(Plugin):
         return await self.limiter.check(
             route.key, request.identity, request.client_ip, quota=route.rate_limit == "chat"
         )
+
+
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"  # an explicit backend = "redis" with no URL anywhere
+
+
+def resolve_backend(config: dict[str, Any], kernel_config: dict[str, Any]) -> tuple[str, str]:
+    """``(backend, redis_url)`` as configured, unset values following ``[kernel.bus]``:
+    the bus's Redis when it runs on Redis, else counters in this process."""
+    own = str(config.get("redis_url") or "")
+    url = shared_redis_url(own, kernel_config)
+    backend = config.get("backend") or ("redis" if url else "memory")
+    if backend == "redis" and not url:
+        url = LOCAL_REDIS
+    return str(backend), url
+
+
+def is_loopback(url: str) -> bool:
+    """Whether a Redis URL names this machine only (127.0.0.0/8, ::1, localhost, a
+    unix socket)."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix" or not parts.hostname:
+        return True
+    host = parts.hostname
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
