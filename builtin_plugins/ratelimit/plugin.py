@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
 
-from sdk import Event, Health, Plugin, Request, events, hookimpl, services
+from aiohttp import web
+
+from sdk import Event, Health, Middleware, Plugin, Request, events, hookimpl, services
 from sdk.plugin import shared_redis_url
 
 from .backends import Backend, MemoryBackend, RedisBackend
 from .limiter import Limiter
 from .limits import LIMIT_PATTERN
+
+# on the aiohttp request of a chat route: its quota reservation (quota key, id)
+RESERVATION_KEY = web.RequestKey("llmmc_ratelimit_reservation", tuple)
 
 LIMIT_SCHEMA = {
     "type": "string",
@@ -73,9 +79,25 @@ class RateLimitPlugin(Plugin):
                         "description": "LLM tokens per user per UTC day, by role; 0 = unlimited",
                         "additionalProperties": {"type": "integer", "minimum": 0},
                         "default": {"user": 200000, "admin": 0},
-                    }
+                    },
+                    "reserve_tokens": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "default": 4096,
+                        "description": "tokens a chat turn sets aside when it starts (its max_tokens and prompt), settled when it ends; turns are admitted while used + reserved < quota; 0: no reservations",
+                    },
+                    "reservation_seconds": {
+                        "type": "number",
+                        "exclusiveMinimum": 0,
+                        "default": 150,
+                        "description": "a reservation no turn end settles (WebSocket turns) lapses after this; keep it above [plugins.chat] request_timeout_seconds",
+                    },
                 },
-                "default": {"tokens_per_day": {"user": 200000, "admin": 0}},
+                "default": {
+                    "tokens_per_day": {"user": 200000, "admin": 0},
+                    "reserve_tokens": 4096,
+                    "reservation_seconds": 150,
+                },
             },
         },
     }
@@ -117,6 +139,8 @@ class RateLimitPlugin(Plugin):
             routes=cfg["routes"],
             tokens_per_day=cfg["quotas"]["tokens_per_day"],
             on_backend_error=cfg["on_backend_error"],
+            reserve_tokens=int(cfg["quotas"].get("reserve_tokens", 4096)),
+            reservation_seconds=float(cfg["quotas"].get("reservation_seconds", 150)),
             logger=self.log,
             refusals=self.context.metrics.counter(
                 "refusals",
@@ -166,9 +190,25 @@ class RateLimitPlugin(Plugin):
         route = request.route
         if route.rate_limit is None:
             return None
-        return await self.limiter.check(
+        headers, reservation = await self.limiter.check_turn(
             route.key, request.identity, request.client_ip, quota=route.rate_limit == "chat"
         )
+        if reservation is not None:  # settled when the request ends (settle_turns)
+            request.raw[RESERVATION_KEY] = reservation
+        return headers
+
+    @hookimpl
+    def register_middleware(self) -> list[Middleware]:
+        return [Middleware(self._settle_turns, order=95)]
+
+    async def _settle_turns(self, raw: web.Request, handler: Any) -> web.StreamResponse:
+        """A chat request's quota reservation is settled when it ends (a stream's too)."""
+        try:
+            return await handler(raw)  # type: ignore[no-any-return]
+        finally:
+            reservation = raw.get(RESERVATION_KEY)
+            if reservation is not None:
+                await asyncio.shield(self.limiter.settle(reservation))
 
 
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"  # an explicit backend = "redis" with no URL anywhere
