@@ -72,6 +72,28 @@ class StoragePlugin(Plugin):
         self.database = open_database(self.settings, self.context.data_dir, DB_FILE)
         await self.database.open()
         self.context.services.provide(services.DATABASE, self.database)
+        self._declare_metrics()
+
+    def _declare_metrics(self) -> None:
+        metrics = self.context.metrics
+        up = metrics.gauge(
+            "database_up",
+            "1 while the database answers (PostgreSQL's probe; the embedded file always), else 0",
+            aggregate="min",
+        )
+        outages = metrics.gauge(
+            "database_outages",
+            "Times this process saw PostgreSQL stop answering since it started",
+            aggregate="max",
+        )
+
+        def collect() -> None:
+            db = getattr(self, "database", None)
+            pg = isinstance(db, PgDatabase)
+            up.set(0 if pg and not db.available else 1)  # type: ignore[union-attr]
+            outages.set(db.outages if pg else 0)  # type: ignore[union-attr]
+
+        metrics.on_collect(collect)
 
     async def start(self) -> None:
         if isinstance(self.database, PgDatabase):

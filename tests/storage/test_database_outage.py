@@ -5,6 +5,8 @@ port refused) or stalls (nothing forwarded: a partition), then restores."""
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import threading
 import time
 import uuid
@@ -128,7 +130,7 @@ def server(
     config = {
         "kernel": {"log_level": "WARNING"},
         "plugins": {
-            "enabled": ["storage", "auth", "chat", "memory"],
+            "enabled": ["storage", "metrics", "auth", "chat", "memory"],
             "required": ["auth", "chat", "memory"],
             "storage": {"url": url, "pool_size": 4},
             "auth": {"jwt_secret": JWT_SECRET, "bcrypt_rounds": 4},
@@ -196,6 +198,16 @@ async def while_down(server: ServerProcess, email: str, auth: dict[str, str]) ->
     assert health["plugins"]["storage"]["status"] == "unavailable", health["plugins"]["storage"]
     status, ready, _ = await s.request("GET", "/readyz")
     assert status == 503 and any("storage:" in r for r in ready["reasons"]), ready
+    assert await metric(s, "llmmc_storage_database_up") == 0
+    assert "127.0.0.1" not in json.dumps(health)  # anyone may read /health
+
+
+async def metric(server: ServerProcess, name: str) -> float:
+    status, text, _ = await server.request("GET", "/metrics")
+    assert status == 200, text
+    found = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", str(text), re.MULTILINE)
+    assert found, name
+    return float(found.group(1))
 
 
 @pytest.mark.parametrize("failure", ["cut", "stall"])
@@ -236,6 +248,8 @@ async def test_readiness_503_answers_and_recovery_when_postgresql_goes_away(
     assert status == 200, reply
     status, health, _ = await server.request("GET", "/health")
     assert health["plugins"]["storage"]["status"] == "ok", health["plugins"]["storage"]
+    assert await metric(server, "llmmc_storage_database_up") == 1
+    assert await metric(server, "llmmc_storage_database_outages") == 1
     assert "Traceback" not in server.output()
 
 
