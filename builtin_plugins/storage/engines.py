@@ -562,9 +562,12 @@ class PgDatabase(_PgQueries):
     tells ``/readyz`` so. When the server answers again, the pool's connections (dead
     sockets by now) are replaced and statements run again."""
 
-    PROBE_INTERVAL = 0.5
-    PROBE_TIMEOUT = 1.0  # so an outage shows within PROBE_INTERVAL + PROBE_TIMEOUT < 2 s
+    PROBE_INTERVAL = 0.4
+    PROBE_TIMEOUT = 1.5  # so an outage shows within PROBE_INTERVAL + PROBE_TIMEOUT < 2 s
     CONNECT_TIMEOUT = 5.0
+    # statements already waiting on the server when it stopped answering are ended (503)
+    # once it has not answered for this long, instead of at the 60 s command timeout
+    ABANDON_AFTER = 3.0
 
     def __init__(self, url: str, pool_size: int = 10) -> None:
         self.url = url
@@ -575,6 +578,8 @@ class PgDatabase(_PgQueries):
         self.down_since: float | None = None  # time.time() of the first failed probe
         self.last_error = ""
         self.outages = 0  # how many times the server stopped answering
+        self._in_use: set[asyncpg.Connection] = set()
+        self._abandoned = False  # this outage's in-flight statements were ended
 
     def describe(self) -> str:
         return f"PostgreSQL {redact(self.url)}"
@@ -624,6 +629,7 @@ class PgDatabase(_PgQueries):
                         con.terminate()
                         con = None
                     await self._went_down(exc)
+                    self._abandon_in_flight()
                 else:
                     await self._came_back()
                 await asyncio.sleep(self.PROBE_INTERVAL)
@@ -642,10 +648,22 @@ class PgDatabase(_PgQueries):
         if self._pool is not None:  # idle connections are dead sockets by now
             await self._pool.expire_connections()
 
+    def _abandon_in_flight(self) -> None:
+        since = self.down_since
+        if self._abandoned or since is None or time.time() - since < self.ABANDON_AFTER:
+            return
+        self._abandoned = True
+        stuck = list(self._in_use)
+        if stuck:
+            log.warning("ending %d statement(s) waiting on the database", len(stuck))
+        for con in stuck:
+            con.terminate()  # their callers get 503 DATABASE_UNAVAILABLE
+
     async def _came_back(self) -> None:
         if self.available:
             return
         self.available = True
+        self._abandoned = False
         lasted = time.time() - (self.down_since or time.time())
         self.down_since = None
         log.warning("%s answers again (after %.1f s)", self.describe(), lasted)
@@ -663,9 +681,11 @@ class PgDatabase(_PgQueries):
             raise database_unavailable()
         with _mapped():
             con = await pool.acquire()
+        self._in_use.add(con)
         try:
             yield con
         finally:
+            self._in_use.discard(con)
             try:
                 await pool.release(con)
             except Exception as exc:
