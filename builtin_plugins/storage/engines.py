@@ -706,8 +706,10 @@ class PgDatabase(_PgQueries):
             try:
                 yield PgTransaction(con)
             except BaseException:
-                if not con.is_closed():
-                    with contextlib.suppress(Exception):
+                # (a connection that broke is already back in the pool: nothing to roll
+                # back, and asking it anything raises InterfaceError)
+                with contextlib.suppress(Exception):
+                    if not con.is_closed():
                         await asyncio.shield(tr.rollback())
                 raise
             with _mapped():
