@@ -12,6 +12,11 @@ default) and PostgreSQL (``[kernel.database] url = "postgresql://..."``). Write 
 - several statements that must hold together go in ``async with db.transaction() as tx``
   (committed when the block ends, rolled back if it raises).
 
+While the database does not answer (PostgreSQL down or cut off), every call raises
+``sdk.errors.ServiceUnavailable`` with code :data:`DATABASE_UNAVAILABLE` and a
+``Retry-After`` header: let it propagate and the client gets 503, never 500. A plugin
+that can serve without its store (a cache, a background job) may catch it.
+
 Schemas are not created by hand: a plugin lists its :class:`Migration` steps in its
 ``migrations`` class attribute and the kernel applies the missing ones, in order, before
 the plugin initializes (see ``docs/database.md``). No engine object (DuckDB cursor,
@@ -28,6 +33,8 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 Params = Sequence[Any] | None
+# The code of the 503 a statement raises while the database does not answer.
+DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
 Engine = Literal["duckdb", "postgresql"]
 
 

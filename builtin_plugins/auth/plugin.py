@@ -3,9 +3,22 @@ and their administration (users, disabling, password resets, the audit log)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
-from sdk import CliCommand, Database, Health, Identity, Plugin, Route, audit, control, hookimpl
+from sdk import (
+    CliCommand,
+    Database,
+    Health,
+    Identity,
+    Plugin,
+    Route,
+    audit,
+    control,
+    events,
+    hookimpl,
+)
 from sdk.plugin import unless_shared_redis
 
 from . import cli
@@ -71,6 +84,14 @@ class AuthPlugin(Plugin):
                 "none (one instance).",
             },
             "redis_prefix": {"type": "string", "default": "llmmc:auth:"},
+            "on_redis_error": {
+                "enum": ["open", "closed"],
+                "default": "open",
+                "description": "while the Redis that shares revocations is unreachable: "
+                "'open' accepts tokens on this instance's knowledge (revocations made on other "
+                "instances meanwhile hold once Redis is back); 'closed' answers authenticated "
+                "requests 503 REVOCATIONS_UNAVAILABLE",
+            },
             "revocation_checks": {
                 "enum": ["pushed", "asked"],
                 "default": "pushed",
@@ -146,6 +167,7 @@ class AuthPlugin(Plugin):
     housekeeping: Housekeeping
     parts: Parts
     control: control.ControlServer | None = None
+    _background: set[asyncio.Task[None]]
 
     def _redis_url(self) -> str:
         return self.shared_redis_url(self.config["redis_url"])
@@ -160,6 +182,7 @@ class AuthPlugin(Plugin):
 
     async def initialize(self) -> None:
         cfg = self.config
+        self._background = set()
         store = AuthStore(self.context.database)
         secret: bytes | str = cfg["jwt_secret"] or load_or_create_secret(self.context.data_dir)
         access_seconds = int(cfg["access_token_minutes"]) * 60
@@ -177,6 +200,9 @@ class AuthPlugin(Plugin):
             self._redis_url(),
             cfg["redis_prefix"],
             pushed=cfg.get("revocation_checks", "pushed") == "pushed",
+            on_redis_error=cfg.get("on_redis_error", "open"),
+            on_learned=self._revoked_while_away,
+            counted=self._declare_revocation_metrics(),
         )
         self.guard = LoginGuard(
             LockoutSettings.from_config({**LOCKOUT_DEFAULTS, **(cfg.get("lockout") or {})}),
@@ -203,6 +229,42 @@ class AuthPlugin(Plugin):
         self.audit_log = AuditLog(store, int(cfg.get("audit_days", 90)), self.log)
         self.housekeeping = Housekeeping(store, self.audit_log, access_seconds, self.log)
         self.parts = Parts(self.sessions, self.resets, self.admin, self.api_keys, self.audit_log)
+
+    def _declare_revocation_metrics(self) -> Callable[[str], None]:
+        metrics = self.context.metrics
+        unverified = metrics.counter(
+            "revocation_checks_unverified",
+            "Token checks Redis could not answer, by what on_redis_error made of them",
+            labels=("outcome",),
+        )
+        redis_up = metrics.gauge(
+            "revocations_redis_up",
+            "1 while the Redis that shares revocations answers (or none is configured), else 0",
+            aggregate="min",
+        )
+
+        def collect() -> None:
+            revocations = getattr(self, "revocations", None)
+            redis_up.set(1 if revocations is None or revocations.redis_up else 0)
+
+        metrics.on_collect(collect)
+        return lambda outcome: unverified.labels(outcome=outcome).inc()
+
+    def _revoked_while_away(self, user_id: str, after: float, keep: str) -> None:
+        """A user revocation made on another instance while Redis was away, learned when
+        it came back: announce it, so that WebSockets it ends are closed here too."""
+        data = {
+            "user_id": user_id,
+            "family_id": None,
+            "issued_before": min(after, 1e18),  # (deletion revokes "forever")
+            "keep_family": keep,
+            "api_keys": False,
+            "api_key_ids": [],
+            "reason": "revoked while Redis was unreachable",
+        }
+        task = asyncio.create_task(self.context.bus.publish(events.TOKENS_REVOKED, data))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     @property
     def accounts(self) -> Administration:
@@ -233,9 +295,18 @@ class AuthPlugin(Plugin):
         await self.guard.stop()
         await self.revocations.stop()
 
+    def not_ready(self) -> str | None:
+        revocations = getattr(self, "revocations", None)
+        if revocations is not None and revocations.shared and not revocations.redis_up:
+            return "the Redis that shares token revocations does not answer"
+        return None
+
     async def health(self) -> Health:
         ok, detail = self.revocations.status()
         checks: dict[str, Any] = {"revocations": detail}
+        if self.revocations.shared:
+            checks["on_redis_error"] = self.revocations.policy
+            checks["redis"] = "up" if self.revocations.redis_up else "unreachable"
         if self.control is not None:
             # whether the CLI can reach this server; its path is in the log, not in the
             # answer to anyone who asks /health

@@ -21,8 +21,17 @@ the revoking request answers. When the subscription starts (or starts again), th
 instance first reads every record and version in Redis (``SCAN``), then trusts its own
 memory. Whenever it is not subscribed and caught up, each check asks Redis instead (one
 ``MGET`` of the user's and the login's records and the user's version, on an
-auto-pipelined connection, ``sdk.redispipe``). While Redis is unreachable the process
-keeps serving with its own records and pushes pending records to Redis when it is back.
+auto-pipelined connection, ``sdk.redispipe``).
+
+While Redis is unreachable, ``on_redis_error`` decides: ``"open"`` (the default) keeps
+serving with this process's own records (revocations made on other instances meanwhile
+are not seen) and pushes its pending records to Redis when it is back; ``"closed"``
+answers every check that would need Redis with 503 ``REVOCATIONS_UNAVAILABLE``. When the
+subscription starts again after an outage, the process reads every record in Redis and
+in the database (where an instance that died before it could push its records left
+them), so what was revoked meanwhile anywhere is refused from then on, and reports the
+users whose tokens it learned were revoked (``on_learned``) so that long-lived
+connections can be closed.
 """
 
 from __future__ import annotations
@@ -31,7 +40,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
+from sdk.errors import ServiceUnavailable
 from sdk.redispipe import RedisPipe, RedisReplyError, RedisUnavailable
 
 from .feed import Feed
@@ -42,6 +53,16 @@ REDIS_ERRORS = (RedisUnavailable, RedisReplyError)
 SWEEP_EVERY = 1024  # records between sweeps of the expired ones
 CHANNEL = "revocations"  # after redis_prefix
 SCAN_COUNT = 1000
+REVOCATIONS_UNAVAILABLE = "REVOCATIONS_UNAVAILABLE"
+
+
+def revocations_unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "Token revocations cannot be checked right now (Redis is unreachable); try again shortly.",
+        code=REVOCATIONS_UNAVAILABLE,
+        headers={"Retry-After": "2"},
+    )
+
 
 # Write a record (SET with a TTL) and publish it, in one step. ARGV: channel, message, value, ttl.
 RECORD_SCRIPT = """
@@ -67,8 +88,18 @@ class RevocationStore:
         prefix: str = "llmmc:auth:",
         timeout: float = 0.5,
         pushed: bool = True,
+        on_redis_error: str = "open",
+        on_learned: Callable[[str, float, str], None] | None = None,
+        counted: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
+        # "closed": a check that needs Redis while it is away answers 503
+        self.fail_closed = on_redis_error == "closed"
+        # (user_id, after, keep): a user revocation learned when Redis came back
+        self.on_learned = on_learned
+        self.unverified = {"accepted": 0, "refused": 0}  # checks Redis could not answer
+        self._counted = counted  # told "accepted" or "refused" for each (a metric)
+        self._missed = False  # an outage since the last catch-up: read the database too
         # False: never answer from memory while Redis is configured; every check asks it
         # (the subscription still runs, so /health says whether it would be live)
         self.pushed = pushed
@@ -142,14 +173,32 @@ class RevocationStore:
             await self._redis.close()
             self._redis = None
 
+    @property
+    def policy(self) -> str:
+        return "closed" if self.fail_closed else "open"
+
+    @property
+    def redis_up(self) -> bool:
+        return self._redis is None or self._redis_ok
+
     def status(self) -> tuple[bool, str]:
+        """(fine, what is the case); names no host: anyone may read /health (the log has
+        Redis's error)."""
         if self._redis is None:
             return True, "in-process revocation list"
         if self._redis_ok and self._live and self.pushed:
             return True, "revocations shared through Redis (subscribed)"
         if self._redis_ok:
             return True, "revocations shared through Redis (checked on each request)"
-        return False, f"Redis unreachable ({self._redis_error}); revocations of this instance only"
+        if self.fail_closed:
+            return False, (
+                "Redis unreachable; authenticated requests answer 503 until it is back "
+                '(on_redis_error = "closed")'
+            )
+        return False, (
+            "Redis unreachable; tokens are checked against this instance's revocations only "
+            'until it is back (on_redis_error = "open")'
+        )
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -225,6 +274,7 @@ class RevocationStore:
         if self._redis_ok:
             self.log.warning("revocation store: Redis unreachable: %s", exc)
         self._redis_ok = False
+        self._missed = True
         self._redis_error = f"{type(exc).__name__}: {exc}"
 
     def _mark_up(self) -> None:
@@ -279,6 +329,11 @@ class RevocationStore:
 
     def _on_unsubscribed(self, why: str) -> None:
         self._generation += 1
+        self._missed = True
+        if self._redis_ok:
+            self.log.warning("revocation store: Redis unreachable: %s", why)
+            self._redis_ok = False
+            self._redis_error = why
         if self._live:
             self.log.warning(
                 "revocation store: subscription lost (%s); checking Redis on each request", why
@@ -290,18 +345,51 @@ class RevocationStore:
         began), then trust this process's memory. Tried again every second until it
         succeeds or the subscription ends."""
         while generation == self._generation:
+            missed = self._missed
+            before = {u: r[0] for u, r in self._users.items()}
             try:
                 await self._read_records()
+                if missed:  # records an instance saved but could not push (it died)
+                    await self._read_database()
             except REDIS_ERRORS as exc:
                 self._mark_down(exc)
                 await asyncio.sleep(1.0)
                 continue
+            except Exception as exc:  # the database away too: Redis's records will do
+                self.log.warning("revocation store: could not read the database: %s", exc)
             if generation != self._generation:
                 return  # the subscription ended meanwhile: its successor reads again
             self._mark_up()
+            self._missed = False
             self._live = True
             self.log.info("revocation store: subscribed to Redis; checks use memory")
+            if missed:
+                self._report_learned(before)
             return
+
+    async def _read_database(self) -> None:
+        now = time.time()
+        for kind, subject, after, keep, expires in await self.store.live_revocations(now):
+            if kind == USER:
+                self._apply_user(subject, after, keep)
+            elif self._families.get(subject, 0.0) < expires:
+                self._families[subject] = expires
+
+    def _report_learned(self, before: dict[str, float]) -> None:
+        learned = [
+            (user_id, record[0], record[1])
+            for user_id, record in self._users.items()
+            if before.get(user_id) != record[0]
+        ]
+        if learned:
+            self.log.warning(
+                "revocation store: %d user revocation(s) made while Redis was away are in "
+                "force now",
+                len(learned),
+            )
+        if self.on_learned is not None:
+            for user_id, after, keep in learned:
+                self.on_learned(user_id, after, keep)
 
     async def _read_records(self) -> None:
         assert self._redis is not None
@@ -368,9 +456,8 @@ class RevocationStore:
                 self._key(VERSION, user_id),
             )
         except REDIS_ERRORS as exc:
-            # Keep serving with this instance's own records (documented in docs/auth.md).
             self._mark_down(exc)
-            return False, None
+            return self._unverified()
         self._mark_up()
         if fam_value is not None:
             return True, None
@@ -383,6 +470,17 @@ class RevocationStore:
             if self._user_refuses((after, keep), iat, family_id):
                 return True, None
         return False, version or ""
+
+    def _unverified(self) -> tuple[bool, str | None]:
+        """A check Redis could not answer: ``on_redis_error`` decides."""
+        outcome = "refused" if self.fail_closed else "accepted"
+        self.unverified[outcome] += 1
+        if self._counted is not None:
+            self._counted(outcome)
+        if self.fail_closed:
+            raise revocations_unavailable()
+        # Keep serving with this instance's own records (docs/auth.md, docs/operations.md).
+        return False, None
 
     async def is_revoked(self, user_id: str, family_id: str, iat: float) -> bool:
         return (await self.check(user_id, family_id, iat))[0]
@@ -398,6 +496,7 @@ class RevocationStore:
             version = await self._redis.call("GET", self._key(VERSION, user_id))
         except REDIS_ERRORS as exc:
             self._mark_down(exc)
+            self._unverified()
             return None
         self._mark_up()
         return str(version or "")

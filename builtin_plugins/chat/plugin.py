@@ -90,6 +90,12 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "heartbeat_seconds": {"type": "number", "exclusiveMinimum": 0, "default": 30},
                 "send_queue": {"type": "integer", "minimum": 1, "default": 256},
                 "max_in_flight": {"type": "integer", "minimum": 1, "default": 8},
+                "max_per_user": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "default": 20,
+                    "description": "authenticated WebSockets one user may hold on one instance; one more is closed with 4429",
+                },
                 "auth_timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "default": 10},
                 "send_timeout_seconds": {
                     "type": "number",

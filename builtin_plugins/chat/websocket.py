@@ -60,12 +60,14 @@ from .service import ChatService, turn_problem
 log = logging.getLogger("llmmultichat.chat.ws")
 
 # Close codes: 1008 policy (authentication), 1001 going away (shutdown), 1013 try later
-# (slow reader), 1011 the server could not send, 4401 the authentication ended
+# (slow reader), 1011 the server could not send, 4401 the authentication ended, 4429 too
+# many sockets of one user
 CLOSE_POLICY = WSCloseCode.POLICY_VIOLATION
 CLOSE_AWAY = WSCloseCode.GOING_AWAY
 CLOSE_SLOW = WSCloseCode.TRY_AGAIN_LATER
 CLOSE_BROKEN = WSCloseCode.INTERNAL_ERROR
 CLOSE_AUTH_ENDED = 4401
+CLOSE_TOO_MANY = 4429  # the user holds max_per_user sockets on this instance already
 
 
 def error_code(problem: errors.Problem) -> str:
@@ -91,6 +93,7 @@ class Connection:
         self.max_bytes = int(cfg["max_message_bytes"])
         self.max_in_flight = int(cfg["max_in_flight"])
         self.identity: Identity | None = None
+        self.counted_user: str | None = None  # whose socket this counts as (hub.per_user)
         self._expiry: asyncio.TimerHandle | None = None
         self.tasks: dict[str, asyncio.Task[Any]] = {}
         self.closed = False
@@ -163,6 +166,27 @@ class Connection:
             await self.ws.close(code=code, message=reason.encode()[:120])
 
     # ---- how long the authentication lasts --------------------------------------------
+    async def adopt(self, identity: Identity | None, request_id: str | None = None) -> bool:
+        """Count the socket as the user's and trust ``identity``; False (after an error
+        frame and a 4429 close) when the user holds ``max_per_user`` sockets here already."""
+        user = identity.user_id if identity is not None else None
+        if user != self.counted_user:
+            if user is not None and not self.hub.claim(user):
+                limit = self.hub.max_per_user
+                await self.error(
+                    "TOO_MANY_CONNECTIONS",
+                    f"at most {limit} WebSockets per user; close another one first",
+                    request_id,
+                    status=429,
+                )
+                await self.close(CLOSE_TOO_MANY, "too many WebSockets of this user")
+                return False
+            if self.counted_user is not None:
+                self.hub.release(self.counted_user)
+            self.counted_user = user
+        self.authenticated(identity)
+        return True
+
     def authenticated(self, identity: Identity | None) -> None:
         """Trust ``identity`` from now on, until its credential expires."""
         self.identity = identity
@@ -199,7 +223,8 @@ class Connection:
     async def run(self) -> None:
         try:
             try:
-                self.authenticated(await self.authenticate(None))
+                if not await self.adopt(await self.authenticate(None)):
+                    return
             except errors.Unauthorized as exc:
                 await self.error("INVALID_TOKEN", exc.detail)
             timeout = float(self.hub.settings["auth_timeout_seconds"])
@@ -237,6 +262,9 @@ class Connection:
             if self._expiry is not None:
                 self._expiry.cancel()
                 self._expiry = None
+            if self.counted_user is not None:
+                self.hub.release(self.counted_user)
+                self.counted_user = None
             # replies in progress are left to finish and be stored
             self.writer.cancel()
 
@@ -266,7 +294,8 @@ class Connection:
                 await self.error("BAD_MESSAGE", "'token' must be a non-empty string")
                 return await self._unauthenticated_close()
             try:
-                self.authenticated(await self.authenticate(token))
+                if not await self.adopt(await self.authenticate(token)):
+                    return None
             except errors.Unauthorized as exc:
                 await self.error("INVALID_TOKEN", exc.detail)
                 return await self._unauthenticated_close()
@@ -310,7 +339,8 @@ class Connection:
                 await self.error("BAD_MESSAGE", "'token' must be a non-empty string", request_id)
                 return await self._unauthenticated_close()
             try:
-                self.authenticated(await self.authenticate(token))
+                if not await self.adopt(await self.authenticate(token), request_id):
+                    return None
             except errors.Unauthorized as exc:
                 await self.error("INVALID_TOKEN", exc.detail, request_id)
                 return await self._unauthenticated_close()
@@ -544,6 +574,23 @@ class WebSocketHub:
         self.services = services
         self.connections: set[Connection] = set()
         self.accepting = False
+        # authenticated sockets per user on this instance, and how many one user may hold
+        self.per_user: dict[str, int] = {}
+        self.max_per_user = int(settings.get("max_per_user", 20))
+
+    def claim(self, user_id: str) -> bool:
+        held = self.per_user.get(user_id, 0)
+        if held >= self.max_per_user:
+            return False
+        self.per_user[user_id] = held + 1
+        return True
+
+    def release(self, user_id: str) -> None:
+        held = self.per_user.get(user_id, 0) - 1
+        if held > 0:
+            self.per_user[user_id] = held
+        else:
+            self.per_user.pop(user_id, None)
 
     def open(self) -> None:
         self.accepting = True

@@ -6,12 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import uuid
 from typing import Any
 
 from sdk import Identity, errors
 from sdk.metrics import CounterMetric
 
-from .backends import Backend, BackendUnavailable
+from .backends import Backend, BackendUnavailable, Reserve
 from .limits import Limit, parse_limit
 
 
@@ -37,6 +38,8 @@ class Limiter:
         on_backend_error: str,
         logger: logging.Logger,
         refusals: CounterMetric,
+        reserve_tokens: int = 0,
+        reservation_seconds: float = 150.0,
     ) -> None:
         self.backend = backend
         self.default = parse_limit(default)
@@ -46,6 +49,9 @@ class Limiter:
         self.log = logger
         self._warned = False
         self.refusals = refusals  # labels: route, reason
+        # what a turn admitted under a quota sets aside until it ends (0: nothing)
+        self.reserve_tokens = int(reserve_tokens)
+        self.reservation_seconds = float(reservation_seconds)
 
     # -- limits ---------------------------------------------------------------------------
 
@@ -92,6 +98,22 @@ class Limiter:
         *,
         quota: bool = False,
     ) -> dict[str, str]:
+        """The service's check (the chat WebSocket, per message): a turn it admits under a
+        quota reserves ``reserve_tokens``, taken back by the turn's usage and lapsing
+        after ``reservation_seconds``."""
+        headers, _ = await self.check_turn(route_key, identity, client_ip, quota=quota)
+        return headers
+
+    async def check_turn(
+        self,
+        route_key: str,
+        identity: Identity | None,
+        client_ip: str,
+        *,
+        quota: bool = False,
+    ) -> tuple[dict[str, str], tuple[str, str] | None]:
+        """:meth:`check`, and the reservation made for the turn, ``(quota key,
+        reservation id)``, for :meth:`settle` when the turn ends (or None)."""
         limit = self.limit_for(route_key)
         quota_key, quota_limit = "", 0
         if quota and identity is not None:
@@ -99,19 +121,29 @@ class Limiter:
             if quota_limit > 0:
                 quota_key = self.quota_key(identity.user_id)
         key = f"rl:{route_key}|{self._who(identity, client_ip)}"
+        reserve = None
+        if quota_key and self.reserve_tokens > 0:
+            reserve = Reserve(uuid.uuid4().hex, self.reserve_tokens, self.reservation_seconds)
         try:
-            result = await self.backend.hit(key, limit, quota_key, quota_limit)
+            result = await self.backend.hit(key, limit, quota_key, quota_limit, reserve)
         except BackendUnavailable as exc:
             if not self.fail_open:
                 self.refusals.labels(route=route_key, reason="backend_unavailable").inc()
-            return self._backend_down(exc)
+            return self._backend_down(exc), None
         if self._warned:
             self.log.info("rate-limit backend is back")
             self._warned = False
         if result.decision is None:
             self.refusals.labels(route=route_key, reason="quota_exceeded").inc()
+            running = (
+                f" ({result.quota_reserved} are set aside for turns still running; try again "
+                "when they end)"
+                if result.quota_reserved
+                else ""
+            )
             raise errors.TooManyRequests(
-                f"The daily quota of {quota_limit} LLM tokens is spent; it renews at 00:00 UTC.",
+                f"The daily quota of {quota_limit} LLM tokens is spent{running}; it renews "
+                "at 00:00 UTC.",
                 code="QUOTA_EXCEEDED",
                 retry_after=seconds_to_utc_midnight(),
                 extra={"quota": {"tokens_per_day": quota_limit, "used_today": result.quota_used}},
@@ -125,7 +157,14 @@ class Limiter:
                 retry_after=math.ceil(decision.retry_after),
                 headers=headers,
             )
-        return headers
+        return headers, (quota_key, reserve.reservation_id) if reserve is not None else None
+
+    async def settle(self, reservation: tuple[str, str]) -> None:
+        """A turn ended: what it reserved and did not use goes back to the quota."""
+        try:
+            await self.backend.settle(*reservation)
+        except BackendUnavailable as exc:  # it lapses by itself
+            self.log.info("could not settle a quota reservation: %s", exc)
 
     # -- quotas ---------------------------------------------------------------------------
 

@@ -19,7 +19,9 @@ import asyncio
 import contextlib
 import contextvars
 import hashlib
+import logging
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,10 +35,12 @@ import asyncpg
 import duckdb
 import numpy as np
 
-from sdk.database import Engine, Params
+from sdk.database import DATABASE_UNAVAILABLE, Engine, Params
+from sdk.errors import ServiceUnavailable
 from sdk.threads import lower_thread_priority
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 # Set by ``background()``: the current task's statements (and its child tasks') go to the
 # low-priority pool.
 _BACKGROUND: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -414,6 +418,57 @@ def _vectors(blobs: Sequence[bytes], dim: int) -> np.ndarray:
     return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim).copy()
 
 
+# What a statement raises when the server does not answer (refused, reset, timed out,
+# shut down): mapped to 503 DATABASE_UNAVAILABLE, never a 500.
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+RETRY_AFTER_SECONDS = 2
+
+
+def database_unavailable(detail: str = "") -> ServiceUnavailable:
+    return ServiceUnavailable(
+        detail or "the database does not answer; try again shortly",
+        code=DATABASE_UNAVAILABLE,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    if isinstance(exc, _CONNECTION_ERRORS):
+        return True
+    # "connection is closed", "connection was closed in the middle of operation"
+    return isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)
+
+
+@contextmanager
+def _mapped() -> Iterator[None]:
+    """Connection failures of the statements run inside, as ServiceUnavailable."""
+    try:
+        yield
+    except ServiceUnavailable:
+        raise
+    except Exception as exc:
+        if _is_connection_error(exc):
+            raise database_unavailable() from exc
+        raise
+
+
+async def _insert_chunks(
+    con: asyncpg.Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    async with con.transaction():
+        for chunk in _chunks(rows, len(columns)):
+            await con.execute(
+                _values_sql(table, columns, len(chunk)),
+                *[_pg_param(v) for row in chunk for v in row],
+            )
+
+
 class _PgQueries:
     engine: Engine = "postgresql"
 
@@ -427,26 +482,31 @@ class _PgQueries:
 
     async def execute(self, sql: str, params: Params = None) -> None:
         async with self._conn() as con:
-            await con.execute(sql, *_pg_params(params))
+            with _mapped():
+                await con.execute(sql, *_pg_params(params))
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return
         async with self._conn() as con:
-            await con.executemany(sql, [_pg_params(r) for r in rows])
+            with _mapped():
+                await con.executemany(sql, [_pg_params(r) for r in rows])
 
     async def fetchall(self, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
         async with self._conn() as con:
-            return [tuple(r) for r in await con.fetch(sql, *_pg_params(params))]
+            with _mapped():
+                return [tuple(r) for r in await con.fetch(sql, *_pg_params(params))]
 
     async def fetchone(self, sql: str, params: Params = None) -> tuple[Any, ...] | None:
         async with self._conn() as con:
-            row = await con.fetchrow(sql, *_pg_params(params))
+            with _mapped():
+                row = await con.fetchrow(sql, *_pg_params(params))
         return None if row is None else tuple(row)
 
     async def fetchval(self, sql: str, params: Params = None) -> Any:
         async with self._conn() as con:
-            return await con.fetchval(sql, *_pg_params(params))
+            with _mapped():
+                return await con.fetchval(sql, *_pg_params(params))
 
     async def insert_rows(
         self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
@@ -454,12 +514,8 @@ class _PgQueries:
         if not rows:
             return
         async with self._conn() as con:
-            async with con.transaction():
-                for chunk in _chunks(rows, len(columns)):
-                    await con.execute(
-                        _values_sql(table, columns, len(chunk)),
-                        *[_pg_param(v) for row in chunk for v in row],
-                    )
+            with _mapped():
+                await _insert_chunks(con, table, columns, rows)
 
     async def fetch_vectors(
         self, sql: str, params: Params, dim: int
@@ -479,11 +535,51 @@ class PgTransaction(_PgQueries):
             yield self._con
 
 
+class _OneLine(logging.Filter):
+    """asyncpg logs a full traceback each time it cannot refill its pool; during an
+    outage the probe reports it once, so keep asyncpg's to one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.getMessage().startswith("Failed to restore the pool"):
+            exc = record.exc_info[1]
+            record.msg = f"{record.getMessage()} ({type(exc).__name__}: {exc})"
+            record.args = ()
+            record.exc_info = None
+        return True
+
+
+def _quiet_pool_floor() -> None:
+    pool_log = logging.getLogger("asyncpg.pool")
+    if not any(isinstance(f, _OneLine) for f in pool_log.filters):
+        pool_log.addFilter(_OneLine())
+
+
 class PgDatabase(_PgQueries):
+    """A pool of connections, and (once ``start_probe`` is called) a probe that asks the
+    server ``SELECT 1`` every ``PROBE_INTERVAL`` seconds on a connection of its own. While
+    the probe gets no answer, ``available`` is False: statements fail at once with 503
+    ``DATABASE_UNAVAILABLE`` (instead of waiting on a dead server) and the storage plugin
+    tells ``/readyz`` so. When the server answers again, the pool's connections (dead
+    sockets by now) are replaced and statements run again."""
+
+    PROBE_INTERVAL = 0.4
+    PROBE_TIMEOUT = 1.5  # so an outage shows within PROBE_INTERVAL + PROBE_TIMEOUT < 2 s
+    CONNECT_TIMEOUT = 5.0
+    # statements already waiting on the server when it stopped answering are ended (503)
+    # once it has not answered for this long, instead of at the 60 s command timeout
+    ABANDON_AFTER = 3.0
+
     def __init__(self, url: str, pool_size: int = 10) -> None:
         self.url = url
         self.pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
+        self._probe: asyncio.Task[None] | None = None
+        self.available = True
+        self.down_since: float | None = None  # time.time() of the first failed probe
+        self.last_error = ""
+        self.outages = 0  # how many times the server stopped answering
+        self._in_use: set[asyncpg.Connection] = set()
+        self._abandoned = False  # this outage's in-flight statements were ended
 
     def describe(self) -> str:
         return f"PostgreSQL {redact(self.url)}"
@@ -491,22 +587,112 @@ class PgDatabase(_PgQueries):
     async def open(self) -> None:
         try:
             self._pool = await asyncpg.create_pool(
-                self.url, min_size=1, max_size=self.pool_size, command_timeout=60
+                self.url,
+                min_size=1,
+                max_size=self.pool_size,
+                command_timeout=60,
+                timeout=self.CONNECT_TIMEOUT,
             )
         except (OSError, asyncpg.PostgresError, ValueError) as exc:
             raise DatabaseError(f"cannot connect to {self.describe()}: {exc}") from exc
 
     async def close(self) -> None:
+        await self.stop_probe()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
 
+    # -- the probe -------------------------------------------------------------------
+
+    def start_probe(self) -> None:
+        _quiet_pool_floor()
+        if self._probe is None:
+            self._probe = asyncio.create_task(self._probe_loop(), name="database-probe")
+
+    async def stop_probe(self) -> None:
+        task, self._probe = self._probe, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _probe_loop(self) -> None:
+        con: asyncpg.Connection | None = None
+        try:
+            while True:
+                try:
+                    if con is None or con.is_closed():
+                        con = await asyncpg.connect(self.url, timeout=self.PROBE_TIMEOUT)
+                    await con.fetchval("SELECT 1", timeout=self.PROBE_TIMEOUT)
+                except Exception as exc:  # whatever it is, the server did not answer
+                    if con is not None:
+                        con.terminate()
+                        con = None
+                    await self._went_down(exc)
+                    self._abandon_in_flight()
+                else:
+                    await self._came_back()
+                await asyncio.sleep(self.PROBE_INTERVAL)
+        finally:
+            if con is not None:
+                con.terminate()
+
+    async def _went_down(self, exc: BaseException) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+        if not self.available:
+            return
+        self.available = False
+        self.down_since = time.time()
+        self.outages += 1
+        log.warning("%s does not answer (%s)", self.describe(), self.last_error)
+        if self._pool is not None:  # idle connections are dead sockets by now
+            await self._pool.expire_connections()
+
+    def _abandon_in_flight(self) -> None:
+        since = self.down_since
+        if self._abandoned or since is None or time.time() - since < self.ABANDON_AFTER:
+            return
+        self._abandoned = True
+        stuck = list(self._in_use)
+        if stuck:
+            log.warning("ending %d statement(s) waiting on the database", len(stuck))
+        for con in stuck:
+            con.terminate()  # their callers get 503 DATABASE_UNAVAILABLE
+
+    async def _came_back(self) -> None:
+        if self.available:
+            return
+        self.available = True
+        self._abandoned = False
+        lasted = time.time() - (self.down_since or time.time())
+        self.down_since = None
+        log.warning("%s answers again (after %.1f s)", self.describe(), lasted)
+        if self._pool is not None:  # replace what died meanwhile, before it is handed out
+            await self._pool.expire_connections()
+
+    # -- connections -----------------------------------------------------------------
+
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
-        if self._pool is None:
+        pool = self._pool
+        if pool is None:
             raise RuntimeError("the database is closed")
-        async with self._pool.acquire() as con:
+        if not self.available:
+            raise database_unavailable()
+        with _mapped():
+            con = await pool.acquire()
+        self._in_use.add(con)
+        try:
             yield con
+        finally:
+            self._in_use.discard(con)
+            try:
+                await pool.release(con)
+            except Exception as exc:
+                # asyncpg could not reset a broken connection and dropped it; what ran
+                # on it stands (or already raised), so that is no error of the caller's
+                if not _is_connection_error(exc):
+                    raise
 
     def background(self) -> contextlib.AbstractContextManager[None]:
         return _background()  # (the server does the work: nothing to lower here)
@@ -514,8 +700,20 @@ class PgDatabase(_PgQueries):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PgTransaction]:
         async with self._conn() as con:
-            async with con.transaction():
+            tr = con.transaction()
+            with _mapped():
+                await tr.start()
+            try:
                 yield PgTransaction(con)
+            except BaseException:
+                # (a connection that broke is already back in the pool: nothing to roll
+                # back, and asking it anything raises InterfaceError)
+                with contextlib.suppress(Exception):
+                    if not con.is_closed():
+                        await asyncio.shield(tr.rollback())
+                raise
+            with _mapped():
+                await asyncio.shield(tr.commit())
 
     async def tables(self, prefix: str = "") -> list[str]:
         rows = await self.fetchall(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ from sdk import CliCommand, Health, Plugin, hookimpl, services
 from sdk.database import Migration
 
 from .copy import CopyError, copy_tables, target_database
-from .engines import AnyDatabase, DatabaseError, open_database
+from .engines import AnyDatabase, DatabaseError, PgDatabase, open_database
 from .migrations import LEDGER, LOCK_NAME, MigrationError, migrate, migrate_plugin
 
 DB_FILE = "llmmultichat.duckdb"
@@ -71,12 +72,60 @@ class StoragePlugin(Plugin):
         self.database = open_database(self.settings, self.context.data_dir, DB_FILE)
         await self.database.open()
         self.context.services.provide(services.DATABASE, self.database)
+        self._declare_metrics()
+
+    def _declare_metrics(self) -> None:
+        metrics = self.context.metrics
+        up = metrics.gauge(
+            "database_up",
+            "1 while the database answers (PostgreSQL's probe; the embedded file always), else 0",
+            aggregate="min",
+        )
+        outages = metrics.gauge(
+            "database_outages",
+            "Times this process saw PostgreSQL stop answering since it started",
+            aggregate="max",
+        )
+
+        def collect() -> None:
+            db = getattr(self, "database", None)
+            pg = isinstance(db, PgDatabase)
+            up.set(0 if pg and not db.available else 1)  # type: ignore[union-attr]
+            outages.set(db.outages if pg else 0)  # type: ignore[union-attr]
+
+        metrics.on_collect(collect)
+
+    async def start(self) -> None:
+        if isinstance(self.database, PgDatabase):
+            self.database.start_probe()
+
+    async def stop(self) -> None:
+        if isinstance(self.database, PgDatabase):
+            await self.database.stop_probe()
 
     async def close(self) -> None:
         await self.database.close()
 
+    def not_ready(self) -> str | None:
+        db = self.database
+        if isinstance(db, PgDatabase) and not db.available:
+            return "the database does not answer"
+        return None
+
     async def health(self) -> Health:
-        return Health("ok", self.database.describe() if self.settings["url"] else "embedded DuckDB")
+        db = self.database
+        if not isinstance(db, PgDatabase):
+            return Health("ok", "embedded DuckDB")
+        checks = {"engine": "postgresql", "answering": db.available, "outages": db.outages}
+        if db.available:  # (no host: anyone may read /health; the log names it)
+            return Health("ok", "PostgreSQL", checks)
+        since = time.time() - (db.down_since or time.time())
+        return Health(
+            "unavailable",
+            f"PostgreSQL does not answer (for {since:.0f} s); routes that need it answer "
+            "503 DATABASE_UNAVAILABLE",
+            checks,
+        )
 
     @hookimpl
     async def prepare_plugin(self, name: str, migrations: Sequence[Migration]) -> None:
