@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from .store import Memory, MemoryStore
+from .domain import Memory
+from .store import MemoryStore
+from .vectors.search import VectorSearch
 
 LINKED_TIERS = ("long_term", "mid_term", "knowledge", "associative")
 _NAME = re.compile(r"\b([A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)*)")
@@ -82,6 +84,7 @@ def extract_entities(text: str, limit: int = 12) -> list[str]:
 
 async def link_new(
     store: MemoryStore,
+    vectors: VectorSearch,
     memory: Memory,
     vector: np.ndarray | None,
     model: str,
@@ -94,7 +97,7 @@ async def link_new(
         return 0
     links: list[tuple[str, str, str, float]] = []
     if vector is not None:
-        similar = await store.search(
+        similar = await vectors.search(
             memory.user_id,
             vector,
             model,

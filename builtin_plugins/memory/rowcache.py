@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 
 class Row(Protocol):
-    """What the cache needs of a row: a dataclass with these fields (store.Memory)."""
+    """What the cache needs of a row: a dataclass with these fields (domain.Memory)."""
 
     __dataclass_fields__: ClassVar[dict[str, Any]]
     memory_id: str
@@ -44,7 +44,7 @@ class Row(Protocol):
     metadata: dict[str, Any]
 
 
-# The store's Memory (not imported: the store imports this module).
+# domain.Memory (generic here: the cache needs only the fields above)
 Memory = TypeVar("Memory", bound=Row)
 
 MAX_USERS = 10_000  # users held at once (a user who read and holds nothing counts too)
