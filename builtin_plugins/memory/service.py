@@ -278,7 +278,8 @@ class MemoryService:
                 ]
                 await self.store.add_links(user_id, pairs)
             if tier != "short_term":  # turns are tied by their session, not linked
-                await self._link(memory, vector)
+                # (made under the lock just now: no link of its own yet to look for)
+                await self._link(memory, vector, unlinked=not explicit)
             if tier == "mid_term" and session_id:
                 self._forget_summaries(user_id, session_id)
         return memory
@@ -328,9 +329,7 @@ class MemoryService:
                 m.memory_id
                 for m in await self.store.get_many(user_id, [m.memory_id for m, _ in linked])
             }
-            for memory, vector in linked:
-                if memory.memory_id in alive:
-                    await self._link(memory, vector)
+            await self._link_many([(m, v) for m, v in linked if m.memory_id in alive])
 
     async def _add_document(
         self,
@@ -392,11 +391,12 @@ class MemoryService:
             # book) would cost several queries per chunk, and its chunks are tied
             # together by document_id anyway.
             if len(parts) <= MAX_LINKED_CHUNKS:
-                for part, vector in zip(parts, vectors, strict=True):
-                    await self._link(part, vector)
+                await self._link_many(list(zip(parts, vectors, strict=True)))
             return doc
 
-    async def _link(self, memory: Memory, vector: np.ndarray | None) -> None:
+    async def _link(
+        self, memory: Memory, vector: np.ndarray | None, *, unlinked: bool = False
+    ) -> None:
         try:
             await links_mod.link_new(
                 self.store,
@@ -405,10 +405,34 @@ class MemoryService:
                 vector,
                 self.model,
                 threshold=float(self.config["link_threshold"]),
+                unlinked=unlinked,
             )
         except Exception:
             # Links widen context; a failure here must not lose the memory itself.
             self.log.exception("linking memory %s failed", memory.memory_id)
+
+    async def _link_many(self, memories: list[tuple[Memory, np.ndarray | None]]) -> None:
+        """:meth:`_link` for several memories of one user, in order, their links written
+        at once (one transaction instead of one for each)."""
+        if not memories:
+            return
+        planned: list[tuple[str, str, str, float]] = []
+        for memory, vector in memories:
+            try:
+                planned += await links_mod.plan_links(
+                    self.store,
+                    self.vectors,
+                    memory,
+                    vector,
+                    self.model,
+                    threshold=float(self.config["link_threshold"]),
+                )
+            except Exception:
+                self.log.exception("linking memory %s failed", memory.memory_id)
+        try:
+            await self.store.add_links(memories[0][0].user_id, planned)
+        except Exception:
+            self.log.exception("linking %d memories failed", len(memories))
 
     # -- read ---------------------------------------------------------------------------
     async def search(
@@ -945,8 +969,7 @@ class MemoryService:
         if new:
             memories = [m for m, _ in new.values()]
             await self.store.insert(memories, np.stack([v for _, v in new.values()]), self.model)
-            for memory, vector in new.values():
-                await self._link(memory, vector)
+            await self._link_many(list(new.values()))
         return [current[m.memory_id] for m in stored]  # a fact updated twice: its last state
 
     @staticmethod

@@ -33,7 +33,7 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -698,8 +698,16 @@ class MemoryStore:
         self._vectors_added(memories, vectors, model)
 
     # -- associative tier -------------------------------------------------------------
-    async def add_links(self, user_id: str, links: Iterable[tuple[str, str, str, float]]) -> int:
-        """Add undirected links ``(a, b, kind, weight)``; existing ones are kept as they are."""
+    async def add_links(
+        self,
+        user_id: str,
+        links: Iterable[tuple[str, str, str, float]],
+        *,
+        unlinked: Collection[str] = (),
+    ) -> int:
+        """Add undirected links ``(a, b, kind, weight)``; existing ones are kept as they are.
+        ``unlinked``: memories the caller knows to have no link yet (made under its lock,
+        on DuckDB, which one process owns): pairs with one of them need no check."""
         rows = []
         seen = set()
         now = utcnow()
@@ -713,17 +721,21 @@ class MemoryStore:
             rows.append((user_id, a, b, kind, float(weight), now))
         if not rows:
             return 0
+        fresh = set(unlinked) if self.db.engine == "duckdb" else set()
+        check = [row for row in rows if row[1] not in fresh and row[2] not in fresh]
 
         added = []
         with self.rows.writing(user_id):
             async with self.db.transaction() as tx:
                 # one read of the links that exist among these pairs, one insert of the rest
-                existing = await tx.fetchall(
-                    "SELECT a_id, b_id, kind FROM memory_links WHERE user_id = $1 "
-                    "AND a_id = ANY($2::TEXT[]) AND b_id = ANY($3::TEXT[])",
-                    [user_id, list({r[1] for r in rows}), list({r[2] for r in rows})],
-                )
-                have = {(str(a), str(b), str(k)) for a, b, k in existing}
+                have: set[tuple[str, str, str]] = set()
+                if check:
+                    existing = await tx.fetchall(
+                        "SELECT a_id, b_id, kind FROM memory_links WHERE user_id = $1 "
+                        "AND a_id = ANY($2::TEXT[]) AND b_id = ANY($3::TEXT[])",
+                        [user_id, list({r[1] for r in check}), list({r[2] for r in check})],
+                    )
+                    have = {(str(a), str(b), str(k)) for a, b, k in existing}
                 new = [row for row in rows if (row[1], row[2], row[3]) not in have]
                 if new:
                     await tx.insert_rows(
