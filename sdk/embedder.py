@@ -85,7 +85,8 @@ def normalize(matrix: np.ndarray) -> np.ndarray:
         matrix = matrix.reshape(1, -1)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return (matrix / norms).astype(np.float32, copy=False)
+    out: np.ndarray = (matrix / norms).astype(np.float32, copy=False)
+    return out
 
 
 class Embedder:
@@ -142,18 +143,21 @@ class Embedder:
         ``background``: nobody is waiting for the answer (it yields to foreground work)."""
         if not texts:
             return np.zeros((0, self.dim or 0), dtype=np.float32)
-        cached = [self._cached(t) for t in texts]
-        missing = [t for t, v in zip(texts, cached, strict=True) if v is None]
+        held = [self._cached(t) for t in texts]
+        missing = [t for t, v in zip(texts, held, strict=True) if v is None]
+        found: dict[str, np.ndarray] = {}
         if missing:
             fresh = iter(await self._submit(list(dict.fromkeys(missing)), background))
             found = dict(zip(dict.fromkeys(missing), fresh, strict=False))
             for t, v in found.items():
                 self._remember(t, v)
-            cached = [v if v is not None else found[t] for t, v in zip(texts, cached, strict=True)]
-        return np.stack(cached).astype(np.float32, copy=False)
+        rows = [v if v is not None else found[t] for t, v in zip(texts, held, strict=True)]
+        out: np.ndarray = np.stack(rows).astype(np.float32, copy=False)
+        return out
 
     async def embed_one(self, text: str) -> np.ndarray:
-        return (await self.embed([text]))[0]
+        vector: np.ndarray = (await self.embed([text]))[0]
+        return vector
 
     async def load(self) -> None:
         """Make the embedder ready (load a model, probe a server); the memory plugin calls
