@@ -2,11 +2,13 @@
 
 from sdk import Plugin, Route, Tool, hookimpl, errors
 from sdk import LLMProvider, StreamEvent, Usage   # to add an LLM backend
+from sdk import Embedder                        # to add an embedder (memory)
 """
 
-from . import audit, credentials, errors, events, llm, metrics, services
+from . import audit, credentials, embedder, errors, events, llm, metrics, services
 from .cli import CliCommand
 from .database import Database, Migration, Transaction
+from .embedder import Embedder
 from .errors import Problem
 from .events import Event, EventBus
 from .hooks import HookCaller, hookimpl, hookspec
@@ -25,6 +27,7 @@ __all__ = [
     "CliCommand",
     "Completion",
     "Database",
+    "Embedder",
     "Event",
     "EventBus",
     "Health",
@@ -55,6 +58,7 @@ __all__ = [
     "Usage",
     "audit",
     "credentials",
+    "embedder",
     "errors",
     "events",
     "hookimpl",

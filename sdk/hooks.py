@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from .cli import CliCommand
     from .database import Database, Migration
+    from .embedder import Embedder
     from .identity import Identity
     from .llm import LLMProvider
     from .plugin import PluginEvent
@@ -42,6 +43,10 @@ class HookSpecs:
     @hookspec
     def register_llm_providers(self) -> list[type[LLMProvider]]:
         """Return :class:`sdk.LLMProvider` subclasses; each one's ``type`` is the name ``[plugins.chat.providers.*]`` tables use."""
+
+    @hookspec
+    def register_embedders(self) -> list[type[Embedder]]:
+        """Return :class:`sdk.Embedder` subclasses; each one's ``type`` is a name ``[plugins.memory] embedder`` may choose."""
 
     @hookspec
     def register_characters(self) -> list[dict[str, Any]]:

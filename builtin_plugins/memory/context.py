@@ -20,8 +20,8 @@ from typing import Any
 
 from sdk import Identity
 
-from .store import Memory
-from .tiers import TIERS, MemoryService
+from .domain import TIERS, Memory
+from .service import MemoryService
 
 ITEM_OVERHEAD_TOKENS = 6
 
@@ -112,7 +112,7 @@ async def memory_context(
         )
     # One query for the hop: the linked memories with their rows, strongest link first.
     by_hit: dict[str, list[tuple[float, Memory]]] = {h.memory_id: [] for h in hits}
-    for via, weight, m in await service.store.linked(user_id, list(by_hit)):
+    for via, weight, m in await service.linked(user_id, list(by_hit)):
         by_hit[via].append((weight, m))
     wanted: dict[str, tuple[str, float, Memory]] = {}
     for hit in hits:  # a memory linked to several hits hangs from the best-ranked one

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .index import TIER_CODES
+from .domain import TIER_CODES
 from .keywords import BM25_B, BM25_K1
 
 # A term row as the store writes it: (user_id, memory_id, term, tf, dl, tier, session_id)

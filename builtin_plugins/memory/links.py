@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from .store import Memory, MemoryStore
+from .domain import Memory
+from .store import MemoryStore
+from .vectors.search import VectorSearch
 
 LINKED_TIERS = ("long_term", "mid_term", "knowledge", "associative")
 _NAME = re.compile(r"\b([A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)*)")
@@ -82,19 +84,43 @@ def extract_entities(text: str, limit: int = 12) -> list[str]:
 
 async def link_new(
     store: MemoryStore,
+    vectors: VectorSearch,
     memory: Memory,
     vector: np.ndarray | None,
     model: str,
     *,
     threshold: float,
     max_links: int = 4,
+    unlinked: bool = False,
 ) -> int:
-    """Record the new memory's entities and its links; returns how many links were added."""
+    """Record the new memory's entities and its links; returns how many links were added.
+    ``unlinked``: the memory has no link yet (made under the caller's lock)."""
+    links = await plan_links(
+        store, vectors, memory, vector, model, threshold=threshold, max_links=max_links
+    )
+    return await store.add_links(
+        memory.user_id, links, unlinked=[memory.memory_id] if unlinked else ()
+    )
+
+
+async def plan_links(
+    store: MemoryStore,
+    vectors: VectorSearch,
+    memory: Memory,
+    vector: np.ndarray | None,
+    model: str,
+    *,
+    threshold: float,
+    max_links: int = 4,
+) -> list[tuple[str, str, str, float]]:
+    """Record the new memory's entities and return its links ``(a, b, kind, weight)``,
+    to be written with ``store.add_links`` (several memories' at once, in order: what
+    one call for each would have written)."""
     if memory.tier not in LINKED_TIERS:
-        return 0
+        return []
     links: list[tuple[str, str, str, float]] = []
     if vector is not None:
-        similar = await store.search(
+        similar = await vectors.search(
             memory.user_id,
             vector,
             model,
@@ -121,7 +147,7 @@ async def link_new(
             memory.user_id, memory.memory_id, entities, max_links
         ):
             links.append((memory.memory_id, other_id, "same_entity", 0.7))
-    return await store.add_links(memory.user_id, links)
+    return links
 
 
 def related_ids(related: dict[str, list[tuple[str, str, float]]], memory_id: str) -> list[str]:

@@ -1,39 +1,34 @@
-"""The memory plugin: five tiers of memory per user, embeddings, semantic search, and
-the ``memory_context`` hook that feeds the conversation. See docs/memory.md."""
+"""The memory plugin: five tiers of memory per user, embeddings, hybrid search, and the
+``memory_context`` hook that feeds the conversation. See docs/memory.md.
+
+Wiring only: the config schema, the lifecycle, the event subscriptions and the hooks.
+The work is done by the memory service (service.py), which the routes (routes.py), the
+context hook (context.py) and the turn recorder (ingest.py) go through."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import OrderedDict
 from typing import Any, ClassVar
 
-from sdk import Database, Event, Health, Identity, Plugin, errors, hookimpl
+from sdk import Database, Embedder, Event, Health, Identity, Plugin, PluginContext, errors, hookimpl
+from sdk.embedder import collect_embedder_classes
 from sdk.events import CHAT_MESSAGE_CREATED, SESSION_DELETED, USER_DELETED
 from sdk.plugin import unless_shared_redis
-from sdk.untrusted import repair
 
-from .cache import SessionCache
-from .coherence import SharedVectorIndex
 from .context import memory_context
-from .embedders.base import Embedder
-from .embedders.hashing import HashingEmbedder
-from .embedders.local import LocalEmbedder, local_model_available
-from .embedders.openai import OpenAIEmbedder
-from .index import VectorIndex
+from .embedders.registry import BUILTIN_EMBEDDERS, choose_embedder
+from .ingest import TurnRecorder
 from .routes import MemoryRoutes
+from .service import MemoryService
+from .session_cache import SessionCache
 from .store import MIGRATIONS, MemoryStore
-from .tiers import MemoryService
+from .vectors.index import VectorIndex
+from .vectors.search import VectorSearch
+from .vectors.shared import SharedVectorIndex
 
 URL_PATTERN = r"^$|^https?://\S+$"
-# Chat turns waiting to be recorded, and the tasks recording them (see _on_message).
-INBOX_TURNS = 10_000
-RECORD_WORKERS = 2
-RECORD_BATCH = 32  # turns a worker takes at once (stored in one write per user)
 STOP_DRAIN_SECONDS = 10
-# A worker about to record a turn waits while a reply's context is being worked out (it
-# would compete for the CPU and the database), but never longer than this.
-YIELD_SECONDS = 0.05
 REDIS_URL_PATTERN = r"^$|^none$|^(redis|rediss|unix)://\S+$"
 
 
@@ -49,11 +44,18 @@ class MemoryPlugin(Plugin):
         "properties": {
             "embedder": {
                 "type": "string",
-                "enum": ["local", "openai", "hashing"],
+                "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$",
                 "default": "local",
                 "description": "local: all-MiniLM-L6-v2 on CPU, offline (falls back to hashing "
                 "when not installed); openai: an OpenAI-compatible /v1/embeddings server; "
-                "hashing: character n-gram feature hashing, no model.",
+                "hashing: character n-gram feature hashing, no model; or the type of an "
+                "embedder a plugin registers (register_embedders).",
+            },
+            "embedder_settings": {
+                "type": "object",
+                "default": {},
+                "description": "settings for the embedder type (a plugin's type reads its own "
+                "keys here), over this table's embedder keys (base_url, model, ...)",
             },
             "base_url": {"type": "string", "pattern": URL_PATTERN, "default": ""},
             "api_key": {"type": "string", "default": "", "x-secret": True},
@@ -193,98 +195,56 @@ class MemoryPlugin(Plugin):
         },
     }
 
-    def __init__(self, context: Any) -> None:
+    def __init__(self, context: PluginContext) -> None:
         super().__init__(context)
         self.store: MemoryStore | None = None
         self.index: VectorIndex | None = None
+        self.vectors: VectorSearch | None = None
         self.embedder: Embedder | None = None
         self.service: MemoryService | None = None
+        self.recorder: TurnRecorder | None = None
         self.cache: SessionCache | None = None
         self.degraded: list[str] = []
         self.unavailable: str = ""
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._inbox: asyncio.Queue[dict[str, Any]] | None = None
-        self._contexts = 0  # memory_context calls in progress
-        self._quiet = asyncio.Event()
-        self._quiet.set()
-        self._gathering = asyncio.Lock()
-        self._flush = asyncio.Event()  # set: record what is waiting now (idle(), stop())
-        self._flushers = 0
-        # Users deleted while this process runs: a chat reply finishing after the deletion
-        # must not bring memories back. Bounded; user ids are never reused.
-        self._deleted_users: OrderedDict[str, None] = OrderedDict()
         self._unsubscribe: list[Any] = []
-        # True from start until the warm-up has loaded the embedding model (or failed to)
-        self._loading_model = False
 
     # ---- lifecycle --------------------------------------------------------------------
     async def initialize(self) -> None:
-        max_mb = int(self.config["index_max_mb"])
+        config = self.config
         # With Redis, other processes may share the database: keep the indexes in step.
         index_class = SharedVectorIndex if self._redis_url() else VectorIndex
         self.index = index_class(
-            int(self.config["index_min_vectors"]),
-            max_mb * 1024 * 1024,
-            ivf_min_vectors=int(self.config["index_ivf_min_vectors"]),
-            ivf_probe_fraction=float(self.config["index_ivf_probe_fraction"]),
-            half_min_vectors=int(self.config["index_half_min_vectors"]),
+            int(config["index_min_vectors"]),
+            int(config["index_max_mb"]) * 1024 * 1024,
+            ivf_min_vectors=int(config["index_ivf_min_vectors"]),
+            ivf_probe_fraction=float(config["index_ivf_probe_fraction"]),
+            half_min_vectors=int(config["index_half_min_vectors"]),
         )
         self.store = MemoryStore(
             self.context.database,
-            self.index,
-            row_cache_bytes=int(self.config["row_cache_mb"]) * 1024 * 1024,
-            keyword_bytes=int(self.config["keyword_index_mb"]) * 1024 * 1024,
+            row_cache_bytes=int(config["row_cache_mb"]) * 1024 * 1024,
+            keyword_bytes=int(config["keyword_index_mb"]) * 1024 * 1024,
         )
-        self._declare_index_metrics(self.index)
+        self.vectors = VectorSearch(self.store, self.index)
+        self._declare_metrics(self.store, self.index)
         await self.store.load_dims()
-        self.embedder = self._make_embedder()
-        if self.embedder.dim:
-            await self.store.ensure_dim(self.embedder.dim)
 
-    def _declare_index_metrics(self, index: VectorIndex) -> None:
+    def _declare_metrics(self, store: MemoryStore, index: VectorIndex) -> None:
         metrics = self.context.metrics
         size = metrics.gauge("index_bytes", "Memory held by the in-process vector index")
         vectors = metrics.gauge("index_vectors", "Vectors held by the in-process vector index")
         users = metrics.gauge("index_users", "Users whose vectors the index holds")
         rows = metrics.gauge("row_cache_bytes", "Memory held by the cache of rows and links")
-        store = self.store
 
         def collect() -> None:
-            rows.set(store.rows.nbytes() if store is not None else 0)
+            rows.set(store.rows.nbytes())
             size.set(index.nbytes())
             n_users, n_vectors = index.counts()
             users.set(n_users)
             vectors.set(n_vectors)
 
         metrics.on_collect(collect)
-
-    def _make_embedder(self) -> Embedder:
-        kind = self.config["embedder"]
-        if kind == "openai":
-            missing = [k for k in ("base_url", "model") if not self.config[k]]
-            if missing:
-                self.unavailable = "embedder 'openai' needs " + " and ".join(
-                    f"plugins.memory.{k}" for k in missing
-                )
-                self.log.warning("memory: %s; searching and storing answer 503", self.unavailable)
-            return OpenAIEmbedder(
-                str(self.config["base_url"]),
-                str(self.config["model"]),
-                str(self.config["api_key"] or ""),
-                float(self.config["embed_timeout_seconds"]),
-            )
-        if kind == "local":
-            ok, why = local_model_available(str(self.config["model_path"] or ""))
-            if ok:
-                return LocalEmbedder(
-                    str(self.config["model_path"] or ""),
-                    runtime=str(self.config["local_runtime"]),
-                    precision=str(self.config["local_precision"]),
-                )
-            note = f"local embedding model not available ({why}); using the hashing embedder"
-            self.log.warning("memory: %s: search quality is much lower", note)
-            self.degraded.append(note)
-        return HashingEmbedder(int(self.config["hashing_dim"]))
 
     def _redis_url(self) -> str:
         return self.shared_redis_url(str(self.config["redis_url"] or ""))
@@ -300,7 +260,19 @@ class MemoryPlugin(Plugin):
         )
 
     async def start(self) -> None:
-        assert self.store is not None and self.embedder is not None
+        assert self.store is not None and self.vectors is not None
+        # Every embedder type, ours included, as plugins register them (a plugin's answer
+        # that is not a list of embedder classes is logged, naming it, and left out).
+        types, problems = collect_embedder_classes(
+            await self.context.hooks.results("register_embedders")
+        )
+        for problem in problems:
+            self.log.error("memory: %s", problem)
+        self.embedder, self.unavailable, self.degraded = choose_embedder(
+            types, self.config, self.log
+        )
+        if self.embedder.dim and not self.unavailable:
+            await self.store.ensure_dim(self.embedder.dim)
         redis_url = self._redis_url()
         if redis_url:
             self.cache = SessionCache(
@@ -312,16 +284,20 @@ class MemoryPlugin(Plugin):
             await self.cache.start()
         self.service = MemoryService(
             store=self.store,
+            vectors=self.vectors,
             embedder=self.embedder,
             cache=self.cache,
             config=self.config,
-            context=self.context,
+            hooks=self.context.hooks,
+            services=self.context.services,
+            metrics=self.context.metrics,
             log=self.log,
         )
         self.service.spawn = self._spawn
-        self._inbox = asyncio.Queue(maxsize=INBOX_TURNS)
-        for i in range(RECORD_WORKERS):
-            self._spawn(self._record_turns(self._inbox), f"memory-record-turns-{i}")
+        self.recorder = TurnRecorder(
+            self.service, linger_ms=int(self.config["record_linger_ms"]), log=self.log
+        )
+        self.recorder.start(self._spawn)
         if isinstance(self.index, SharedVectorIndex):
             await self.index.start(redis_url, str(self.config["redis_prefix"]), self.context.bus)
         bus = self.context.bus
@@ -335,19 +311,17 @@ class MemoryPlugin(Plugin):
             bus.subscribe(SESSION_DELETED, self._on_session_deleted, local_only=True),
         ]
         if not self.unavailable:
-            self._loading_model = True
-            self._spawn(self._warm_up(), "memory-warm-up")
+            self.service.loading_model = True
+            self._spawn(self.service.warm_up(), "memory-warm-up")
 
     async def stop(self) -> None:
         for unsubscribe in self._unsubscribe:
             with contextlib.suppress(Exception):
                 unsubscribe()
         self._unsubscribe = []
-        if self._inbox is not None:
+        if self.recorder is not None:
             # Turns already received are recorded before stopping, within reason.
-            self._flush.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._inbox.join(), STOP_DRAIN_SECONDS)
+            await self.recorder.drain(STOP_DRAIN_SECONDS)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -372,7 +346,7 @@ class MemoryPlugin(Plugin):
             if not ok:
                 notes.append("Redis unreachable: short/mid-term served from DuckDB")
         checks["pending_tasks"] = len(self._tasks)
-        checks["turns_waiting"] = self._inbox.qsize() if self._inbox is not None else 0
+        checks["turns_waiting"] = self.recorder.waiting if self.recorder is not None else 0
         if self.index is not None:
             checks["index_mb"] = round(self.index.nbytes() / 1048576, 1)
         if isinstance(self.index, SharedVectorIndex):
@@ -386,7 +360,7 @@ class MemoryPlugin(Plugin):
     def not_ready(self) -> str | None:
         """Why this plugin cannot serve yet: its embedding model is still loading (the
         first search or chat turn would wait seconds for it)."""
-        if self._loading_model:
+        if self.service is not None and self.service.loading_model:
             return f"loading the embedding model ({self.embedder_info().get('model', '?')})"
         return None
 
@@ -421,88 +395,20 @@ class MemoryPlugin(Plugin):
     async def idle(self) -> None:
         """Wait until every chat turn received is recorded and every other background
         task (warm-up) is done. For tests and orderly shutdowns."""
-        if self._inbox is not None:
-            self._flushers += 1
-            self._flush.set()
-            try:
-                await self._inbox.join()
-            finally:
-                self._flushers -= 1
-                if not self._flushers:
-                    self._flush.clear()
+        if self.recorder is not None:
+            await self.recorder.idle()
         while others := [t for t in self._tasks if not t.get_name().startswith("memory-record-")]:
             await asyncio.gather(*others, return_exceptions=True)
 
-    async def _warm_up(self) -> None:
-        """Load the embedding model (so the first chat turns do not wait for it) and embed
-        memories that have no vector of the current model (after a change of embedder)."""
-        assert self.embedder is not None and self.service is not None
-        try:
-            await self.embedder.load()
-        except Exception as exc:  # the first embedding will try again and report it
-            self.log.warning("memory: loading the embedder failed: %s", exc)
-        finally:
-            self._loading_model = False
-        if self.embedder.dim is None:
-            return  # openai: the dimension is known after its first answer
-        try:
-            n = await self.service.reembed_missing()
-            if n:
-                self.log.info(
-                    "memory: embedded %d memories for model %s", n, self.embedder.model_id
-                )
-        except Exception as exc:
-            self.log.warning("memory: warm-up failed: %s", exc)
-
     # ---- events -----------------------------------------------------------------------
     async def _on_message(self, event: Event) -> None:
-        # Chat must not wait for embeddings and extraction: the turn goes to the inbox and
-        # the workers record it. A full inbox (the workers far behind) makes the publisher
-        # wait for room rather than grow memory without bound or lose the turn.
-        if self._inbox is None or self.unavailable:
-            return
-        if str(event.data.get("user_id") or "") in self._deleted_users:
-            return
-        # A broken upstream's reply can hold lone surrogates (or NUL) that no store can
-        # encode: keep the turn with U+FFFD in their place rather than lose it.
-        await self._inbox.put(repair(dict(event.data)))
-
-    async def _record_turns(self, inbox: asyncio.Queue[dict[str, Any]]) -> None:
-        linger = int(self.config["record_linger_ms"]) / 1000
-        while True:
-            # One worker gathers a batch at a time (the other records the previous one):
-            # turns that arrive within the linger are recorded together, so the cost per
-            # turn falls as the rate rises instead of competing with every reply.
-            async with self._gathering:
-                batch = [await inbox.get()]
-                if linger and inbox.qsize() < RECORD_BATCH and not self._flush.is_set():
-                    # (asyncio.timeout, not wait_for: on 3.11 that can swallow a cancel)
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(linger):
-                            await self._flush.wait()
-                while len(batch) < RECORD_BATCH and not inbox.empty():
-                    batch.append(inbox.get_nowait())
-            if not self._quiet.is_set():
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(YIELD_SECONDS):
-                        await self._quiet.wait()
-            try:
-                if self.service is not None:
-                    await self.service.record_turns(
-                        [d for d in batch if str(d.get("user_id") or "") not in self._deleted_users]
-                    )
-            except Exception:
-                self.log.exception("memory: could not record %d chat messages", len(batch))
-            finally:
-                for _ in batch:
-                    inbox.task_done()
+        if self.recorder is not None and not self.unavailable:
+            await self.recorder.receive(event.data)
 
     async def _on_user_deleted_anywhere(self, event: Event) -> None:
         user_id = str(event.data.get("user_id") or "")
-        if user_id:
-            self._deleted_users[user_id] = None
-            while len(self._deleted_users) > 10_000:
-                self._deleted_users.popitem(last=False)
+        if user_id and self.recorder is not None:
+            self.recorder.forget_user(user_id)
 
     async def _on_user_deleted(self, event: Event) -> None:
         user_id = str(event.data.get("user_id") or "")
@@ -518,7 +424,12 @@ class MemoryPlugin(Plugin):
 
     # ---- hooks ------------------------------------------------------------------------
     @hookimpl
+    def register_embedders(self) -> list[type[Embedder]]:
+        return list(BUILTIN_EMBEDDERS)
+
+    @hookimpl
     async def copy_tables(self, target: Database) -> list[str]:
+        assert self.store is not None
         return await self.store.prepare_copy(MemoryStore(target))
 
     @hookimpl
@@ -534,17 +445,12 @@ class MemoryPlugin(Plugin):
     async def memory_context(
         self, identity: Identity, session_id: str | None, query: str, max_tokens: int
     ) -> list[dict[str, Any]] | None:
-        if self.service is None or self.unavailable or identity is None:
+        if self.service is None or self.recorder is None or self.unavailable or identity is None:
             return None
-        self._contexts += 1
-        self._quiet.clear()
-        try:
-            return await memory_context(self.service, identity, session_id, query, max_tokens)
-        except Exception:
-            # The conversation goes on without memories rather than failing.
-            self.log.exception("memory: memory_context failed")
-            return None
-        finally:
-            self._contexts -= 1
-            if not self._contexts:
-                self._quiet.set()
+        async with self.recorder.reply_in_progress():
+            try:
+                return await memory_context(self.service, identity, session_id, query, max_tokens)
+            except Exception:
+                # The conversation goes on without memories rather than failing.
+                self.log.exception("memory: memory_context failed")
+                return None

@@ -12,8 +12,8 @@ from typing import Any
 
 from sdk import Request, Response, Route, errors
 
-from .store import utcnow
-from .tiers import SEARCH_MODES, TIERS, MemoryService, turn_dict
+from .domain import SEARCH_MODES, TIERS, turn_dict, utcnow
+from .service import MemoryService
 
 BASE = "/api/v1/memory"
 MAX_DOCUMENT_CHARS = 200_000
@@ -399,7 +399,7 @@ class MemoryRoutes:
             )
         limit, offset = _query_int(req, "limit"), _query_int(req, "offset")
         service = self.service
-        memories, total = await service.store.page(identity.user_id, tier, limit, offset)
+        memories, total = await service.page(identity.user_id, tier, limit, offset)
         pairs = await service.with_related(identity.user_id, memories)
         return {"memories": [m.to_api(related) for m, related in pairs], "total": total}
 
@@ -469,7 +469,7 @@ class MemoryRoutes:
     async def get(self, req: Request) -> Any:
         identity = req.require_identity()
         service = self.service
-        memory = await service.store.get(identity.user_id, req.match_info["memory_id"])
+        memory = await service.get(identity.user_id, req.match_info["memory_id"])
         if memory is None:
             raise errors.NotFound("no such memory", code="MEMORY_NOT_FOUND")
         [(memory, related)] = await service.with_related(identity.user_id, [memory])
@@ -483,8 +483,7 @@ class MemoryRoutes:
 
     async def stats(self, req: Request) -> Any:
         identity = req.require_identity()
-        service = self.service
-        raw = await service.store.stats(identity.user_id, service.model)
+        raw = await self.service.stats(identity.user_id)
         tiers = {t: int(raw["tiers"].get(t, 0)) for t in TIERS}
         return {
             "user_id": identity.user_id,
@@ -503,7 +502,7 @@ class MemoryRoutes:
         identity = req.require_identity()
         session_id = req.match_info["session_id"]
         service = self.service
-        memories = await service.store.list_session(identity.user_id, session_id)
+        memories = await service.session_memories(identity.user_id, session_id)
         if not memories:
             raise errors.NotFound("no memory of that session", code="SESSION_NOT_FOUND")
         turns, source = await service.recent_turns(identity.user_id, session_id)

@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 
 class Row(Protocol):
-    """What the cache needs of a row: a dataclass with these fields (store.Memory)."""
+    """What the cache needs of a row: a dataclass with these fields (domain.Memory)."""
 
     __dataclass_fields__: ClassVar[dict[str, Any]]
     memory_id: str
@@ -44,7 +44,7 @@ class Row(Protocol):
     metadata: dict[str, Any]
 
 
-# The store's Memory (not imported: the store imports this module).
+# domain.Memory (generic here: the cache needs only the fields above)
 Memory = TypeVar("Memory", bound=Row)
 
 MAX_USERS = 10_000  # users held at once (a user who read and holds nothing counts too)
@@ -197,11 +197,17 @@ class RowCache(Generic[Memory]):
                 del self._users[user_id]  # a writer nobody reads for holds no place
 
     def inserted(self, memories: Iterable[Memory]) -> None:
-        """New rows: kept for users already here (their searches will find them)."""
+        """New rows: kept for users already here (their searches will find them), each
+        with its list of links, empty (a memory just made has none; the links made next
+        are added by :meth:`linked`): the links a new memory is answered with are read
+        from here."""
         for memory in memories:
             user = self._users.get(memory.user_id)
             if user is not None:
                 self._put(user, memory)
+                if memory.memory_id not in user.links:
+                    user.links[memory.memory_id] = []
+                    self._grow(user, LINK_BYTES)
         self._evict()
 
     def updated(self, user_id: str, memory_id: str, **fields: Any) -> None:

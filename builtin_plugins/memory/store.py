@@ -18,6 +18,12 @@ Timestamps are naive UTC ``TIMESTAMP``s. No primary keys: DuckDB's ART constrain
 updates delete+insert and slow bulk loads; ids are uuids made here, and a plain index
 serves point lookups. The tables are made by ``MIGRATIONS`` (applied by the kernel), the
 vector tables on first use of a dimension.
+
+The store knows nothing of the in-process vector index (``vectors/``): it tells its
+``listeners`` of every change to the vectors once the write has committed. It keeps two
+caches of its own, on DuckDB only (one process owns the file, so every write goes
+through here): the rows and links a reply reads (``rowcache.py``) and the users' BM25
+postings (``keyindex.py``).
 """
 
 from __future__ import annotations
@@ -27,17 +33,15 @@ import contextlib
 import json
 import re
 import time
-import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Collection, Iterable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
 
 import numpy as np
 
 from sdk import Database, Migration, Transaction
 
-from .index import VectorIndex, _Entry
+from .domain import Memory, iso, utcnow
 from .keyindex import KeywordIndex
 from .keywords import BM25_B, BM25_K1, term_counts
 from .rowcache import Link, RowCache
@@ -48,8 +52,6 @@ ITEM_COLUMNS = (
 )
 _DIM_TABLE = re.compile(r"^memory_vectors_(\d+)$")
 _ITEM_NAMES = [c.strip() for c in ITEM_COLUMNS.split(",")]
-# An index entry this small is scanned on the event loop, a bigger one in a worker thread.
-INLINE_SEARCH_ROWS = 2048
 _VECTOR_COLUMNS = ["memory_id", "user_id", "tier", "session_id", "model", "embedding"]
 _TERM_COLUMNS = ["user_id", "memory_id", "term", "tf", "dl", "tier", "session_id"]
 # A user's memory count and mean length in terms (BM25's N and avgdl) are read at most
@@ -142,100 +144,30 @@ MIGRATIONS = [
 ]
 
 
-def new_id() -> str:
-    return "mem_" + uuid.uuid4().hex
+class VectorListener(Protocol):
+    """What hears of the store's changes to vectors, once committed (vectors/: the
+    in-process index, kept in step)."""
 
+    def vectors_added(self, memories: Sequence[Memory], vectors: np.ndarray, model: str) -> None:
+        """New (or replaced) vectors of ``memories``, row for row."""
 
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+    def vectors_removed(self, user_id: str | None, ids: Sequence[str]) -> None:
+        """Memories deleted (None: of any user)."""
 
-
-def iso(ts: datetime | None) -> str | None:
-    if ts is None:
-        return None
-    return ts.replace(microsecond=(ts.microsecond // 1000) * 1000).isoformat() + "Z"
-
-
-@dataclass(slots=True)
-class Memory:
-    memory_id: str
-    user_id: str
-    tier: str
-    session_id: str | None
-    content: str
-    metadata: dict[str, Any]
-    importance: float
-    fact_key: str | None
-    parent_id: str | None
-    source_message_id: str | None
-    searchable: bool
-    created_at: datetime
-    updated_at: datetime
-    occurred_at: datetime | None = None  # when what it says happened; None: created_at
-    score: float | None = None
-    # hybrid search: the evidence behind ``score`` (cosine, BM25; None: not among its hits)
-    evidence: dict[str, float | None] | None = None
-
-    @property
-    def happened_at(self) -> datetime:
-        return self.occurred_at or self.created_at
-
-    @classmethod
-    def from_row(cls, row: Sequence[Any]) -> Memory:
-        try:
-            metadata = json.loads(row[5]) if row[5] else {}
-        except ValueError:
-            metadata = {}
-        return cls(
-            memory_id=row[0],
-            user_id=row[1],
-            tier=row[2],
-            session_id=row[3],
-            content=row[4],
-            metadata=metadata,
-            importance=float(row[6]),
-            fact_key=row[7],
-            parent_id=row[8],
-            source_message_id=row[9],
-            searchable=bool(row[10]),
-            created_at=row[11],
-            updated_at=row[12],
-            occurred_at=row[13],
-            score=float(row[14]) if len(row) > 14 and row[14] is not None else None,
-        )
-
-    def to_api(self, related: list[str] | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "memory_id": self.memory_id,
-            "tier": self.tier,
-            "content": self.content,
-            "session_id": self.session_id,
-            "importance": round(self.importance, 4),
-            "created_at": iso(self.created_at),
-            "updated_at": iso(self.updated_at),
-            "occurred_at": iso(self.happened_at),
-            "metadata": self.metadata,
-            "related": related or [],
-        }
-        if self.score is not None:
-            out["score"] = round(self.score, 6)
-        if self.evidence is not None:
-            out["evidence"] = {
-                k: None if v is None else round(v, 6) for k, v in self.evidence.items()
-            }
-        return out
+    def user_dropped(self, user_id: str) -> None:
+        """Every memory of a user deleted."""
 
 
 class MemoryStore:
     def __init__(
         self,
         db: Database,
-        index: VectorIndex | None = None,
         row_cache_bytes: int = 0,
         keyword_bytes: int = 0,
     ) -> None:
         self.db = db
-        self.index = index
+        # told of every change to the vectors, once committed (the vector index)
+        self.listeners: list[VectorListener] = []
         # BM25 postings in process (keyindex.py): only on DuckDB, which one process owns
         self.keywords: KeywordIndex | None = (
             KeywordIndex(keyword_bytes) if keyword_bytes > 0 and db.engine == "duckdb" else None
@@ -341,9 +273,9 @@ class MemoryStore:
                     await _insert_vectors(tx, dim, searchable, vectors, model)
         self.rows.inserted(Memory.from_row(_item_row(m)) for m in memories)
         self._keywords_added(term_rows)
-        if dim and self.index is not None:
+        if dim:
             assert vectors is not None
-            self._index_add(searchable, vectors[: len(searchable)], model)
+            self._vectors_added(searchable, vectors[: len(searchable)], model)
 
     def _keywords_added(self, term_rows: Sequence[tuple[Any, ...]]) -> None:
         by_user: dict[str, list[tuple[Any, ...]]] = {}
@@ -360,20 +292,9 @@ class MemoryStore:
         else:
             self._term_stats.pop(user_id, None)
 
-    def _index_add(self, memories: Sequence[Memory], vectors: np.ndarray, model: str) -> None:
-        assert self.index is not None
-        by_user: dict[str, list[int]] = {}
-        for i, m in enumerate(memories):
-            by_user.setdefault(m.user_id, []).append(i)
-        for user_id, rows in by_user.items():
-            self.index.on_add(
-                user_id,
-                model,
-                [memories[i].memory_id for i in rows],
-                [memories[i].tier for i in rows],
-                [memories[i].session_id for i in rows],
-                np.asarray(vectors[rows], dtype=np.float32),
-            )
+    def _vectors_added(self, memories: Sequence[Memory], vectors: np.ndarray, model: str) -> None:
+        for listener in self.listeners:
+            listener.vectors_added(memories, vectors, model)
 
     async def update_content(
         self,
@@ -438,10 +359,9 @@ class MemoryStore:
             for memory, _ in changes:
                 self.keywords.on_remove(memory.user_id, [memory.memory_id])
             self._keywords_added(term_rows)
-        if self.index is not None:
-            for memory, vector in changes:
-                if vector is not None:
-                    self._index_add([memory], vector.reshape(1, -1), model)
+        for memory, vector in changes:
+            if vector is not None:
+                self._vectors_added([memory], vector.reshape(1, -1), model)
 
     async def touch(self, user_id: str, memory_id: str, importance: float) -> None:
         at = utcnow()
@@ -539,56 +459,21 @@ class MemoryStore:
             out.setdefault(str(m.fact_key), m)
         return out
 
-    async def search(
+    async def search_sql(
         self,
         user_id: str,
         vector: np.ndarray,
         model: str,
+        dim: int,
         *,
         limit: int,
         tiers: Sequence[str] | None = None,
         session_id: str | None = None,
-        exclude_session_tiers: tuple[str, Sequence[str]] | None = None,
+        exclude_session_tiers: tuple[str | None, Sequence[str]] | None = None,
         min_score: float | None = None,
-        rows: bool = True,
     ) -> list[Memory]:
-        """The caller's memories most similar to ``vector`` (cosine, best first).
-        ``rows=False``: through the index, memories with only their id and score set (the
-        hybrid search reads the rows of the fused top only).
-
-        ``exclude_session_tiers=(session, tiers)`` leaves out those tiers of one session
-        (the context hook skips the turns the chat history already carries).
-        """
-        dim = int(vector.shape[0])
-        if dim not in await self.dims(dim):
-            return []
-        if self.index is not None and self.index.enabled:
-            found = await self._search_index(
-                user_id,
-                vector,
-                model,
-                dim,
-                limit,
-                tiers,
-                session_id,
-                exclude_session_tiers,
-                min_score,
-                rows,
-            )
-            if found is not None:
-                return found
-        if self.db.engine != "duckdb":
-            return await self._search_scan(
-                user_id,
-                model,
-                dim,
-                vector,
-                limit,
-                tiers,
-                session_id,
-                exclude_session_tiers,
-                min_score,
-            )
+        """DuckDB only: the memories most similar to ``vector`` by cosine in SQL, best
+        first (what vectors/ searches with when the in-process index is off)."""
         where = ["user_id = $2", "model = $3"]
         params: list[Any] = [vector.astype(np.float32), user_id, model]
 
@@ -723,98 +608,9 @@ class MemoryStore:
         )
         return {str(r[0]): (r[1], r[2]) for r in rows}
 
-    async def _search_scan(self, user_id: str, model: str, dim: int, *query: Any) -> list[Memory]:
-        """Search without the index on an engine with no vector functions: the user's
-        vectors are read and scanned here, with the index's own exact scan (``query`` is
-        ``entry.search``'s arguments)."""
-        ids, tier_list, sessions, matrix = await self.load_vectors(user_id, model, dim)
-        entry = _Entry(dim=dim, matrix=np.zeros((0, dim), np.float32))
-        entry.add(ids, tier_list, sessions, matrix)
-        hits = await asyncio.to_thread(entry.search, *query)
-        return await self._with_scores(user_id, hits)
-
-    async def _search_index(
-        self,
-        user_id: str,
-        vector: np.ndarray,
-        model: str,
-        dim: int,
-        limit: int,
-        tiers: Sequence[str] | None,
-        session_id: str | None,
-        exclude: tuple[str, Sequence[str]] | None,
-        min_score: float | None,
-        rows: bool = True,
-    ) -> list[Memory] | None:
-        """Search through the in-process index (index.py) when this user has enough
-        vectors for it to pay; None means: use the SQL path."""
-        entry = await self._index_entry(user_id, model, dim)
-        if entry is None:
-            return None
-        query = (vector, limit, tiers, session_id, exclude, min_score)
-        if entry.n <= INLINE_SEARCH_ROWS:  # (about 0.1 ms: less than the hop to a thread)
-            hits = entry.search(*query)
-        else:
-            hits = await asyncio.to_thread(entry.search, *query)
-        if not rows:
-            return [_hit(user_id, memory_id, score) for memory_id, score in hits]
-        return await self._with_scores(user_id, hits)
-
-    async def search_any(
-        self,
-        user_id: str,
-        vectors: np.ndarray,
-        model: str,
-        *,
-        limit: int,
-        tiers: Sequence[str] | None = None,
-    ) -> list[Memory]:
-        """The memories most similar to any of ``vectors`` (each scored by its best),
-        best first: through the index, one scan per vector and one read of the rows;
-        otherwise one search per vector."""
-        dim = int(vectors.shape[1])
-        entry = None
-        if len(vectors) > 1 and self.index is not None and self.index.enabled:
-            known = dim in await self.dims(dim)
-            entry = await self._index_entry(user_id, model, dim) if known else None
-        if entry is None:
-            found: dict[str, Memory] = {}
-            for vector in vectors:
-                for m in await self.search(user_id, vector, model, limit=limit, tiers=tiers):
-                    if m.memory_id not in found or (m.score or 0) > (found[m.memory_id].score or 0):
-                        found[m.memory_id] = m
-            return sorted(found.values(), key=lambda m: m.score or 0.0, reverse=True)[:limit]
-        index_entry = entry
-
-        def scan() -> list[tuple[str, float]]:
-            best: dict[str, float] = {}
-            for vector in vectors:
-                for memory_id, score in index_entry.search(vector, limit, tiers, None, None, None):
-                    best[memory_id] = max(score, best.get(memory_id, score))
-            return sorted(best.items(), key=lambda h: h[1], reverse=True)[:limit]
-
-        return await self._with_scores(user_id, await asyncio.to_thread(scan))
-
-    async def _index_entry(self, user_id: str, model: str, dim: int) -> _Entry | None:
-        """This user's loaded index entry (loading it if the user has enough vectors)."""
-        assert self.index is not None
-        known = self.index.min_vectors if self.index.has(user_id, model) else None
-        count = known if known is not None else self.index.known_count(user_id, model)
-        if count is None:
-            # counted once; the index keeps the count in step with every add and remove
-            count = await self.count_vectors(user_id, model, dim)
-            self.index.note_count(user_id, model, count)
-
-        async def load() -> tuple[list[str], list[str], list[str | None], np.ndarray]:
-            return await self.load_vectors(user_id, model, dim)
-
-        entry = await self.index.ensure(user_id, model, count, load)
-        if entry is None or entry.dim != dim:
-            return None
-        self.index.maybe_build_ivf(entry)
-        return entry
-
-    async def _with_scores(self, user_id: str, hits: list[tuple[str, float]]) -> list[Memory]:
+    async def read_hits(self, user_id: str, hits: list[tuple[str, float]]) -> list[Memory]:
+        """The rows of search hits ``(memory_id, score)``, in order, with their scores (a
+        hit deleted meanwhile is left out)."""
         if not hits:
             return []
         found = {m.memory_id: m for m in await self.get_many(user_id, dict(hits))}
@@ -899,12 +695,19 @@ class MemoryStore:
                     f"DELETE FROM memory_vectors_{d} WHERE memory_id = ANY($1::TEXT[])", [ids]
                 )
             await _insert_vectors(tx, dim, memories, vectors, model)
-        if self.index is not None:
-            self._index_add(memories, vectors, model)
+        self._vectors_added(memories, vectors, model)
 
     # -- associative tier -------------------------------------------------------------
-    async def add_links(self, user_id: str, links: Iterable[tuple[str, str, str, float]]) -> int:
-        """Add undirected links ``(a, b, kind, weight)``; existing ones are kept as they are."""
+    async def add_links(
+        self,
+        user_id: str,
+        links: Iterable[tuple[str, str, str, float]],
+        *,
+        unlinked: Collection[str] = (),
+    ) -> int:
+        """Add undirected links ``(a, b, kind, weight)``; existing ones are kept as they are.
+        ``unlinked``: memories the caller knows to have no link yet (made under its lock,
+        on DuckDB, which one process owns): pairs with one of them need no check."""
         rows = []
         seen = set()
         now = utcnow()
@@ -918,17 +721,21 @@ class MemoryStore:
             rows.append((user_id, a, b, kind, float(weight), now))
         if not rows:
             return 0
+        fresh = set(unlinked) if self.db.engine == "duckdb" else set()
+        check = [row for row in rows if row[1] not in fresh and row[2] not in fresh]
 
         added = []
         with self.rows.writing(user_id):
             async with self.db.transaction() as tx:
                 # one read of the links that exist among these pairs, one insert of the rest
-                existing = await tx.fetchall(
-                    "SELECT a_id, b_id, kind FROM memory_links WHERE user_id = $1 "
-                    "AND a_id = ANY($2::TEXT[]) AND b_id = ANY($3::TEXT[])",
-                    [user_id, list({r[1] for r in rows}), list({r[2] for r in rows})],
-                )
-                have = {(str(a), str(b), str(k)) for a, b, k in existing}
+                have: set[tuple[str, str, str]] = set()
+                if check:
+                    existing = await tx.fetchall(
+                        "SELECT a_id, b_id, kind FROM memory_links WHERE user_id = $1 "
+                        "AND a_id = ANY($2::TEXT[]) AND b_id = ANY($3::TEXT[])",
+                        [user_id, list({r[1] for r in check}), list({r[2] for r in check})],
+                    )
+                    have = {(str(a), str(b), str(k)) for a, b, k in existing}
                 new = [row for row in rows if (row[1], row[2], row[3]) not in have]
                 if new:
                     await tx.insert_rows(
@@ -1049,8 +856,8 @@ class MemoryStore:
         self._forget_term_stats(user_id)
         if self.keywords is not None:
             self.keywords.on_remove(user_id, all_ids)
-        if self.index is not None:
-            self.index.on_remove(user_id, all_ids)
+        for listener in self.listeners:
+            listener.vectors_removed(user_id, all_ids)
         return n
 
     async def insert_turns(
@@ -1077,8 +884,7 @@ class MemoryStore:
                     kept[session_id] = [Memory.from_row(r) for r in reversed(rows)]
         self.rows.inserted(Memory.from_row(_item_row(t)) for t in turns)
         self._keywords_added(term_rows)
-        if self.index is not None:
-            self._index_add(turns, vectors[: len(turns)], model)
+        self._vectors_added(turns, vectors[: len(turns)], model)
         return kept
 
     async def ids_where(
@@ -1127,8 +933,8 @@ class MemoryStore:
         self._forget_term_stats(user_id)
         if self.keywords is not None:
             self.keywords.drop_user(user_id)
-        if self.index is not None:
-            self.index.drop_user(user_id)
+        for listener in self.listeners:
+            listener.user_dropped(user_id)
         return n
 
     async def count_vectors(self, user_id: str, model: str, dim: int) -> int:
@@ -1139,29 +945,6 @@ class MemoryStore:
             [user_id, model],
         )
         return int(row[0]) if row else 0
-
-
-_EPOCH = datetime(1970, 1, 1)
-
-
-def _hit(user_id: str, memory_id: str, score: float) -> Memory:
-    """A search hit whose row is not read yet: only its id and score are real."""
-    return Memory(
-        memory_id=memory_id,
-        user_id=user_id,
-        tier="",
-        session_id=None,
-        content="",
-        metadata={},
-        importance=0.5,
-        fact_key=None,
-        parent_id=None,
-        source_message_id=None,
-        searchable=True,
-        created_at=_EPOCH,
-        updated_at=_EPOCH,
-        score=score,
-    )
 
 
 def _marks(count: int) -> str:

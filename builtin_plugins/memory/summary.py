@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from typing import Any
 
-from sdk import Identity
+from sdk import HookCaller, Identity, Services
 from sdk.services import LLM
 
 _STOPWORDS = set(
@@ -57,7 +56,8 @@ def extractive_summary(text: str, max_words: int) -> str:
 
 
 async def summarize(
-    context: Any,
+    hooks: HookCaller,
+    services: Services,
     identity: Identity | None,
     text: str,
     max_words: int,
@@ -65,14 +65,14 @@ async def summarize(
 ) -> tuple[str, str]:
     """``(summary, method)`` with method ``hook``, ``llm`` or ``extractive``."""
     try:
-        answer = await context.hooks.first(
+        answer = await hooks.first(
             "summarize_text", identity=identity, text=text, max_words=max_words
         )
         if isinstance(answer, str) and answer.strip():
             return answer.strip(), "hook"
     except Exception as exc:  # another plugin's failure must not lose the summary
         log.warning("summarize_text hook failed: %s", exc)
-    llm = context.services.get(LLM)
+    llm = services.get(LLM)
     if llm is not None:
         try:
             answer = await llm.complete(

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from builtin_plugins.memory.coherence import SharedVectorIndex
+from builtin_plugins.memory.vectors.shared import SharedVectorIndex
 from kernel.bus import PluginBus, RedisBus
 from tests.serverproc import unique_prefix, wait_for
 

@@ -252,6 +252,8 @@ async def test_the_default_int8_copy_is_its_own_vector_space_near_torchs() -> No
         assert quick.model_id == "all-MiniLM-L6-v2-int8" != exact.model_id
         assert np.all((ours * theirs).sum(axis=1) > 0.95)
         assert float(ours[4] @ ours[5]) > float(ours[4] @ ours[6]) + 0.2
+        # (a foreground call of several texts runs two at a time, on two threads: each
+        # text still alone, so its vector is the one it has alone)
         for i, text in enumerate(texts):  # one by one, in another embedder (no cache)
             assert float((await alone.embed([text]))[0] @ ours[i]) > 0.99999
         # the background lane (its own thread) gives the foreground's vectors

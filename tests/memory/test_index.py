@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from builtin_plugins.memory.index import VectorIndex
+from builtin_plugins.memory.vectors.index import VectorIndex
 
 from .conftest import BASE, memory_plugin
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from builtin_plugins.memory.domain import Memory, utcnow
 from builtin_plugins.memory.rowcache import RowCache
-from builtin_plugins.memory.store import Memory, utcnow
 from builtin_plugins.storage.testing import fresh_schema_url
 
 from .conftest import BASE, memory_plugin

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
-from .base import Embedder
+from sdk.embedder import Embedder
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -47,13 +49,17 @@ def hash_vectors(texts: list[str], dim: int) -> np.ndarray:
 
 
 class HashingEmbedder(Embedder):
-    name = "hashing"
+    type = "hashing"
     max_batch = 256
 
     def __init__(self, dim: int = 512) -> None:
         super().__init__()
         self.dim = dim
         self.model_id = f"hashing-ngram3-5-{dim}"
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> HashingEmbedder:
+        return cls(int(settings.get("hashing_dim") or 512))
 
     async def _embed_batch(self, texts: list[str]) -> np.ndarray:
         assert self.dim is not None

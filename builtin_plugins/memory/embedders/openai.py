@@ -3,19 +3,19 @@ vLLM, llama.cpp server, LM Studio, ...)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 import numpy as np
 
 from sdk import errors
+from sdk.embedder import Embedder
 from sdk.http import client_session
-
-from .base import Embedder
 
 
 class OpenAIEmbedder(Embedder):
-    name = "openai"
+    type = "openai"
     max_batch = 64
 
     def __init__(self, base_url: str, model: str, api_key: str = "", timeout: float = 30.0) -> None:
@@ -26,6 +26,21 @@ class OpenAIEmbedder(Embedder):
         self._api_key = api_key
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> OpenAIEmbedder:
+        return cls(
+            str(settings.get("base_url") or ""),
+            str(settings.get("model") or ""),
+            str(settings.get("api_key") or ""),
+            float(settings.get("embed_timeout_seconds") or 30.0),
+        )
+
+    def unavailable_reason(self) -> str | None:
+        missing = [k for k in ("base_url", "model") if not getattr(self, k)]
+        if missing:
+            return "embedder 'openai' needs " + " and ".join(f"plugins.memory.{k}" for k in missing)
+        return None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

@@ -9,11 +9,11 @@ product in numpy (BLAS, both cores) over the same vectors takes a fraction of th
 What: per (user, model), the user's vectors as one float32 matrix with aligned ids,
 tier and session codes, and an ``alive`` mask. It is *exact* (a flat scan, no
 approximation), loaded lazily from DuckDB the first time a user with at least
-``index_min_vectors`` vectors searches, kept in step by the store on every insert,
-update and delete (one process owns the DuckDB file, so nothing else writes behind its
-back), and dropped least-recently-used past ``index_max_mb``. DuckDB stays the record;
+``index_min_vectors`` vectors searches, kept in step with every insert, update and
+delete the store commits (search.py listens to the store; one process owns the DuckDB
+file, so nothing else writes behind its back), and dropped least-recently-used past ``index_max_mb``. DuckDB stays the record;
 the candidates found here are read back from it (or from the store's row cache, which its
-writes keep exact: rowcache.py), so a stale id can never leak.
+writes keep exact: ../rowcache.py), so a stale id can never leak.
 
 For big entries (``index_half_min_vectors``, default 20 000) a float16 copy of the matrix
 is scanned first, with torch when it is installed (it comes with the local embedder): the
@@ -41,7 +41,8 @@ from typing import Any
 
 import numpy as np
 
-TIER_CODES = {"short_term": 0, "mid_term": 1, "long_term": 2, "associative": 3, "knowledge": 4}
+from ..domain import TIER_CODES
+
 SMALL_COUNTS = 100_000  # users below min_vectors whose vector count is remembered
 PREFILTER_MIN = 64  # rows re-scored exactly after the float16 scan, at the least
 PREFILTER_FACTOR = 8  # ... or this many times the limit

@@ -1,5 +1,6 @@
-"""The five tiers and what happens to each: the memory service the routes, the event
-handlers and the context hook share.
+"""The memory service: the one object the routes, the context hook and the turn recorder
+(ingest.py) go through. It owns the store, the vector search, the embedder and the Redis
+copies of the sessions, and says what happens in each of the five tiers:
 
 - ``short_term``: each chat turn (user and character), kept as long as its session; the
   newest ``short_term_turns`` of a session are its recent turns, mirrored in Redis when
@@ -29,24 +30,33 @@ from typing import Any
 
 import numpy as np
 
-from sdk import Identity, errors
+from sdk import Identity, Services, errors
+from sdk.embedder import Embedder
+from sdk.hooks import HookCaller
 from sdk.llm import takes_keyword
+from sdk.metrics import Metrics
 
 from . import keywords
 from . import links as links_mod
-from .cache import SessionCache
-from .embedders.base import Embedder
+from .domain import (
+    Memory,
+    new_id,
+    turn_dict,
+    turn_speaker,
+    turn_text,
+    utcnow,
+)
 from .extract import FACTS_SCHEMA, Fact, build_llm_messages, extract_rules, parse_llm_facts
-from .store import Memory, MemoryStore, new_id, utcnow
+from .session_cache import SessionCache
+from .store import MemoryStore
 from .summary import summarize
+from .vectors.search import VectorSearch
 
-TIERS = ("short_term", "mid_term", "long_term", "associative", "knowledge")
 MAX_LINKED_CHUNKS = 50
 # Sessions whose summary (or its absence) is remembered in-process when there is no
 # Redis: a chat turn then reads it without a query. Least recently used dropped first.
 SUMMARY_CACHE_SESSIONS = 10_000
 EXTRACT_CHARS = 4000  # what one extraction reads (extract.py)
-SEARCH_MODES = ("hybrid", "semantic", "keyword")
 # Candidates each ranking gives to the fusion (at least; 4 x top_k when more).
 CANDIDATES = 50
 # Weights of the two rankings in hybrid search (reciprocal rank fusion).
@@ -96,17 +106,22 @@ class MemoryService:
         self,
         *,
         store: MemoryStore,
+        vectors: VectorSearch,
         embedder: Embedder,
         cache: SessionCache | None,
         config: dict[str, Any],
-        context: Any,
+        hooks: HookCaller,
+        services: Services,
+        metrics: Metrics,
         log: logging.Logger,
     ) -> None:
         self.store = store
+        self.vectors = vectors
         self.embedder = embedder
         self.cache = cache
         self.config = config
-        self.context = context
+        self.hooks = hooks
+        self.services = services
         self.log = log
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self.extraction_errors = 0
@@ -116,7 +131,9 @@ class MemoryService:
         # (user, session) -> its summary, or None for "none yet". Only without Redis: then
         # this process is the only writer of summaries (see docs/memory.md, caches).
         self._summaries: OrderedDict[tuple[str, str], Memory | None] = OrderedDict()
-        self.search_seconds = context.metrics.histogram(
+        # True from start until the warm-up has loaded the embedding model (or failed to)
+        self.loading_model = False
+        self.search_seconds = metrics.histogram(
             "search_duration_seconds",
             "Time of a semantic search: embedding the query, then scanning the index",
             labels=("phase",),
@@ -188,6 +205,27 @@ class MemoryService:
         related = await self.store.related(user_id, [m.memory_id for m in memories])
         return [(m, links_mod.related_ids(related, m.memory_id)) for m in memories]
 
+    # -- reads the routes and the context hook make ------------------------------------
+    async def get(self, user_id: str, memory_id: str) -> Memory | None:
+        return await self.store.get(user_id, memory_id)
+
+    async def page(
+        self, user_id: str, tier: str | None, limit: int, offset: int
+    ) -> tuple[list[Memory], int]:
+        """The caller's memories, newest first, and how many there are in all."""
+        return await self.store.page(user_id, tier, limit, offset)
+
+    async def stats(self, user_id: str) -> dict[str, Any]:
+        return await self.store.stats(user_id, self.model)
+
+    async def session_memories(self, user_id: str, session_id: str) -> list[Memory]:
+        """Every memory of one of the caller's sessions, oldest first."""
+        return await self.store.list_session(user_id, session_id)
+
+    async def linked(self, user_id: str, memory_ids: list[str]) -> list[tuple[str, float, Memory]]:
+        """The memories linked to any of ``memory_ids``: ``(via, weight, memory)``."""
+        return await self.store.linked(user_id, memory_ids)
+
     # -- create -------------------------------------------------------------------------
     async def add(
         self,
@@ -240,7 +278,8 @@ class MemoryService:
                 ]
                 await self.store.add_links(user_id, pairs)
             if tier != "short_term":  # turns are tied by their session, not linked
-                await self._link(memory, vector)
+                # (made under the lock just now: no link of its own yet to look for)
+                await self._link(memory, vector, unlinked=not explicit)
             if tier == "mid_term" and session_id:
                 self._forget_summaries(user_id, session_id)
         return memory
@@ -290,9 +329,7 @@ class MemoryService:
                 m.memory_id
                 for m in await self.store.get_many(user_id, [m.memory_id for m, _ in linked])
             }
-            for memory, vector in linked:
-                if memory.memory_id in alive:
-                    await self._link(memory, vector)
+            await self._link_many([(m, v) for m, v in linked if m.memory_id in alive])
 
     async def _add_document(
         self,
@@ -354,22 +391,48 @@ class MemoryService:
             # book) would cost several queries per chunk, and its chunks are tied
             # together by document_id anyway.
             if len(parts) <= MAX_LINKED_CHUNKS:
-                for part, vector in zip(parts, vectors, strict=True):
-                    await self._link(part, vector)
+                await self._link_many(list(zip(parts, vectors, strict=True)))
             return doc
 
-    async def _link(self, memory: Memory, vector: np.ndarray | None) -> None:
+    async def _link(
+        self, memory: Memory, vector: np.ndarray | None, *, unlinked: bool = False
+    ) -> None:
         try:
             await links_mod.link_new(
                 self.store,
+                self.vectors,
                 memory,
                 vector,
                 self.model,
                 threshold=float(self.config["link_threshold"]),
+                unlinked=unlinked,
             )
         except Exception:
             # Links widen context; a failure here must not lose the memory itself.
             self.log.exception("linking memory %s failed", memory.memory_id)
+
+    async def _link_many(self, memories: list[tuple[Memory, np.ndarray | None]]) -> None:
+        """:meth:`_link` for several memories of one user, in order, their links written
+        at once (one transaction instead of one for each)."""
+        if not memories:
+            return
+        planned: list[tuple[str, str, str, float]] = []
+        for memory, vector in memories:
+            try:
+                planned += await links_mod.plan_links(
+                    self.store,
+                    self.vectors,
+                    memory,
+                    vector,
+                    self.model,
+                    threshold=float(self.config["link_threshold"]),
+                )
+            except Exception:
+                self.log.exception("linking memory %s failed", memory.memory_id)
+        try:
+            await self.store.add_links(memories[0][0].user_id, planned)
+        except Exception:
+            self.log.exception("linking %d memories failed", len(memories))
 
     # -- read ---------------------------------------------------------------------------
     async def search(
@@ -408,7 +471,7 @@ class MemoryService:
             vector = (await self.embed([query]))[0]
             self.search_seconds.labels(phase="embed").observe(time.perf_counter() - started)
             started = time.perf_counter()
-            found = await self.store.search(
+            found = await self.vectors.search(
                 user_id,
                 vector,
                 self.model,
@@ -463,7 +526,7 @@ class MemoryService:
             fused = {
                 k: v for k, v in fused.items() if k in bm25 or cosine.get(k, -2.0) >= min_score
             }
-        # (the dense hits may be ids and scores only: store.search(rows=False))
+        # (the dense hits may be ids and scores only: vectors.search(rows=False))
         rows = {m.memory_id: m for m in dense if m.tier}
         # Rank on what is known before reading rows: only the memories that can still
         # reach the top are read.
@@ -708,7 +771,9 @@ class MemoryService:
         if summary is not None:
             text = f"Summary so far: {summary.content}\n\nNew turns:\n{text}"
         max_words = int(self.config["summary_max_words"])
-        content, method = await summarize(self.context, identity, text, max_words, self.log)
+        content, method = await summarize(
+            self.hooks, self.services, identity, text, max_words, self.log
+        )
         if not content:
             return
         total = int(summary.metadata.get("turns", 0)) if summary else 0
@@ -754,11 +819,11 @@ class MemoryService:
         """Facts the user states in ``messages`` (read together, one LLM call)."""
         text = "\n".join(messages)
         mode = self.config["extractor"]
-        llm = self.context.services.get("llm") if mode in ("auto", "llm") else None
+        llm = self.services.get("llm") if mode in ("auto", "llm") else None
         if llm is not None:
             # The known facts nearest to each message (their vectors are cached: they were
             # just embedded to be stored), not to the joined text, a new and longer one.
-            known = await self.store.search_any(
+            known = await self.vectors.search_any(
                 identity.user_id,
                 await self.embed(messages, background=background),
                 self.model,
@@ -848,7 +913,7 @@ class MemoryService:
         for fact, vector in zip(facts, vectors, strict=True):
             existing = by_key.get(fact.key)
             if existing is None:
-                near = await self.store.search(
+                near = await self.vectors.search(
                     user_id,
                     vector,
                     self.model,
@@ -904,8 +969,7 @@ class MemoryService:
         if new:
             memories = [m for m, _ in new.values()]
             await self.store.insert(memories, np.stack([v for _, v in new.values()]), self.model)
-            for memory, vector in new.values():
-                await self._link(memory, vector)
+            await self._link_many(list(new.values()))
         return [current[m.memory_id] for m in stored]  # a fact updated twice: its last state
 
     @staticmethod
@@ -1006,6 +1070,26 @@ class MemoryService:
         return deleted, links_deleted
 
     # -- maintenance --------------------------------------------------------------------
+    async def warm_up(self) -> None:
+        """Load the embedding model (so the first chat turns do not wait for it) and embed
+        memories that have no vector of the current model (after a change of embedder)."""
+        try:
+            await self.embedder.load()
+        except Exception as exc:  # the first embedding will try again and report it
+            self.log.warning("memory: loading the embedder failed: %s", exc)
+        finally:
+            self.loading_model = False
+        if self.embedder.dim is None:
+            return  # openai: the dimension is known after its first answer
+        try:
+            n = await self.reembed_missing()
+            if n:
+                self.log.info(
+                    "memory: embedded %d memories for model %s", n, self.embedder.model_id
+                )
+        except Exception as exc:
+            self.log.warning("memory: warm-up failed: %s", exc)
+
     async def reembed_missing(self, batch: int = 64) -> int:
         """Embed memories that have no vector of the current model (after switching
         embedders); runs in the background at start."""
@@ -1044,33 +1128,3 @@ def rank(
         )
 
     return sorted(candidates, key=key, reverse=True)[:top_k]
-
-
-def turn_text(data: dict[str, Any], content: str) -> str:
-    """What a chat turn is embedded as: a character's turn with the character's name in
-    front ("Lumina: ..."), as a reader of the conversation would see it; the user's turn
-    as it is. The stored content stays the message itself."""
-    character = data.get("character")
-    if str(data.get("role") or "user") != "user" and isinstance(character, str) and character:
-        return f"{character}: {content}"
-    return content
-
-
-def turn_speaker(memory: Memory) -> str:
-    role = memory.metadata.get("role") or "user"
-    if role == "user":
-        return "User"
-    return str(memory.metadata.get("character") or role).capitalize()
-
-
-def turn_dict(memory: Memory) -> dict[str, Any]:
-    from .store import iso
-
-    return {
-        "memory_id": memory.memory_id,
-        "role": memory.metadata.get("role"),
-        "character": memory.metadata.get("character"),
-        "message_id": memory.source_message_id,
-        "content": memory.content,
-        "created_at": iso(memory.created_at),
-    }

@@ -1,7 +1,44 @@
-"""The embedder interface and the micro-batcher every embedder shares.
+"""The embedder contract: what a plugin implements to add a way of turning texts into vectors.
 
-An embedder turns texts into L2-normalised float32 vectors (one row per text). All work
-that blocks (model inference, hashing a large batch) runs in a worker thread; concurrent
+An embedder *type* is a subclass of :class:`Embedder` that sets ``type`` and implements
+:meth:`Embedder._embed_batch`. A plugin offers its types through the
+``register_embedders`` hook (a list of classes); the memory plugin builds the one that
+``[plugins.memory] embedder`` names, from the settings of ``[plugins.memory]`` (see
+:meth:`Embedder.from_settings`)::
+
+    import numpy as np
+    from sdk import Embedder, Plugin, hookimpl
+
+    class CountEmbedder(Embedder):
+        type = "count"
+
+        def __init__(self, settings=None):
+            super().__init__(settings)
+            self.dim = 4
+            self.model_id = "count-4"
+
+        async def _embed_batch(self, texts):
+            # anything that blocks goes through run_blocking (a worker thread)
+            return await self.run_blocking(
+                lambda: np.array([[len(t), t.count(" "), 1, 0] for t in texts], np.float32)
+            )
+
+    class CountPlugin(Plugin):
+        name = "count"
+
+        @hookimpl
+        def register_embedders(self):
+            return [CountEmbedder]
+
+What an embedder gives: L2-normalised float32 vectors, one row per text, all of ``dim``
+numbers; ``model_id`` names the vector space (stored next to every vector, so vectors of
+two models are never compared: change it when the vectors change). The base class
+batches and caches for every type; a subclass sees only batches of at most ``max_batch``
+texts, and must not block the event loop: blocking work (a model's inference, hashing a
+large batch) runs through :meth:`Embedder.run_blocking`, in a worker thread of the
+current lane; network calls simply await.
+
+How the base class runs it: all work that blocks runs in a worker thread; concurrent
 callers are gathered into one batch, so ten chat turns arriving together cost one model
 call, not ten.
 
@@ -15,6 +52,10 @@ worker task would start a loop turn later); calls arriving meanwhile are batched
 Recent texts' vectors are kept (``cache_size`` texts of at most ``CACHE_MAX_CHARS``
 characters, least recently used dropped first): the message a turn searched with is the
 message memory then stores, and greetings repeat.
+
+Failures: raise ``sdk.errors`` Problems (``BadGateway``, ``GatewayTimeout``,
+``ServiceUnavailable``) for an upstream that fails; anything else is reported by the
+memory plugin as ``503 EMBEDDER_UNAVAILABLE`` naming the embedder type.
 """
 
 from __future__ import annotations
@@ -23,13 +64,13 @@ import asyncio
 import contextlib
 import contextvars
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from sdk.threads import lower_thread_priority
+from .threads import lower_thread_priority
 
 T = TypeVar("T")
 CACHE_MAX_CHARS = 2000
@@ -44,22 +85,30 @@ def normalize(matrix: np.ndarray) -> np.ndarray:
         matrix = matrix.reshape(1, -1)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return (matrix / norms).astype(np.float32, copy=False)
+    out: np.ndarray = (matrix / norms).astype(np.float32, copy=False)
+    return out
 
 
 class Embedder:
-    """Base class. Subclasses set ``name`` and implement :meth:`_embed_batch`.
+    """Base class of embedder types.
 
-    ``model_id`` names the vector space (stored next to every vector, so vectors of two
-    models are never compared); ``dim`` is known once the model is loaded or answered.
+    Subclasses set ``type`` and implement :meth:`_embed_batch`; they may override
+    :meth:`from_settings`, :meth:`load`, :meth:`close`, :meth:`describe` and
+    :meth:`unavailable_reason`. ``model_id`` names the vector space (stored next to every
+    vector, so vectors of two models are never compared; default: ``type``); ``dim`` is
+    known once the model is loaded or has answered (None until then).
     """
 
-    name: str = ""
-    max_batch: int = 32
-    cache_size: int = 4096
+    # The name ``[plugins.memory] embedder`` gives to choose this type.
+    type: ClassVar[str] = ""
+    # The most texts one call of _embed_batch gets.
+    max_batch: ClassVar[int] = 32
+    # Recent texts whose vectors are kept (0: none).
+    cache_size: ClassVar[int] = 4096
 
-    def __init__(self) -> None:
-        self.model_id: str = self.name
+    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
+        self.settings: dict[str, Any] = dict(settings or {})
+        self.model_id: str = self.type
         self.dim: int | None = None
         self._queues: dict[str, asyncio.Queue[tuple[list[str], asyncio.Future[np.ndarray]]]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
@@ -67,29 +116,55 @@ class Embedder:
         self._busy: dict[str, int] = {}  # lane -> embeddings under way (worker or callers)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> Embedder:
+        """The embedder the memory plugin uses, built from ``settings``: the keys of the
+        table ``[plugins.memory.embedder_settings]`` (free-form: each type reads its own)
+        over the embedder keys of ``[plugins.memory]`` (``base_url``, ``api_key``,
+        ``model``, ``model_path``, ``embed_timeout_seconds``, ``hashing_dim``,
+        ``local_runtime``, ``local_precision``). Default: ``cls(settings)``. Raise
+        ``ValueError`` for settings that cannot work (the plugin reports the message in
+        ``/health`` and its routes answer 503)."""
+        return cls(settings)
+
+    @property
+    def name(self) -> str:
+        """The embedder's type (what ``describe()`` reports as ``embedder``)."""
+        return self.type
+
+    def unavailable_reason(self) -> str | None:
+        """Why this embedder cannot serve with its settings (None when it can): the memory
+        plugin then reports ``unavailable`` and its routes answer 503."""
+        return None
+
     # -- what callers use ---------------------------------------------------------------
     async def embed(self, texts: list[str], *, background: bool = False) -> np.ndarray:
         """Vectors for ``texts`` (shape ``(len(texts), dim)``, unit rows).
         ``background``: nobody is waiting for the answer (it yields to foreground work)."""
         if not texts:
             return np.zeros((0, self.dim or 0), dtype=np.float32)
-        cached = [self._cached(t) for t in texts]
-        missing = [t for t, v in zip(texts, cached, strict=True) if v is None]
+        held = [self._cached(t) for t in texts]
+        missing = [t for t, v in zip(texts, held, strict=True) if v is None]
+        found: dict[str, np.ndarray] = {}
         if missing:
             fresh = iter(await self._submit(list(dict.fromkeys(missing)), background))
             found = dict(zip(dict.fromkeys(missing), fresh, strict=False))
             for t, v in found.items():
                 self._remember(t, v)
-            cached = [v if v is not None else found[t] for t, v in zip(texts, cached, strict=True)]
-        return np.stack(cached).astype(np.float32, copy=False)
+        rows = [v if v is not None else found[t] for t, v in zip(texts, held, strict=True)]
+        out: np.ndarray = np.stack(rows).astype(np.float32, copy=False)
+        return out
 
     async def embed_one(self, text: str) -> np.ndarray:
-        return (await self.embed([text]))[0]
+        vector: np.ndarray = (await self.embed([text]))[0]
+        return vector
 
     async def load(self) -> None:
-        """Make the embedder ready (load a model, probe a server). Default: nothing."""
+        """Make the embedder ready (load a model, probe a server); the memory plugin calls
+        it once at start, in the background. Default: nothing."""
 
     async def close(self) -> None:
+        """Release what the embedder holds (an override calls ``super().close()``)."""
         for worker in self._workers.values():
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -107,6 +182,7 @@ class Embedder:
         self._cache.clear()
 
     def describe(self) -> dict[str, Any]:
+        """What ``/health`` and ``GET /api/v1/memory/stats`` show of the embedder."""
         return {"embedder": self.name, "model": self.model_id, "dim": self.dim}
 
     # -- what subclasses implement ------------------------------------------------------
@@ -222,3 +298,48 @@ class Embedder:
                 if not fut.done():
                     fut.set_result(vectors[offset : offset + n])
                 offset += n
+
+
+def embedder_class_problem(value: object) -> str | None:
+    """Why ``value`` cannot be an embedder type (None when it can): what the memory plugin
+    checks of every class a ``register_embedders`` hook returns."""
+    if not (isinstance(value, type) and issubclass(value, Embedder)):
+        return f"{value!r} is not a subclass of sdk.Embedder"
+    if value is Embedder or not value.type:
+        return f"{value.__qualname__} sets no embedder type (the class attribute 'type')"
+    if value._embed_batch is Embedder._embed_batch:
+        return f"{value.__qualname__} does not implement _embed_batch()"
+    return None
+
+
+def collect_embedder_classes(
+    contributed: list[tuple[str, Any]],
+) -> tuple[dict[str, type[Embedder]], list[str]]:
+    """The embedder types that plugins' ``register_embedders`` returned (``(plugin,
+    answer)`` pairs, as ``HookCaller.results`` gives them): ``type -> class``, the first
+    plugin to register a type keeping it, and a message for each answer refused (naming
+    its plugin)."""
+    types: dict[str, type[Embedder]] = {}
+    owners: dict[str, str] = {}
+    problems: list[str] = []
+    for plugin, classes in contributed:
+        if not isinstance(classes, list | tuple):
+            problems.append(
+                f"register_embedders of plugin {plugin!r} returned {type(classes).__name__}, "
+                "not a list of sdk.Embedder subclasses"
+            )
+            continue
+        for cls in classes:
+            problem = embedder_class_problem(cls)
+            if problem:
+                problems.append(f"register_embedders of plugin {plugin!r}: {problem}")
+                continue
+            owner = owners.setdefault(cls.type, plugin)
+            if owner != plugin:
+                problems.append(
+                    f"plugin {plugin!r} registers embedder type {cls.type!r}, "
+                    f"which plugin {owner!r} already registered"
+                )
+                continue
+            types.setdefault(cls.type, cls)
+    return types, problems
