@@ -1,6 +1,6 @@
 // The chat: conversations on the side, messages streaming in over the WebSocket, one
 // bubble per character, tool calls as cards, nominating a character by picker or name.
-import { ApiError, del, enc, get, patch } from "./api.js";
+import { ApiError, del, enc, get, patch, post } from "./api.js";
 import { avatar, colourOf, nominee } from "./characters.js";
 import { clear, formatTime, h, uid } from "./dom.js";
 import { currentLang, t } from "./i18n.js";
@@ -253,14 +253,18 @@ export function chatView({ app, socket, characters, sessionId }) {
     locals = locals.filter((n) => n.isConnected);
     const nodes = Array.from(messages.children).filter((n) => !n.dataset.after);
     let keep = 0;
-    while (keep < nodes.length && keep < state.messages.length && nodes[keep].dataset.id === state.messages[keep].message_id) keep += 1;
+    while (keep < nodes.length && keep < state.messages.length && nodes[keep].dataset.id === state.messages[keep].message_id
+      && nodes[keep].dataset.sig === signature(state.messages[keep])) keep += 1;
     for (const node of nodes.slice(keep)) if (!node.dataset.request || !pending.has(node.dataset.request)) node.remove();
     const tail = nodes.slice(keep).filter((n) => n.isConnected);
-    for (const m of state.messages.slice(keep)) {
+    state.messages.slice(keep).forEach((m) => {
       const node = messageNode(m);
-      if (node) messages.insertBefore(node, tail[0] || null);
-    }
+      if (!node) return;
+      node.dataset.sig = signature(m);
+      messages.insertBefore(node, tail[0] || null);
+    });
     placeLocals(locals);
+    markLastReply();
     if (stick) scrollDown();
   }
 
@@ -306,12 +310,82 @@ export function chatView({ app, socket, characters, sessionId }) {
     return Array.from(messages.children).filter((n) => n.dataset.request === requestId);
   }
 
+  // What a stored message's node shows: a node whose message changed (edited, continued,
+  // another alternative chosen) is drawn again; any other stays (a screen reader would
+  // read a node put back again).
+  function signature(m) {
+    return [m.status || "", (m.content || "").length, (m.alternatives || []).join(",")].join("|");
+  }
+
+  // Only the last reply can be continued.
+  function markLastReply() {
+    const last = state.messages[lastReplyIndex()];
+    for (const b of messages.querySelectorAll(":scope > li.assistant .act-forward")) {
+      b.hidden = !last || b.closest("li").dataset.id !== last.message_id;
+    }
+  }
+
+  function lastReplyIndex() {
+    for (let i = state.messages.length - 1; i >= 0; i -= 1) {
+      const m = state.messages[i];
+      if (m.role === "assistant" && m.content) return i;
+      if (m.role === "user") return -1;
+    }
+    return -1;
+  }
+
+  function actionButton(name, label, onclick, extra = {}) {
+    return h("button", { type: "button", class: `icon act act-${name}`, "aria-label": label, title: label, onclick, ...extra }, icon(name));
+  }
+
+  async function copyText(text) {
+    try {
+      await navigator.clipboard.writeText(text);
+      toast(t("copied"));
+    } catch {
+      toast(t("copyFailed"), "error");
+    }
+  }
+
+  // A copy button on each code block of a rendered message.
+  function decorate(body) {
+    for (const pre of body.querySelectorAll("pre")) {
+      if (pre.parentNode.classList.contains("code-block")) continue;
+      const code = pre.textContent;
+      const wrap = h("div", { class: "code-block" });
+      pre.replaceWith(wrap);
+      wrap.append(pre, actionButton("copy", t("copyCode"), () => copyText(code), { class: "icon act code-copy" }));
+    }
+    return body;
+  }
+
+  function userActions(m) {
+    return h("div", { class: "actions", role: "group", "aria-label": t("messageActions") },
+      actionButton("copy", t("copy"), () => copyText(m.content)),
+      actionButton("pencil", t("editMessage"), (e) => editMessage(m, e.currentTarget.closest("li"))));
+  }
+
+  function replyActions(m, c) {
+    const alts = m.alternatives || [];
+    const at = alts.indexOf(m.message_id);
+    const nav = alts.length > 1 ? h("span", { class: "alts" },
+      actionButton("left", t("previousReply"), () => selectReply(alts[at - 1]), { disabled: at <= 0 }),
+      h("span", { class: "alt-count", text: `${at + 1}/${alts.length}` }),
+      actionButton("right", t("nextReply"), () => selectReply(alts[at + 1]), { disabled: at >= alts.length - 1 })) : null;
+    return h("div", { class: "actions", role: "group", "aria-label": t("messageActions") },
+      actionButton("copy", t("copy"), () => copyText(m.content)),
+      actionButton("refresh", t("regenerate"), () => regenerate(m)),
+      actionButton("forward", t("continueReply"), () => continueReply(m, c)),
+      nav);
+  }
+
   function messageNode(m) {
     if (m.role === "user") {
       return h("li", { class: "msg user", "data-id": m.message_id },
         h("div", { class: "bubble" },
           h("p", { class: "meta" }, h("span", { class: "visually-hidden", text: `${t("you")}: ` }), h("time", { datetime: m.created_at, text: formatTime(m.created_at, currentLang()) })),
-          h("div", { class: "body plain", text: m.content })));
+          h("div", { class: "body plain", text: m.content }),
+          userActions(m)));
     }
     if (m.role === "tool") {
       return h("li", { class: "msg tool", "data-id": m.message_id, "data-tool": m.tool_name || "" }, toolCard(m));
@@ -323,8 +397,15 @@ export function chatView({ app, socket, characters, sessionId }) {
     }
     const node = characterBubble(c, m.created_at);
     node.dataset.id = m.message_id;
-    node.querySelector(".body").append(renderMarkdown(m.content));
+    if (m.status && m.status !== "complete") {
+      node.classList.add(m.status);
+      node.querySelector(".meta").append(h("span", { class: "status-mark", text: t(`status_${m.status}`) }));
+    }
+    const body = node.querySelector(".body");
+    body.append(renderMarkdown(m.content));
+    decorate(body);
     if (calls.length) node.querySelector(".bubble").append(...calls);
+    node.querySelector(".bubble").append(replyActions(m, c));
     return node;
   }
 
@@ -335,6 +416,80 @@ export function chatView({ app, socket, characters, sessionId }) {
         h("p", { class: "meta" }, h("span", { class: "name", text: c.name }),
           createdAt ? h("time", { datetime: createdAt, text: formatTime(createdAt, currentLang()) }) : null),
         h("div", { class: "body" })));
+  }
+
+  // ---- message actions -------------------------------------------------------------
+  // A REST action that changes the conversation: the history is read again afterwards.
+  async function act(run, after) {
+    loads += 1;
+    busy();
+    const typing = h("li", { class: "msg typing", "aria-hidden": "true" }, h("span", { class: "dots" }, h("span"), h("span"), h("span")));
+    if (after) after.after(typing);
+    try {
+      await run();
+    } catch (err) {
+      app.fail(err);
+    } finally {
+      typing.remove();
+      loads -= 1;
+      busy();
+    }
+    await loadHistory();
+  }
+
+  function selectReply(id) {
+    if (!id) return;
+    act(() => post(`/api/v1/chat/messages/${enc(id)}/select`));
+  }
+
+  function continueReply(m, c) {
+    const node = messages.querySelector(`:scope > li[data-id="${CSS.escape(m.message_id)}"]`);
+    act(() => post(`/api/v1/chat/sessions/${enc(state.sessionId)}/continue`, { character: c.id }), node);
+  }
+
+  // A new reply streams over the socket in place of this one; the old one stays an alternative.
+  function regenerate(m) {
+    const node = messages.querySelector(`:scope > li[data-id="${CSS.escape(m.message_id)}"]`);
+    const requestId = crypto.randomUUID();
+    const typing = h("li", { class: "msg typing", "data-request": requestId, "aria-hidden": "true" },
+      h("span", { class: "dots" }, h("span"), h("span"), h("span")));
+    if (node) node.after(typing); else messages.append(typing);
+    const frame = { type: "regenerate", message_id: m.message_id, request_id: requestId };
+    pending.set(requestId, {
+      sessionId: state.sessionId, text: "", sentAt: Date.now(), anchor: lastStoredId(), frame,
+      bubbles: new Map(), userEl: h("li"), typing, cancelling: false,
+    });
+    busy();
+    socket.send(frame);
+  }
+
+  function editMessage(m, item) {
+    if (!item) return;
+    const id = uid("edit");
+    const box = h("textarea", { id, rows: 3, maxlength: 16000, required: true });
+    box.value = m.content;
+    const bubble = item.querySelector(".bubble");
+    const saved = Array.from(bubble.childNodes);
+    const restore = () => { clear(bubble).append(...saved); bubble.querySelector(".act-pencil")?.focus(); };
+    const editor = h("form", {
+      class: "edit-message", onsubmit: (e) => {
+        e.preventDefault();
+        const content = box.value.trim();
+        if (!content) return;
+        if (content === m.content) return restore();
+        clear(bubble).append(h("div", { class: "body plain", text: content }));
+        // what came after it goes: the server removes it and answers again
+        let next = item.nextElementSibling;
+        while (next) { const n = next.nextElementSibling; next.remove(); next = n; }
+        act(() => patch(`/api/v1/chat/messages/${enc(m.message_id)}`, { content }), item);
+      },
+    }, h("label", { for: id, class: "visually-hidden", text: t("editMessage") }), box,
+    h("div", { class: "edit-buttons" },
+      h("button", { type: "submit", class: "primary", text: t("saveAndResend") }),
+      h("button", { type: "button", onclick: restore, text: t("cancel") })));
+    box.addEventListener("keydown", (e) => { if (e.key === "Escape") restore(); });
+    clear(bubble).append(editor);
+    box.focus();
   }
 
   // ---- sending and streaming -------------------------------------------------------
@@ -350,7 +505,8 @@ export function chatView({ app, socket, characters, sessionId }) {
     if (!text) return;
     const chosen = updateNominee();
     const requestId = crypto.randomUUID();
-    const frame = { type: "chat", message: text, request_id: requestId };
+    // the same id goes with every resend: the server starts the turn once
+    const frame = { type: "chat", message: text, request_id: requestId, client_message_id: requestId };
     if (state.sessionId) frame.session_id = state.sessionId;
     if (chosen) frame.character = chosen.id;
     messages.querySelector(".empty-chat")?.remove();
@@ -361,7 +517,7 @@ export function chatView({ app, socket, characters, sessionId }) {
       h("span", { class: "dots" }, h("span"), h("span"), h("span")));
     messages.append(typing);
     pending.set(requestId, {
-      sessionId: state.sessionId, text, sentAt: Date.now(), anchor: lastStoredId(),
+      sessionId: state.sessionId, text, sentAt: Date.now(), anchor: lastStoredId(), frame,
       bubbles: new Map(), userEl, typing, cancelling: false,
     });
     input.value = "";
@@ -369,7 +525,14 @@ export function chatView({ app, socket, characters, sessionId }) {
     updateNominee();
     busy();
     scrollDown();
-    socket.send(frame);
+    if (!socket.send(frame)) markPending(userEl, true);
+  }
+
+  // A message that waits for the connection says so until it has gone out.
+  function markPending(userEl, on) {
+    userEl.classList.toggle("pending", on);
+    userEl.querySelector(".pending-mark")?.remove();
+    if (on) userEl.querySelector(".bubble").append(h("p", { class: "pending-mark", text: t("pendingSend") }));
   }
 
   // aria-busy while replies stream or the history is being brought up to date
@@ -419,13 +582,19 @@ export function chatView({ app, socket, characters, sessionId }) {
   }
 
   function onFrame(frame) {
-    if (frame.type === "reconnected") return resync(new Set(frame.resent || []));
+    if (frame.type === "reconnected") {
+      for (const id of frame.resent || []) { const q = pending.get(id); if (q) markPending(q.userEl, false); }
+      return resync(new Set(frame.resent || []));
+    }
     const p = frame.request_id ? pending.get(frame.request_id) : null;
     if (!p) return;
     const here = !p.sessionId || p.sessionId === state.sessionId;
     if (frame.type === "start") {
       if (!p.sessionId) { adoptSession(frame.session_id); p.sessionId = frame.session_id; }
-      if (here) bubbleFor(p, frame.request_id, frame.character);
+      if (here) {
+        const b = bubbleFor(p, frame.request_id, frame.character);
+        b.raw = ""; // a resent message's stored reply comes whole: it replaces what was shown
+      }
     } else if (frame.type === "chunk") {
       if (!here) return;
       const b = bubbleFor(p, frame.request_id, frame.character);
@@ -451,6 +620,8 @@ export function chatView({ app, socket, characters, sessionId }) {
     } else if (frame.type === "error") {
       // a cancel that came after the reply had finished: its "complete" tells the rest
       if (p.cancelling && frame.code === "BAD_MESSAGE") return;
+      // a resent message whose turn still runs on the server: its reply comes with the history
+      if (frame.code === "TURN_IN_PROGRESS") return follow([[frame.request_id, p]]);
       failed(frame.request_id, p, frame);
     }
   }
@@ -559,6 +730,15 @@ export function chatView({ app, socket, characters, sessionId }) {
   // the reply; the history is read again until the conversation stops growing.
   async function resync(resent) {
     const lost = Array.from(pending.entries()).filter(([id]) => !resent.has(id));
+    if (!lost.length) return;
+    // a chat message is sent again with its client_message_id: the server answers with the
+    // stored turn, starts it if it never arrived, or says the turn still runs
+    const again = lost.filter(([, p]) => p.frame && p.frame.type === "chat" && !p.resent);
+    for (const [, p] of again) { p.resent = true; socket.send(p.frame); }
+    await follow(lost.filter((x) => !again.includes(x)));
+  }
+
+  async function follow(lost) {
     if (!lost.length) return;
     resyncing += 1;
     for (const [requestId, p] of lost) {

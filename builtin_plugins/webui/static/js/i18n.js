@@ -65,6 +65,10 @@ const STRINGS = {
     errorGeneric: "Something went wrong: {detail}",
     notFound: "Not found.",
     loading: "Loading…",
+    copyFailed: "Could not copy.", copyCode: "Copy code", messageActions: "Message actions",
+    editMessage: "Edit", saveAndResend: "Save and resend", regenerate: "Regenerate",
+    continueReply: "Continue", previousReply: "Previous reply", nextReply: "Next reply",
+    status_stopped: "Stopped", status_failed: "Failed", pendingSend: "Waiting to send…",
   },
   ja: {
     appName: "LlmMultiChat",
@@ -129,6 +133,10 @@ const STRINGS = {
     errorGeneric: "問題が発生しました：{detail}",
     notFound: "見つかりません。",
     loading: "読み込み中…",
+    copyFailed: "コピーできませんでした。", copyCode: "コードをコピー", messageActions: "メッセージの操作",
+    editMessage: "編集", saveAndResend: "保存して再送信", regenerate: "再生成",
+    continueReply: "続きを書く", previousReply: "前の返信", nextReply: "次の返信",
+    status_stopped: "停止", status_failed: "失敗", pendingSend: "送信待ち…",
   },
 };
 
