@@ -1,5 +1,25 @@
-// Characters as the chat shows them: a colour each and a generated SVG avatar (initials).
+// Characters as the chat shows them: a colour each and an avatar: the character's picture
+// when it has one (read with the user's credentials, shown as a data: URL), else initials.
+import { api } from "./api.js";
 import { svg } from "./dom.js";
+
+const pictures = new Map(); // avatar_url -> Promise of a data: URL (or null)
+
+function readAsDataURL(blob) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(blob);
+  });
+}
+
+export function picture(url) {
+  if (!pictures.has(url)) {
+    pictures.set(url, api("GET", url, undefined, { blob: true, accept: "image/*" }).then(readAsDataURL).catch(() => null));
+  }
+  return pictures.get(url);
+}
 
 const KNOWN = { lumina: "#d9822b", claris: "#2f7ed8", nox: "#7b52c7" };
 
@@ -25,6 +45,11 @@ export function avatar(character, size = 36) {
   },
   svg("circle", { cx: 20, cy: 20, r: 20, class: "avatar-bg" }),
   svg("text", { x: 20, y: 21, "text-anchor": "middle", "dominant-baseline": "middle", class: "avatar-text" }, initials(name)));
+  if (character && character.avatar_url) {
+    picture(character.avatar_url).then((src) => {
+      if (src) el.append(svg("image", { href: src, x: 0, y: 0, width: 40, height: 40, class: "avatar-picture", preserveAspectRatio: "xMidYMid slice" }));
+    });
+  }
   return el;
 }
 

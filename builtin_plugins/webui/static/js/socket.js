@@ -110,6 +110,12 @@ export class ChatSocket {
     clearInterval(this.heartbeat);
     if (this.stopped) return this.setState("closed");
     this.setState("reconnecting");
+    // the account was disabled or deleted: no refresh can help, and the user is told why
+    const ended = event.code === 4401 && /\b(disabled|deleted)\b/.exec(event.reason || "");
+    if (ended) {
+      session.clear(ended[1]);
+      return this.close();
+    }
     if (event.code === 4401 || event.code === 1008 || this.needsRefresh) {
       this.needsRefresh = false;
       try { await refresh(); } catch { if (!session.signedIn) return this.close(); }
