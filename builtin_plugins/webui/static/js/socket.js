@@ -7,8 +7,8 @@ import { prefs } from "./prefs.js";
 const BACKOFF = [500, 1000, 2000, 4000, 8000, 10000];
 // A network that goes silent without closing the socket: a ping every PING ms, and the
 // connection is given up as lost when nothing at all has come for SILENCE ms (under 10 s).
-export const PING = 3000;
-export const SILENCE = 7000;
+export const PING = 2500;
+export const SILENCE = 6000;
 
 export class ChatSocket {
   constructor({ onFrame, onState }) {
@@ -68,6 +68,9 @@ export class ChatSocket {
         this.lost({ code: 4000 });
         return;
       }
+      // not yet authenticated: no ping (the server answers those too), so an auth message
+      // lost on the way is noticed as silence like the rest
+      if (this.fresh) return;
       try { ws.send(JSON.stringify({ type: "ping" })); } catch { /* the close event follows */ }
     }, PING);
   }
