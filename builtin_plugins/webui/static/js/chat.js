@@ -25,17 +25,18 @@ export function chatView({ app, socket, characters, sessionId }) {
   const sidebar = h("aside", { class: "sessions", id: uid("sessions"), "aria-label": t("sessions") },
     h("div", { class: "sessions-head" },
       h("h2", { text: t("sessions") }),
-      h("button", { type: "button", class: "primary new-chat", onclick: () => openSession(null) }, icon("plus"), h("span", { text: t("newChat") }))),
+      h("button", { type: "button", class: "primary new-chat", onclick: () => { toggleDrawer(false); openSession(null); input.focus(); } }, icon("plus"), h("span", { text: t("newChat") }))),
     list);
   const drawerToggle = h("button", {
     type: "button", class: "drawer-toggle", "aria-controls": sidebar.id, "aria-expanded": "false",
     "aria-label": t("sessions"), onclick: () => toggleDrawer(),
   }, icon("menu", 20));
-  const title = h("h2", { class: "conv-title", id: uid("title") });
+  const title = h("h1", { class: "conv-title", id: uid("title") });
   const connection = h("span", { class: "connection", role: "status" });
   const roster = h("div", { class: "roster", role: "group", "aria-label": t("characters") },
     characters.map((c) => h("button", {
-      type: "button", class: "who", "data-character": c.id, title: c.description || c.name,
+      // a shortcut for the mouse; the keyboard has the "who answers" list in the composer
+      type: "button", class: "who", "data-character": c.id, title: c.description || c.name, tabindex: "-1",
       vars: { "--who": colourOf(c.id) }, onclick: () => { picker.value = c.id; updateNominee(); input.focus(); },
     }, avatar(c, 28), h("span", { text: c.name }))));
   const messages = h("ol", { class: "messages", role: "log", "aria-live": "polite", "aria-labelledby": title.id, tabindex: "0" });
@@ -99,7 +100,32 @@ export function chatView({ app, socket, characters, sessionId }) {
     renderSessions();
   }
 
+  // The list is one tab stop: the current conversation (else the first) takes focus, the
+  // arrow keys, Home and End move it, Enter opens; a row's buttons follow its link.
+  list.addEventListener("keydown", (e) => {
+    const links = Array.from(list.querySelectorAll("a.session-open"));
+    const at = links.indexOf(document.activeElement);
+    if (at < 0) return;
+    const to = { ArrowDown: at + 1, ArrowUp: at - 1, Home: 0, End: links.length - 1 }[e.key];
+    if (to === undefined) return;
+    e.preventDefault();
+    rove(links[Math.max(0, Math.min(links.length - 1, to))]);
+  });
+  list.addEventListener("focusin", (e) => {
+    const link = e.target.closest("li.session")?.querySelector("a.session-open");
+    if (link && link.tabIndex !== 0) rove(link, false);
+  });
+
+  function rove(link, focus = true) {
+    for (const item of list.querySelectorAll("li.session")) {
+      const mine = item.contains(link);
+      for (const el of item.querySelectorAll("a, button")) el.tabIndex = mine ? 0 : -1;
+    }
+    if (focus) link.focus();
+  }
+
   function renderSessions() {
+    const hadFocus = list.contains(document.activeElement) ? document.activeElement.closest("li.session")?.dataset.session : null;
     clear(list);
     if (!state.sessions.length && state.sessionsLoaded) list.append(h("li", { class: "empty", text: t("noSessions") }));
     for (const s of state.sessions) {
@@ -115,6 +141,10 @@ export function chatView({ app, socket, characters, sessionId }) {
           h("button", { type: "button", class: "icon danger", "aria-label": `${t("delete")}: ${s.title || t("untitled")}`, title: t("delete"), onclick: () => remove(s) }, icon("trash"))));
       list.append(item);
     }
+    const links = Array.from(list.querySelectorAll("a.session-open"));
+    const keep = hadFocus && list.querySelector(`li.session[data-session="${CSS.escape(hadFocus)}"] a.session-open`);
+    const active = keep || list.querySelector("li.session.current a.session-open") || links[0];
+    if (active) rove(active, Boolean(keep));
   }
 
   function rename(s, item) {
@@ -797,6 +827,7 @@ export function chatView({ app, socket, characters, sessionId }) {
 
   return {
     el,
+    skip: { label: t("skipToComposer"), target: () => input },
     onFrame,
     setConnection,
     open: (id) => { if (id !== state.sessionId) showSession(id); },

@@ -136,7 +136,10 @@ function show(name, view) {
   state.view = name;
   const main = h("main", { id: "main", tabindex: "-1", class: `view-${name}` }, view.el);
   clear(root).append(
-    h("a", { class: "skip", href: "#main", text: t("skip"), onclick: (e) => { e.preventDefault(); main.focus(); } }),
+    h("a", {
+      class: "skip", href: "#main", text: view.skip ? view.skip.label : t("skip"),
+      onclick: (e) => { e.preventDefault(); (view.skip ? view.skip.target() : main).focus(); },
+    }),
     topbar(name), main);
 }
 
