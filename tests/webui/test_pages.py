@@ -190,7 +190,7 @@ def test_japanese_on_a_phone(open_page: Any, server: ServerProcess) -> None:
     shot(page, "phone-login-ja")
     box = sign_up_in_japanese(page, "hanako")
     box.fill("ノクス、東京の天気は？")
-    expect(page.locator(".nominee")).to_have_text("Noxが答えます")
+    expect(page.locator(".nominee")).to_have_text("ノクスが答えます")
     box.press("Enter")
     expect(page.locator('li.msg.assistant[data-character="nox"]')).to_be_visible()
     expect(page.locator("li.msg.tool .card-weather")).to_contain_text("天気")

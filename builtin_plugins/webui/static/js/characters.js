@@ -2,6 +2,29 @@
 // when it has one (read with the user's credentials, shown as a data: URL), else initials.
 import { api } from "./api.js";
 import { svg } from "./dom.js";
+import { currentLang } from "./i18n.js";
+
+// The name in the user's script when the character has an alias in it ("クラリス" for a
+// Japanese reader, "클라리스" for a Korean one), else its name.
+const SCRIPTS = {
+  ja: /[\p{Script=Hiragana}\p{Script=Katakana}]/u,
+  zh: /^[\p{Script=Han}\s·]+$/u,
+  ko: /\p{Script=Hangul}/u,
+};
+
+export function displayName(c, lang = currentLang()) {
+  const script = SCRIPTS[lang];
+  if (!script || !c) return c ? c.name : "?";
+  return (c.aliases || []).find((a) => script.test(a)) || c.name;
+}
+
+// Characters as shown: their names in the user's script (the original name still nominates).
+export function localized(characters) {
+  return characters.map((c) => {
+    const name = displayName(c);
+    return name === c.name ? c : { ...c, name, aliases: [c.name, ...(c.aliases || [])] };
+  });
+}
 
 const pictures = new Map(); // avatar_url -> Promise of a data: URL (or null)
 

@@ -1,7 +1,7 @@
 // The chat: conversations on the side, messages streaming in over the WebSocket, one
 // bubble per character, tool calls as cards, nominating a character by picker or name.
-import { ApiError, del, enc, get, patch, post } from "./api.js";
-import { avatar, colourOf, nominee } from "./characters.js";
+import { ApiError, api, del, enc, get, patch, post } from "./api.js";
+import { avatar, colourOf, localized, nominee } from "./characters.js";
 import { clear, formatTime, h, uid } from "./dom.js";
 import { currentLang, t } from "./i18n.js";
 import { hasRoute } from "./features.js";
@@ -12,7 +12,8 @@ import { toast } from "./toast.js";
 
 const PAGE = 100;
 
-export function chatView({ app, socket, characters, sessionId }) {
+export function chatView({ app, socket, characters: all, sessionId }) {
+  const characters = localized(all);
   const byId = Object.fromEntries(characters.map((c) => [c.id, c]));
   const state = { sessionId: sessionId || null, messages: [], sessions: [], sessionsLoaded: false, hasEarlier: false, canRename: false };
   // request_id -> { sessionId, text, sentAt, anchor, bubbles: Map(character -> bubble), userEl, typing, cancelling }
@@ -22,17 +23,44 @@ export function chatView({ app, socket, characters, sessionId }) {
 
   // ---- layout ----------------------------------------------------------------------
   const list = h("ul", { class: "session-list" });
+  const filterId = uid("filter");
+  const filter = h("input", { id: filterId, type: "search", class: "session-filter", autocomplete: "off", oninput: () => renderSessions() });
   const sidebar = h("aside", { class: "sessions", id: uid("sessions"), "aria-label": t("sessions") },
     h("div", { class: "sessions-head" },
       h("h2", { text: t("sessions") }),
       h("button", { type: "button", class: "primary new-chat", onclick: () => { toggleDrawer(false); openSession(null); input.focus(); } }, icon("plus"), h("span", { text: t("newChat") }))),
+    h("div", { class: "session-search" }, h("label", { for: filterId, class: "visually-hidden", text: t("searchConversations") }), filter),
     list);
+  filter.placeholder = t("searchConversations");
   const drawerToggle = h("button", {
     type: "button", class: "drawer-toggle", "aria-controls": sidebar.id, "aria-expanded": "false",
     "aria-label": t("sessions"), onclick: () => toggleDrawer(),
   }, icon("menu", 20));
   const title = h("h1", { class: "conv-title", id: uid("title") });
   const connection = h("span", { class: "connection", role: "status" });
+  const exporter = h("details", { class: "export" },
+    h("summary", { text: t("export") }),
+    h("div", { class: "export-menu" },
+      h("button", { type: "button", onclick: () => download("markdown"), text: t("exportMarkdown") }),
+      h("button", { type: "button", onclick: () => download("json"), text: t("exportJson") })));
+
+  async function download(format) {
+    exporter.open = false;
+    if (!state.sessionId) return;
+    let blob;
+    try {
+      blob = await api("GET", `/api/v1/chat/sessions/${enc(state.sessionId)}/export?format=${format}`, undefined, { blob: true, accept: "*/*" });
+    } catch (err) {
+      return app.fail(err);
+    }
+    const url = URL.createObjectURL(blob);
+    const name = `${(title.textContent || "conversation").replace(/[\\/:*?"<>|]+/g, "_").slice(0, 80)}.${format === "json" ? "json" : "md"}`;
+    const a = h("a", { href: url, download: name, hidden: true });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  }
   const roster = h("div", { class: "roster", role: "group", "aria-label": t("characters") },
     characters.map((c) => h("button", {
       // a shortcut for the mouse; the keyboard has the "who answers" list in the composer
@@ -44,14 +72,14 @@ export function chatView({ app, socket, characters, sessionId }) {
   const scroller = h("div", { class: "scroller" }, earlier, messages);
 
   const pickerId = uid("picker");
-  const picker = h("select", { id: pickerId, name: "character", onchange: () => updateNominee() },
+  const picker = h("select", { id: pickerId, name: "character", onchange: () => { updateNominee(); saveDraft(); } },
     h("option", { value: "", text: t("auto") }),
     characters.map((c) => h("option", { value: c.id, text: c.name })));
   const inputId = uid("message");
   const input = h("textarea", {
     id: inputId, name: "message", rows: 2, placeholder: t("composerPlaceholder"), required: true,
     maxlength: 16000, autocomplete: "off",
-    oninput: () => updateNominee(),
+    oninput: () => { updateNominee(); saveDraft(); },
     onkeydown: (e) => {
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
         e.preventDefault();
@@ -68,9 +96,28 @@ export function chatView({ app, socket, characters, sessionId }) {
     h("div", { class: "composer-row" }, input, h("div", { class: "composer-buttons" }, sendBtn, stopBtn)));
 
   const conversation = h("section", { class: "conversation", "aria-labelledby": title.id },
-    h("div", { class: "conv-head" }, drawerToggle, title, connection), roster, scroller, form);
+    h("div", { class: "conv-head" }, drawerToggle, title, exporter, connection), roster, scroller, form);
   const el = h("div", { class: "chat" }, sidebar, conversation);
   conversation.addEventListener("click", (e) => closeOnTap(e), true);
+
+  // The draft and the picker's choice outlive a reload (this tab only: sessionStorage).
+  function draftKey() {
+    return `llmmc.draft.${state.sessionId || "new"}`;
+  }
+  function saveDraft() {
+    try {
+      if (input.value) sessionStorage.setItem(draftKey(), input.value); else sessionStorage.removeItem(draftKey());
+      if (picker.value) sessionStorage.setItem("llmmc.picker", picker.value); else sessionStorage.removeItem("llmmc.picker");
+    } catch { /* storage refused: drafts are not kept */ }
+  }
+  function restoreDraft() {
+    try {
+      input.value = sessionStorage.getItem(draftKey()) || "";
+      const chosen = sessionStorage.getItem("llmmc.picker");
+      if (chosen && byId[chosen]) picker.value = chosen;
+    } catch { /* nothing kept */ }
+    updateNominee();
+  }
 
   // ---- sessions --------------------------------------------------------------------
   function toggleDrawer(open) {
@@ -128,17 +175,26 @@ export function chatView({ app, socket, characters, sessionId }) {
     const hadFocus = list.contains(document.activeElement) ? document.activeElement.closest("li.session")?.dataset.session : null;
     clear(list);
     if (!state.sessions.length && state.sessionsLoaded) list.append(h("li", { class: "empty", text: t("noSessions") }));
-    for (const s of state.sessions) {
+    const words = filter.value.trim().toLowerCase();
+    const shown = words ? state.sessions.filter((s) => titleOf(s).toLowerCase().includes(words)) : state.sessions;
+    if (words && !shown.length) list.append(h("li", { class: "empty", text: t("noResults") }));
+    let group = null;
+    for (const s of shown) {
+      const g = dateGroup(s.updated_at || s.created_at);
+      if (g !== group) {
+        group = g;
+        list.append(h("li", { class: "session-group", text: t(`group_${g}`) }));
+      }
       const current = s.session_id === state.sessionId;
       const open = h("a", {
         href: `#/chat/${enc(s.session_id)}`, class: "session-open", "aria-current": current ? "page" : null,
         onclick: () => toggleDrawer(false),
-      }, h("span", { class: "session-title", text: s.title || t("untitled") }),
+      }, h("span", { class: "session-title", text: titleOf(s) }),
       h("span", { class: "session-time", text: formatTime(s.updated_at, currentLang()) }));
       const item = h("li", { class: ["session", current && "current"], "data-session": s.session_id }, open,
         h("div", { class: "session-actions" },
-          state.canRename ? h("button", { type: "button", class: "icon", "aria-label": `${t("rename")}: ${s.title || t("untitled")}`, title: t("rename"), onclick: () => rename(s, item) }, icon("pencil")) : null,
-          h("button", { type: "button", class: "icon danger", "aria-label": `${t("delete")}: ${s.title || t("untitled")}`, title: t("delete"), onclick: () => remove(s) }, icon("trash"))));
+          state.canRename ? h("button", { type: "button", class: "icon", "aria-label": `${t("rename")}: ${titleOf(s)}`, title: t("rename"), onclick: () => rename(s, item) }, icon("pencil")) : null,
+          h("button", { type: "button", class: "icon danger", "aria-label": `${t("delete")}: ${titleOf(s)}`, title: t("delete"), onclick: () => remove(s) }, icon("trash"))));
       list.append(item);
     }
     const links = Array.from(list.querySelectorAll("a.session-open"));
@@ -159,7 +215,7 @@ export function chatView({ app, socket, characters, sessionId }) {
         try {
           const updated = await patch(`/api/v1/chat/sessions/${enc(s.session_id)}`, { title: field.value });
           Object.assign(s, updated);
-          if (s.session_id === state.sessionId) title.textContent = s.title;
+          if (s.session_id === state.sessionId) title.textContent = titleOf(s);
           done();
           list.querySelector(`[data-session="${CSS.escape(s.session_id)}"] .session-open`)?.focus();
         } catch (err) {
@@ -177,7 +233,7 @@ export function chatView({ app, socket, characters, sessionId }) {
   }
 
   async function remove(s) {
-    if (!window.confirm(t("deleteSessionConfirm", { title: s.title || t("untitled") }))) return;
+    if (!window.confirm(t("deleteSessionConfirm", { title: titleOf(s) }))) return;
     try {
       await del(`/api/v1/chat/sessions/${enc(s.session_id)}`);
     } catch (err) {
@@ -200,10 +256,12 @@ export function chatView({ app, socket, characters, sessionId }) {
     state.sessionId = id;
     state.messages = [];
     state.hasEarlier = false;
+    restoreDraft();
+    exporter.hidden = !id;
     clear(messages);
     renderSessions();
     const s = state.sessions.find((x) => x.session_id === id);
-    title.textContent = id ? (s?.title || t("loading")) : t("newChat");
+    title.textContent = id ? (s ? titleOf(s) : t("loading")) : t("newChat");
     if (!id) {
       messages.append(h("li", { class: "empty-chat" },
         h("p", { class: "hint", text: t("emptyChat") }),
@@ -218,7 +276,7 @@ export function chatView({ app, socket, characters, sessionId }) {
       await firstSessions;
       if (!state.sessions.some((x) => x.session_id === id)) await loadSessions();
       const found = state.sessions.find((x) => x.session_id === id);
-      if (found && id === state.sessionId) title.textContent = found.title || t("untitled");
+      if (found && id === state.sessionId) title.textContent = titleOf(found);
     }
     input.focus();
   }
@@ -552,6 +610,7 @@ export function chatView({ app, socket, characters, sessionId }) {
     });
     input.value = "";
     picker.value = "";
+    saveDraft();
     updateNominee();
     busy();
     scrollDown();
@@ -658,7 +717,7 @@ export function chatView({ app, socket, characters, sessionId }) {
 
   function currentTitle() {
     const s = state.sessions.find((x) => x.session_id === state.sessionId);
-    return s ? (s.title || t("untitled")) : t("newChat");
+    return s ? titleOf(s) : t("newChat");
   }
 
   // The request is over: its bubbles show their final text.
@@ -832,4 +891,30 @@ export function chatView({ app, socket, characters, sessionId }) {
     setConnection,
     open: (id) => { if (id !== state.sessionId) showSession(id); },
   };
+}
+
+// A conversation's title as plain text (the first message's Markdown taken off).
+export function plainTitle(text) {
+  return String(text || "")
+    .replace(/!?\[([^\]]*)\]\([^)]*\)/g, "$1")
+    .replace(/^\s{0,3}(#{1,6}\s+|>\s?|[-*+]\s+)/, "")
+    .replace(/(\*\*|__|~~|\*|`)/g, "")
+    .replace(/\s+/g, " ")
+    .trim();
+}
+
+function titleOf(s) {
+  return plainTitle(s.title) || t("untitled");
+}
+
+// today | yesterday | week | older, by the browser's calendar
+function dateGroup(iso) {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "older";
+  const day = (x) => new Date(x.getFullYear(), x.getMonth(), x.getDate()).getTime();
+  const days = Math.round((day(new Date()) - day(d)) / 86_400_000);
+  if (days <= 0) return "today";
+  if (days === 1) return "yesterday";
+  if (days < 7) return "week";
+  return "older";
 }

@@ -1,4 +1,6 @@
-// English and Japanese. The language follows the browser until the user picks one.
+// English, Japanese, Chinese and Korean. The language follows the browser until the user
+// picks one.
+import { KO, ZH } from "./locales.js";
 import { prefs } from "./prefs.js";
 
 const STRINGS = {
@@ -112,6 +114,19 @@ const STRINGS = {
     char_greeting: "Greeting", aliasesHint: "Separated by commas.",
     characterSaved: "{name} saved.", characterImported: "{name} imported.", pictureSaved: "Picture saved.",
     deleteCharacterConfirm: "Delete {name}? Past messages keep its name.",
+    addMemoryLabel: "Something the characters should remember about you", addMemory: "Remember", memorySaved: "Saved.",
+    editMemory: "Edit memory", memoryCharacter: "with {name}", memorySession: "from “{title}”",
+    searchConversations: "Search conversations", group_today: "Today", group_yesterday: "Yesterday",
+    group_week: "Previous 7 days", group_older: "Older",
+    export: "Export", exportMarkdown: "Markdown (.md)", exportJson: "JSON (.json)",
+    plugin: "Plugin", version: "Version",
+    pluginOn: "On", pluginSettings: "Settings", pluginHistory: "History", rescan: "Look for new plugins",
+    pluginRequired: "Required by the configuration", pluginRequires: "Needs: {names}", noHistory: "Nothing recorded yet.",
+    saveSettings: "Save settings", settingsSaved: "Settings of {name} saved.",
+    pluginTurnedOn: "{name} is on.", pluginTurnedOff: "{name} is off.", overridden: "Changed here: {keys}",
+    kind_tool: "Tool", kind_state: "State", kind_config: "Settings", outcome_ok: "OK", outcome_error: "Error",
+    when: "When", what: "What", outcome: "Outcome", detail: "Detail", duration: "{ms} ms", noSettings: "This plugin has no settings.",
+    rescanned: "The plugin list is up to date.",
   },
   ja: {
     appName: "LlmMultiChat",
@@ -223,16 +238,38 @@ const STRINGS = {
     char_greeting: "あいさつ", aliasesHint: "カンマ区切り。",
     characterSaved: "{name}を保存しました。", characterImported: "{name}を取り込みました。", pictureSaved: "画像を保存しました。",
     deleteCharacterConfirm: "{name}を削除しますか？過去のメッセージには名前が残ります。",
+    addMemoryLabel: "キャラクターに覚えておいてほしいこと", addMemory: "覚えてもらう", memorySaved: "保存しました。",
+    editMemory: "メモリを編集", memoryCharacter: "{name}との会話", memorySession: "「{title}」から",
+    searchConversations: "会話を検索", group_today: "今日", group_yesterday: "昨日",
+    group_week: "過去7日間", group_older: "それ以前",
+    export: "書き出し", exportMarkdown: "Markdown（.md）", exportJson: "JSON（.json）",
+    plugin: "プラグイン", version: "バージョン",
+    role_user: "ユーザー", role_admin: "管理者",
+    state_RUNNING: "稼働中", state_STOPPED: "停止", state_ERROR: "エラー", state_INITIALIZED: "初期化済み", state_UNINITIALIZED: "未初期化",
+    pluginOn: "有効", pluginSettings: "設定", pluginHistory: "履歴", rescan: "新しいプラグインを探す",
+    pluginRequired: "設定で必須", pluginRequires: "必要なプラグイン：{names}", noHistory: "まだ記録はありません。",
+    saveSettings: "設定を保存", settingsSaved: "{name}の設定を保存しました。",
+    pluginTurnedOn: "{name}を有効にしました。", pluginTurnedOff: "{name}を無効にしました。", overridden: "ここで変更：{keys}",
+    kind_tool: "ツール", kind_state: "状態", kind_config: "設定", outcome_ok: "成功", outcome_error: "エラー",
+    when: "日時", what: "種類", outcome: "結果", detail: "詳細", duration: "{ms}ミリ秒", noSettings: "このプラグインには設定がありません。",
+    rescanned: "プラグインの一覧を更新しました。",
   },
 };
 
-export const LANGUAGES = [["en", "English"], ["ja", "日本語"]];
+STRINGS.zh = ZH;
+STRINGS.ko = KO;
+
+export const LANGUAGES = [["en", "English"], ["ja", "日本語"], ["zh", "中文"], ["ko", "한국어"]];
 
 export function currentLang() {
   const chosen = prefs.get("lang");
   if (chosen && STRINGS[chosen]) return chosen;
-  const browser = (navigator.languages && navigator.languages[0]) || navigator.language || "en";
-  return browser.toLowerCase().startsWith("ja") ? "ja" : "en";
+  // the first of the browser's languages that the app speaks
+  for (const tag of navigator.languages || [navigator.language || "en"]) {
+    const base = String(tag).toLowerCase().split("-")[0];
+    if (STRINGS[base]) return base;
+  }
+  return "en";
 }
 
 export function has(key) {

@@ -118,7 +118,7 @@ async function render(force = false) {
   }
   state.chat = null;
   let view;
-  if (route.name === "memory") view = memoryView({ app });
+  if (route.name === "memory") view = memoryView({ app, characters: state.characters || [] });
   else if (route.name === "characters") {
     view = charactersView({ app, me: state.me, selected: route.arg, onChange: (list) => { state.characters = list; } });
   }
