@@ -648,6 +648,12 @@ export function chatView({ app, socket, characters: all, sessionId }) {
   }
 
   function paint(b) {
+    if (!b.painted) {
+      // the first token shows at once; later ones at most once a frame
+      b.painted = true;
+      clear(b.body).append(renderMarkdown(b.raw));
+      return;
+    }
     if (b.frame) return;
     b.frame = requestAnimationFrame(() => {
       b.frame = 0;
@@ -682,7 +688,7 @@ export function chatView({ app, socket, characters: all, sessionId }) {
       if (!p.sessionId) { adoptSession(frame.session_id); p.sessionId = frame.session_id; }
       if (here) {
         const b = bubbleFor(p, frame.request_id, frame.character);
-        b.raw = ""; // a resent message's stored reply comes whole: it replaces what was shown
+        if (p.resent) b.raw = ""; // a resent message's stored reply comes whole: it replaces what was shown
       }
     } else if (frame.type === "chunk") {
       if (!here) return;
