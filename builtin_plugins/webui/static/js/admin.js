@@ -3,11 +3,12 @@
 import { ApiError, enc, get, patch } from "./api.js";
 import { clear, formatTime, h, uid } from "./dom.js";
 import { hasRoute } from "./features.js";
+import { pluginAdmin } from "./pluginadmin.js";
 import { currentLang, has, t } from "./i18n.js";
+import { toast } from "./toast.js";
 
 // A server word (a role, a plugin state) in the user's language when known.
 const word = (prefix, value) => (has(`${prefix}_${value}`) ? t(`${prefix}_${value}`) : String(value));
-import { toast } from "./toast.js";
 
 export function adminView({ app }) {
   const plugins = h("div", { class: "table-wrap" });
@@ -60,11 +61,11 @@ export function adminView({ app }) {
     const admin = (u.roles || []).includes("admin");
     const row = h("tr", { "data-user": u.user_id, class: u.disabled ? "disabled" : null },
       h("th", { scope: "row", text: u.username }),
-      h("td", { text: u.email }),
-      h("td", { class: "roles", text: (u.roles || []).map((r) => word("role", r)).join(", ") }),
-      h("td", { text: u.last_login_at ? formatTime(u.last_login_at, currentLang()) : "—" }),
-      h("td", { class: ["account-state", u.disabled && "off"], text: u.disabled ? t("accountDisabled") : t("accountActive") }),
-      h("td", { class: "row-actions" }, h("div", null,
+      h("td", { "data-label": t("email"), text: u.email }),
+      h("td", { class: "roles", "data-label": t("roles"), text: (u.roles || []).map((r) => word("role", r)).join(", ") }),
+      h("td", { "data-label": t("lastLogin"), text: u.last_login_at ? formatTime(u.last_login_at, currentLang()) : "—" }),
+      h("td", { class: ["account-state", u.disabled && "off"], "data-label": t("state"), text: u.disabled ? t("accountDisabled") : t("accountActive") }),
+      h("td", { class: "row-actions", "data-label": t("actions") }, h("div", null,
         h("button", {
           type: "button", "data-action": "role", "aria-label": `${admin ? t("removeAdmin") : t("makeAdmin")}: ${u.username}`, text: admin ? t("removeAdmin") : t("makeAdmin"),
           onclick: () => change(u, row, { roles: admin ? ["user"] : ["user", "admin"] }, admin ? t("confirmRemoveAdmin", { name: u.username }) : null),
@@ -93,7 +94,8 @@ export function adminView({ app }) {
     toast(t("userSaved", { name: updated.username }));
   }
 
-  loadPlugins();
+  // plugins switched and configured at run time where the server offers it; else their states
+  hasRoute("get", "/api/v1/admin/plugins").then((yes) => (yes ? pluginAdmin({ app, container: plugins }) : loadPlugins()));
   hasRoute("get", "/api/v1/admin/users").then((yes) => yes && loadUsers());
   return { el };
 }

@@ -11,6 +11,7 @@ export class ApiError extends Error {
     this.detail = problem.detail || problem.title || "";
     this.errors = Array.isArray(problem.errors) ? problem.errors : [];
     this.retryAfter = retryAfter;
+    this.problem = problem; // the whole Problem (extra members such as "plugins")
   }
 
   // What to tell the user, in their language.

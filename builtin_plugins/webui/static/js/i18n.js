@@ -245,7 +245,7 @@ const STRINGS = {
     export: "書き出し", exportMarkdown: "Markdown（.md）", exportJson: "JSON（.json）",
     plugin: "プラグイン", version: "バージョン",
     role_user: "ユーザー", role_admin: "管理者",
-    state_RUNNING: "稼働中", state_STOPPED: "停止", state_ERROR: "エラー", state_INITIALIZED: "初期化済み", state_UNINITIALIZED: "未初期化",
+    state_RUNNING: "稼働中", state_DISABLED: "無効", state_STOPPED: "停止", state_ERROR: "エラー", state_INITIALIZED: "初期化済み", state_UNINITIALIZED: "未初期化",
     pluginOn: "有効", pluginSettings: "設定", pluginHistory: "履歴", rescan: "新しいプラグインを探す",
     pluginRequired: "設定で必須", pluginRequires: "必要なプラグイン：{names}", noHistory: "まだ記録はありません。",
     saveSettings: "設定を保存", settingsSaved: "{name}の設定を保存しました。",
