@@ -126,7 +126,7 @@ const STRINGS = {
     pluginTurnedOn: "{name} is on.", pluginTurnedOff: "{name} is off.", overridden: "Changed here: {keys}",
     kind_tool: "Tool", kind_state: "State", kind_config: "Settings", outcome_ok: "OK", outcome_error: "Error",
     when: "When", what: "What", outcome: "Outcome", detail: "Detail", duration: "{ms} ms", noSettings: "This plugin has no settings.",
-    rescanned: "The plugin list is up to date.",
+    rescanned: "The plugin list is up to date.", fieldRange: "A number from {min} to {max}.",
   },
   ja: {
     appName: "LlmMultiChat",
@@ -252,7 +252,7 @@ const STRINGS = {
     pluginTurnedOn: "{name}を有効にしました。", pluginTurnedOff: "{name}を無効にしました。", overridden: "ここで変更：{keys}",
     kind_tool: "ツール", kind_state: "状態", kind_config: "設定", outcome_ok: "成功", outcome_error: "エラー",
     when: "日時", what: "種類", outcome: "結果", detail: "詳細", duration: "{ms}ミリ秒", noSettings: "このプラグインには設定がありません。",
-    rescanned: "プラグインの一覧を更新しました。",
+    rescanned: "プラグインの一覧を更新しました。", fieldRange: "{min}から{max}までの数を入力してください。",
   },
 };
 

@@ -91,7 +91,7 @@ export const ZH = {
   pluginTurnedOn: "已启用 {name}。", pluginTurnedOff: "已停用 {name}。", overridden: "在此修改：{keys}",
   kind_tool: "工具", kind_state: "状态", kind_config: "设置", outcome_ok: "成功", outcome_error: "错误",
   when: "时间", what: "类型", outcome: "结果", detail: "详情", duration: "{ms} 毫秒", noSettings: "此插件没有设置。",
-  rescanned: "插件列表已更新。",
+  rescanned: "插件列表已更新。", fieldRange: "请输入 {min} 到 {max} 之间的数字。",
 };
 
 export const KO = {
@@ -188,5 +188,5 @@ export const KO = {
   pluginTurnedOn: "{name}을(를) 켰습니다.", pluginTurnedOff: "{name}을(를) 껐습니다.", overridden: "여기서 바꿈: {keys}",
   kind_tool: "도구", kind_state: "상태", kind_config: "설정", outcome_ok: "성공", outcome_error: "오류",
   when: "시각", what: "종류", outcome: "결과", detail: "자세히", duration: "{ms}ms", noSettings: "이 플러그인에는 설정이 없습니다.",
-  rescanned: "플러그인 목록을 새로 고쳤습니다.",
+  rescanned: "플러그인 목록을 새로 고쳤습니다.", fieldRange: "{min}에서 {max} 사이의 숫자를 입력하세요.",
 };

@@ -126,7 +126,7 @@ export function pluginAdmin({ app, container }) {
       }
       const error = h("p", { class: "field-error", id: `${id}-error`, "aria-live": "polite" });
       input.setAttribute("aria-describedby", `${id}-error${spec.description ? ` ${id}-hint` : ""}`);
-      fields[name] = { input, read, error, before: JSON.stringify(value ?? null) };
+      fields[name] = { input, read, error, spec, before: JSON.stringify(value ?? null) };
       const labelEl = h("label", { for: id, text: name });
       return h("div", { class: ["field", type === "boolean" && "field-check"] },
         type === "boolean" ? [input, labelEl] : [labelEl, input],
@@ -159,7 +159,9 @@ export function pluginAdmin({ app, container }) {
             const key = String(x.path || "").replace(/^\/(config\/)?/, "").split("/")[0];
             const f = fields[key];
             if (!f) continue;
-            f.error.textContent = x.message || t("errorInvalid");
+            // in the user's language when the schema says what is allowed
+            const { minimum: min, maximum: max } = f.spec;
+            f.error.textContent = min !== undefined && max !== undefined ? t("fieldRange", { min, max }) : x.message || t("errorInvalid");
             f.input.setAttribute("aria-invalid", "true");
             first = first || f.input;
           }
