@@ -12,7 +12,9 @@ How a process serves the app while it starts, and drains it on SIGTERM, is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import json
 import logging
 import re
 import sys
@@ -26,6 +28,7 @@ from aiohttp import web
 
 from sdk import services as service_names
 from sdk.cli import CliCommand
+from sdk.hooks import HookSpecs
 from sdk.errors import NotFound, Problem, ValidationFailed
 from sdk.events import KERNEL_STARTED, PLUGIN_STATE_CHANGED
 from sdk.llm import check_provider_classes
@@ -55,6 +58,8 @@ from .routes import KernelRoutes, PluginsView, StaticFiles, static_directories
 from .tools import ToolRegistry
 
 log = logging.getLogger("llmmultichat.kernel")
+HOOK_NAMES = tuple(n for n in vars(HookSpecs) if not n.startswith("_"))
+IN_FORCE = "plugins-in-force.json"  # in data_dir: what the server there runs now
 
 
 class Kernel:
@@ -79,6 +84,7 @@ class Kernel:
         self.llm_types: dict[str, str] = {}  # provider type -> the plugin that registered it
         self.overridden: dict[str, dict[str, Any]] = {}  # run-time changes applied at start
         self.router: LiveRouter | None = None
+        self._installed: dict[str, tuple[str, type[Plugin] | None]] | None = None  # not enabled
         self.extra_handlers: dict[tuple[str, str], Any] = {}  # static files, CORS preflight
         self._openapi: dict[str, Any] | None = None
         self.started = False  # every plugin has had its start; cleared again by stop
@@ -220,8 +226,11 @@ class Kernel:
     async def load_cli_commands(self) -> list[CliCommand]:
         """The enabled plugins' subcommands, found without initializing anything (a
         server may hold the data_dir). A plugin that cannot offer them is left in ERROR
-        with the reason."""
-        self.records.update(discover(self.config.enabled, self.extra_plugins))
+        with the reason. A server on this data_dir that switched plugins at run time
+        left the list it runs (``IN_FORCE``): that list counts, unless plugins.toml is
+        newer."""
+        enabled = self._in_force() or self.config.enabled
+        self.records.update(discover(enabled, self.extra_plugins))
         commands: list[CliCommand] = []
         for name, rec in self.records.items():
             if rec.cls is None or not hasattr(rec.cls, "register_cli_commands"):
@@ -377,7 +386,7 @@ class Kernel:
             cors = Cors(kc["cors_origins"])
             self.extra_handlers["OPTIONS", CATCH_ALL] = cors.preflight
             app.on_response_prepare.append(cors.headers)
-        self.router = LiveRouter(app)
+        self.router = LiveRouter(app, kc["max_header_bytes"])
         self.refresh()
         app.cleanup_ctx.append(self._lifespan)
         app.on_shutdown.append(self._on_shutdown)
@@ -425,6 +434,7 @@ class Kernel:
                 for dep in dependents_of(name, self.records):
                     log.warning("plugin %r is not running because %r failed", dep, name)
         self.started = True
+        self._note_in_force()
         # What start-up built (modules, schemas, plugin state) lives as long as the
         # process: out of the collector's way, a full collection no longer walks it
         # every few thousand requests.
@@ -517,20 +527,23 @@ class Kernel:
     # -- plugins at run time (sdk.plugin.ServerView) -------------------------------------
 
     def plugin_catalog(self) -> list[PluginInfo]:
-        """Every installed plugin (entry points read afresh, so ``rescan`` finds
-        distributions installed since start) and every enabled one, by name."""
-        installed = {name: dist for name, _, dist in installed_plugins()}
-        names = sorted(set(installed) | set(self.records) | set(self.extra_plugins))
+        """Every installed plugin (as of start or the last ``rescan``) and every enabled
+        one, by name."""
+        if self._installed is None:
+            self.rescan()
+        assert self._installed is not None
+        names = sorted(set(self._installed) | set(self.records) | set(self.extra_plugins))
         out = []
         for name in names:
             rec = self.records.get(name)
-            cls = rec.cls if rec is not None else self._class_of(name)
+            dist, cls = self._installed.get(name, ("", None))
+            cls = rec.cls if rec is not None and rec.cls else cls or self.extra_plugins.get(name)
             out.append(
                 PluginInfo(
                     name=name,
                     version=cls.version if cls else "",
                     description=cls.description if cls else "",
-                    distribution=(rec.distribution if rec else "") or installed.get(name, ""),
+                    distribution=(rec.distribution if rec else "") or dist,
                     enabled=rec is not None and rec.enabled,
                     state=rec.state if rec is not None else PluginState.UNINITIALIZED,
                     required=name in self.config.required,
@@ -542,14 +555,24 @@ class Kernel:
                     routes=list(rec.routes) if rec is not None else [],
                     tools=self.tools.of_plugin(name),
                     base_config=self.config.base_table(name),
+                    hooks=_hooks_of(cls),
                 )
             )
         return out
 
+    def rescan(self) -> None:
+        """Read the entry points afresh: distributions installed since start appear (their
+        classes imported, nothing initialized)."""
+        installed = [(n, d) for n, _, d in installed_plugins() if n not in self.records]
+        found = discover([n for n, _ in installed])
+        self._installed = {n: (d, found[n].cls) for n, d in installed}
+
     def _class_of(self, name: str) -> type[Plugin] | None:
         if name in self.extra_plugins:
             return self.extra_plugins[name]
-        return discover([name]).get(name, PluginRecord(name)).cls
+        if self._installed is None or name not in self._installed:
+            self.rescan()
+        return (self._installed or {}).get(name, ("", None))[1]
 
     def check_plugin_config(self, name: str, table: dict[str, Any]) -> dict[str, Any]:
         """``table`` validated against the plugin's schema, defaults filled in; raises
@@ -561,7 +584,11 @@ class Kernel:
         try:
             return validate_plugin_config(name, table, cls.config_schema)
         except ConfigError as exc:
-            errors = [{"path": "/config", "message": p} for p in exc.problems]
+            prefix = f"plugins.{name}"
+            errors = [
+                {"path": "/config" + p.split(":")[0][len(prefix) :].replace(".", "/"), "message": p}
+                for p in exc.problems
+            ]
             raise ValidationFailed(exc.problems[0], errors=errors) from None
 
     async def apply_plugin(
@@ -578,6 +605,7 @@ class Kernel:
             if not enabled:
                 if rec is not None and rec.enabled:
                     await self._disable(rec, actor_id)
+                    self._note_in_force()
                 return
             config = self.check_plugin_config(name, table)
             if running and rec is not None and config == rec.config:
@@ -594,6 +622,21 @@ class Kernel:
             await self._enable(name, actor_id)
             for dep in dependents:
                 await self._enable(dep, actor_id)
+            self._note_in_force()
+
+    def _in_force(self) -> list[str] | None:
+        note, source = self.data_dir / IN_FORCE, Path(self.config.source)
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            if not source.exists() or note.stat().st_mtime >= source.stat().st_mtime:
+                return [str(n) for n in json.loads(note.read_text())["enabled"]]
+        return None
+
+    def _note_in_force(self) -> None:
+        """The plugins this server runs, for the command line (its plugins' commands)."""
+        enabled = [n for n in self.order if self.records[n].enabled]
+        with contextlib.suppress(OSError):
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            (self.data_dir / IN_FORCE).write_text(json.dumps({"enabled": enabled}))
 
     def _dependents(self, name: str) -> list[str]:
         """The enabled plugins that need ``name``, directly or not, in start order."""
@@ -661,6 +704,7 @@ class Kernel:
         self.tools.remove(rec.name)
         rec.tools = []
         self.bus.unsubscribe_plugin(rec.name)
+        self.metrics.forget(rec.name)
         self.services.set_running(rec.name, False)
         for kind in [k for k, p in self.llm_types.items() if p == rec.name]:
             del self.llm_types[kind]
@@ -786,6 +830,10 @@ def _new_style(fn: Any) -> Any:
         return response
 
     return call
+
+
+def _hooks_of(cls: type[Plugin] | None) -> tuple[str, ...]:
+    return tuple(h for h in HOOK_NAMES if cls is not None and callable(getattr(cls, h, None)))
 
 
 def _offers(rec: PluginRecord, hook: str) -> bool:

@@ -139,6 +139,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     missing = [n for n in enabled if n not in {r[0] for r in rows}]
     for name in missing:
         print(f"{name:<{width}}  {'yes':<7}  NOT INSTALLED")
+    if "pluginadmin" in enabled:
+        print("(changed at run time? `llmmultichat plugins list` shows states and overrides)")
     return 1 if missing else 0
 
 
@@ -194,7 +196,8 @@ def cmd_plugin_new(args: argparse.Namespace) -> int:
     if create_plugin is None:
         return 2
     try:
-        path = create_plugin(args.name, args.directory)
+        kind = () if args.kind == "routes" else (args.kind,)
+        path = create_plugin(args.name, args.directory, *kind)
     except (ValueError, FileExistsError) as exc:
         return _fail(str(exc), 2)
     print(f"created {path}\n  install it:  pip install -e {path}\n  test it:     pytest {path}")
@@ -298,9 +301,16 @@ def build_parser(commands: list[CliCommand]) -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("plugins", help="list discovered plugins and whether they are enabled")
+    p = sub.add_parser(
+        "plugins",
+        help="list discovered plugins and whether they are enabled (and, with pluginadmin: "
+        "list | enable | disable | reset NAME at run time)",
+    )
     _add_config(p)
     p.set_defaults(func=cmd_plugins)
+    groups: dict[str, Any] = {}
+    if any(c.name.split()[0] == "plugins" for c in commands):
+        groups["plugins"] = p.add_subparsers(dest="sub", required=False)
 
     cfg = sub.add_parser("config", help="configuration").add_subparsers(dest="sub", required=True)
     p = cfg.add_parser("check", help="validate plugins.toml without starting")
@@ -315,9 +325,14 @@ def build_parser(commands: list[CliCommand]) -> argparse.ArgumentParser:
     p = plug.add_parser("new", help="write a ready-to-install plugin package")
     p.add_argument("name")
     p.add_argument("--directory", default=".", help="where to create it (default: here)")
+    p.add_argument(
+        "--kind",
+        choices=("routes", "tool", "provider"),
+        default="routes",
+        help="what the plugin offers: HTTP routes (default), a tool, or an LLM provider",
+    )
     p.set_defaults(func=cmd_plugin_new)
 
-    groups: dict[str, Any] = {}
     for command in commands:
         words = command.name.split()
         if len(words) == 1:
@@ -337,7 +352,10 @@ def build_parser(commands: list[CliCommand]) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = [] if (not argv or argv[0] in KERNEL_COMMANDS) else _plugin_commands(argv)
+    # `plugins enable NAME` and the like are the plugin administration's commands
+    runtime = argv[:1] == ["plugins"] and len(argv) > 1 and not argv[1].startswith("-")
+    kernel_only = not argv or (argv[0] in KERNEL_COMMANDS and not runtime)
+    commands = [] if kernel_only else _plugin_commands(argv)
     args = build_parser(commands).parse_args(argv)
     code: int = args.func(args)
     return code

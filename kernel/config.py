@@ -29,6 +29,8 @@ KERNEL_SCHEMA: dict[str, Any] = {
         "port": {"type": "integer", "minimum": 0, "maximum": 65535, "default": 8000},
         "data_dir": {"type": "string", "minLength": 1, "default": "data"},
         "max_body_bytes": {"type": "integer", "minimum": 1024, "default": 1048576},
+        # all request headers together (each line is limited to 8 KB, their number to 128)
+        "max_header_bytes": {"type": "integer", "minimum": 8192, "default": 65536},
         "trusted_proxies": {
             "type": "array",
             "items": {"type": "string", "pattern": r"^[0-9a-fA-F:.]+(/\d{1,3})?$"},
@@ -162,7 +164,7 @@ class LoadedConfig:
             plugins["enabled"] = [n for n in plugins["enabled"] if n != name]
         if table is not None:
             plugins[name] = copy.deepcopy(table)
-        return plugins != before
+        return bool(plugins != before)
 
     def drop_overrides(self) -> None:
         self.raw["plugins"] = copy.deepcopy(self.base["plugins"])

@@ -149,7 +149,9 @@ _NUMBER = re.compile(r"[+-]?(\d{1,18}(\.\d{0,18})?|\.\d{1,18})([eE][+-]?\d{1,3})
 
 
 async def request_layer(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    request: web.Request,
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    max_header_bytes: int = 65536,
 ) -> web.StreamResponse:
     """The kernel's own layer, innermost around every handler: X-Request-ID on every
     answer, and every error as Problem Details."""
@@ -157,7 +159,7 @@ async def request_layer(
     request[REQUEST_ID_KEY] = rid
     set_request_id(rid)
     try:
-        check_edge_text(request)
+        check_edge_text(request, max_header_bytes)
         response = await handler(request)
     except Problem as problem:
         response = problem_response(problem, request)
@@ -182,15 +184,15 @@ async def request_layer(
         set_request_id("")  # the connection's next request gets its own
     if not response.prepared:
         response.headers[REQUEST_ID] = rid
-        if response.status == 408:  # the rest of the body may still be on its way
+        if response.status in (408, 431):  # the rest may still be on its way; free it
             response.force_close()
     return response
 
 
-def chain(handler: Any, layers: list[Any]) -> Any:
+def chain(handler: Any, layers: list[Any], max_header_bytes: int = 65536) -> Any:
     """``handler`` inside ``layers`` (outermost first) and the kernel's own layer, built
     once per route: a request pays a call per enabled layer and nothing else."""
-    wrapped = partial(request_layer, handler=handler)
+    wrapped = partial(request_layer, handler=handler, max_header_bytes=max_header_bytes)
     for layer in reversed(layers):
         wrapped = partial(layer, handler=wrapped)
     return wrapped
@@ -239,8 +241,9 @@ class LiveRouter:
     one), and routes that appear later are found by the catch-all in a router of their own.
     The request path is rebuilt on each change, never looked up per request."""
 
-    def __init__(self, app: web.Application) -> None:
+    def __init__(self, app: web.Application, max_header_bytes: int = 65536) -> None:
         self.app = app
+        self.max_header_bytes = max_header_bytes
         self.slots: dict[tuple[str, str], _Slot] = {}
         self.late: web.UrlDispatcher | None = None
         self.unmatched = Unmatched(())
@@ -258,13 +261,13 @@ class LiveRouter:
             if slot is None:
                 slot = self.slots[key] = _Slot(self)
                 self.app.router.add_route(*key, slot.call)
-            slot.handler = chain(handler, layers)
+            slot.handler = chain(handler, layers, self.max_header_bytes)
         for key, slot in self.slots.items():
             if key not in handlers:
                 slot.handler = None
         self.late = late if late.routes() else None
         self.unmatched = Unmatched(k for k in handlers if k[1] != CATCH_ALL)
-        self.fallback = chain(self._unmatched, layers)
+        self.fallback = chain(self._unmatched, layers, self.max_header_bytes)
         if not frozen and (CATCH_ALL_KEY not in self.slots):
             slot = self.slots[CATCH_ALL_KEY] = _Slot(self)
             self.app.router.add_route(*CATCH_ALL_KEY, slot.call)
@@ -300,12 +303,20 @@ def request_id_of(request: web.BaseRequest) -> str:
     return rid
 
 
-def check_edge_text(request: web.Request) -> None:
+def check_edge_text(request: web.Request, max_header_bytes: int = 65536) -> None:
     """No plugin sees a lone surrogate: the HTTP parser decodes header bytes with
     ``surrogateescape``, and decoded query strings and path parameters are checked too.
     An all-ASCII request without NUL (the usual case) is cleared by one C-level check of
-    each part."""
+    each part. The parser limits each header line (8 KB) and their number (128); the
+    headers together are limited here (``[kernel] max_header_bytes``), 431 beyond."""
     raw = b"".join(chain_iter.from_iterable(request.raw_headers))
+    if len(raw) > max_header_bytes:
+        raise Problem(
+            f"The request's headers are {len(raw)} bytes; the limit is {max_header_bytes}.",
+            status=431,
+            code="HEADERS_TOO_LARGE",
+            title="Request Header Fields Too Large",
+        )
     if not raw.isascii() or b"\x00" in raw:
         check_strings(request.headers.items(), "header")
     query = request.query_string

@@ -79,6 +79,12 @@ class MetricsRegistry:
         if self.backend is not None:
             self.backend.before_collect(owner, fn)
 
+    def forget(self, owner: str) -> None:
+        """A plugin disabled at run time: its ``on_collect`` functions run no more."""
+        self.collectors = [(o, fn) for o, fn in self.collectors if o != owner]
+        if self.backend is not None:
+            self.backend.forget(owner)
+
     def attach(self, backend: MetricsBackend) -> None:
         if self.backend is backend:
             return

@@ -297,7 +297,7 @@ class KernelRoutes:
         """Everyone sees the states, the checks and what is impaired; the bus's error (a
         host and port) is for administrators only."""
         admin = req.identity is not None and req.identity.is_admin
-        names = list(self.records)
+        names = [n for n, r in self.records.items() if r.enabled]
         reports = await asyncio.gather(*(self._health_of(n) for n in names))
         plugins = {}
         status = "healthy"
@@ -370,13 +370,17 @@ class KernelRoutes:
         }
 
     async def list_plugins(self, req: Request) -> Any:
-        return {"plugins": [await self._summary(n) for n in self.records]}
+        return {"plugins": [await self._summary(n) for n, r in self.records.items() if r.enabled]}
+
+    def _enabled(self, name: str) -> PluginRecord:
+        rec = self.records.get(name)
+        if rec is None or not rec.enabled:
+            raise NotFound(f"No plugin named {name!r} is enabled.", code="PLUGIN_NOT_FOUND")
+        return rec
 
     async def get_plugin(self, req: Request) -> Any:
         name = req.match_info["name"]
-        rec = self.records.get(name)
-        if rec is None:
-            raise NotFound(f"No plugin named {name!r} is enabled.", code="PLUGIN_NOT_FOUND")
+        rec = self._enabled(name)
         body = await self._summary(name)
         is_admin = req.identity is not None and req.identity.is_admin
         if is_admin:  # even redacted, it names hosts and URLs: for administrators only
@@ -398,9 +402,7 @@ class KernelRoutes:
 
     async def execute(self, req: Request) -> Any:
         name = req.match_info["name"]
-        rec = self.records.get(name)
-        if rec is None:
-            raise NotFound(f"No plugin named {name!r} is enabled.", code="PLUGIN_NOT_FOUND")
+        self._enabled(name)
         tool_name = req.body["tool"]
         tool = next((t for t in self.plugins.tools.of_plugin(name) if t.name == tool_name), None)
         if tool is None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from jsonschema import Draft202012Validator
 
@@ -83,17 +84,14 @@ class ToolRegistry:
             result = await tool.handler(params, call)
             if not isinstance(result, dict):
                 raise Problem(f"Tool {name!r} returned {type(result).__name__}, not an object.")
-        except BaseException as exc:
-            problem = isinstance(exc, Problem)
-            error = exc.detail if problem else f"{type(exc).__name__}: {exc}"
-            self._ran(
-                tool,
-                call,
-                started,
-                actor,
-                error or type(exc).__name__,
-                problem and exc.status < 500,
-            )
+        except Problem as exc:
+            self._ran(tool, call, started, actor, exc.detail or exc.code, exc.status < 500)
+            raise
+        except asyncio.CancelledError:  # a stopped turn: not the plugin's failure
+            self._ran(tool, call, started, actor, "cancelled", caller_error=True)
+            raise
+        except Exception as exc:
+            self._ran(tool, call, started, actor, f"{type(exc).__name__}: {exc}")
             raise
         self._ran(tool, call, started, actor, "")
         return result
@@ -108,7 +106,7 @@ class ToolRegistry:
         caller_error: bool = False,
     ) -> None:
         ms = round((time.perf_counter() - started) * 1000, 1)
-        outcome = "error" if error else "ok"
+        outcome: Literal["ok", "error"] = "error" if error else "ok"
         self.record(
             PluginEvent(
                 tool.plugin,

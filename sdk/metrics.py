@@ -105,6 +105,9 @@ class MetricsBackend(Protocol):
     def before_collect(self, owner: str, fn: Callable[[], None]) -> None:
         """Run ``fn`` before each scrape (``Metrics.on_collect``)."""
 
+    def forget(self, owner: str) -> None:
+        """Run ``owner``'s functions no more (its plugin was disabled)."""
+
 
 class _Nothing:
     """A metric that records nothing (see :class:`NullMetrics`)."""

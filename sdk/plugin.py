@@ -98,6 +98,7 @@ class PluginInfo:
     routes: list[Any]
     tools: list[Any]
     base_config: dict[str, Any]
+    hooks: tuple[str, ...] = ()  # the hooks its class implements
 
 
 class ServerView(Protocol):
@@ -119,6 +120,9 @@ class ServerView(Protocol):
 
     def plugin_catalog(self) -> list[PluginInfo]:
         """Every installed plugin (entry points read afresh) and every enabled one."""
+
+    def rescan(self) -> None:
+        """Read the plugins' entry points afresh (distributions installed since start)."""
 
     def check_plugin_config(self, name: str, table: dict[str, Any]) -> dict[str, Any]:
         """``table`` validated against plugin ``name``'s schema with defaults filled in;
@@ -152,6 +156,9 @@ class _NoServer:
 
     def plugin_catalog(self) -> list[PluginInfo]:
         return []
+
+    def rescan(self) -> None:
+        return None
 
     def check_plugin_config(self, name: str, table: dict[str, Any]) -> dict[str, Any]:
         return dict(table)

@@ -32,7 +32,7 @@ from schemathesis.checks import response_schema_conformance, status_code_conform
 from kernel.testing import start_kernel
 from tests.fakes.openai_server import FakeOpenAI
 
-ENABLED = ["auth", "ratelimit", "chat", "memory", "weather", "translate"]
+ENABLED = ["auth", "ratelimit", "chat", "memory", "weather", "translate", "pluginadmin"]
 
 
 def config(openai_url: str) -> dict[str, Any]:
@@ -188,6 +188,15 @@ def test_stateful_sequences_never_fail(live_server: LiveServer) -> None:
 # after encoding (Python would write them as Infinity or refuse them).
 _RAW = "\x00raw:"
 _RAW_IN_JSON = re.compile(r'"\\u0000raw:([^"]*)"')
+_BYTES = "\x01bytes:"
+RAW_BYTES = [
+    b"\xed\xa0\x80",
+    b"\xc0\xaf",
+    b"\xe0\x80\xaf",
+    b"\xf4\x90\x80\x80",
+    b"\x80",
+    b"\xff\xfe",
+]
 HOSTILE = st.one_of(
     st.sampled_from(["\ud800", "\udfff", "a\udc00b", "\udc00\ud800", "ok \ud83d", "a\x00b"]),
     st.integers(min_value=65, max_value=5000).map(lambda n: _RAW + "[" * n + "]" * n),
@@ -195,6 +204,9 @@ HOSTILE = st.one_of(
         [_RAW + "1e400", _RAW + "-1e999", _RAW + "9" * 30, _RAW + str(2**63), _RAW + "NaN"]
     ),
     st.text(max_size=3).map(lambda t: {"\udc80" + t: 1}),
+    # raw bytes inside a string, put in after encoding: a lone surrogate's UTF-8 bytes, an
+    # overlong "/", a 3-byte overlong, past U+10FFFF, a bare continuation byte, not UTF-8
+    st.integers(min_value=0, max_value=5).map(lambda i: f"{_BYTES}{i}"),
 )
 
 
@@ -223,7 +235,10 @@ def _plant(value: Any, path: tuple[Any, ...], hostile: Any) -> Any:
 
 def _encode(body: Any) -> bytes:
     text = json.dumps(body)  # ensure_ascii: lone surrogates become \\udxxx escapes
-    return _RAW_IN_JSON.sub(lambda m: m.group(1), text).encode()
+    raw = _RAW_IN_JSON.sub(lambda m: m.group(1), text).encode()
+    for i, bad in enumerate(RAW_BYTES):
+        raw = raw.replace(b"\\u0001bytes:%d" % i, b"x" + bad)
+    return raw
 
 
 def _hostile_run(operation: Any, live_server: LiveServer, allowed: set[int]) -> Any:

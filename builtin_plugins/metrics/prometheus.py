@@ -88,6 +88,9 @@ class MetricsHub:
     def before_collect(self, owner: str, fn: Callable[[], None]) -> None:
         self._before_collect.append((owner, fn))
 
+    def forget(self, owner: str) -> None:
+        self._before_collect = [(o, fn) for o, fn in self._before_collect if o != owner]
+
     def refresh(self) -> None:
         """Run the plugins' ``on_collect`` functions (on the event loop, before rendering)."""
         for owner, fn in self._before_collect:

@@ -95,7 +95,8 @@ def build_routes(admin: PluginAdmin, history: Any) -> list[Route]:
         )
 
     async def rescan(req: Request) -> Any:
-        return {"plugins": admin.catalog()}  # the catalog reads the entry points afresh
+        admin.server.rescan()
+        return {"plugins": admin.catalog()}
 
     async def plugin_history(req: Request) -> Any:
         name = req.match_info["name"]

@@ -103,11 +103,13 @@ class PluginAdmin:
             if want_enabled or config is not None:
                 self.server.check_plugin_config(name, table)  # 422 naming the key
             _check_switch(p, want_enabled, plugins)
-            self.overrides[name] = Override(
+            if apply:
+                await self._apply_or_undo(p, want_enabled, table, actor)
+            change = Override(
                 enabled=(enabled if enabled is not None else previous.get("enabled")),
                 config=keys or None,
             )
-            change = self.overrides[name]
+            self.overrides[name] = change
             await self.store.set_override(
                 name, change["enabled"], change["config"], actor, time.time()
             )
@@ -119,9 +121,33 @@ class PluginAdmin:
                 )
             if not apply:
                 return {**self.describe(p), "enabled": want_enabled}
-            await self.server.apply_plugin(name, want_enabled, table, actor)
         await self.announce(name)
         return self.describe(self.info(name))
+
+    async def _apply_or_undo(
+        self, p: PluginInfo, enabled: bool, table: dict[str, Any], actor: str | None
+    ) -> None:
+        """Apply here; when the plugin (or one that requires it) fails on the change, put
+        back what ran before and refuse (422): a change never leaves a plugin broken, nor
+        is it stored for the next start."""
+
+        def failing() -> list[PluginInfo]:
+            catalog = self.server.plugin_catalog()
+            return [q for q in catalog if q.enabled and q.state is PluginState.ERROR]
+
+        before = {q.name for q in failing()} - {p.name}
+        await self.server.apply_plugin(p.name, enabled, table, actor)
+        broken = [q for q in failing() if q.name not in before]
+        if not broken:
+            return
+        await self.server.apply_plugin(
+            p.name, p.enabled, p.config if p.enabled else p.base_config, actor
+        )
+        why = "; ".join(f"{q.name}: {q.error}" for q in broken)
+        raise ValidationFailed(
+            f"{p.name!r} failed with this change, which was undone: {why}",
+            code="PLUGIN_START_FAILED",
+        )
 
     async def reset(self, name: str, actor: str | None, *, apply: bool = True) -> dict[str, Any]:
         """Drop the run-time overrides: ``plugins.toml`` alone again."""
@@ -132,6 +158,8 @@ class PluginAdmin:
                 raise NotFound(f"No plugin named {name!r} is installed.", code="PLUGIN_NOT_FOUND")
             enabled = name in self._base_enabled(plugins)
             _check_switch(p, enabled, plugins)
+            if apply:
+                await self._apply_or_undo(p, enabled, p.base_config, actor)
             self.overrides.pop(name, None)
             await self.store.set_override(name, None, None, actor, time.time())
             self.server.record(
@@ -139,7 +167,6 @@ class PluginAdmin:
             )
             if not apply:
                 return {**self.describe(p), "enabled": enabled}
-            await self.server.apply_plugin(name, enabled, p.base_config, actor)
         await self.announce(name)
         return self.describe(self.info(name))
 
@@ -219,6 +246,17 @@ def _check_switch(p: PluginInfo, enabled: bool, plugins: dict[str, PluginInfo]) 
             code="PLUGIN_LOCKED",
             extra={"plugins": [p.name]},
         )
+    if not enabled and "authenticate" in p.hooks:
+        others = [
+            o for n, o in plugins.items() if n != p.name and o.enabled and "authenticate" in o.hooks
+        ]
+        if not others:
+            raise Conflict(
+                f"{p.name!r} cannot be disabled: it is what authenticates requests, and "
+                "without it no administrator could switch it back on",
+                code="PLUGIN_LOCKED",
+                extra={"plugins": [p.name]},
+            )
     if enabled:
         missing = [d for d in p.requires if not (d in plugins and plugins[d].enabled)]
         if missing:

@@ -21,7 +21,7 @@ MIGRATIONS = [
                 updated_at DOUBLE PRECISION NOT NULL)""",
             """CREATE TABLE plugin_events (
                 plugin TEXT NOT NULL,
-                at DOUBLE PRECISION NOT NULL,
+                happened_at DOUBLE PRECISION NOT NULL,
                 kind TEXT NOT NULL,
                 outcome TEXT NOT NULL,
                 detail TEXT NOT NULL,
@@ -29,13 +29,13 @@ MIGRATIONS = [
                 duration_ms DOUBLE PRECISION,
                 actor_id TEXT,
                 instance TEXT NOT NULL)""",
-            "CREATE INDEX plugin_events_by_plugin ON plugin_events (plugin, at)",
+            "CREATE INDEX plugin_events_by_plugin ON plugin_events (plugin, happened_at)",
         ],
     )
 ]
 EVENT_COLUMNS = (
     "plugin",
-    "at",
+    "happened_at",
     "kind",
     "outcome",
     "detail",
@@ -100,16 +100,16 @@ class AdminStore:
             for plugin in {e.plugin for e in events}:
                 # the newest keep_events of each plugin stay
                 await self.db.execute(
-                    """DELETE FROM plugin_events WHERE plugin = $1 AND at < (
-                         SELECT at FROM plugin_events WHERE plugin = $1
-                         ORDER BY at DESC LIMIT 1 OFFSET $2)""",
+                    """DELETE FROM plugin_events WHERE plugin = $1 AND happened_at < (
+                         SELECT happened_at FROM plugin_events WHERE plugin = $1
+                         ORDER BY happened_at DESC LIMIT 1 OFFSET $2)""",
                     [plugin, self.keep_events - 1],
                 )
 
     async def events(self, plugin: str, limit: int) -> list[dict[str, Any]]:
         rows = await self.db.fetchall(
-            """SELECT at, kind, actor_id, detail, outcome, duration_ms, error, instance
-               FROM plugin_events WHERE plugin = $1 ORDER BY at DESC LIMIT $2""",
+            """SELECT happened_at, kind, actor_id, detail, outcome, duration_ms, error, instance
+               FROM plugin_events WHERE plugin = $1 ORDER BY happened_at DESC LIMIT $2""",
             [plugin, limit],
         )
         keys = ("at", "kind", "actor_id", "detail", "outcome", "duration_ms", "error", "instance")

@@ -184,6 +184,49 @@ async def test_over_long_headers_get_431_problem_without_an_echo(llmmc: Any) -> 
     assert b"SECRET" not in raw
 
 
+async def test_headers_are_limited_in_total_and_the_connection_closes(llmmc: Any) -> None:
+    client = await llmmc(CONFIG, plugins=PLUGINS)
+    line = b"X-Fill-%d: " + b"a" * 8000 + b"\r\n"
+    some = b"".join(line % i for i in range(7))  # 56 KB: within the 64 KB default
+    raw = await exchange(
+        client, b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + some + b"\r\n"
+    )
+    assert split_answer(raw)[0] == 200
+    many = b"".join(line % i for i in range(100))  # each line allowed, 800 KB in all
+    raw = await exchange(client, b"GET /ping HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")
+    status, headers, body = split_answer(raw)
+    assert status == 431 and json.loads(body)["code"] == "HEADERS_TOO_LARGE"
+    assert headers["connection"].lower() == "close"
+
+
+async def test_repeated_headers_are_answered_never_500(llmmc: Any) -> None:
+    """Headers sent twice: two differing Content-Lengths (a smuggling attempt) are refused
+    by the parser; two Content-Types, two Authorization lines and two request ids get an
+    answer of their own, never a 500."""
+    client = await llmmc(CONFIG, plugins=PLUGINS)
+    body = b'{"user_input": "hi"}'
+    smuggle = (
+        b"POST /api/v1/rec HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 20\r\nContent-Length: 5\r\nConnection: close\r\n\r\n" + body
+    )
+    status, _, answer = split_answer(await exchange(client, smuggle))
+    assert status == 400 and json.loads(answer)["code"] == "BAD_HTTP_REQUEST"
+    for extra in (
+        b"Content-Type: application/json\r\nContent-Type: text/plain\r\n",
+        b"Content-Type: application/json\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n",
+        b"Content-Type: application/json\r\nX-Request-ID: one\r\nX-Request-ID: two\r\n",
+    ):
+        request = (
+            b"POST /api/v1/rec HTTP/1.1\r\nHost: x\r\n"
+            + extra
+            + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+            + body
+        )
+        status, headers, answer = split_answer(await exchange(client, request))
+        assert status < 500 and headers["content-type"].startswith("application/"), (extra, answer)
+        assert status != 404, answer  # the route was reached, not missed
+
+
 async def test_every_answer_carries_the_security_headers(llmmc: Any) -> None:
     client = await llmmc(CONFIG, plugins=PLUGINS)
     for path in ("/ping", "/no/such/route", "/openapi.json", "/redoc/static/redoc.standalone.js"):

@@ -101,8 +101,15 @@ def grammar(schema: dict[str, Any]) -> Any:
     found = _grammars.get(key)
     if found is None:
         from llama_cpp import LlamaGrammar
+        from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-        found = LlamaGrammar.from_json_schema(key, verbose=False)
+        # llama-cpp-python writes a length-limited string's characters as [^"\\], which
+        # lets raw control characters (a newline) into the string: invalid JSON. Its plain
+        # string rule leaves them out, as JSON requires; do the same for this one.
+        gbnf = json_schema_to_gbnf(key).replace(
+            'char ::= [^"\\\\] |', 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
+        )
+        found = LlamaGrammar.from_string(gbnf, verbose=False)
         if len(_grammars) < 256:
             _grammars[key] = found
     return found
