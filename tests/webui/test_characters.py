@@ -17,8 +17,8 @@ from playwright.sync_api import expect
 from tests.serverproc import ServerProcess
 
 from .conftest import DESKTOP, PHONE, shot
-from .test_actions import WIDTHS, label
 from .test_flow import sign_up, unique
+from .test_messages import WIDTHS, label
 
 
 def png(width: int = 8, height: int = 8, rgb: tuple[int, int, int] = (200, 60, 90)) -> bytes:

@@ -14,8 +14,8 @@ from playwright.sync_api import expect
 from tests.serverproc import ServerProcess
 
 from .conftest import shot
-from .test_actions import WIDTHS, label
 from .test_flow import send, sign_up
+from .test_messages import WIDTHS, label
 from .test_pages import settled
 
 

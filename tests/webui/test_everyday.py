@@ -15,8 +15,8 @@ from playwright.sync_api import expect
 from tests.serverproc import ServerProcess
 
 from .conftest import ADMIN, DESKTOP, PHONE, shot
-from .test_actions import WIDTHS, label
 from .test_flow import send, sign_up
+from .test_messages import WIDTHS, label
 from .test_pages import log_in, settled, sign_up_in_japanese
 
 

@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 from tests.serverproc import BIN, ServerProcess
 
 from .conftest import ADMIN, Upstreams, server_config, shot
-from .test_actions import WIDTHS, label
+from .test_messages import WIDTHS, label
 
 
 @pytest.fixture(scope="module")
