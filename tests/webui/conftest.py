@@ -61,6 +61,7 @@ class ScriptedOpenAI(FakeOpenAI):
     - "translate", with tools offered: a ``translate`` call of "Thank you" into Japanese;
     - "xss please": a reply full of HTML that must show as text;
     - "reconnect": a reply streamed over about six seconds (time to drop the socket);
+    - "code please": a reply with a code block and a table;
     - "slowly": a reply streamed word by word for a minute (Stop ends it long before);
     - anything else: "Hello! You said: ..." streamed a word at a time.
     """
@@ -89,6 +90,9 @@ class ScriptedOpenAI(FakeOpenAI):
         if "reconnect" in text.lower():
             words = f"Hello! You said: {text} " + " ".join(["again"] * 40)
             return ScriptedReply(content=words, chunk_delay=0.15)
+        if "code please" in text.lower():
+            code = "Here it is:\n\n```python\nprint('hi')\n```\n\n| City | Weather |\n| --- | --- |\n| Tokyo | Sunny |"
+            return ScriptedReply(content=code, chunk_delay=0.01)
         if "slowly" in text.lower():
             return ScriptedReply(content=" ".join(["word"] * 1200), chunk_delay=0.05)
         return ScriptedReply(content=self._default_text(body), chunk_delay=0.03)

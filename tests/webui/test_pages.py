@@ -36,11 +36,12 @@ def test_sign_up_and_login_errors_are_shown_where_they_belong(
     expect(page.locator(f"#{error_id}")).not_to_be_empty()
     expect(password).to_be_focused()
 
-    # 409: a taken email is said above the button
+    # 409: a taken email is said under the email field
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill("Correct-Horse-9")
     page.get_by_role("button", name="Sign up").click()
-    expect(page.locator(".form-error")).not_to_be_empty()
+    expect(page.get_by_label("Email")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator(".field-error").nth(1)).to_have_text("That email is already taken.")
 
     # 401 on a wrong password, then 429 with the time to wait (login is limited to 5/minute)
     page.get_by_role("link", name=re.compile("Log in")).click()
@@ -189,7 +190,7 @@ def test_japanese_on_a_phone(open_page: Any, server: ServerProcess) -> None:
     shot(page, "phone-login-ja")
     box = sign_up_in_japanese(page, "hanako")
     box.fill("ノクス、東京の天気は？")
-    expect(page.locator(".nominee")).to_have_text("Noxが答えます")
+    expect(page.locator(".nominee")).to_have_text("ノクスが答えます")
     box.press("Enter")
     expect(page.locator('li.msg.assistant[data-character="nox"]')).to_be_visible()
     expect(page.locator("li.msg.tool .card-weather")).to_contain_text("天気")
@@ -293,14 +294,17 @@ def test_admin_sees_plugins_and_manages_users(open_page: Any, server: ServerProc
     page.get_by_role("button", name=f"Remove admin: {name}").click()
     expect(row.locator(".roles")).to_have_text("user")
 
-    # disable: the row says so and their browser is logged out at once
+    # disable: the row says so and their browser is logged out at once (its socket, back
+    # after the role change, is told why)
+    expect(member.locator(".connection")).to_have_attribute("data-state", "open")
     page.once("dialog", lambda d: d.accept())
     page.get_by_role("button", name=f"Disable: {name}").click()
     expect(row.locator(".account-state")).to_have_text("Disabled")
     page.locator("table.users").scroll_into_view_if_needed()
     shot(page, "desktop-admin")
     expect(member).to_have_url(re.compile(r"#/login$"))
-    expect(member.locator(".notice")).to_have_text("Your session has ended. Please log in again.")
+    # told why, not only that the session ended
+    expect(member.locator(".notice")).to_have_text("An administrator has disabled your account.")
 
     # enable: they can log in again
     page.get_by_role("button", name=f"Enable: {name}").click()

@@ -3,8 +3,12 @@
 import { ApiError, enc, get, patch } from "./api.js";
 import { clear, formatTime, h, uid } from "./dom.js";
 import { hasRoute } from "./features.js";
-import { currentLang, t } from "./i18n.js";
+import { pluginAdmin } from "./pluginadmin.js";
+import { currentLang, has, t } from "./i18n.js";
 import { toast } from "./toast.js";
+
+// A server word (a role, a plugin state) in the user's language when known.
+const word = (prefix, value) => (has(`${prefix}_${value}`) ? t(`${prefix}_${value}`) : String(value));
 
 export function adminView({ app }) {
   const plugins = h("div", { class: "table-wrap" });
@@ -28,10 +32,10 @@ export function adminView({ app }) {
     let list;
     try { list = (await get("/api/v1/plugins")).plugins; } catch (err) { return app.fail(err); }
     clear(plugins).append(h("table", null,
-      h("thead", null, h("tr", null, ["Plugin", t("state"), t("status"), "Version"].map((x) => h("th", { scope: "col", text: x })))),
+      h("thead", null, h("tr", null, [t("plugin"), t("state"), t("status"), t("version")].map((x) => h("th", { scope: "col", text: x })))),
       h("tbody", null, list.map((p) => h("tr", { "data-plugin": p.name },
         h("th", { scope: "row" }, h("strong", { text: p.name }), p.description ? h("span", { class: "muted block", text: p.description }) : null),
-        h("td", null, h("span", { class: ["state", `state-${String(p.state).toLowerCase()}`], text: p.state })),
+        h("td", null, h("span", { class: ["state", `state-${String(p.state).toLowerCase()}`], text: word("state", p.state) })),
         h("td", { text: [p.status, p.detail || p.error].filter(Boolean).join(" — ") }),
         h("td", { text: p.version }))))));
   }
@@ -57,11 +61,11 @@ export function adminView({ app }) {
     const admin = (u.roles || []).includes("admin");
     const row = h("tr", { "data-user": u.user_id, class: u.disabled ? "disabled" : null },
       h("th", { scope: "row", text: u.username }),
-      h("td", { text: u.email }),
-      h("td", { class: "roles", text: (u.roles || []).join(", ") }),
-      h("td", { text: u.last_login_at ? formatTime(u.last_login_at, currentLang()) : "—" }),
-      h("td", { class: ["account-state", u.disabled && "off"], text: u.disabled ? t("accountDisabled") : t("accountActive") }),
-      h("td", { class: "row-actions" }, h("div", null,
+      h("td", { "data-label": t("email"), text: u.email }),
+      h("td", { class: "roles", "data-label": t("roles"), text: (u.roles || []).map((r) => word("role", r)).join(", ") }),
+      h("td", { "data-label": t("lastLogin"), text: u.last_login_at ? formatTime(u.last_login_at, currentLang()) : "—" }),
+      h("td", { class: ["account-state", u.disabled && "off"], "data-label": t("state"), text: u.disabled ? t("accountDisabled") : t("accountActive") }),
+      h("td", { class: "row-actions", "data-label": t("actions") }, h("div", null,
         h("button", {
           type: "button", "data-action": "role", "aria-label": `${admin ? t("removeAdmin") : t("makeAdmin")}: ${u.username}`, text: admin ? t("removeAdmin") : t("makeAdmin"),
           onclick: () => change(u, row, { roles: admin ? ["user"] : ["user", "admin"] }, admin ? t("confirmRemoveAdmin", { name: u.username }) : null),
@@ -90,7 +94,8 @@ export function adminView({ app }) {
     toast(t("userSaved", { name: updated.username }));
   }
 
-  loadPlugins();
+  // plugins switched and configured at run time where the server offers it; else their states
+  hasRoute("get", "/api/v1/admin/plugins").then((yes) => (yes ? pluginAdmin({ app, container: plugins }) : loadPlugins()));
   hasRoute("get", "/api/v1/admin/users").then((yes) => yes && loadUsers());
   return { el };
 }

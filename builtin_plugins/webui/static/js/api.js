@@ -1,7 +1,7 @@
 // The REST client: bearer tokens refreshed silently (one refresh at a time, across tabs),
 // every failure turned into an ApiError carrying the server's Problem Details.
 import { prefs } from "./prefs.js";
-import { t } from "./i18n.js";
+import { has, t } from "./i18n.js";
 
 export class ApiError extends Error {
   constructor(status, problem = {}, retryAfter = null) {
@@ -11,6 +11,7 @@ export class ApiError extends Error {
     this.detail = problem.detail || problem.title || "";
     this.errors = Array.isArray(problem.errors) ? problem.errors : [];
     this.retryAfter = retryAfter;
+    this.problem = problem; // the whole Problem (extra members such as "plugins")
   }
 
   // What to tell the user, in their language.
@@ -20,19 +21,51 @@ export class ApiError extends Error {
       if (this.code === "QUOTA_EXCEEDED" && this.retryAfter) return t("errorQuota", { time: duration(this.retryAfter) });
       return this.retryAfter ? t("errorRateLimited", { seconds: this.retryAfter }) : t("errorRateLimitedNow");
     }
+    // the stable code in the user's language; the server's words only when it is unknown
+    const byCode = codeMessage(this.code, this.detail);
+    if (byCode) return byCode;
     if (this.status >= 500) return `${t("errorServer", { status: this.status })}${this.detail ? ` ${this.detail}` : ""}`;
+    if (this.status === 422 && this.errors.length) return t("errorInvalid");
     return this.detail || t("errorGeneric", { detail: this.status });
   }
 
-  // 422 field errors by field name ("/password" -> "password").
+  // Field errors by field name ("/password" -> "password"), every field at once, in the
+  // user's language when the field or the code is known (the server's words otherwise).
   get fieldErrors() {
     const out = {};
     for (const e of this.errors) {
       const name = String(e.path || "").replace(/^\//, "").split("/")[0];
-      if (name && !out[name]) out[name] = e.message;
+      if (name && !out[name]) out[name] = fieldMessage(name, this.code, e.message);
     }
+    // a conflict or check that names no path but whose code belongs to one field
+    const field = CODE_FIELDS[this.code];
+    const name = typeof field === "function" ? field(this.detail) : field;
+    if (name && !out[name]) out[name] = this.userMessage;
     return out;
   }
+}
+
+// Codes that are about one field of a form.
+const CODE_FIELDS = {
+  WEAK_PASSWORD: "password",
+  PASSWORD_TOO_LONG: "password",
+  INVALID_EMAIL: "email",
+  INVALID_USERNAME: "username",
+  USER_EXISTS: (detail) => (/user ?name/i.test(detail) ? "username" : "email"),
+  CHARACTER_NAME_TAKEN: "name",
+  WRONG_PASSWORD: "current_password",
+};
+
+function codeMessage(code, detail) {
+  if (!code) return "";
+  if (code === "USER_EXISTS") return t(/user ?name/i.test(detail || "") ? "code_USER_EXISTS_username" : "code_USER_EXISTS_email");
+  return has(`code_${code}`) ? t(`code_${code}`) : "";
+}
+
+export function fieldMessage(name, code, message) {
+  if (code && CODE_FIELDS[code] && has(`code_${code}`)) return codeMessage(code, message);
+  if (has(`field_${name}`)) return t(`field_${name}`);
+  return message || t("errorInvalid");
 }
 
 export function duration(seconds) {
@@ -125,7 +158,8 @@ export function refresh() {
         throw new ApiError(0, { code: "NETWORK" });
       }
       if (response.status === 401 || response.status === 403) {
-        session.clear("expired");
+        const problem = await response.json().catch(() => ({}));
+        session.clear(problem.code === "ACCOUNT_DISABLED" ? "disabled" : "expired");
         throw new ApiError(401, { code: "SESSION_EXPIRED", detail: t("sessionExpired") });
       }
       if (!response.ok) throw await errorOf(response);
@@ -144,14 +178,16 @@ async function errorOf(response) {
   return new ApiError(response.status, problem, Number.isFinite(retry) ? retry : null);
 }
 
-// One REST call. ``auth: false`` for the public auth routes.
-export async function api(method, path, body, { auth = true } = {}) {
+// One REST call. ``auth: false`` for the public auth routes; ``raw``: a Blob or File sent
+// as it is with its own type (a picture); ``accept``: what to ask for.
+export async function api(method, path, body, { auth = true, raw = null, accept = "application/json", blob = false } = {}) {
   if (auth && session.signedIn && expiresSoon(15)) await refresh();
   const send = () => {
-    const headers = { Accept: "application/json" };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const headers = { Accept: accept };
+    if (raw) headers["Content-Type"] = raw.type || "application/octet-stream";
+    else if (body !== undefined) headers["Content-Type"] = "application/json";
     if (auth && session.accessToken) headers.Authorization = `Bearer ${session.accessToken}`;
-    return fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    return fetch(path, { method, headers, body: raw || (body === undefined ? undefined : JSON.stringify(body)) });
   };
   let response;
   try {
@@ -167,6 +203,7 @@ export async function api(method, path, body, { auth = true } = {}) {
   if (response.status === 401 && auth) session.clear("expired");
   if (!response.ok) throw await errorOf(response);
   if (response.status === 204) return null;
+  if (blob) return response.blob();
   const type = response.headers.get("Content-Type") || "";
   return type.includes("json") ? response.json() : response.text();
 }
@@ -175,6 +212,7 @@ export const get = (path) => api("GET", path);
 export const post = (path, body) => api("POST", path, body ?? {});
 export const patch = (path, body) => api("PATCH", path, body);
 export const del = (path) => api("DELETE", path);
+export const put = (path, body) => api("PUT", path, body);
 export const enc = encodeURIComponent;
 
 export async function signIn(kind, body) {

@@ -1,7 +1,7 @@
 // The chat: conversations on the side, messages streaming in over the WebSocket, one
 // bubble per character, tool calls as cards, nominating a character by picker or name.
-import { ApiError, del, enc, get, patch } from "./api.js";
-import { avatar, colourOf, nominee } from "./characters.js";
+import { ApiError, api, del, enc, get, patch, post } from "./api.js";
+import { avatar, colourOf, localized, nominee } from "./characters.js";
 import { clear, formatTime, h, uid } from "./dom.js";
 import { currentLang, t } from "./i18n.js";
 import { hasRoute } from "./features.js";
@@ -12,7 +12,8 @@ import { toast } from "./toast.js";
 
 const PAGE = 100;
 
-export function chatView({ app, socket, characters, sessionId }) {
+export function chatView({ app, socket, characters: all, sessionId }) {
+  const characters = localized(all);
   const byId = Object.fromEntries(characters.map((c) => [c.id, c]));
   const state = { sessionId: sessionId || null, messages: [], sessions: [], sessionsLoaded: false, hasEarlier: false, canRename: false };
   // request_id -> { sessionId, text, sentAt, anchor, bubbles: Map(character -> bubble), userEl, typing, cancelling }
@@ -22,20 +23,48 @@ export function chatView({ app, socket, characters, sessionId }) {
 
   // ---- layout ----------------------------------------------------------------------
   const list = h("ul", { class: "session-list" });
+  const filterId = uid("filter");
+  const filter = h("input", { id: filterId, type: "search", class: "session-filter", autocomplete: "off", oninput: () => renderSessions() });
   const sidebar = h("aside", { class: "sessions", id: uid("sessions"), "aria-label": t("sessions") },
     h("div", { class: "sessions-head" },
       h("h2", { text: t("sessions") }),
-      h("button", { type: "button", class: "primary new-chat", onclick: () => openSession(null) }, icon("plus"), h("span", { text: t("newChat") }))),
+      h("button", { type: "button", class: "primary new-chat", onclick: () => { toggleDrawer(false); openSession(null); input.focus(); } }, icon("plus"), h("span", { text: t("newChat") }))),
+    h("div", { class: "session-search" }, h("label", { for: filterId, class: "visually-hidden", text: t("searchConversations") }), filter),
     list);
+  filter.placeholder = t("searchConversations");
   const drawerToggle = h("button", {
     type: "button", class: "drawer-toggle", "aria-controls": sidebar.id, "aria-expanded": "false",
     "aria-label": t("sessions"), onclick: () => toggleDrawer(),
   }, icon("menu", 20));
-  const title = h("h2", { class: "conv-title", id: uid("title") });
+  const title = h("h1", { class: "conv-title", id: uid("title") });
   const connection = h("span", { class: "connection", role: "status" });
+  const exporter = h("details", { class: "export" },
+    h("summary", { text: t("export") }),
+    h("div", { class: "export-menu" },
+      h("button", { type: "button", onclick: () => download("markdown"), text: t("exportMarkdown") }),
+      h("button", { type: "button", onclick: () => download("json"), text: t("exportJson") })));
+
+  async function download(format) {
+    exporter.open = false;
+    if (!state.sessionId) return;
+    let blob;
+    try {
+      blob = await api("GET", `/api/v1/chat/sessions/${enc(state.sessionId)}/export?format=${format}`, undefined, { blob: true, accept: "*/*" });
+    } catch (err) {
+      return app.fail(err);
+    }
+    const url = URL.createObjectURL(blob);
+    const name = `${(title.textContent || "conversation").replace(/[\\/:*?"<>|]+/g, "_").slice(0, 80)}.${format === "json" ? "json" : "md"}`;
+    const a = h("a", { href: url, download: name, hidden: true });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  }
   const roster = h("div", { class: "roster", role: "group", "aria-label": t("characters") },
     characters.map((c) => h("button", {
-      type: "button", class: "who", "data-character": c.id, title: c.description || c.name,
+      // a shortcut for the mouse; the keyboard has the "who answers" list in the composer
+      type: "button", class: "who", "data-character": c.id, title: c.description || c.name, tabindex: "-1",
       vars: { "--who": colourOf(c.id) }, onclick: () => { picker.value = c.id; updateNominee(); input.focus(); },
     }, avatar(c, 28), h("span", { text: c.name }))));
   const messages = h("ol", { class: "messages", role: "log", "aria-live": "polite", "aria-labelledby": title.id, tabindex: "0" });
@@ -43,14 +72,14 @@ export function chatView({ app, socket, characters, sessionId }) {
   const scroller = h("div", { class: "scroller" }, earlier, messages);
 
   const pickerId = uid("picker");
-  const picker = h("select", { id: pickerId, name: "character", onchange: () => updateNominee() },
+  const picker = h("select", { id: pickerId, name: "character", onchange: () => { updateNominee(); saveDraft(); } },
     h("option", { value: "", text: t("auto") }),
     characters.map((c) => h("option", { value: c.id, text: c.name })));
   const inputId = uid("message");
   const input = h("textarea", {
     id: inputId, name: "message", rows: 2, placeholder: t("composerPlaceholder"), required: true,
     maxlength: 16000, autocomplete: "off",
-    oninput: () => updateNominee(),
+    oninput: () => { updateNominee(); saveDraft(); },
     onkeydown: (e) => {
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
         e.preventDefault();
@@ -67,9 +96,28 @@ export function chatView({ app, socket, characters, sessionId }) {
     h("div", { class: "composer-row" }, input, h("div", { class: "composer-buttons" }, sendBtn, stopBtn)));
 
   const conversation = h("section", { class: "conversation", "aria-labelledby": title.id },
-    h("div", { class: "conv-head" }, drawerToggle, title, connection), roster, scroller, form);
+    h("div", { class: "conv-head" }, drawerToggle, title, exporter, connection), roster, scroller, form);
   const el = h("div", { class: "chat" }, sidebar, conversation);
   conversation.addEventListener("click", (e) => closeOnTap(e), true);
+
+  // The draft and the picker's choice outlive a reload (this tab only: sessionStorage).
+  function draftKey() {
+    return `llmmc.draft.${state.sessionId || "new"}`;
+  }
+  function saveDraft() {
+    try {
+      if (input.value) sessionStorage.setItem(draftKey(), input.value); else sessionStorage.removeItem(draftKey());
+      if (picker.value) sessionStorage.setItem("llmmc.picker", picker.value); else sessionStorage.removeItem("llmmc.picker");
+    } catch { /* storage refused: drafts are not kept */ }
+  }
+  function restoreDraft() {
+    try {
+      input.value = sessionStorage.getItem(draftKey()) || "";
+      const chosen = sessionStorage.getItem("llmmc.picker");
+      if (chosen && byId[chosen]) picker.value = chosen;
+    } catch { /* nothing kept */ }
+    updateNominee();
+  }
 
   // ---- sessions --------------------------------------------------------------------
   function toggleDrawer(open) {
@@ -99,22 +147,60 @@ export function chatView({ app, socket, characters, sessionId }) {
     renderSessions();
   }
 
+  // The list is one tab stop: the current conversation (else the first) takes focus, the
+  // arrow keys, Home and End move it, Enter opens; a row's buttons follow its link.
+  list.addEventListener("keydown", (e) => {
+    const links = Array.from(list.querySelectorAll("a.session-open"));
+    const at = links.indexOf(document.activeElement);
+    if (at < 0) return;
+    const to = { ArrowDown: at + 1, ArrowUp: at - 1, Home: 0, End: links.length - 1 }[e.key];
+    if (to === undefined) return;
+    e.preventDefault();
+    rove(links[Math.max(0, Math.min(links.length - 1, to))]);
+  });
+  list.addEventListener("focusin", (e) => {
+    const link = e.target.closest("li.session")?.querySelector("a.session-open");
+    if (link && link.tabIndex !== 0) rove(link, false);
+  });
+
+  function rove(link, focus = true) {
+    for (const item of list.querySelectorAll("li.session")) {
+      const mine = item.contains(link);
+      for (const el of item.querySelectorAll("a, button")) el.tabIndex = mine ? 0 : -1;
+    }
+    if (focus) link.focus();
+  }
+
   function renderSessions() {
+    const hadFocus = list.contains(document.activeElement) ? document.activeElement.closest("li.session")?.dataset.session : null;
     clear(list);
     if (!state.sessions.length && state.sessionsLoaded) list.append(h("li", { class: "empty", text: t("noSessions") }));
-    for (const s of state.sessions) {
+    const words = filter.value.trim().toLowerCase();
+    const shown = words ? state.sessions.filter((s) => titleOf(s).toLowerCase().includes(words)) : state.sessions;
+    if (words && !shown.length) list.append(h("li", { class: "empty", text: t("noResults") }));
+    let group = null;
+    for (const s of shown) {
+      const g = dateGroup(s.updated_at || s.created_at);
+      if (g !== group) {
+        group = g;
+        list.append(h("li", { class: "session-group", text: t(`group_${g}`) }));
+      }
       const current = s.session_id === state.sessionId;
       const open = h("a", {
         href: `#/chat/${enc(s.session_id)}`, class: "session-open", "aria-current": current ? "page" : null,
         onclick: () => toggleDrawer(false),
-      }, h("span", { class: "session-title", text: s.title || t("untitled") }),
+      }, h("span", { class: "session-title", text: titleOf(s) }),
       h("span", { class: "session-time", text: formatTime(s.updated_at, currentLang()) }));
       const item = h("li", { class: ["session", current && "current"], "data-session": s.session_id }, open,
         h("div", { class: "session-actions" },
-          state.canRename ? h("button", { type: "button", class: "icon", "aria-label": `${t("rename")}: ${s.title || t("untitled")}`, title: t("rename"), onclick: () => rename(s, item) }, icon("pencil")) : null,
-          h("button", { type: "button", class: "icon danger", "aria-label": `${t("delete")}: ${s.title || t("untitled")}`, title: t("delete"), onclick: () => remove(s) }, icon("trash"))));
+          state.canRename ? h("button", { type: "button", class: "icon", "aria-label": `${t("rename")}: ${titleOf(s)}`, title: t("rename"), onclick: () => rename(s, item) }, icon("pencil")) : null,
+          h("button", { type: "button", class: "icon danger", "aria-label": `${t("delete")}: ${titleOf(s)}`, title: t("delete"), onclick: () => remove(s) }, icon("trash"))));
       list.append(item);
     }
+    const links = Array.from(list.querySelectorAll("a.session-open"));
+    const keep = hadFocus && list.querySelector(`li.session[data-session="${CSS.escape(hadFocus)}"] a.session-open`);
+    const active = keep || list.querySelector("li.session.current a.session-open") || links[0];
+    if (active) rove(active, Boolean(keep));
   }
 
   function rename(s, item) {
@@ -129,7 +215,7 @@ export function chatView({ app, socket, characters, sessionId }) {
         try {
           const updated = await patch(`/api/v1/chat/sessions/${enc(s.session_id)}`, { title: field.value });
           Object.assign(s, updated);
-          if (s.session_id === state.sessionId) title.textContent = s.title;
+          if (s.session_id === state.sessionId) title.textContent = titleOf(s);
           done();
           list.querySelector(`[data-session="${CSS.escape(s.session_id)}"] .session-open`)?.focus();
         } catch (err) {
@@ -147,7 +233,7 @@ export function chatView({ app, socket, characters, sessionId }) {
   }
 
   async function remove(s) {
-    if (!window.confirm(t("deleteSessionConfirm", { title: s.title || t("untitled") }))) return;
+    if (!window.confirm(t("deleteSessionConfirm", { title: titleOf(s) }))) return;
     try {
       await del(`/api/v1/chat/sessions/${enc(s.session_id)}`);
     } catch (err) {
@@ -170,10 +256,12 @@ export function chatView({ app, socket, characters, sessionId }) {
     state.sessionId = id;
     state.messages = [];
     state.hasEarlier = false;
+    restoreDraft();
+    exporter.hidden = !id;
     clear(messages);
     renderSessions();
     const s = state.sessions.find((x) => x.session_id === id);
-    title.textContent = id ? (s?.title || t("loading")) : t("newChat");
+    title.textContent = id ? (s ? titleOf(s) : t("loading")) : t("newChat");
     if (!id) {
       messages.append(h("li", { class: "empty-chat" },
         h("p", { class: "hint", text: t("emptyChat") }),
@@ -188,7 +276,7 @@ export function chatView({ app, socket, characters, sessionId }) {
       await firstSessions;
       if (!state.sessions.some((x) => x.session_id === id)) await loadSessions();
       const found = state.sessions.find((x) => x.session_id === id);
-      if (found && id === state.sessionId) title.textContent = found.title || t("untitled");
+      if (found && id === state.sessionId) title.textContent = titleOf(found);
     }
     input.focus();
   }
@@ -253,14 +341,18 @@ export function chatView({ app, socket, characters, sessionId }) {
     locals = locals.filter((n) => n.isConnected);
     const nodes = Array.from(messages.children).filter((n) => !n.dataset.after);
     let keep = 0;
-    while (keep < nodes.length && keep < state.messages.length && nodes[keep].dataset.id === state.messages[keep].message_id) keep += 1;
+    while (keep < nodes.length && keep < state.messages.length && nodes[keep].dataset.id === state.messages[keep].message_id
+      && nodes[keep].dataset.sig === signature(state.messages[keep])) keep += 1;
     for (const node of nodes.slice(keep)) if (!node.dataset.request || !pending.has(node.dataset.request)) node.remove();
     const tail = nodes.slice(keep).filter((n) => n.isConnected);
-    for (const m of state.messages.slice(keep)) {
+    state.messages.slice(keep).forEach((m) => {
       const node = messageNode(m);
-      if (node) messages.insertBefore(node, tail[0] || null);
-    }
+      if (!node) return;
+      node.dataset.sig = signature(m);
+      messages.insertBefore(node, tail[0] || null);
+    });
     placeLocals(locals);
+    markLastReply();
     if (stick) scrollDown();
   }
 
@@ -306,12 +398,82 @@ export function chatView({ app, socket, characters, sessionId }) {
     return Array.from(messages.children).filter((n) => n.dataset.request === requestId);
   }
 
+  // What a stored message's node shows: a node whose message changed (edited, continued,
+  // another alternative chosen) is drawn again; any other stays (a screen reader would
+  // read a node put back again).
+  function signature(m) {
+    return [m.status || "", (m.content || "").length, (m.alternatives || []).join(",")].join("|");
+  }
+
+  // Only the last reply can be continued.
+  function markLastReply() {
+    const last = state.messages[lastReplyIndex()];
+    for (const b of messages.querySelectorAll(":scope > li.assistant .act-forward")) {
+      b.hidden = !last || b.closest("li").dataset.id !== last.message_id;
+    }
+  }
+
+  function lastReplyIndex() {
+    for (let i = state.messages.length - 1; i >= 0; i -= 1) {
+      const m = state.messages[i];
+      if (m.role === "assistant" && m.content) return i;
+      if (m.role === "user") return -1;
+    }
+    return -1;
+  }
+
+  function actionButton(name, label, onclick, extra = {}) {
+    return h("button", { type: "button", class: `icon act act-${name}`, "aria-label": label, title: label, onclick, ...extra }, icon(name));
+  }
+
+  async function copyText(text) {
+    try {
+      await navigator.clipboard.writeText(text);
+      toast(t("copied"));
+    } catch {
+      toast(t("copyFailed"), "error");
+    }
+  }
+
+  // A copy button on each code block of a rendered message.
+  function decorate(body) {
+    for (const pre of body.querySelectorAll("pre")) {
+      if (pre.parentNode.classList.contains("code-block")) continue;
+      const code = pre.textContent;
+      const wrap = h("div", { class: "code-block" });
+      pre.replaceWith(wrap);
+      wrap.append(pre, actionButton("copy", t("copyCode"), () => copyText(code), { class: "icon act code-copy" }));
+    }
+    return body;
+  }
+
+  function userActions(m) {
+    return h("div", { class: "actions", role: "group", "aria-label": t("messageActions") },
+      actionButton("copy", t("copy"), () => copyText(m.content)),
+      actionButton("pencil", t("editMessage"), (e) => editMessage(m, e.currentTarget.closest("li"))));
+  }
+
+  function replyActions(m, c) {
+    const alts = m.alternatives || [];
+    const at = alts.indexOf(m.message_id);
+    const nav = alts.length > 1 ? h("span", { class: "alts" },
+      actionButton("left", t("previousReply"), () => selectReply(alts[at - 1]), { disabled: at <= 0 }),
+      h("span", { class: "alt-count", text: `${at + 1}/${alts.length}` }),
+      actionButton("right", t("nextReply"), () => selectReply(alts[at + 1]), { disabled: at >= alts.length - 1 })) : null;
+    return h("div", { class: "actions", role: "group", "aria-label": t("messageActions") },
+      actionButton("copy", t("copy"), () => copyText(m.content)),
+      actionButton("refresh", t("regenerate"), () => regenerate(m)),
+      actionButton("forward", t("continueReply"), () => continueReply(m, c)),
+      nav);
+  }
+
   function messageNode(m) {
     if (m.role === "user") {
       return h("li", { class: "msg user", "data-id": m.message_id },
         h("div", { class: "bubble" },
           h("p", { class: "meta" }, h("span", { class: "visually-hidden", text: `${t("you")}: ` }), h("time", { datetime: m.created_at, text: formatTime(m.created_at, currentLang()) })),
-          h("div", { class: "body plain", text: m.content })));
+          h("div", { class: "body plain", text: m.content }),
+          userActions(m)));
     }
     if (m.role === "tool") {
       return h("li", { class: "msg tool", "data-id": m.message_id, "data-tool": m.tool_name || "" }, toolCard(m));
@@ -323,8 +485,15 @@ export function chatView({ app, socket, characters, sessionId }) {
     }
     const node = characterBubble(c, m.created_at);
     node.dataset.id = m.message_id;
-    node.querySelector(".body").append(renderMarkdown(m.content));
+    if (m.status && m.status !== "complete") {
+      node.classList.add(m.status);
+      node.querySelector(".meta").append(h("span", { class: "status-mark", text: t(`status_${m.status}`) }));
+    }
+    const body = node.querySelector(".body");
+    body.append(renderMarkdown(m.content));
+    decorate(body);
     if (calls.length) node.querySelector(".bubble").append(...calls);
+    node.querySelector(".bubble").append(replyActions(m, c));
     return node;
   }
 
@@ -335,6 +504,80 @@ export function chatView({ app, socket, characters, sessionId }) {
         h("p", { class: "meta" }, h("span", { class: "name", text: c.name }),
           createdAt ? h("time", { datetime: createdAt, text: formatTime(createdAt, currentLang()) }) : null),
         h("div", { class: "body" })));
+  }
+
+  // ---- message actions -------------------------------------------------------------
+  // A REST action that changes the conversation: the history is read again afterwards.
+  async function act(run, after) {
+    loads += 1;
+    busy();
+    const typing = h("li", { class: "msg typing", "aria-hidden": "true" }, h("span", { class: "dots" }, h("span"), h("span"), h("span")));
+    if (after) after.after(typing);
+    try {
+      await run();
+    } catch (err) {
+      app.fail(err);
+    } finally {
+      typing.remove();
+      loads -= 1;
+      busy();
+    }
+    await loadHistory();
+  }
+
+  function selectReply(id) {
+    if (!id) return;
+    act(() => post(`/api/v1/chat/messages/${enc(id)}/select`));
+  }
+
+  function continueReply(m, c) {
+    const node = messages.querySelector(`:scope > li[data-id="${CSS.escape(m.message_id)}"]`);
+    act(() => post(`/api/v1/chat/sessions/${enc(state.sessionId)}/continue`, { character: c.id }), node);
+  }
+
+  // A new reply streams over the socket in place of this one; the old one stays an alternative.
+  function regenerate(m) {
+    const node = messages.querySelector(`:scope > li[data-id="${CSS.escape(m.message_id)}"]`);
+    const requestId = crypto.randomUUID();
+    const typing = h("li", { class: "msg typing", "data-request": requestId, "aria-hidden": "true" },
+      h("span", { class: "dots" }, h("span"), h("span"), h("span")));
+    if (node) node.after(typing); else messages.append(typing);
+    const frame = { type: "regenerate", message_id: m.message_id, request_id: requestId };
+    pending.set(requestId, {
+      sessionId: state.sessionId, text: "", sentAt: Date.now(), anchor: lastStoredId(), frame,
+      bubbles: new Map(), userEl: h("li"), typing, cancelling: false,
+    });
+    busy();
+    socket.send(frame);
+  }
+
+  function editMessage(m, item) {
+    if (!item) return;
+    const id = uid("edit");
+    const box = h("textarea", { id, rows: 3, maxlength: 16000, required: true });
+    box.value = m.content;
+    const bubble = item.querySelector(".bubble");
+    const saved = Array.from(bubble.childNodes);
+    const restore = () => { clear(bubble).append(...saved); bubble.querySelector(".act-pencil")?.focus(); };
+    const editor = h("form", {
+      class: "edit-message", onsubmit: (e) => {
+        e.preventDefault();
+        const content = box.value.trim();
+        if (!content) return;
+        if (content === m.content) return restore();
+        clear(bubble).append(h("div", { class: "body plain", text: content }));
+        // what came after it goes: the server removes it and answers again
+        let next = item.nextElementSibling;
+        while (next) { const n = next.nextElementSibling; next.remove(); next = n; }
+        act(() => patch(`/api/v1/chat/messages/${enc(m.message_id)}`, { content }), item);
+      },
+    }, h("label", { for: id, class: "visually-hidden", text: t("editMessage") }), box,
+    h("div", { class: "edit-buttons" },
+      h("button", { type: "submit", class: "primary", text: t("saveAndResend") }),
+      h("button", { type: "button", onclick: restore, text: t("cancel") })));
+    box.addEventListener("keydown", (e) => { if (e.key === "Escape") restore(); });
+    clear(bubble).append(editor);
+    box.focus();
   }
 
   // ---- sending and streaming -------------------------------------------------------
@@ -350,7 +593,8 @@ export function chatView({ app, socket, characters, sessionId }) {
     if (!text) return;
     const chosen = updateNominee();
     const requestId = crypto.randomUUID();
-    const frame = { type: "chat", message: text, request_id: requestId };
+    // the same id goes with every resend: the server starts the turn once
+    const frame = { type: "chat", message: text, request_id: requestId, client_message_id: requestId };
     if (state.sessionId) frame.session_id = state.sessionId;
     if (chosen) frame.character = chosen.id;
     messages.querySelector(".empty-chat")?.remove();
@@ -361,15 +605,23 @@ export function chatView({ app, socket, characters, sessionId }) {
       h("span", { class: "dots" }, h("span"), h("span"), h("span")));
     messages.append(typing);
     pending.set(requestId, {
-      sessionId: state.sessionId, text, sentAt: Date.now(), anchor: lastStoredId(),
+      sessionId: state.sessionId, text, sentAt: Date.now(), anchor: lastStoredId(), frame,
       bubbles: new Map(), userEl, typing, cancelling: false,
     });
     input.value = "";
     picker.value = "";
+    saveDraft();
     updateNominee();
     busy();
     scrollDown();
-    socket.send(frame);
+    if (!socket.send(frame)) markPending(userEl, true);
+  }
+
+  // A message that waits for the connection says so until it has gone out.
+  function markPending(userEl, on) {
+    userEl.classList.toggle("pending", on);
+    userEl.querySelector(".pending-mark")?.remove();
+    if (on) userEl.querySelector(".bubble").append(h("p", { class: "pending-mark", text: t("pendingSend") }));
   }
 
   // aria-busy while replies stream or the history is being brought up to date
@@ -396,6 +648,12 @@ export function chatView({ app, socket, characters, sessionId }) {
   }
 
   function paint(b) {
+    if (!b.painted) {
+      // the first token shows at once; later ones at most once a frame
+      b.painted = true;
+      clear(b.body).append(renderMarkdown(b.raw));
+      return;
+    }
     if (b.frame) return;
     b.frame = requestAnimationFrame(() => {
       b.frame = 0;
@@ -419,13 +677,19 @@ export function chatView({ app, socket, characters, sessionId }) {
   }
 
   function onFrame(frame) {
-    if (frame.type === "reconnected") return resync(new Set(frame.resent || []));
+    if (frame.type === "reconnected") {
+      for (const id of frame.resent || []) { const q = pending.get(id); if (q) markPending(q.userEl, false); }
+      return resync(new Set(frame.resent || []));
+    }
     const p = frame.request_id ? pending.get(frame.request_id) : null;
     if (!p) return;
     const here = !p.sessionId || p.sessionId === state.sessionId;
     if (frame.type === "start") {
       if (!p.sessionId) { adoptSession(frame.session_id); p.sessionId = frame.session_id; }
-      if (here) bubbleFor(p, frame.request_id, frame.character);
+      if (here) {
+        const b = bubbleFor(p, frame.request_id, frame.character);
+        if (p.resent) b.raw = ""; // a resent message's stored reply comes whole: it replaces what was shown
+      }
     } else if (frame.type === "chunk") {
       if (!here) return;
       const b = bubbleFor(p, frame.request_id, frame.character);
@@ -451,13 +715,15 @@ export function chatView({ app, socket, characters, sessionId }) {
     } else if (frame.type === "error") {
       // a cancel that came after the reply had finished: its "complete" tells the rest
       if (p.cancelling && frame.code === "BAD_MESSAGE") return;
+      // a resent message whose turn still runs on the server: its reply comes with the history
+      if (frame.code === "TURN_IN_PROGRESS") return follow([[frame.request_id, p]]);
       failed(frame.request_id, p, frame);
     }
   }
 
   function currentTitle() {
     const s = state.sessions.find((x) => x.session_id === state.sessionId);
-    return s ? (s.title || t("untitled")) : t("newChat");
+    return s ? titleOf(s) : t("newChat");
   }
 
   // The request is over: its bubbles show their final text.
@@ -560,6 +826,15 @@ export function chatView({ app, socket, characters, sessionId }) {
   async function resync(resent) {
     const lost = Array.from(pending.entries()).filter(([id]) => !resent.has(id));
     if (!lost.length) return;
+    // a chat message is sent again with its client_message_id: the server answers with the
+    // stored turn, starts it if it never arrived, or says the turn still runs
+    const again = lost.filter(([, p]) => p.frame && p.frame.type === "chat" && !p.resent);
+    for (const [, p] of again) { p.resent = true; socket.send(p.frame); }
+    await follow(lost.filter((x) => !again.includes(x)));
+  }
+
+  async function follow(lost) {
+    if (!lost.length) return;
     resyncing += 1;
     for (const [requestId, p] of lost) {
       const nodes = turnNodes(requestId);
@@ -617,8 +892,35 @@ export function chatView({ app, socket, characters, sessionId }) {
 
   return {
     el,
+    skip: { label: t("skipToComposer"), target: () => input },
     onFrame,
     setConnection,
     open: (id) => { if (id !== state.sessionId) showSession(id); },
   };
+}
+
+// A conversation's title as plain text (the first message's Markdown taken off).
+export function plainTitle(text) {
+  return String(text || "")
+    .replace(/!?\[([^\]]*)\]\([^)]*\)/g, "$1")
+    .replace(/^\s{0,3}(#{1,6}\s+|>\s?|[-*+]\s+)/, "")
+    .replace(/(\*\*|__|~~|\*|`)/g, "")
+    .replace(/\s+/g, " ")
+    .trim();
+}
+
+function titleOf(s) {
+  return plainTitle(s.title) || t("untitled");
+}
+
+// today | yesterday | week | older, by the browser's calendar
+function dateGroup(iso) {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "older";
+  const day = (x) => new Date(x.getFullYear(), x.getMonth(), x.getDate()).getTime();
+  const days = Math.round((day(new Date()) - day(d)) / 86_400_000);
+  if (days <= 0) return "today";
+  if (days === 1) return "yesterday";
+  if (days < 7) return "week";
+  return "older";
 }

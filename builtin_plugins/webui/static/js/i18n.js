@@ -1,4 +1,6 @@
-// English and Japanese. The language follows the browser until the user picks one.
+// English, Japanese, Chinese and Korean. The language follows the browser until the user
+// picks one.
+import { KO, ZH } from "./locales.js";
 import { prefs } from "./prefs.js";
 
 const STRINGS = {
@@ -65,6 +67,66 @@ const STRINGS = {
     errorGeneric: "Something went wrong: {detail}",
     notFound: "Not found.",
     loading: "Loading…",
+    copyFailed: "Could not copy.", copyCode: "Copy code", messageActions: "Message actions",
+    editMessage: "Edit", saveAndResend: "Save and resend", regenerate: "Regenerate",
+    continueReply: "Continue", previousReply: "Previous reply", nextReply: "Next reply",
+    status_stopped: "Stopped", status_failed: "Failed", pendingSend: "Waiting to send…",
+    navCharacters: "Characters", navLabel: "Main", skipToComposer: "Skip to the message box",
+    usernameHint: "3 to 32 letters, digits, dots, hyphens or underscores.",
+    forgotPassword: "Forgot your password?", sendResetMail: "Send a reset code", resetPassword: "Choose a new password",
+    resetToken: "Reset code", haveResetToken: "I have a reset code",
+    forgotLead: "We mail you a code to choose a new password.", resetLead: "Enter the code from the mail and a new password.",
+    resetMailSent: "If an account has this email, a reset code is on its way.",
+    fieldRequired: "Fill in this field.",
+    field_username: "Use 3 to 32 letters, digits, dots, hyphens or underscores (no spaces).",
+    field_email: "Enter an email address like name@example.com.",
+    field_password: "Use at least 8 characters.", field_new_password: "Use at least 8 characters.",
+    errorInvalid: "Some fields need correcting.",
+    accountDisabledNotice: "An administrator has disabled your account.",
+    accountDeletedNotice: "Your account has been deleted.",
+    code_INVALID_CREDENTIALS: "The email or password is not correct.",
+    code_USER_EXISTS_email: "That email is already taken.", code_USER_EXISTS_username: "That username is already taken.",
+    code_WEAK_PASSWORD: "This password is too weak: use at least 8 characters, not a common password.",
+    code_PASSWORD_TOO_LONG: "This password is too long.",
+    code_INVALID_EMAIL: "Enter an email address like name@example.com.",
+    code_INVALID_USERNAME: "Use letters of one script, digits, dots, hyphens or underscores.",
+    code_WRONG_PASSWORD: "The current password is not correct.",
+    code_ACCOUNT_DISABLED: "This account is disabled.", code_ACCOUNT_LOCKED: "Too many failed attempts: this account is locked for a while.",
+    code_REGISTRATION_DISABLED: "Registration is closed on this server.",
+    code_LAST_ADMIN: "This is the last enabled admin: make another admin first.",
+    code_CHARACTER_NAME_TAKEN: "A character already has this name or alias.",
+    code_CHARACTER_LIMIT: "You have made as many characters as allowed.",
+    code_INVALID_CARD: "This file is not a Character Card V2 (JSON or PNG).",
+    code_NOT_AN_IMAGE: "This file is not a PNG, JPEG or WebP picture.",
+    code_AVATAR_TOO_LARGE: "The picture is over 1 MB.", code_PAYLOAD_TOO_LARGE: "The file is too large (1 MB at most).",
+    code_TURN_IN_PROGRESS: "That message is still being answered.",
+    code_NOTHING_TO_CONTINUE: "There is no reply to continue.",
+    code_PLUGIN_REQUIRES: "This plugin needs another plugin that is off.",
+    code_PLUGIN_REQUIRED_BY: "Another plugin that is on needs this one.",
+    code_PLUGIN_LOCKED: "This plugin is required by the server's configuration and cannot be turned off.",
+    code_EMAIL_NOT_CONFIGURED: "This server cannot send mail; ask an administrator to reset your password.",
+    code_INVALID_RESET_TOKEN: "This reset code is unknown, used or expired.",
+    importHint: "Drop a Character Card (JSON or PNG) here to import it, or", chooseFile: "choose a file",
+    newCharacter: "New character", editCharacter: "Edit {name}", edit: "Edit", changePicture: "Change picture",
+    scope_system: "Built in", scope_global: "Everyone", scope_private: "Yours",
+    aliases: "Also called", provider: "Model", scope: "Who sees it", persona: "Persona",
+    char_name: "Name", char_aliases: "Other names", char_description: "Description", char_persona: "Persona (how it speaks and behaves)",
+    char_greeting: "Greeting", aliasesHint: "Separated by commas.",
+    characterSaved: "{name} saved.", characterImported: "{name} imported.", pictureSaved: "Picture saved.",
+    deleteCharacterConfirm: "Delete {name}? Past messages keep its name.",
+    addMemoryLabel: "Something the characters should remember about you", addMemory: "Remember", memorySaved: "Saved.",
+    editMemory: "Edit memory", memoryCharacter: "with {name}", memorySession: "from “{title}”",
+    searchConversations: "Search conversations", group_today: "Today", group_yesterday: "Yesterday",
+    group_week: "Previous 7 days", group_older: "Older",
+    export: "Export", exportMarkdown: "Markdown (.md)", exportJson: "JSON (.json)",
+    plugin: "Plugin", version: "Version",
+    pluginOn: "On", pluginSettings: "Settings", pluginHistory: "History", rescan: "Look for new plugins",
+    pluginRequired: "Required by the configuration", pluginRequires: "Needs: {names}", noHistory: "Nothing recorded yet.",
+    saveSettings: "Save settings", settingsSaved: "Settings of {name} saved.",
+    pluginTurnedOn: "{name} is on.", pluginTurnedOff: "{name} is off.", overridden: "Changed here: {keys}",
+    kind_tool: "Tool", kind_state: "State", kind_config: "Settings", outcome_ok: "OK", outcome_error: "Error",
+    when: "When", what: "What", outcome: "Outcome", detail: "Detail", duration: "{ms} ms", noSettings: "This plugin has no settings.",
+    rescanned: "The plugin list is up to date.", fieldRange: "A number from {min} to {max}.",
   },
   ja: {
     appName: "LlmMultiChat",
@@ -129,16 +191,89 @@ const STRINGS = {
     errorGeneric: "問題が発生しました：{detail}",
     notFound: "見つかりません。",
     loading: "読み込み中…",
+    copyFailed: "コピーできませんでした。", copyCode: "コードをコピー", messageActions: "メッセージの操作",
+    editMessage: "編集", saveAndResend: "保存して再送信", regenerate: "再生成",
+    continueReply: "続きを書く", previousReply: "前の返信", nextReply: "次の返信",
+    status_stopped: "停止", status_failed: "失敗", pendingSend: "送信待ち…",
+    navCharacters: "キャラクター", navLabel: "メイン", skipToComposer: "メッセージ入力欄へスキップ",
+    usernameHint: "3〜32文字の英数字、ピリオド、ハイフン、アンダースコア。",
+    forgotPassword: "パスワードをお忘れですか？", sendResetMail: "再設定コードを送信", resetPassword: "新しいパスワードを設定",
+    resetToken: "再設定コード", haveResetToken: "再設定コードを持っています",
+    forgotLead: "新しいパスワードを設定するためのコードをメールで送ります。", resetLead: "メールのコードと新しいパスワードを入力してください。",
+    resetMailSent: "このメールアドレスのアカウントがあれば、再設定コードを送りました。",
+    fieldRequired: "この項目を入力してください。",
+    field_username: "3〜32文字の英数字、ピリオド、ハイフン、アンダースコアを使ってください（空白は使えません）。",
+    field_email: "name@example.com の形式でメールアドレスを入力してください。",
+    field_password: "8文字以上にしてください。", field_new_password: "8文字以上にしてください。",
+    errorInvalid: "入力内容を確認してください。",
+    accountDisabledNotice: "管理者によってアカウントが無効にされました。",
+    accountDeletedNotice: "アカウントは削除されました。",
+    code_INVALID_CREDENTIALS: "メールアドレスまたはパスワードが正しくありません。",
+    code_USER_EXISTS_email: "このメールアドレスはすでに使われています。", code_USER_EXISTS_username: "このユーザー名はすでに使われています。",
+    code_WEAK_PASSWORD: "パスワードが弱すぎます。8文字以上で、よく使われるものは避けてください。",
+    code_PASSWORD_TOO_LONG: "パスワードが長すぎます。",
+    code_INVALID_EMAIL: "name@example.com の形式でメールアドレスを入力してください。",
+    code_INVALID_USERNAME: "1種類の文字体系の文字、数字、ピリオド、ハイフン、アンダースコアを使ってください。",
+    code_WRONG_PASSWORD: "現在のパスワードが正しくありません。",
+    code_ACCOUNT_DISABLED: "このアカウントは無効です。", code_ACCOUNT_LOCKED: "失敗が多すぎるため、しばらくロックされています。",
+    code_REGISTRATION_DISABLED: "このサーバーでは新規登録を受け付けていません。",
+    code_LAST_ADMIN: "最後の有効な管理者です。先にほかの管理者を作ってください。",
+    code_CHARACTER_NAME_TAKEN: "この名前または別名はほかのキャラクターが使っています。",
+    code_CHARACTER_LIMIT: "作成できるキャラクターの上限に達しました。",
+    code_INVALID_CARD: "このファイルはキャラクターカードV2（JSONまたはPNG）ではありません。",
+    code_NOT_AN_IMAGE: "このファイルはPNG、JPEG、WebPの画像ではありません。",
+    code_AVATAR_TOO_LARGE: "画像が1MBを超えています。", code_PAYLOAD_TOO_LARGE: "ファイルが大きすぎます（1MBまで）。",
+    code_TURN_IN_PROGRESS: "そのメッセージにはまだ返信中です。",
+    code_NOTHING_TO_CONTINUE: "続きを書ける返信がありません。",
+    code_PLUGIN_REQUIRES: "このプラグインには、無効になっている別のプラグインが必要です。",
+    code_PLUGIN_REQUIRED_BY: "有効なほかのプラグインがこのプラグインを必要としています。",
+    code_PLUGIN_LOCKED: "このプラグインはサーバーの設定で必須のため、無効にできません。",
+    code_EMAIL_NOT_CONFIGURED: "このサーバーはメールを送れません。管理者にパスワードの再設定を頼んでください。",
+    code_INVALID_RESET_TOKEN: "この再設定コードは無効か、使用済みか、期限切れです。",
+    importHint: "キャラクターカード（JSONまたはPNG）をここにドロップして取り込むか、", chooseFile: "ファイルを選択",
+    newCharacter: "新しいキャラクター", editCharacter: "{name}を編集", edit: "編集", changePicture: "画像を変更",
+    scope_system: "組み込み", scope_global: "全員", scope_private: "あなた専用",
+    aliases: "別名", provider: "モデル", scope: "公開範囲", persona: "ペルソナ",
+    char_name: "名前", char_aliases: "別名", char_description: "説明", char_persona: "ペルソナ（話し方とふるまい）",
+    char_greeting: "あいさつ", aliasesHint: "カンマ区切り。",
+    characterSaved: "{name}を保存しました。", characterImported: "{name}を取り込みました。", pictureSaved: "画像を保存しました。",
+    deleteCharacterConfirm: "{name}を削除しますか？過去のメッセージには名前が残ります。",
+    addMemoryLabel: "キャラクターに覚えておいてほしいこと", addMemory: "覚えてもらう", memorySaved: "保存しました。",
+    editMemory: "メモリを編集", memoryCharacter: "{name}との会話", memorySession: "「{title}」から",
+    searchConversations: "会話を検索", group_today: "今日", group_yesterday: "昨日",
+    group_week: "過去7日間", group_older: "それ以前",
+    export: "書き出し", exportMarkdown: "Markdown（.md）", exportJson: "JSON（.json）",
+    plugin: "プラグイン", version: "バージョン",
+    role_user: "ユーザー", role_admin: "管理者",
+    state_RUNNING: "稼働中", state_DISABLED: "無効", state_STOPPED: "停止", state_ERROR: "エラー", state_INITIALIZED: "初期化済み", state_UNINITIALIZED: "未初期化",
+    pluginOn: "有効", pluginSettings: "設定", pluginHistory: "履歴", rescan: "新しいプラグインを探す",
+    pluginRequired: "設定で必須", pluginRequires: "必要なプラグイン：{names}", noHistory: "まだ記録はありません。",
+    saveSettings: "設定を保存", settingsSaved: "{name}の設定を保存しました。",
+    pluginTurnedOn: "{name}を有効にしました。", pluginTurnedOff: "{name}を無効にしました。", overridden: "ここで変更：{keys}",
+    kind_tool: "ツール", kind_state: "状態", kind_config: "設定", outcome_ok: "成功", outcome_error: "エラー",
+    when: "日時", what: "種類", outcome: "結果", detail: "詳細", duration: "{ms}ミリ秒", noSettings: "このプラグインには設定がありません。",
+    rescanned: "プラグインの一覧を更新しました。", fieldRange: "{min}から{max}までの数を入力してください。",
   },
 };
 
-export const LANGUAGES = [["en", "English"], ["ja", "日本語"]];
+STRINGS.zh = ZH;
+STRINGS.ko = KO;
+
+export const LANGUAGES = [["en", "English"], ["ja", "日本語"], ["zh", "中文"], ["ko", "한국어"]];
 
 export function currentLang() {
   const chosen = prefs.get("lang");
   if (chosen && STRINGS[chosen]) return chosen;
-  const browser = (navigator.languages && navigator.languages[0]) || navigator.language || "en";
-  return browser.toLowerCase().startsWith("ja") ? "ja" : "en";
+  // the first of the browser's languages that the app speaks
+  for (const tag of navigator.languages || [navigator.language || "en"]) {
+    const base = String(tag).toLowerCase().split("-")[0];
+    if (STRINGS[base]) return base;
+  }
+  return "en";
+}
+
+export function has(key) {
+  return key in STRINGS[currentLang()] || key in STRINGS.en;
 }
 
 export function t(key, vars) {

@@ -3,6 +3,7 @@
 import { ApiError, get, session, signOut } from "./api.js";
 import { adminView } from "./admin.js";
 import { authView } from "./auth.js";
+import { charactersView } from "./charpage.js";
 import { chatView } from "./chat.js";
 import { clear, h, uid } from "./dom.js";
 import { LANGUAGES, currentLang, t } from "./i18n.js";
@@ -35,7 +36,7 @@ function applyLang() {
 }
 
 function topbar(route) {
-  const nav = [["chat", t("navChat")], ["memory", t("navMemory")], ["profile", t("navProfile")]];
+  const nav = [["chat", t("navChat")], ["characters", t("navCharacters")], ["memory", t("navMemory")], ["profile", t("navProfile")]];
   if (state.me && state.me.roles.includes("admin")) nav.push(["admin", t("navAdmin")]);
   const langId = uid("lang");
   const themeId = uid("theme");
@@ -48,7 +49,7 @@ function topbar(route) {
   }, [["auto", t("themeAuto")], ["light", t("themeLight")], ["dark", t("themeDark")]].map(([v, label]) => h("option", { value: v, text: label, selected: v === themeValue })));
   return h("header", { class: ["topbar", !state.me && "bare"] },
     h("a", { class: "brand", href: "#/chat" }, h("span", { class: "brand-mark", "aria-hidden": "true", text: "◆" }), h("span", { class: "brand-name", text: t("appName") })),
-    state.me ? h("nav", { "aria-label": "Main" }, h("ul", null, nav.map(([key, label]) => h("li", null,
+    state.me ? h("nav", { "aria-label": t("navLabel") }, h("ul", null, nav.map(([key, label]) => h("li", null,
       h("a", { href: `#/${key}`, "aria-current": route === key ? "page" : null, text: label }))))) : h("span", { class: "grow" }),
     h("div", { class: "settings" },
       h("label", { for: langId, class: "visually-hidden", text: t("language") }), lang,
@@ -100,7 +101,7 @@ let rendering = 0;
 async function render(force = false) {
   const ticket = ++rendering;
   const route = parseRoute();
-  if (route.name === "login" || route.name === "register") {
+  if (["login", "register", "forgot", "reset"].includes(route.name)) {
     if (session.signedIn && await ensureSignedIn()) { window.location.hash = "#/chat"; return; }
     show(route.name, authView({ mode: route.name, notice: state.notice, onDone: () => { state.notice = null; window.location.hash = "#/chat"; } }));
     return;
@@ -117,7 +118,10 @@ async function render(force = false) {
   }
   state.chat = null;
   let view;
-  if (route.name === "memory") view = memoryView({ app });
+  if (route.name === "memory") view = memoryView({ app, characters: state.characters || [] });
+  else if (route.name === "characters") {
+    view = charactersView({ app, me: state.me, selected: route.arg, onChange: (list) => { state.characters = list; } });
+  }
   else if (route.name === "profile") view = profileView({ app });
   else if (route.name === "admin" && state.me.roles.includes("admin")) view = adminView({ app });
   else if (route.name === "admin") view = { el: h("p", { class: "page", role: "alert", text: t("notAllowed") }) };
@@ -125,21 +129,24 @@ async function render(force = false) {
     view = chatView({ app, socket: state.socket, characters: state.characters || [], sessionId: route.arg });
     state.chat = view;
   }
-  show(route.name === "chat" || !["memory", "profile", "admin"].includes(route.name) ? "chat" : route.name, view);
+  show(route.name === "chat" || !["memory", "profile", "admin", "characters"].includes(route.name) ? "chat" : route.name, view);
 }
 
 function show(name, view) {
   state.view = name;
   const main = h("main", { id: "main", tabindex: "-1", class: `view-${name}` }, view.el);
   clear(root).append(
-    h("a", { class: "skip", href: "#main", text: t("skip"), onclick: (e) => { e.preventDefault(); main.focus(); } }),
+    h("a", {
+      class: "skip", href: "#main", text: view.skip ? view.skip.label : t("skip"),
+      onclick: (e) => { e.preventDefault(); (view.skip ? view.skip.target() : main).focus(); },
+    }),
     topbar(name), main);
 }
 
 session.onChange((kind, reason) => {
   if (kind !== "logout") return;
   stopSocket();
-  state.notice = reason === "expired" ? t("sessionExpired") : t("loggedOut");
+  state.notice = { expired: t("sessionExpired"), disabled: t("accountDisabledNotice"), deleted: t("accountDeletedNotice") }[reason] || t("loggedOut");
   if (window.location.hash !== "#/login") window.location.hash = "#/login";
   else render(true);
 });

@@ -5,6 +5,10 @@ import { refresh, session } from "./api.js";
 import { prefs } from "./prefs.js";
 
 const BACKOFF = [500, 1000, 2000, 4000, 8000, 10000];
+// A network that goes silent without closing the socket: a ping every PING ms, and the
+// connection is given up as lost when nothing at all has come for SILENCE ms (under 10 s).
+export const PING = 2500;
+export const SILENCE = 6000;
 
 export class ChatSocket {
   constructor({ onFrame, onState }) {
@@ -43,16 +47,39 @@ export class ChatSocket {
     this.ws = ws;
     ws.addEventListener("open", () => {
       this.fresh = true;
+      this.heard = Date.now();
+      this.beat();
       ws.send(JSON.stringify({ type: "auth", token: session.accessToken }));
     });
     ws.addEventListener("message", (event) => this.receive(event.data));
     ws.addEventListener("close", (event) => this.closed(ws, event));
   }
 
+  // While open: ping, and give the socket up when the network has gone silent.
+  beat() {
+    clearInterval(this.heartbeat);
+    this.heartbeat = setInterval(() => {
+      const ws = this.ws;
+      if (!ws || ws.readyState !== WebSocket.OPEN) return;
+      if (Date.now() - this.heard > SILENCE) {
+        clearInterval(this.heartbeat);
+        this.ws = null;
+        try { ws.close(4000, "silent"); } catch { /* closing a dead socket */ }
+        this.lost({ code: 4000 });
+        return;
+      }
+      // not yet authenticated: no ping (the server answers those too), so an auth message
+      // lost on the way is noticed as silence like the rest
+      if (this.fresh) return;
+      try { ws.send(JSON.stringify({ type: "ping" })); } catch { /* the close event follows */ }
+    }, PING);
+  }
+
   receive(data) {
+    this.heard = Date.now();
     let frame;
     try { frame = JSON.parse(data); } catch { return; }
-    if (!frame || typeof frame !== "object") return;
+    if (!frame || typeof frame !== "object" || frame.type === "pong") return;
     if (frame.type === "auth_ok") {
       // only a new connection's first auth_ok; later ones answer a renewed token
       if (!this.fresh) return;
@@ -76,11 +103,22 @@ export class ChatSocket {
     this.onFrame(frame);
   }
 
-  async closed(ws, event) {
+  closed(ws, event) {
     if (ws !== this.ws) return;
     this.ws = null;
+    return this.lost(event);
+  }
+
+  async lost(event) {
+    clearInterval(this.heartbeat);
     if (this.stopped) return this.setState("closed");
     this.setState("reconnecting");
+    // the account was disabled or deleted: no refresh can help, and the user is told why
+    const ended = event.code === 4401 && /\b(disabled|deleted)\b/.exec(event.reason || "");
+    if (ended) {
+      session.clear(ended[1]);
+      return this.close();
+    }
     if (event.code === 4401 || event.code === 1008 || this.needsRefresh) {
       this.needsRefresh = false;
       try { await refresh(); } catch { if (!session.signedIn) return this.close(); }
@@ -94,13 +132,15 @@ export class ChatSocket {
     this.ws.send(JSON.stringify(frame));
   }
 
-  // Send now if authenticated, else as soon as the socket is back.
+  // Send now if authenticated (true), else as soon as the socket is back (false).
   send(frame) {
-    if (this.state === "open" && this.ws && this.ws.readyState === WebSocket.OPEN) this.raw(frame);
-    else {
-      this.queue.push(frame);
-      if (!this.ws) this.connect();
+    if (this.state === "open" && this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this.raw(frame);
+      return true;
     }
+    this.queue.push(frame);
+    if (!this.ws) this.connect();
+    return false;
   }
 
   // Drop a queued frame that has not gone out (e.g. a cancelled request).
@@ -113,6 +153,7 @@ export class ChatSocket {
   close() {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearInterval(this.heartbeat);
     this.unsubscribe();
     if (this.ws) this.ws.close(1000, "bye");
     this.ws = null;

@@ -3,6 +3,7 @@
 import { h, formatTime } from "./dom.js";
 import { currentLang, t } from "./i18n.js";
 import { icon } from "./icons.js";
+import { weatherText } from "./wx.js";
 
 function parse(content) {
   try { return JSON.parse(content); } catch { return content; }
@@ -43,7 +44,7 @@ function weatherCard(w) {
     h("p", { class: "card-title" }, icon("cloud", 16), `${t("weather")} · ${w.city}`),
     h("p", { class: "weather-main" },
       h("span", { class: "weather-temp", text: `${num(w.temperature)} °${imperial ? "F" : "C"}` }),
-      h("span", { class: "weather-desc", text: w.description || "" })),
+      h("span", { class: "weather-desc", text: weatherText(w.description || "") })),
     h("dl", { class: "weather-facts" },
       typeof w.humidity === "number" ? [h("dt", { text: t("humidity") }), h("dd", { text: `${num(w.humidity, 0)} %` })] : null,
       typeof w.wind_speed === "number" ? [h("dt", { text: t("wind") }), h("dd", { text: `${num(w.wind_speed)} ${imperial ? "mph" : "m/s"}` })] : null,
