@@ -28,9 +28,9 @@ from aiohttp import web
 
 from sdk import services as service_names
 from sdk.cli import CliCommand
-from sdk.hooks import HookSpecs
 from sdk.errors import NotFound, Problem, ValidationFailed
 from sdk.events import KERNEL_STARTED, PLUGIN_STATE_CHANGED
+from sdk.hooks import HookSpecs
 from sdk.llm import check_provider_classes
 from sdk.net import ClientIP
 from sdk.plugin import Plugin, PluginContext, PluginEvent, PluginInfo, PluginState
