@@ -47,6 +47,8 @@ TOOL_EXAMPLES: dict[str, list[tuple[str, dict[str, Any]]]] = {
 # without asking about its weather among them).
 NO_TOOL_EXAMPLES = [
     "Hello, nice to meet you!",
+    "Good evening! How have you been?",
+    "やあ、調子はどう？",
     "Why do cats purr?",
     "面白い話をして。",
     "What is the tallest mountain in Japan?",
@@ -58,22 +60,24 @@ NO_TOOL_EXAMPLES = [
 
 # Messages and tool answers interleaved, so that no answer follows from position alone.
 _ORDER = [
-    "weather",
-    NONE,
-    "translate",
-    NONE,
-    "weather",
-    NONE,
-    "weather",
-    NONE,
-    NONE,
-    "weather",
     NONE,
     "weather",
     NONE,
     "translate",
     NONE,
     "weather",
+    NONE,
+    "weather",
+    NONE,
+    NONE,
+    "weather",
+    NONE,
+    "weather",
+    NONE,
+    "translate",
+    NONE,
+    "weather",
+    NONE,
 ]
 
 NO_TOOL_LINE = (
