@@ -177,6 +177,11 @@ class LLMProvider:
     async def start(self) -> None:
         """Open connections (called when the chat plugin starts)."""
 
+    def not_ready(self) -> str | None:
+        """Why this provider cannot answer yet (its model still loading), or None; the chat
+        plugin passes it to ``/readyz``. Keep it cheap."""
+        return None
+
     async def close(self) -> None:
         """Release connections and models."""
 

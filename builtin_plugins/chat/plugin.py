@@ -45,6 +45,10 @@ PROVIDER_SCHEMA: dict[str, Any] = {
         "api_key": {"type": "string", "x-secret": True},
         "model": {"type": "string"},
         "model_path": {"type": "string", "description": "llama_cpp: a GGUF file"},
+        "preload": {
+            "type": "boolean",
+            "description": "llama_cpp: load the model when the server starts (default true; /readyz waits for it)",
+        },
         "n_ctx": {"type": "integer", "minimum": 256},
         "n_threads": {"type": "integer", "minimum": 1},
         "max_tokens": {"type": "integer", "minimum": 1},
@@ -193,6 +197,11 @@ class ChatPlugin(Plugin):
 
     async def health(self) -> Health:
         return await self.service.health()
+
+    def not_ready(self) -> str | None:
+        """A local model still loading (``preload``): ``/readyz`` waits for it."""
+        providers = self.service.providers
+        return providers.not_ready() if providers is not None else None
 
     async def _user_deleted(self, event: events.Event) -> None:
         user_id = str(event.data.get("user_id") or "")

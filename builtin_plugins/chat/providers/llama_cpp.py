@@ -334,6 +334,30 @@ class LlamaCppProvider(LLMProvider):
         self._path: Path | None = None
         self._resolved = False
         self._gen_lock = asyncio.Lock()
+        self._preload: asyncio.Task[Any] | None = None
+
+    async def start(self) -> None:
+        """Load the model in the background now (``preload``, default on), so the first
+        turn does not wait seconds for it; ``not_ready`` says so meanwhile (``/readyz``)."""
+        if self.settings.get("preload", True):
+            self._preload = asyncio.create_task(self._warm(), name=f"llmmc-load-{self.name}")
+
+    async def _warm(self) -> None:
+        try:
+            await self._model()
+        except errors.Problem as exc:  # the first turn reports it again
+            log.warning("%s", exc.detail)
+
+    def not_ready(self) -> str | None:
+        task = self._preload
+        if task is not None and not task.done():
+            return f"provider {self.name!r} is loading its model"
+        return None
+
+    async def close(self) -> None:
+        task, self._preload = self._preload, None
+        if task is not None and not task.done():
+            task.cancel()  # the loading thread finishes on its own; nothing waits for it
 
     @property
     def model(self) -> str:

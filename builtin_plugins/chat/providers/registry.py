@@ -121,6 +121,9 @@ class ProviderRegistry:
     def checks(self) -> dict[str, Any]:
         return {name: p.health_check() for name, p in self.providers.items()}
 
+    def not_ready(self) -> str | None:
+        return next((r for p in self.providers.values() if (r := p.not_ready())), None)
+
     async def start(self) -> None:
         for provider in self.providers.values():
             if provider.unavailable_reason() is None:
