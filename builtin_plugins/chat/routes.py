@@ -347,6 +347,11 @@ class ChatRoutes:
         identity = req.require_identity()
         return await self.service.select(identity, req.match_info["message_id"])
 
+    async def delete_message(self, req: Request) -> Any:
+        identity = req.require_identity()
+        await self.service.delete_message(identity, req.match_info["message_id"])
+        return Response(None, status=204)
+
     async def export(self, req: Request) -> Any:
         identity = req.require_identity()
         session, messages = await self.service.export(identity, req.match_info["session_id"])
@@ -610,6 +615,20 @@ def chat_routes(service: ChatService) -> list[Route]:
             tags=TAGS,
             operation_id="chat_message_edit",
             responses={404: "No such message (or not yours)", **upstream},
+        ),
+        Route(
+            "DELETE",
+            f"{PREFIX}/messages/{{message_id}}",
+            h.delete_message,
+            status=204,
+            summary="Delete a message",
+            description="A user message goes with the replies that answered it (their "
+            "alternatives too); a reply goes alone: the next of its alternatives (else the "
+            "previous one) is shown, and without alternatives its user message stays, "
+            "unanswered. 422 NOT_DELETABLE for a tool round (it goes with its reply).",
+            tags=TAGS,
+            operation_id="chat_message_delete",
+            responses={404: "No such message (or not yours)", 422: "A tool round"},
         ),
         Route(
             "POST",

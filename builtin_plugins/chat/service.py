@@ -663,6 +663,19 @@ class ChatService:
         assert shown is not None
         return shown.public()
 
+    async def delete_message(self, identity: Identity, message_id: str) -> None:
+        """Delete a user message (with the replies that answered it) or a reply."""
+        found = await self.store.get_message(identity.user_id, message_id)
+        if found is None:
+            raise errors.NotFound("no such message", code="MESSAGE_NOT_FOUND")
+        if found.role == "tool" or found.tool_calls or found.part_of:
+            raise errors.ValidationFailed(
+                "a tool round is deleted with the reply it belongs to",
+                code="NOT_DELETABLE",
+                errors=[{"path": "/message_id", "message": "a tool round"}],
+            )
+        await self.store.delete_message(identity.user_id, found)
+
     async def export(
         self, identity: Identity, session_id: str
     ) -> tuple[dict[str, Any], list[Message]]:

@@ -647,6 +647,49 @@ class ChatStore:
         message.content = content
         self._recent.pop(message.session_id, None)
 
+    async def delete_message(self, user_id: str, message: Message) -> None:
+        """Delete a message: a user message with every reply that answered it (their
+        alternatives and tool rounds too); a reply with its tool rounds, the next of its
+        alternatives (else the previous one) becoming the shown one."""
+        sid = message.session_id
+
+        async def write(tx: Transaction) -> None:
+            if message.role == "user":
+                await tx.execute(
+                    "DELETE FROM chat_messages WHERE session_id = $1 AND user_id = $2"
+                    " AND (message_id = $3 OR reply_to = $3)",
+                    [sid, user_id, message.message_id],
+                )
+                await tx.execute(
+                    "DELETE FROM chat_turns WHERE user_id = $1 AND message_id = $2",
+                    [user_id, message.message_id],
+                )
+            else:
+                await tx.execute(
+                    "DELETE FROM chat_messages WHERE session_id = $1 AND user_id = $2"
+                    " AND (message_id = $3 OR part_of = $3)",
+                    [sid, user_id, message.message_id],
+                )
+                if message.alt_group and not message.hidden:
+                    rows = await tx.fetchall(
+                        "SELECT message_id, seq FROM chat_messages WHERE session_id = $1"
+                        " AND user_id = $2 AND alt_group = $3 AND part_of IS NULL"
+                        " AND role = 'assistant' ORDER BY seq",
+                        [sid, user_id, message.alt_group],
+                    )
+                    later = [r[0] for r in rows if r[1] > message.seq]
+                    shown = later[0] if later else (rows[-1][0] if rows else None)
+                    if shown is not None:
+                        await tx.execute(
+                            "UPDATE chat_messages SET hidden = false WHERE session_id = $1"
+                            " AND user_id = $2 AND (message_id = $3 OR part_of = $3)",
+                            [sid, user_id, shown],
+                        )
+            await recount(tx, user_id, sid)
+
+        await self.run_tx(write)
+        self._recent.pop(sid, None)
+
     async def update_reply(
         self,
         user_id: str,
