@@ -676,6 +676,16 @@ class ChatService:
             )
         await self.store.delete_message(identity.user_id, found)
 
+    async def persona(self, identity: Identity) -> dict[str, str]:
+        return await self.store.persona(identity.user_id)
+
+    async def set_persona(self, identity: Identity, body: dict[str, Any]) -> dict[str, str]:
+        """Change the fields given (kept on their own otherwise), stripped of outer space."""
+        current = await self.store.persona(identity.user_id)
+        name = " ".join(str(body.get("name", current["name"])).split())
+        description = str(body.get("description", current["description"])).strip()
+        return await self.store.set_persona(identity.user_id, name, description)
+
     async def export(
         self, identity: Identity, session_id: str
     ) -> tuple[dict[str, Any], list[Message]]:
