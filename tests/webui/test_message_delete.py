@@ -5,17 +5,23 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from playwright.sync_api import expect
 
 from tests.serverproc import ServerProcess
 
-from .conftest import DESKTOP, shot
+from .conftest import DESKTOP, PHONE, shot
 from .test_flow import send, sign_up
 from .test_pages import settled
 
 
-def test_delete_a_reply_and_a_message(open_page: Any, server: ServerProcess) -> None:
-    page = open_page(viewport=DESKTOP).page
+@pytest.mark.parametrize(
+    "viewport", [pytest.param(DESKTOP, id="desktop"), pytest.param(PHONE, id="phone")]
+)
+def test_delete_a_reply_and_a_message(
+    open_page: Any, server: ServerProcess, viewport: dict[str, int]
+) -> None:
+    page = open_page(viewport=viewport).page
     sign_up(page, server.url, "deleter")
     send(page, "first question")
     expect(page.locator("li.msg.assistant .body").last).to_have_text(
@@ -47,7 +53,7 @@ def test_delete_a_reply_and_a_message(open_page: Any, server: ServerProcess) -> 
     expect(page.locator("li.msg.assistant")).to_have_count(1)
     expect(page.locator("li.msg.user .body")).to_have_text(["first question", "second question"])
     expect(page.locator(".toast")).to_have_text("Deleted.")
-    shot(page, "desktop-reply-deleted")
+    shot(page, f"{'desktop' if viewport['width'] > 500 else 'phone'}-reply-deleted")
 
     # a user message goes with its reply
     asked.clear()
