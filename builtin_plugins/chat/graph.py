@@ -95,6 +95,8 @@ class Turn:
     status: str = "complete"
     # the characters this turn's user can see (and so nominate and hear)
     characters: dict[str, Character] = field(default_factory=dict)
+    # the user's persona {name, description} (read as the turn starts)
+    user_persona: dict[str, str] | None = None
 
     def where(self) -> dict[str, Any]:
         """Where a turn that failed left its messages: the session, the user message and
@@ -107,6 +109,19 @@ class Turn:
             if self.replies:
                 out["message_id"] = self.replies[-1]["message_id"]
         return out
+
+
+def user_persona_line(persona: dict[str, str] | None) -> str:
+    """The system line that tells a character who the user is ("" when nothing is set)."""
+    if not persona:
+        return ""
+    name, about = persona.get("name", "").strip(), persona.get("description", "").strip()
+    called = f"The user is called {name}" + ("" if name[-1:] in (".", "!", "?") else ".")
+    if name and about:
+        return f"{called} About them: {about}"
+    if name:
+        return called
+    return f"About the user: {about}" if about else ""
 
 
 class _TurnHolder:
@@ -280,6 +295,8 @@ class ConversationGraph:
 
     async def run(self, turn: Turn) -> Turn:
         self.begin(turn)  # (a no-op when the caller did, as ChatService.launch does)
+        if turn.user_persona is None:
+            turn.user_persona = await self.store.persona(turn.identity.user_id)
         holder = _TurnHolder(turn)
         try:
             await self.compiled.ainvoke(
@@ -657,6 +674,9 @@ class ConversationGraph:
             f"and do not start with your name."
         )
         system.append(rules)
+        line = user_persona_line(turn.user_persona)
+        if line:
+            system.append(line)
         if turn.memory:
             lines = "\n".join(f"- {m['content']}" for m in turn.memory)
             system.append(f"What you remember about the user and this conversation:\n{lines}")

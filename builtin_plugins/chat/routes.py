@@ -136,6 +136,24 @@ MESSAGE = {
     },
 }
 
+PERSONA = {
+    "type": "object",
+    "required": ["name", "description"],
+    "properties": {
+        "name": {"type": "string", "maxLength": 60},
+        "description": {"type": "string", "maxLength": 1000},
+    },
+}
+
+PERSONA_REQUEST = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "maxLength": 60},
+        "description": {"type": "string", "maxLength": 1000},
+    },
+}
+
 RENAME_REQUEST = {
     "type": "object",
     "required": ["title"],
@@ -346,6 +364,17 @@ class ChatRoutes:
     async def select(self, req: Request) -> Any:
         identity = req.require_identity()
         return await self.service.select(identity, req.match_info["message_id"])
+
+    async def delete_message(self, req: Request) -> Any:
+        identity = req.require_identity()
+        await self.service.delete_message(identity, req.match_info["message_id"])
+        return Response(None, status=204)
+
+    async def persona(self, req: Request) -> Any:
+        return await self.service.persona(req.require_identity())
+
+    async def set_persona(self, req: Request) -> Any:
+        return await self.service.set_persona(req.require_identity(), req.body or {})
 
     async def export(self, req: Request) -> Any:
         identity = req.require_identity()
@@ -612,6 +641,20 @@ def chat_routes(service: ChatService) -> list[Route]:
             responses={404: "No such message (or not yours)", **upstream},
         ),
         Route(
+            "DELETE",
+            f"{PREFIX}/messages/{{message_id}}",
+            h.delete_message,
+            status=204,
+            summary="Delete a message",
+            description="A user message goes with the replies that answered it (their "
+            "alternatives too); a reply goes alone: the next of its alternatives (else the "
+            "previous one) is shown, and without alternatives its user message stays, "
+            "unanswered. 422 NOT_DELETABLE for a tool round (it goes with its reply).",
+            tags=TAGS,
+            operation_id="chat_message_delete",
+            responses={404: "No such message (or not yours)", 422: "A tool round"},
+        ),
+        Route(
             "POST",
             f"{PREFIX}/sessions/{{session_id}}/continue",
             h.continue_,
@@ -625,6 +668,28 @@ def chat_routes(service: ChatService) -> list[Route]:
             tags=TAGS,
             operation_id="chat_session_continue",
             responses={**not_found, 409: "No reply to continue", **upstream},
+        ),
+        Route(
+            "GET",
+            f"{PREFIX}/persona",
+            h.persona,
+            response_schema=PERSONA,
+            summary="The caller's persona: what the characters are told about the user",
+            tags=TAGS,
+            operation_id="chat_persona",
+        ),
+        Route(
+            "PUT",
+            f"{PREFIX}/persona",
+            h.set_persona,
+            request_schema=PERSONA_REQUEST,
+            response_schema=PERSONA,
+            summary="Set the caller's persona (the fields given; empty strings clear it)",
+            description="`name` 0-60 characters, `description` 0-1000. When either is set, "
+            "every character's system prompt says who the user is.",
+            tags=TAGS,
+            operation_id="chat_persona_set",
+            responses={422: "A field is too long or unknown"},
         ),
         Route(
             "GET",

@@ -663,6 +663,29 @@ class ChatService:
         assert shown is not None
         return shown.public()
 
+    async def delete_message(self, identity: Identity, message_id: str) -> None:
+        """Delete a user message (with the replies that answered it) or a reply."""
+        found = await self.store.get_message(identity.user_id, message_id)
+        if found is None:
+            raise errors.NotFound("no such message", code="MESSAGE_NOT_FOUND")
+        if found.role == "tool" or found.tool_calls or found.part_of:
+            raise errors.ValidationFailed(
+                "a tool round is deleted with the reply it belongs to",
+                code="NOT_DELETABLE",
+                errors=[{"path": "/message_id", "message": "a tool round"}],
+            )
+        await self.store.delete_message(identity.user_id, found)
+
+    async def persona(self, identity: Identity) -> dict[str, str]:
+        return await self.store.persona(identity.user_id)
+
+    async def set_persona(self, identity: Identity, body: dict[str, Any]) -> dict[str, str]:
+        """Change the fields given (kept on their own otherwise), stripped of outer space."""
+        current = await self.store.persona(identity.user_id)
+        name = " ".join(str(body.get("name", current["name"])).split())
+        description = str(body.get("description", current["description"])).strip()
+        return await self.store.set_persona(identity.user_id, name, description)
+
     async def export(
         self, identity: Identity, session_id: str
     ) -> tuple[dict[str, Any], list[Message]]:

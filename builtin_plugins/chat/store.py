@@ -106,11 +106,22 @@ CHARACTERS = [
     )""",
     "INSERT INTO chat_versions (name, version) VALUES ('characters', 0) ON CONFLICT DO NOTHING",
 ]
+# The user's persona: what the user tells the characters about themself.
+PERSONAS = [
+    """CREATE TABLE IF NOT EXISTS chat_personas (
+        user_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL DEFAULT '',
+        description TEXT NOT NULL DEFAULT '',
+        updated_at TIMESTAMPTZ NOT NULL
+    )""",
+]
 MIGRATIONS = [
     Migration(1, "sessions and messages", SCHEMA),
     Migration(2, "message status, alternatives, positions; client message ids", MESSAGES_AS_DATA),
     Migration(3, "characters, avatars and their version", CHARACTERS),
+    Migration(4, "the user's persona", PERSONAS),
 ]
+PERSONA_TTL = 5.0  # seconds a persona read is reused (another instance's change shows after)
 
 STATUSES = ("complete", "stopped", "failed")
 
@@ -276,6 +287,8 @@ class ChatStore:
         self.batches = 0
         # users erased while a reply of theirs may still be in flight: drop its writes
         self._erased: OrderedDict[str, None] = OrderedDict()
+        # user_id -> (when read, persona)
+        self._personas: OrderedDict[str, tuple[float, dict[str, str]]] = OrderedDict()
 
     # ---- the writer -----------------------------------------------------------------
     def start(self) -> None:
@@ -353,6 +366,35 @@ class ChatStore:
                     self.write_errors += 1
                     log.error("chat store: writing a %s failed: %s", item.op, error)
                 item.done.set_exception(error)
+
+    # ---- the user's persona ------------------------------------------------------------
+    async def persona(self, user_id: str) -> dict[str, str]:
+        """The user's persona ``{name, description}`` (empty strings when never set); read
+        at most every PERSONA_TTL seconds per user (a turn's hot path reads no database)."""
+        cached = self._personas.get(user_id)
+        if cached is not None and time.monotonic() - cached[0] < PERSONA_TTL:
+            return dict(cached[1])
+        row = await self.db.fetchone(
+            "SELECT name, description FROM chat_personas WHERE user_id = $1", [user_id]
+        )
+        found = {"name": row[0], "description": row[1]} if row else {"name": "", "description": ""}
+        self._personas[user_id] = (time.monotonic(), found)
+        self._personas.move_to_end(user_id)
+        while len(self._personas) > self.cache_sessions * 4:
+            self._personas.popitem(last=False)
+        return dict(found)
+
+    async def set_persona(self, user_id: str, name: str, description: str) -> dict[str, str]:
+        await self.db.execute(
+            "INSERT INTO chat_personas (user_id, name, description, updated_at)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO UPDATE SET"
+            " name = excluded.name, description = excluded.description,"
+            " updated_at = excluded.updated_at",
+            [user_id, name, description, now()],
+        )
+        found = {"name": name, "description": description}
+        self._personas[user_id] = (time.monotonic(), found)
+        return dict(found)
 
     # ---- caches ---------------------------------------------------------------------
     def _remember_owner(self, session_id: str, user_id: str) -> None:
@@ -456,10 +498,12 @@ class ChatStore:
         await self.flush()
         for sid in [s for s, owner in self._owners.items() if owner == user_id]:
             self._forget(sid)
+        self._personas.pop(user_id, None)
 
         async with self.db.transaction() as tx:
             await tx.execute("DELETE FROM chat_messages WHERE user_id = $1", [user_id])
             await tx.execute("DELETE FROM chat_turns WHERE user_id = $1", [user_id])
+            await tx.execute("DELETE FROM chat_personas WHERE user_id = $1", [user_id])
             gone = await tx.fetchall(
                 "DELETE FROM chat_sessions WHERE user_id = $1 RETURNING session_id", [user_id]
             )
@@ -646,6 +690,49 @@ class ChatStore:
         await self.run_tx(write)
         message.content = content
         self._recent.pop(message.session_id, None)
+
+    async def delete_message(self, user_id: str, message: Message) -> None:
+        """Delete a message: a user message with every reply that answered it (their
+        alternatives and tool rounds too); a reply with its tool rounds, the next of its
+        alternatives (else the previous one) becoming the shown one."""
+        sid = message.session_id
+
+        async def write(tx: Transaction) -> None:
+            if message.role == "user":
+                await tx.execute(
+                    "DELETE FROM chat_messages WHERE session_id = $1 AND user_id = $2"
+                    " AND (message_id = $3 OR reply_to = $3)",
+                    [sid, user_id, message.message_id],
+                )
+                await tx.execute(
+                    "DELETE FROM chat_turns WHERE user_id = $1 AND message_id = $2",
+                    [user_id, message.message_id],
+                )
+            else:
+                await tx.execute(
+                    "DELETE FROM chat_messages WHERE session_id = $1 AND user_id = $2"
+                    " AND (message_id = $3 OR part_of = $3)",
+                    [sid, user_id, message.message_id],
+                )
+                if message.alt_group and not message.hidden:
+                    rows = await tx.fetchall(
+                        "SELECT message_id, seq FROM chat_messages WHERE session_id = $1"
+                        " AND user_id = $2 AND alt_group = $3 AND part_of IS NULL"
+                        " AND role = 'assistant' ORDER BY seq",
+                        [sid, user_id, message.alt_group],
+                    )
+                    later = [r[0] for r in rows if r[1] > message.seq]
+                    shown = later[0] if later else (rows[-1][0] if rows else None)
+                    if shown is not None:
+                        await tx.execute(
+                            "UPDATE chat_messages SET hidden = false WHERE session_id = $1"
+                            " AND user_id = $2 AND (message_id = $3 OR part_of = $3)",
+                            [sid, user_id, shown],
+                        )
+            await recount(tx, user_id, sid)
+
+        await self.run_tx(write)
+        self._recent.pop(sid, None)
 
     async def update_reply(
         self,

@@ -450,7 +450,8 @@ export function chatView({ app, socket, characters: all, sessionId }) {
   function userActions(m) {
     return h("div", { class: "actions", role: "group", "aria-label": t("messageActions") },
       actionButton("copy", t("copy"), () => copyText(m.content)),
-      actionButton("pencil", t("editMessage"), (e) => editMessage(m, e.currentTarget.closest("li"))));
+      actionButton("pencil", t("editMessage"), (e) => editMessage(m, e.currentTarget.closest("li"))),
+      actionButton("trash", t("deleteMessage"), () => deleteMessage(m)));
   }
 
   function replyActions(m, c) {
@@ -464,6 +465,7 @@ export function chatView({ app, socket, characters: all, sessionId }) {
       actionButton("copy", t("copy"), () => copyText(m.content)),
       actionButton("refresh", t("regenerate"), () => regenerate(m)),
       actionButton("forward", t("continueReply"), () => continueReply(m, c)),
+      actionButton("trash", t("deleteMessage"), () => deleteMessage(m)),
       nav);
   }
 
@@ -533,6 +535,19 @@ export function chatView({ app, socket, characters: all, sessionId }) {
   function continueReply(m, c) {
     const node = messages.querySelector(`:scope > li[data-id="${CSS.escape(m.message_id)}"]`);
     act(() => post(`/api/v1/chat/sessions/${enc(state.sessionId)}/continue`, { character: c.id }), node);
+  }
+
+  // A user message goes with the replies that answered it; a reply alone (its next
+  // alternative, if any, is shown instead). Asked first: nothing brings it back.
+  function deleteMessage(m) {
+    const user = m.role === "user";
+    if (!window.confirm(t(user ? "deleteMessageConfirm" : "deleteReplyConfirm"))) return;
+    const gone = (x) => x.message_id === m.message_id || (user && x.reply_to === m.message_id);
+    act(async () => {
+      await del(`/api/v1/chat/messages/${enc(m.message_id)}`);
+      state.messages = state.messages.filter((x) => !gone(x));
+      toast(t("messageDeleted"));
+    });
   }
 
   // A new reply streams over the socket in place of this one; the old one stays an alternative.

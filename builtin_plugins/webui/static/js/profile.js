@@ -1,6 +1,6 @@
-// Profile: today's tokens against the quota, API keys (made, copied once, revoked),
-// password change.
-import { ApiError, del, enc, get, post } from "./api.js";
+// Profile: today's tokens against the quota, the persona the characters are told about,
+// API keys (made, copied once, revoked), password change.
+import { ApiError, del, enc, get, post, put } from "./api.js";
 import { clear, field, formatDate, formatTime, h, uid } from "./dom.js";
 import { currentLang, formatNumber, t } from "./i18n.js";
 import { toast } from "./toast.js";
@@ -22,11 +22,25 @@ export function profileView({ app }) {
   const pwForm = h("form", { class: "stack-form", onsubmit: (e) => { e.preventDefault(); changePassword(); } },
     current.wrap, next.wrap, pwError, h("button", { type: "submit", class: "primary", text: t("changePassword") }));
 
+  // The user's persona: what the characters are told about the user.
+  const personaName = field({ name: "persona_name", label: t("personaName"), autocomplete: "nickname", required: false });
+  personaName.input.maxLength = 60;
+  const aboutId = uid("persona-about");
+  const about = h("textarea", { id: aboutId, name: "persona_description", rows: 4, maxlength: 1000, "aria-describedby": `${aboutId}-error` });
+  const aboutError = h("p", { class: "field-error", id: `${aboutId}-error`, "aria-live": "polite" });
+  const personaError = h("p", { class: "form-error", role: "alert" });
+  const personaForm = h("form", { class: "stack-form persona-form", onsubmit: (e) => { e.preventDefault(); savePersona(); } },
+    h("p", { class: "muted", text: t("personaIntro") }),
+    personaName.wrap,
+    h("div", { class: "field" }, h("label", { for: aboutId, text: t("personaDescription") }), about, aboutError),
+    personaError, h("button", { type: "submit", class: "primary", text: t("savePersona") }));
+
   const section = (id, title, ...body) => h("section", { class: "panel", "aria-labelledby": id }, h("h2", { id, text: title }), ...body);
   const el = h("div", { class: "page profile-page" },
     h("h1", { text: t("profile") }),
     section(uid("acc"), t("account"), account),
     section(uid("use"), t("usage"), usage),
+    section(uid("persona"), t("yourPersona"), personaForm),
     section(uid("keys"), t("apiKeys"), keyForm, fresh, keys),
     section(uid("pw"), t("changePassword"), pwForm));
 
@@ -102,6 +116,35 @@ export function profileView({ app }) {
     loadKeys();
   }
 
+  async function loadPersona() {
+    let p;
+    try { p = await get("/api/v1/chat/persona"); } catch (err) {
+      if (err instanceof ApiError && err.status === 404) { personaForm.closest("section").hidden = true; return; }
+      return app.fail(err);
+    }
+    personaName.input.value = p.name || "";
+    about.value = p.description || "";
+  }
+
+  async function savePersona() {
+    personaError.textContent = "";
+    for (const [f, e] of [[personaName.input, personaName.error], [about, aboutError]]) { e.textContent = ""; f.removeAttribute("aria-invalid"); }
+    try {
+      const p = await put("/api/v1/chat/persona", { name: personaName.input.value.trim(), description: about.value.trim() });
+      personaName.input.value = p.name;
+      about.value = p.description;
+      toast(t("personaSaved"));
+    } catch (err) {
+      if (!(err instanceof ApiError)) { personaError.textContent = String(err); return; }
+      const per = err.fieldErrors;
+      let placed = false;
+      for (const [name, input, e] of [["name", personaName.input, personaName.error], ["description", about, aboutError]]) {
+        if (per[name]) { e.textContent = per[name]; input.setAttribute("aria-invalid", "true"); placed = true; }
+      }
+      if (!placed) personaError.textContent = err.userMessage;
+    }
+  }
+
   async function changePassword() {
     pwError.textContent = "";
     for (const f of [current, next]) { f.error.textContent = ""; f.input.removeAttribute("aria-invalid"); }
@@ -122,6 +165,7 @@ export function profileView({ app }) {
   }
 
   loadMe();
+  loadPersona();
   loadKeys();
   return { el };
 }
