@@ -45,6 +45,7 @@ thread, at the lane's lower priority, and never spins. The float32 sessions cost
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import importlib.metadata
 import importlib.util
@@ -52,6 +53,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,6 +225,19 @@ def _features_of(path: Path) -> Callable[[list[str]], dict[str, np.ndarray]]:
 _SESSIONS: dict[str, _Sessions] = {}
 _TORCH_MODELS: dict[str, Any] = {}
 _LOAD_LOCK = threading.RLock()
+# When a run_async call last finished. ONNX Runtime's thread still holds on to the
+# interpreter for a moment after its callback has settled the call; if the interpreter
+# shuts down in that moment the thread is torn down mid-C++ and the process aborts
+# ("FATAL: exception not rethrown"). At exit, a process that used it lately waits 50 ms.
+_last_async = [0.0]
+
+
+@atexit.register
+def _let_callbacks_finish() -> None:
+    if time.monotonic() - _last_async[0] < 2.0:
+        time.sleep(0.05)
+
+
 # sentence-transformers' tokenizer wrapper may not be entered by two threads at once
 # ("Already borrowed": it changes its settings on every call), and every embedder of a
 # process shares the model's: the torch path is serialised.
@@ -278,7 +293,10 @@ class _Sessions:
                     loop.call_soon_threadsafe(_settle, done, outputs, error)
 
             self.started.run_async(None, _session_inputs(features), finished, None)
-            (hidden,) = await done
+            try:
+                (hidden,) = await done
+            finally:
+                _last_async[0] = time.monotonic()
             vectors.append(_mean_pooled(hidden, features["attention_mask"]))
         return np.concatenate(vectors)
 
