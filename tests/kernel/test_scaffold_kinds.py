@@ -20,37 +20,34 @@ PIP = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-bui
 KINDS = {"routes": 3, "tool": 4, "provider": 4}
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
-def test_each_kind_installs_is_discovered_and_passes_its_tests(kind: str, tmp_path: Path) -> None:
-    name = f"scaf_{kind}"
-    root = create_plugin(name, tmp_path, kind)
-    assert root == tmp_path / f"llmmultichat-scaf-{kind}"
-    subprocess.run([*PIP, "-e", str(root)], check=True, timeout=300)
+def test_each_kind_installs_is_discovered_and_passes_its_tests(tmp_path: Path) -> None:
+    roots = {kind: create_plugin(f"scaf_{kind}", tmp_path, kind) for kind in KINDS}
+    for kind, root in roots.items():
+        assert root == tmp_path / f"llmmultichat-scaf-{kind}"
+    # one pip run for the three (each run costs seconds of resolving)
+    subprocess.run(
+        [*PIP, *(x for r in roots.values() for x in ("-e", str(r)))], check=True, timeout=300
+    )
     try:
         listing = subprocess.run(
             [str(BIN), "plugins"], capture_output=True, text=True, timeout=120, cwd=str(tmp_path)
         )
-        assert any(x.startswith(f"{name} ") for x in listing.stdout.splitlines()), listing
-        result = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=str(root),
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert f"{KINDS[kind]} passed" in result.stdout
+        for kind in KINDS:
+            assert any(x.startswith(f"scaf_{kind} ") for x in listing.stdout.splitlines()), listing
+        for kind, root in roots.items():
+            result = subprocess.run(
+                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root)],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                cwd=str(root),
+            )
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert f"{KINDS[kind]} passed" in result.stdout, (kind, result.stdout)
     finally:
+        names = [f"llmmultichat-scaf-{kind}" for kind in KINDS]
         subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "uninstall",
-                "--quiet",
-                "-y",
-                f"llmmultichat-scaf-{kind}",
-            ],
+            [sys.executable, "-m", "pip", "uninstall", "--quiet", "-y", *names],
             check=False,
             timeout=120,
         )
