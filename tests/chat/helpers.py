@@ -91,3 +91,17 @@ async def frames_until(ws: Any, predicate: Any, limit: float = 10) -> list[dict[
 def is_done(rid: str) -> Any:
     """Matches the frame that ends request ``rid``."""
     return lambda f: f.get("request_id") == rid and f["type"] in ("complete", "error")
+
+
+async def history(client: Any, sid: str, h: dict[str, str]) -> list[dict[str, Any]]:
+    """A session's messages, as the history route answers them."""
+    r = await client.get(f"/api/v1/chat/history/{sid}", headers=h)
+    assert r.status == 200, await r.text()
+    return (await r.json())["messages"]
+
+
+async def chat(client: Any, h: dict[str, str], **body: Any) -> dict[str, Any]:
+    """One ``POST /api/v1/chat`` that must succeed; its answer."""
+    r = await client.post("/api/v1/chat", json=body, headers=h)
+    assert r.status == 200, await r.text()
+    return await r.json()

@@ -6,20 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.chat.helpers import chat_config
+from tests.chat.helpers import chat, chat_config, history
 from tests.fakes.openai_server import FakeOpenAI
-
-
-async def history(client: Any, sid: str, h: dict[str, str]) -> list[dict[str, Any]]:
-    r = await client.get(f"/api/v1/chat/history/{sid}", headers=h)
-    assert r.status == 200, await r.text()
-    return (await r.json())["messages"]
-
-
-async def chat(client: Any, h: dict[str, str], **body: Any) -> dict[str, Any]:
-    r = await client.post("/api/v1/chat", json=body, headers=h)
-    assert r.status == 200, await r.text()
-    return await r.json()
 
 
 async def count(client: Any, sid: str, h: dict[str, str]) -> int:

@@ -6,22 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
-from tests.chat.helpers import chat_config, frames_until, is_done, read_sse
+from tests.chat.helpers import chat, chat_config, frames_until, history, is_done, read_sse
 from tests.fakes.openai_server import FakeOpenAI
-
-
-async def history(client: Any, sid: str, h: dict[str, str]) -> list[dict[str, Any]]:
-    r = await client.get(f"/api/v1/chat/history/{sid}", headers=h)
-    assert r.status == 200, await r.text()
-    return (await r.json())["messages"]
-
-
-async def chat(client: Any, h: dict[str, str], **body: Any) -> dict[str, Any]:
-    r = await client.post("/api/v1/chat", json=body, headers=h)
-    assert r.status == 200, await r.text()
-    return await r.json()
 
 
 async def test_a_failed_reply_keeps_its_text_and_the_users_message(llmmc, database_url):

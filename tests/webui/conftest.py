@@ -177,12 +177,10 @@ def upstreams() -> Iterator[Upstreams]:
         ups.close()
 
 
-@pytest.fixture(scope="session")
-def server(
-    upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    workdir = tmp_path_factory.mktemp("webui")
-    proc = ServerProcess(server_config(upstreams), workdir)
+def server_with_admin(config: dict[str, Any], workdir: Path) -> Iterator[ServerProcess]:
+    """A real server on ``config`` whose administrator ``ADMIN`` was made with
+    ``users create-admin`` before it started; stopped when the caller is done."""
+    proc = ServerProcess(config, workdir)
     made = subprocess.run(
         [
             str(BIN),
@@ -202,6 +200,13 @@ def server(
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="session")
+def server(
+    upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    yield from server_with_admin(server_config(upstreams), tmp_path_factory.mktemp("webui"))
 
 
 @pytest.fixture(scope="module")

@@ -6,16 +6,15 @@ plugin's history."""
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.serverproc import BIN, ServerProcess
+from tests.serverproc import ServerProcess
 
-from .conftest import ADMIN, Upstreams, server_config, shot
+from .conftest import ADMIN, Upstreams, server_config, server_with_admin, shot
 from .test_messages import WIDTHS, label
 
 
@@ -25,27 +24,7 @@ def plugin_server(
 ) -> Iterator[ServerProcess]:
     config = server_config(upstreams)
     config["plugins"]["enabled"] = ["pluginadmin", *config["plugins"]["enabled"]]
-    workdir = tmp_path_factory.mktemp("pluginadmin")
-    proc = ServerProcess(config, workdir)
-    made = subprocess.run(
-        [
-            str(BIN),
-            *("users", "create-admin", "--config", str(proc.config_path)),
-            *("--email", ADMIN["email"], "--username", ADMIN["username"]),
-        ],
-        env={**proc.env, "LLMMC_ADMIN_PASSWORD": ADMIN["password"]},
-        cwd=str(workdir),
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=120,
-    )
-    assert made.returncode == 0, made.stdout + made.stderr
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
+    yield from server_with_admin(config, tmp_path_factory.mktemp("pluginadmin"))
 
 
 def admin_page(open_page: Any, base: str, viewport: dict[str, int]) -> Any:
